@@ -1,0 +1,1 @@
+"""TLS, trust anchors, the trust list and the development PKI (stdlib + cryptography)."""

@@ -1,0 +1,93 @@
+"""Encryption at rest (DESIGN.md §6).
+
+- A master key (32 random bytes, in a 0600 file outside the database) wraps one data
+  key per mailbox with AES-256-GCM; the associated data binds the wrapped key to its
+  mailbox, so a wrapped key copied onto another mailbox row fails to unwrap.
+- Every blob is sealed with its mailbox's data key, a fresh 96-bit random nonce
+  (NIST SP 800-38D §8.2.2; far below the 2^32 messages per key bound), and its identity
+  (mailbox, blob id, part) as associated data: a blob moved to another row or mailbox
+  fails to decrypt instead of leaking.
+- Unwrapped data keys live only in memory (cached), never logged, never written.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+NONCE_LEN = 12
+KEY_LEN = 32
+
+
+class CryptoError(Exception):
+    """Decryption failed: wrong key, tampered or misplaced ciphertext."""
+
+
+class MasterKey:
+    def __init__(self, key: bytes):
+        if len(key) != KEY_LEN:
+            raise ValueError("master key must be 32 bytes")
+        self._aead = AESGCM(key)
+        # key id: lets rotation (re-wrapping) tell which master key wrapped a data key
+        self.key_id = hashlib.sha256(b"mssante-relay/master-key-id/" + key).hexdigest()[:16]
+        self._log_key = hmac.new(key, b"mssante-relay/log-pseudonym/v1", hashlib.sha256).digest()
+
+    @classmethod
+    def generate(cls, path: Path) -> "MasterKey":
+        key = AESGCM.generate_key(bit_length=256)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(base64.b64encode(key).decode() + "\n")
+        return cls(key)
+
+    @classmethod
+    def load(cls, path: Path) -> "MasterKey":
+        try:
+            raw = base64.b64decode(path.read_text().strip(), validate=True)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read master key {path}: {e}") from None
+        return cls(raw)
+
+    def wrap(self, data_key: bytes, owner: str) -> bytes:
+        nonce = os.urandom(NONCE_LEN)
+        return nonce + self._aead.encrypt(nonce, data_key, _owner_aad(owner))
+
+    def unwrap(self, wrapped: bytes, owner: str) -> bytes:
+        try:
+            return self._aead.decrypt(wrapped[:NONCE_LEN], wrapped[NONCE_LEN:], _owner_aad(owner))
+        except InvalidTag:
+            raise CryptoError("data key does not unwrap with this master key for this mailbox") from None
+
+    def pseudonym(self, ins: str) -> str:
+        """Keyed hash of an INS for logs: stable within an instance, not reversible by
+        enumerating the ~10^13 possible INS as a plain hash would be."""
+        return hmac.new(self._log_key, ins.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def _owner_aad(owner: str) -> bytes:
+    return b"mssante-relay/data-key/v1/" + owner.encode()
+
+
+def new_data_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def blob_aad(owner: str, blob_id: str, part: str) -> bytes:
+    return f"mssante-relay/blob/v1/{owner}/{blob_id}/{part}".encode()
+
+
+def seal(aead: AESGCM, plaintext: bytes, aad: bytes) -> bytes:
+    nonce = os.urandom(NONCE_LEN)
+    return nonce + aead.encrypt(nonce, plaintext, aad)
+
+
+def open_sealed(aead: AESGCM, sealed: bytes, aad: bytes) -> bytes:
+    try:
+        return aead.decrypt(sealed[:NONCE_LEN], sealed[NONCE_LEN:], aad)
+    except InvalidTag:
+        raise CryptoError("blob does not decrypt: tampered, or not where it was stored") from None

@@ -1,0 +1,71 @@
+"""Tables of the store (SQLAlchemy 2 declarative). Nothing here is plaintext health
+content: bodies live sealed in `blobs` (see crypto.py); sizes, dates and flags are not
+secret and let IMAP answer without decrypting."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (DateTime, ForeignKey, Index, Integer, LargeBinary, String,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Folders every mailbox gets, with their RFC 6154 special-use attribute.
+DEFAULT_FOLDERS: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Archive", "\\Archive"),
+)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Mailbox(Base):
+    __tablename__ = "mailboxes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ins: Mapped[str] = mapped_column(String(15), unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    notify_email: Mapped[str | None] = mapped_column(String(320))
+    data_key_wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Folder(Base):
+    __tablename__ = "folders"
+    __table_args__ = (UniqueConstraint("mailbox_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    special_use: Mapped[str | None] = mapped_column(String(32))
+    # RFC 3501 §2.3.1.1: UIDs strictly ascend within a folder and never repeat for the
+    # same UIDVALIDITY; uidnext is only ever incremented, inside the writer transaction.
+    uidvalidity: Mapped[int] = mapped_column(Integer)
+    uidnext: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Blob(Base):
+    __tablename__ = "blobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random, also in the AAD
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)  # nonce || AES-256-GCM(ciphertext+tag)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("folder_id", "uid"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
+    uid: Mapped[int] = mapped_column(Integer)
+    blob_id: Mapped[str] = mapped_column(ForeignKey("blobs.id"))
+    flags: Mapped[str] = mapped_column(String(1024), default="")  # space-separated
+    internal_date: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    size: Mapped[int] = mapped_column(Integer)  # RFC822.SIZE of the stored bytes
+
+
+Index("ix_messages_blob", Message.blob_id)

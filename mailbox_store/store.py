@@ -1,0 +1,281 @@
+"""The store API: the only way protocol code reads or writes mailboxes.
+
+Implementation notes:
+- Writes go through the single `Writer` (group commit); reads use pooled connections,
+  which SQLite's WAL lets run beside the writer without blocking it.
+- Durability (SQLite): journal_mode=WAL with synchronous=FULL makes every COMMIT fsync
+  the WAL before it returns, so a committed delivery survives a crash or a power cut
+  (with NORMAL, WAL commits may be lost on power failure). busy_timeout makes a
+  process wait for another's lock instead of failing at once.
+- Bodies are sealed before they reach the writer (crypto.py): the writer only inserts.
+- The schema is created at open; `schema_version` records it for migrations.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import (URL, Connection, Engine, case, create_engine, event, func, insert, make_url,
+                        select, update)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from mailbox_store.crypto import MasterKey, blob_aad, new_data_key, open_sealed, seal
+from mailbox_store.feed import Change, Feed
+from mailbox_store.models import DEFAULT_FOLDERS, Base, Blob, Folder, Mailbox, Message
+from mailbox_store.writer import Writer
+from policy.recipients import MailboxState
+
+SCHEMA_VERSION = 1
+
+
+class StoreError(Exception):
+    pass
+
+
+class MailboxExists(StoreError):
+    pass
+
+
+class NoSuchMailbox(StoreError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxInfo:
+    id: int
+    ins: str
+    state: MailboxState
+    notify_email: str | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FolderInfo:
+    name: str
+    special_use: str | None
+    uidvalidity: int
+    uidnext: int
+    messages: int
+    unseen: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInfo:
+    uid: int
+    size: int
+    flags: tuple[str, ...]
+    internal_date: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    mailbox_id: int
+    folder: str
+    uid: int
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _sync_url(url: str) -> URL:
+    """The synchronous driver of the same database, for the writer thread."""
+    u = make_url(url)
+    sync_driver = {"sqlite+aiosqlite": "sqlite", "postgresql+asyncpg": "postgresql+psycopg"}
+    return u.set(drivername=sync_driver.get(u.drivername, u.drivername))
+
+
+def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, emit BEGIN, so SAVEPOINTs work
+        # (SQLAlchemy docs, "Serializable isolation / Savepoints" for pysqlite/aiosqlite).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # The writer takes the write lock at BEGIN: a deferred transaction that upgrades
+        # later can fail at once with SQLITE_BUSY_SNAPSHOT, which busy_timeout cannot cure.
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _create_schema(conn: Connection) -> tuple[None, list[Change]]:
+    Base.metadata.create_all(conn)
+    conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    if conn.exec_driver_sql("SELECT count(*) FROM schema_version").scalar() == 0:
+        conn.exec_driver_sql(f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION})")
+    return None, []
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,
+                 max_batch: int = 64):
+        self.engine = engine
+        self.master = master
+        self.feed = feed
+        self.writer = Writer(write_engine, feed, max_batch=max_batch)
+        self._write_engine = write_engine
+        self._keys: dict[int, AESGCM] = {}
+
+    @classmethod
+    async def open(cls, url: str, master: MasterKey, feed: Feed | None = None,
+                   max_batch: int = 64, busy_timeout_ms: int = 10_000) -> "Store":
+        engine = create_async_engine(url)
+        write_engine = create_engine(_sync_url(url), pool_size=1, max_overflow=0)
+        if engine.dialect.name == "sqlite":
+            _install_sqlite_pragmas(engine.sync_engine, busy_timeout_ms)
+            _install_sqlite_pragmas(write_engine, busy_timeout_ms)
+        store = cls(engine, write_engine, master, feed or Feed(), max_batch)
+        store.writer.start()
+        await store.writer.submit(_create_schema)
+        return store
+
+    async def close(self) -> None:
+        await self.writer.close()
+        self._write_engine.dispose()
+        await self.engine.dispose()
+
+    # ---- mailboxes -------------------------------------------------------------
+
+    async def create_mailbox(self, ins: str, state: MailboxState = MailboxState.PENDING,
+                             password_hash: str | None = None,
+                             notify_email: str | None = None) -> MailboxInfo:
+        wrapped = self.master.wrap(new_data_key(), ins)
+        now = dt.datetime.now(dt.timezone.utc)
+        uidvalidity = int(time.time())
+
+        def job(conn: Connection) -> tuple[MailboxInfo, list[Change]]:
+            try:
+                mid = conn.execute(insert(Mailbox).values(
+                    ins=ins, state=state.value, password_hash=password_hash,
+                    notify_email=notify_email, data_key_wrapped=wrapped,
+                    master_key_id=self.master.key_id, created_at=now)
+                    .returning(Mailbox.id)).scalar_one()
+            except IntegrityError:
+                raise MailboxExists(f"mailbox {ins} already exists") from None
+            conn.execute(insert(Folder), [
+                {"mailbox_id": mid, "name": name, "special_use": su,
+                 "uidvalidity": uidvalidity, "uidnext": 1} for name, su in DEFAULT_FOLDERS])
+            return MailboxInfo(mid, ins, state, notify_email, now), []
+
+        return await self.writer.submit(job)
+
+    @staticmethod
+    def _info(row: Any) -> MailboxInfo:
+        created = row.created_at
+        if created.tzinfo is None:  # SQLite drops the zone; we always store UTC
+            created = created.replace(tzinfo=dt.timezone.utc)
+        return MailboxInfo(row.id, row.ins, MailboxState(row.state), row.notify_email, created)
+
+    async def get_mailbox(self, ins: str) -> MailboxInfo | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
+                                             Mailbox.created_at).where(Mailbox.ins == ins))).first()
+        return self._info(row) if row else None
+
+    async def list_mailboxes(self) -> list[MailboxInfo]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
+                                              Mailbox.created_at).order_by(Mailbox.ins))).all()
+        return [self._info(r) for r in rows]
+
+    async def set_state(self, ins: str, state: MailboxState) -> MailboxInfo:
+        def job(conn: Connection) -> tuple[MailboxInfo, list[Change]]:
+            n = conn.execute(update(Mailbox).where(Mailbox.ins == ins).values(state=state.value)).rowcount
+            if n != 1:
+                raise NoSuchMailbox(f"no mailbox for INS {ins}")
+            row = conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
+                                      Mailbox.created_at).where(Mailbox.ins == ins)).one()
+            return self._info(row), []
+
+        return await self.writer.submit(job)
+
+    async def folders(self, ins: str) -> list[FolderInfo]:
+        mbox = await self.get_mailbox(ins)
+        if mbox is None:
+            raise NoSuchMailbox(f"no mailbox for INS {ins}")
+        unseen = func.sum(case((Message.id.is_(None), 0), (Message.flags.like("%\\Seen%"), 0), else_=1))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(Folder.name, Folder.special_use, Folder.uidvalidity, Folder.uidnext,
+                       func.count(Message.id), func.coalesce(unseen, 0))
+                .outerjoin(Message, Message.folder_id == Folder.id)
+                .where(Folder.mailbox_id == mbox.id).group_by(Folder.id).order_by(Folder.id))).all()
+        return [FolderInfo(*r) for r in rows]
+
+    # ---- keys ---------------------------------------------------------------------
+
+    async def _data_key(self, mailbox_id: int, ins: str) -> AESGCM:
+        aead = self._keys.get(mailbox_id)
+        if aead is None:
+            async with self.engine.connect() as conn:
+                wrapped = (await conn.execute(select(Mailbox.data_key_wrapped)
+                                              .where(Mailbox.id == mailbox_id))).scalar_one()
+            aead = AESGCM(self.master.unwrap(wrapped, ins))
+            self._keys[mailbox_id] = aead
+        return aead
+
+    # ---- messages -------------------------------------------------------------------
+
+    async def deliver(self, mailboxes: Sequence[MailboxInfo], raw: bytes,
+                      internal_date: dt.datetime | None = None, folder: str = "INBOX",
+                      flags: Sequence[str] = ()) -> list[Delivered]:
+        """Store one message in each mailbox's folder, all or nothing, durably."""
+        when = internal_date or dt.datetime.now(dt.timezone.utc)
+        rows = []
+        for mb in mailboxes:
+            blob_id = uuid.uuid4().hex
+            sealed = seal(await self._data_key(mb.id, mb.ins), raw, blob_aad(mb.ins, blob_id, "raw"))
+            rows.append((mb, blob_id, sealed))
+        flag_text = " ".join(flags)
+
+        def job(conn: Connection) -> tuple[list[Delivered], list[Change]]:
+            out: list[Delivered] = []
+            for mb, blob_id, sealed in rows:
+                # RETURNING the pre-increment value: the UID is taken in the same
+                # statement that advances UIDNEXT (RFC 3501 §2.3.1.1).
+                fid, uid = conn.execute(
+                    update(Folder).where(Folder.mailbox_id == mb.id, Folder.name == folder)
+                    .values(uidnext=Folder.uidnext + 1)
+                    .returning(Folder.id, Folder.uidnext - 1)).one()
+                conn.execute(insert(Blob).values(id=blob_id, mailbox_id=mb.id, sealed=sealed))
+                conn.execute(insert(Message).values(folder_id=fid, uid=uid, blob_id=blob_id,
+                                                    flags=flag_text, internal_date=when, size=len(raw)))
+                out.append(Delivered(mb.id, folder, uid))
+            return out, [Change("message.new", d.mailbox_id, d.folder, d.uid) for d in out]
+
+        return await self.writer.submit(job)
+
+    async def messages(self, ins: str, folder: str = "INBOX") -> list[MessageInfo]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(Message.uid, Message.size, Message.flags, Message.internal_date)
+                .join(Folder, Folder.id == Message.folder_id).join(Mailbox, Mailbox.id == Folder.mailbox_id)
+                .where(Mailbox.ins == ins, Folder.name == folder).order_by(Message.uid))).all()
+        return [MessageInfo(r.uid, r.size, tuple(r.flags.split()), r.internal_date) for r in rows]
+
+    async def fetch_raw(self, ins: str, folder: str, uid: int) -> bytes:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                select(Mailbox.id, Blob.id.label("blob_id"), Blob.sealed)
+                .join(Folder, Folder.mailbox_id == Mailbox.id)
+                .join(Message, Message.folder_id == Folder.id)
+                .join(Blob, Blob.id == Message.blob_id)
+                .where(Mailbox.ins == ins, Folder.name == folder, Message.uid == uid))).first()
+        if row is None:
+            raise StoreError(f"no message {folder}/{uid}")
+        return open_sealed(await self._data_key(row.id, ins), row.sealed, blob_aad(ins, row.blob_id, "raw"))

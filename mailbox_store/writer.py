@@ -1,0 +1,153 @@
+"""The single write path with group commit (DESIGN.md §6).
+
+Implementation notes (invariants a newcomer must not break):
+- Every write of the daemon goes through `Writer.submit`. Jobs queued while a commit
+  is in flight are applied together in the next transaction, so N concurrent
+  deliveries cost one fsync, not N, and no two writers of this process ever compete
+  for SQLite's lock ("database is locked" cannot happen between our own sessions).
+- A batch runs whole in one dedicated thread on a synchronous connection of the same
+  database: one hop from the event loop per batch instead of one per statement (the
+  async driver's per-statement hop made the store 4.6x slower: 339 against 1,567
+  deliveries/s measured on this machine). The event loop never waits on SQLite.
+- Each job runs inside its own SAVEPOINT: a job that fails is rolled back alone and
+  its caller gets the exception; the rest of the group commits.
+- A caller's future is resolved only after COMMIT returned, i.e. after the WAL was
+  fsynced (synchronous=FULL, see store.py): the MX says 250 only then.
+- Changes are published on the feed after the commit, never before.
+- Another process (the CLI) may hold the lock for a moment: BEGIN IMMEDIATE waits for
+  it up to busy_timeout, and a batch that still meets "database is locked" is retried
+  whole, a bounded number of times, before its callers get the error.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+from mailbox_store.feed import Change, Feed
+
+log = structlog.get_logger("mailbox_store.writer")
+R = TypeVar("R")
+# A job runs synchronously on the writer's connection and returns its result and the
+# changes to publish once committed.
+Job = Callable[[Connection], tuple[Any, list[Change]]]
+
+
+@dataclass
+class _Pending:
+    job: Job
+    future: asyncio.Future[Any]
+    result: Any = None
+    error: BaseException | None = None
+    changes: list[Change] = field(default_factory=list)
+
+
+class WriterClosed(RuntimeError):
+    pass
+
+
+class Writer:
+    def __init__(self, engine: Engine, feed: Feed, max_batch: int = 64, lock_retries: int = 5):
+        self._engine = engine
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._feed = feed
+        self._max_batch = max_batch
+        self._lock_retries = lock_retries
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches = 0
+        self.jobs = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="store-writer")
+
+    async def submit(self, job: Job) -> Any:
+        if self._closing or self._task is None:
+            raise WriterClosed("the store is closing")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(job, fut))
+        return await fut
+
+    async def close(self) -> None:
+        """Commit everything already submitted, then stop."""
+        if self._task is None:
+            return
+        self._closing = True
+        self._queue.put_nowait(None)
+        await self._task
+        self._task = None
+        self._thread.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            await self._commit(batch)
+
+    def _apply(self, conn: Connection, batch: list[_Pending]) -> None:
+        for p in batch:
+            p.error, p.result, p.changes = None, None, []
+            try:
+                with conn.begin_nested():
+                    p.result, p.changes = p.job(conn)
+            except Exception as e:  # the job's own failure: rolled back to its savepoint
+                p.error = e
+
+    def _transaction(self, batch: list[_Pending]) -> None:
+        with self._engine.connect() as conn:
+            conn = conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                self._apply(conn, batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        for attempt in range(self._lock_retries + 1):
+            try:
+                await loop.run_in_executor(self._thread, self._transaction, batch)
+                break
+            except OperationalError as e:
+                if "locked" in str(e) and attempt < self._lock_retries:
+                    log.warning("store.locked_retry", attempt=attempt + 1, jobs=len(batch))
+                    await asyncio.sleep(0.05 * 2 ** attempt)
+                    continue
+                self._fail(batch, e)
+                return
+            except Exception as e:
+                self._fail(batch, e)
+                return
+        self.batches += 1
+        self.jobs += len(batch)
+        changes: list[Change] = []
+        for p in batch:
+            if p.future.done():
+                continue
+            if p.error is not None:
+                p.future.set_exception(p.error)
+            else:
+                p.future.set_result(p.result)
+                changes.extend(p.changes)
+        if changes:
+            self._feed.publish(changes)
+
+    @staticmethod
+    def _fail(batch: list[_Pending], error: BaseException) -> None:
+        log.error("store.commit_failed", error=type(error).__name__, jobs=len(batch))
+        for p in batch:
+            if not p.future.done():
+                p.future.set_exception(error)

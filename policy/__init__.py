@@ -1,0 +1,1 @@
+"""Pure decisions of the patient.mssante.fr operator: no I/O, standard library only."""

@@ -1,0 +1,64 @@
+"""The `Decision` type: what a protocol front answers, decided by policy.
+
+Every refusal carries an SMTP reply code, an enhanced status code (RFC 3463) and a
+text in French first, English after a " / " (STYLE.md), so a professional's operator
+can turn it into a "Message non distribué" notice a person understands.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    code: int
+    status: str  # RFC 3463 enhanced status code, e.g. "5.7.1"
+    fr: str
+    en: str
+    rule: str  # short machine name of the rule, for logs and metrics
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.code < 400
+
+    def smtp(self) -> str:
+        """The reply line, with the enhanced status code (RFC 2034)."""
+        return f"{self.code} {self.status} {self.fr} / {self.en}"
+
+
+def ok(rule: str = "ok", en: str = "OK", fr: str = "OK") -> Decision:
+    return Decision(250, "2.1.5" if rule == "rcpt" else "2.0.0", fr, en, rule)
+
+
+STARTTLS_REQUIRED = Decision(
+    530, "5.7.0", "STARTTLS obligatoire avant MAIL", "Must issue a STARTTLS command first",
+    "starttls_required")
+CLIENT_CERT_REQUIRED = Decision(
+    530, "5.7.0", "Certificat client IGC-Santé obligatoire",
+    "A client certificate chaining to IGC-Sante is required", "client_cert_required")
+SENDER_NOT_TRUSTED = Decision(
+    550, "5.7.1", "Domaine expéditeur absent de la liste blanche MSSanté pour ce certificat",
+    "Sender domain not on the MSSante trust list for this certificate", "sender_not_trusted")
+RELAY_DENIED = Decision(
+    550, "5.7.1", "Relais refusé: seul le domaine patient.mssante.fr est servi ici",
+    "Relay access denied: only patient.mssante.fr is served here", "relay_denied")
+BAD_INS = Decision(
+    501, "5.1.3", "Adresse patient invalide: matricule INS ou clé incorrects",
+    "Bad patient address: malformed INS or wrong key", "bad_ins")
+UNKNOWN_MAILBOX = Decision(
+    550, "5.1.1", "Boîte aux lettres patient inconnue",
+    "Unknown patient mailbox", "unknown_mailbox")
+MAILBOX_DISABLED = Decision(
+    550, "5.2.1", "Boîte aux lettres patient fermée ou opposée",
+    "Patient mailbox closed or opposed", "mailbox_disabled")
+TOO_MANY_RECIPIENTS = Decision(
+    452, "4.5.3", "Trop de destinataires", "Too many recipients", "too_many_recipients")
+MESSAGE_TOO_BIG = Decision(
+    552, "5.3.4", "Message trop volumineux (25 Mo au plus)",
+    "Message size exceeds fixed maximum message size (25 MB)", "message_too_big")
+BARE_LINE_ENDING = Decision(
+    500, "5.5.2", "CR ou LF isolé interdit dans DATA (RFC 5321 §2.3.8)",
+    "Bare CR or LF in DATA refused (RFC 5321 section 2.3.8)", "bare_line_ending")
+STORE_UNAVAILABLE = Decision(
+    451, "4.3.0", "Erreur temporaire du stockage, réessayez plus tard",
+    "Temporary storage failure, try again later", "store_unavailable")

@@ -1,0 +1,1 @@
+"""The daemon and its protocol fronts (the top of DESIGN.md §3's dependency table)."""

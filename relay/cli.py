@@ -1,0 +1,258 @@
+"""`mssante-relay`: the command line (names are a contract: see README.md).
+
+Bad input gives one line `mssante-relay: error: ...` naming the problem, exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, NoReturn
+
+from argon2 import PasswordHasher
+
+from mailbox_store.crypto import MasterKey
+from mailbox_store.store import MailboxExists, NoSuchMailbox, Store
+from policy.ins import InsError, parse_ins
+from policy.recipients import MailboxState, parse_state
+from relay import logs
+from relay.config import Config, ConfigError, config_path, load_config
+from relay.instance import DEMO_INS, InstanceExists, init_instance
+
+DEV_DIR = Path("mssante-dev")
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"mssante-relay: error: {message} (see --help)\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _ins(text: str) -> str:
+    try:
+        return parse_ins(text).value
+    except InsError as e:
+        raise UsageError(str(e)) from None
+
+
+def _state(text: str) -> MailboxState:
+    try:
+        return parse_state(text)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _email(text: str) -> str:
+    name, addr = parseaddr(text)
+    local, _, domain = addr.rpartition("@")
+    if not local or "." not in domain or name or addr != text.strip():
+        raise UsageError(f"--notify-email: {text!r} is not an e-mail address")
+    return addr
+
+
+def _load(args: argparse.Namespace) -> Config:
+    try:
+        return load_config(config_path(args.config))
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+
+
+async def _with_store(config: Config, fn: Callable[[Store], Awaitable[Any]]) -> Any:
+    store = await Store.open(config.store_url, MasterKey.load(config.master_key),
+                             max_batch=config.group_commit_max)
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+# ---- commands -----------------------------------------------------------------------
+
+def cmd_init(args: argparse.Namespace) -> int:
+    try:
+        cfg = init_instance(Path(args.dir), force=args.force)
+    except InstanceExists as e:
+        raise UsageError(str(e)) from None
+    print(f"instance written: {cfg}")
+    print(f"  operator certificate: {Path(args.dir) / 'pki/operator.pem'} (domain test-operator.mssante.fr)")
+    print(f"  next: mssante-relay serve --config {cfg}")
+    return 0
+
+
+def _newcomer_banner(config: Config, port: int) -> str:
+    base = config.base_dir
+    return "\n".join([
+        "mssante-relay is running (development instance)",
+        f"  MX (SMTP, STARTTLS + client certificate): {config.mx_listen.host}:{port}",
+        f"  configuration: {config.path}",
+        f"  CA: {base / 'pki/ca.pem'}",
+        f"  operator certificate: {base / 'pki/operator.pem'} + {base / 'pki/operator.key'}"
+        " (sender domain test-operator.mssante.fr)",
+        f"  demo patient: {DEMO_INS}@{config.domain}",
+        "  try: swaks --to {ins}@{dom} --from doc@test-operator.mssante.fr --server {host}:{port} "
+        "--tls --tls-ca-path {ca} --tls-cert {cert} --tls-key {key}".format(
+            ins=DEMO_INS, dom=config.domain, host=config.mx_listen.host, port=port,
+            ca=base / "pki/ca.pem", cert=base / "pki/operator.pem", key=base / "pki/operator.key"),
+        "  stop: Ctrl-C (SIGTERM)",
+    ])
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from relay.daemon import Daemon
+
+    dev = False
+    if args.config is None and not _env_config():
+        dev = True
+        cfg_file = DEV_DIR / "relay.toml"
+        if not cfg_file.exists():
+            init_instance(DEV_DIR)
+            config = load_config(cfg_file)
+            asyncio.run(_with_store(config, lambda s: s.create_mailbox(DEMO_INS, MailboxState.ACTIVE)))
+        args.config = str(cfg_file)
+    config = _load(args)
+    logs.configure(config.log_level)
+
+    def ready(d: Daemon) -> None:
+        if dev:
+            print(_newcomer_banner(config, d.mx_port), flush=True)
+
+    try:
+        asyncio.run(Daemon(config).serve_forever(ready))
+    except (ValueError, OSError) as e:  # bad certificate, trust list, port in use
+        raise UsageError(f"cannot start: {e}") from None
+    return 0
+
+
+def _env_config() -> str | None:
+    import os
+    return os.environ.get("MSSANTE_RELAY_CONFIG")
+
+
+def cmd_mailbox_add(args: argparse.Namespace) -> int:
+    ins = _ins(args.ins)
+    state = _state(args.state)
+    email = _email(args.notify_email) if args.notify_email else None
+    pw_hash = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise UsageError("--password-stdin: empty password on standard input")
+        pw_hash = PasswordHasher().hash(password)  # argon2id, RFC 9106 parameters
+    config = _load(args)
+    try:
+        info = asyncio.run(_with_store(config, lambda s: s.create_mailbox(ins, state, pw_hash, email)))
+    except MailboxExists as e:
+        raise UsageError(str(e)) from None
+    print(f"mailbox {info.ins}@{config.domain} created ({info.state.value})")
+    return 0
+
+
+def cmd_mailbox_show(args: argparse.Namespace) -> int:
+    ins = _ins(args.ins)
+    config = _load(args)
+
+    async def show(s: Store) -> tuple[Any, Any]:
+        info = await s.get_mailbox(ins)
+        if info is None:
+            raise NoSuchMailbox(f"no mailbox for INS {ins}")
+        return info, await s.folders(ins)
+
+    try:
+        info, folders = asyncio.run(_with_store(config, show))
+    except NoSuchMailbox as e:
+        raise UsageError(str(e)) from None
+    if args.json:
+        print(json.dumps({
+            "ins": info.ins, "address": f"{info.ins}@{config.domain}", "state": info.state.value,
+            "notify_email": info.notify_email, "created_at": info.created_at.isoformat(),
+            "folders": [{"name": f.name, "special_use": f.special_use, "messages": f.messages,
+                         "unseen": f.unseen, "uidvalidity": f.uidvalidity, "uidnext": f.uidnext}
+                        for f in folders]}, indent=2))
+    else:
+        print(f"{info.ins}@{config.domain}  state={info.state.value}  created={info.created_at:%Y-%m-%d %H:%M}Z")
+        for f in folders:
+            print(f"  {f.name:<10} {f.messages:>6} messages  {f.unseen:>6} unseen")
+    return 0
+
+
+def cmd_mailbox_set_state(args: argparse.Namespace) -> int:
+    ins = _ins(args.ins)
+    state = _state(args.state)
+    config = _load(args)
+    try:
+        info = asyncio.run(_with_store(config, lambda s: s.set_state(ins, state)))
+    except NoSuchMailbox as e:
+        raise UsageError(str(e)) from None
+    print(f"mailbox {info.ins}: {info.state.value}")
+    return 0
+
+
+def cmd_mailbox_list(args: argparse.Namespace) -> int:
+    config = _load(args)
+    boxes = asyncio.run(_with_store(config, lambda s: s.list_mailboxes()))
+    if args.json:
+        print(json.dumps([{"ins": b.ins, "state": b.state.value, "created_at": b.created_at.isoformat()}
+                          for b in boxes], indent=2))
+    else:
+        for b in boxes:
+            print(f"{b.ins}  {b.state.value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE",
+                        help="relay.toml (default: $MSSANTE_RELAY_CONFIG)")
+    p = _Parser(prog="mssante-relay", description="Mail operator for patient.mssante.fr")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("init", help="write a development instance into DIR")
+    s.add_argument("dir", metavar="DIR")
+    s.add_argument("--force", action="store_true", help="overwrite existing keys (old mail becomes unreadable)")
+    s.set_defaults(func=cmd_init)
+
+    s = sub.add_parser("serve", parents=[common], help="run the daemon")
+    s.set_defaults(func=cmd_serve)
+
+    mb = sub.add_parser("mailbox", help="manage patient mailboxes")
+    msub = mb.add_subparsers(dest="mailbox_command", required=True, parser_class=_Parser)
+    s = msub.add_parser("add", parents=[common], help="create a mailbox")
+    s.add_argument("ins", metavar="INS")
+    s.add_argument("--state", default="pending", help="pending|active|opposed|closed (default pending)")
+    s.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    s.add_argument("--notify-email", metavar="ADDR", help="personal address for notifications")
+    s.set_defaults(func=cmd_mailbox_add)
+    s = msub.add_parser("show", parents=[common], help="state and folders of a mailbox")
+    s.add_argument("ins", metavar="INS")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_mailbox_show)
+    s = msub.add_parser("set-state", parents=[common], help="change a mailbox's state")
+    s.add_argument("ins", metavar="INS")
+    s.add_argument("state", metavar="STATE")
+    s.set_defaults(func=cmd_mailbox_set_state)
+    s = msub.add_parser("list", parents=[common], help="list mailboxes")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_mailbox_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        sys.stderr.write(f"mssante-relay: error: {e}\n")
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

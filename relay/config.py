@@ -1,0 +1,156 @@
+"""relay.toml: loading and validating the configuration.
+
+Every error names the bad field (`mx.listen: ...`) so an operator knows what to fix.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from certs.tls import PROFILES
+
+ENV_CONFIG = "MSSANTE_RELAY_CONFIG"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    hostname: str
+    domain: str
+    mx_listen: Listen
+    max_message_size: int
+    max_recipients: int
+    mx_timeout: float
+    shutdown_grace: float
+    tls_profile: str
+    tls_cert: Path
+    tls_key: Path
+    trust_anchors: Path
+    crls: tuple[Path, ...]
+    trust_list: Path
+    trust_list_require_digest: bool
+    store_url: str
+    master_key: Path
+    group_commit_max: int
+    log_level: str
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def _get(tbl: dict[str, Any], section: str, key: str, typ: type | tuple[type, ...], default: Any = None) -> Any:
+    sec = tbl.get(section, {})
+    if not isinstance(sec, dict):
+        raise ConfigError(f"{section}: must be a table")
+    if key not in sec:
+        if default is None:
+            raise ConfigError(f"{section}.{key}: missing")
+        return default
+    value = sec[key]
+    if isinstance(value, bool) and typ in (int, float):
+        raise ConfigError(f"{section}.{key}: expected a number, got {value!r}")
+    if not isinstance(value, typ):
+        name = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise ConfigError(f"{section}.{key}: expected {name}, got {value!r}")
+    return value
+
+
+def parse_listen(field: str, text: str) -> Listen:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{field}: expected host:port, got {text!r}")
+    return Listen(host, int(port))
+
+
+def _positive(field: str, value: int | float) -> int | float:
+    if value <= 0:
+        raise ConfigError(f"{field}: must be > 0, got {value!r}")
+    return value
+
+
+def resolve_store_url(url: str, base: Path) -> str:
+    """A relative SQLite path in the URL is relative to the config file's folder."""
+    prefix = "sqlite+aiosqlite:///"
+    if url.startswith(prefix):
+        p = Path(url[len(prefix):])
+        if not p.is_absolute():
+            return prefix + str((base / p).resolve())
+    return url
+
+
+def load_config(path: Path) -> Config:
+    path = path.resolve()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    base = path.parent
+
+    def p(section: str, key: str) -> Path:
+        v = Path(_get(data, section, key, str))
+        return v if v.is_absolute() else base / v
+
+    profile = _get(data, "tls", "profile", str, "default")
+    if profile not in PROFILES:
+        raise ConfigError(f"tls.profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
+    crls = _get(data, "tls", "crls", list, [])
+    for i, c in enumerate(crls):
+        if not isinstance(c, str):
+            raise ConfigError(f"tls.crls[{i}]: expected a path string, got {c!r}")
+    level = _get(data, "log", "level", str, "info").lower()
+    if level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log.level: expected debug|info|warning|error, got {level!r}")
+    return Config(
+        path=path,
+        hostname=_get(data, "server", "hostname", str, "mx.patient.mssante.fr"),
+        domain=_get(data, "server", "domain", str, "patient.mssante.fr").lower(),
+        mx_listen=parse_listen("mx.listen", _get(data, "mx", "listen", str, "127.0.0.1:2525")),
+        max_message_size=int(_positive("mx.max_message_size",
+                                       _get(data, "mx", "max_message_size", int, 26_214_400))),
+        max_recipients=int(_positive("mx.max_recipients", _get(data, "mx", "max_recipients", int, 100))),
+        mx_timeout=float(_positive("mx.timeout", _get(data, "mx", "timeout", (int, float), 300))),
+        shutdown_grace=float(_positive("mx.shutdown_grace",
+                                       _get(data, "mx", "shutdown_grace", (int, float), 30))),
+        tls_profile=profile,
+        tls_cert=p("tls", "cert"),
+        tls_key=p("tls", "key"),
+        trust_anchors=p("tls", "trust_anchors"),
+        crls=tuple(Path(c) if Path(c).is_absolute() else base / c for c in crls),
+        trust_list=p("trust_list", "path"),
+        trust_list_require_digest=_get(data, "trust_list", "require_digest", bool, False),
+        store_url=resolve_store_url(_get(data, "store", "url", str), base),
+        master_key=p("store", "master_key"),
+        group_commit_max=int(_positive("store.group_commit_max",
+                                       _get(data, "store", "group_commit_max", int, 64))),
+        log_level=level,
+    )
+
+
+def config_path(arg: str | None) -> Path:
+    """--config, else $MSSANTE_RELAY_CONFIG; ConfigError when neither is given."""
+    chosen = arg or os.environ.get(ENV_CONFIG)
+    if not chosen:
+        raise ConfigError(f"no configuration: pass --config FILE or set {ENV_CONFIG}")
+    return Path(chosen)

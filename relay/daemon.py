@@ -1,0 +1,94 @@
+"""The daemon: start the fronts, serve, reload on SIGHUP, stop cleanly on SIGTERM.
+
+Stop sequence (SIGTERM/SIGINT): stop accepting; tell idle sessions 421 and close them;
+let sessions inside a transaction finish it (bounded by mx.shutdown_grace); then close
+the store, which commits everything already acknowledged. Exit status 0.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+
+import structlog
+
+from relay.config import Config
+from relay.runtime import Runtime
+from relay.smtp.mx import MxHandler, MxSMTP
+
+log = structlog.get_logger("relay.daemon")
+SHUTDOWN_REPLY = "421 4.3.2 Arrêt du service, réessayez plus tard / Service shutting down, try again later"
+
+
+class Daemon:
+    def __init__(self, config: Config):
+        self.config = config
+        self.runtime: Runtime | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._stop = asyncio.Event()
+
+    @property
+    def mx_port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        rt = self.runtime = await Runtime.start(self.config)
+        handler = MxHandler(rt)
+        cfg = self.config
+
+        def factory() -> MxSMTP:
+            # the TLS context is read per connection, so a reload applies to new sessions
+            return MxSMTP(handler, runtime=rt, hostname=rt.config.hostname, ident="mssante-relay",
+                          tls_context=rt.tls, require_starttls=False, decode_data=False,
+                          data_size_limit=rt.config.max_message_size, enable_SMTPUTF8=True,
+                          timeout=rt.config.mx_timeout)
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(factory, cfg.mx_listen.host, cfg.mx_listen.port,
+                                                reuse_address=True)
+        log.info("daemon.listening", front="mx", address=f"{cfg.mx_listen.host}:{self.mx_port}")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def reload(self) -> bool:
+        assert self.runtime is not None
+        return self.runtime.reload()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        rt = self.runtime
+        if rt is not None:
+            deadline = time.monotonic() + rt.config.shutdown_grace
+            while rt.sessions and time.monotonic() < deadline:
+                for s in list(rt.sessions):
+                    if not s.in_transaction and s.transport is not None:
+                        s.transport.write((SHUTDOWN_REPLY + "\r\n").encode())
+                        s.transport.close()
+                        rt.sessions.discard(s)
+                await asyncio.sleep(0.05)
+            for s in list(rt.sessions):  # grace exhausted: cut, nothing was acknowledged
+                if s.transport is not None:
+                    s.transport.close()
+            await rt.store.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+        log.info("daemon.stopped")
+
+    async def serve_forever(self, on_ready: Callable[["Daemon"], None] | None = None) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        if on_ready:
+            on_ready(self)
+        try:
+            await self._stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await self.stop()

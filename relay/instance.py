@@ -1,0 +1,46 @@
+"""`mssante-relay init DIR`: a complete development instance in one folder."""
+from __future__ import annotations
+
+import datetime as dt
+from importlib import resources
+from pathlib import Path
+
+from certs.pki import OPERATOR_DOMAIN, write_dev_pki
+from certs.trustlist import render_trust_list
+from mailbox_store.crypto import MasterKey
+
+DEMO_INS = "279035121518989"  # the example of the Mon espace santé documentation
+KEY_FILES = ("pki/ca.key", "pki/server.key", "pki/operator.key", "pki/untrusted.key", "keys/master.key")
+
+
+class InstanceExists(Exception):
+    pass
+
+
+def init_instance(target: Path, force: bool = False) -> Path:
+    """Write relay.toml, the dev PKI, trustlist.xml and the master key; return the config path.
+
+    Without force, existing keys are never overwritten: losing the master key would make
+    every stored message unreadable.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    existing = [k for k in KEY_FILES if (target / k).exists()]
+    if existing and not force:
+        raise InstanceExists(f"{target} already holds keys ({', '.join(existing)}); "
+                             "use --force to overwrite them")
+    if force and (target / "relay.db").exists():
+        # new master key = old messages unreadable: start from an empty store
+        for suffix in ("", "-wal", "-shm"):
+            (target / f"relay.db{suffix}").unlink(missing_ok=True)
+    pki = write_dev_pki(target / "pki")
+    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    (target / "trustlist.xml").write_text(render_trust_list(
+        [(OPERATOR_DOMAIN, "Opérateur de test (développement)", pki.operator_subject)], generated),
+        encoding="utf-8")
+    (target / "keys").mkdir(mode=0o700, exist_ok=True)
+    (target / "keys/master.key").unlink(missing_ok=True)
+    MasterKey.generate(target / "keys/master.key")
+    config = target / "relay.toml"
+    config.write_text(resources.files("relay").joinpath("templates/relay.toml").read_text(encoding="utf-8"),
+                      encoding="utf-8")
+    return config

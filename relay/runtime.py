@@ -1,0 +1,64 @@
+"""What the running daemon holds: configuration, store, trust list, TLS context, and
+the reload that swaps them (SIGHUP) without dropping established sessions."""
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from certs.tls import server_context
+from certs.trustlist import LoadedTrustList, load_trust_list
+from mailbox_store.crypto import MasterKey
+from mailbox_store.store import Store
+from relay.config import Config, load_config
+
+log = structlog.get_logger("relay.runtime")
+
+
+def mx_tls_context(config: Config) -> ssl.SSLContext:
+    return server_context(config.tls_cert, config.tls_key, config.trust_anchors, config.crls,
+                          config.tls_profile, require_client_cert=True)
+
+
+def load_trust(config: Config) -> LoadedTrustList:
+    loaded = load_trust_list(config.trust_list, config.trust_list_require_digest)
+    for w in loaded.warnings:
+        log.warning("trustlist.accepted_with_defect", path=str(loaded.path), defect=w)
+    log.info("trustlist.loaded", path=str(loaded.path), entries=loaded.trust.entries,
+             domains=len(loaded.trust.domains), sha256=loaded.sha256, generated=loaded.trust.generated)
+    return loaded
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: Store
+    master: MasterKey
+    trust: LoadedTrustList
+    tls: ssl.SSLContext
+    sessions: set[Any] = field(default_factory=set)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    async def start(cls, config: Config) -> "Runtime":
+        master = MasterKey.load(config.master_key)
+        trust = load_trust(config)
+        tls = mx_tls_context(config)
+        store = await Store.open(config.store_url, master, max_batch=config.group_commit_max)
+        return cls(config, store, master, trust, tls)
+
+    def reload(self) -> bool:
+        """Re-read trust list, certificates and CRLs; on any error keep the old ones.
+        Listen addresses and the store need a restart."""
+        try:
+            config = load_config(self.config.path)
+            trust = load_trust(config)
+            tls = mx_tls_context(config)
+        except Exception as e:
+            log.error("reload.failed", error=str(e), kept="previous configuration")
+            return False
+        self.config, self.trust, self.tls = config, trust, tls
+        log.info("reload.done")
+        return True

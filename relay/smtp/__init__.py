@@ -1,0 +1,1 @@
+"""SMTP fronts: the MX (mx.py); submission comes later."""
