@@ -61,22 +61,30 @@ class Daemon:
         if self._server is not None:
             self._server.close()
         rt = self.runtime
-        if rt is not None:
-            deadline = time.monotonic() + rt.config.shutdown_grace
-            while rt.sessions and time.monotonic() < deadline:
-                for s in list(rt.sessions):
-                    if not s.in_transaction and s.transport is not None:
+        try:
+            if rt is not None:
+                await self._drain_sessions(rt)
+        finally:
+            if rt is not None:
+                await rt.store.close()  # commits every job already submitted
+            if self._server is not None:
+                await self._server.wait_closed()
+            log.info("daemon.stopped")
+
+    @staticmethod
+    async def _drain_sessions(rt: Runtime) -> None:
+        deadline = time.monotonic() + rt.config.shutdown_grace
+        while rt.sessions and time.monotonic() < deadline:
+            for s in list(rt.sessions):
+                if not s.in_transaction:
+                    if s.transport is not None and not s.transport.is_closing():
                         s.transport.write((SHUTDOWN_REPLY + "\r\n").encode())
                         s.transport.close()
-                        rt.sessions.discard(s)
-                await asyncio.sleep(0.05)
-            for s in list(rt.sessions):  # grace exhausted: cut, nothing was acknowledged
-                if s.transport is not None:
-                    s.transport.close()
-            await rt.store.close()
-        if self._server is not None:
-            await self._server.wait_closed()
-        log.info("daemon.stopped")
+                    rt.sessions.discard(s)
+            await asyncio.sleep(0.05)
+        for s in list(rt.sessions):  # grace exhausted: cut; nothing of theirs was acknowledged
+            if s.transport is not None:
+                s.transport.close()
 
     async def serve_forever(self, on_ready: Callable[["Daemon"], None] | None = None) -> None:
         await self.start()

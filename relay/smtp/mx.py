@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from relay.runtime import Runtime
 
 log = structlog.get_logger("relay.mx")
+NULL_SENDER = "<>"
 _BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
@@ -92,6 +93,14 @@ class MxSMTP(SMTP):
         finally:
             self._in_ehlo = False
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd reads "<>" as no address and answers 501; the null reverse-path is
+        # what bounces and DSNs use (RFC 5321 §4.5.5) and must be accepted.
+        stripped = arg.lstrip()
+        if stripped.startswith("<>"):
+            return NULL_SENDER, stripped[2:].strip()
+        return super()._getaddr(arg)
+
     async def smtp_AUTH(self, arg: str) -> None:
         # No AUTH on the MX: professionals are identified by their certificate.
         await self.push("502 5.5.1 AUTH non proposé sur le MX / AUTH not offered on the MX")
@@ -132,7 +141,7 @@ class MxHandler:
         subject = peer_subject(ssl_object)
         if subject is None:
             return self._refuse(CLIENT_CERT_REQUIRED, "mail", session)
-        if address == "":
+        if address == NULL_SENDER:
             domain = None  # null reverse-path: a bounce (RFC 5321 §4.5.5)
         else:
             parsed = split_address(address)

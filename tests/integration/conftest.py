@@ -1,0 +1,155 @@
+"""Integration fixtures: a real daemon on loopback (ephemeral port) in its own thread,
+driven by real clients (smtplib, raw TLS sockets, swaks)."""
+from __future__ import annotations
+
+import asyncio
+import shutil
+import smtplib
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from certs.pki import _name, cert_pem, issue, key_pem, load_ca, write_private
+from mailbox_store.crypto import MasterKey
+from mailbox_store.store import Store
+from policy.recipients import MailboxState
+from relay.config import load_config
+from relay.daemon import Daemon
+from relay.instance import init_instance
+
+OPERATOR_DOMAIN = "test-operator.mssante.fr"
+SENDER = f"dr.martin@{OPERATOR_DOMAIN}"
+INS_ACTIVE = "279035121518989"
+INS_PENDING = "185022A12345682"  # Corsica 2A
+INS_OPPOSED = "297122B00100160"
+INS_CLOSED = "170017512300135"
+INS_UNKNOWN = "160017512300140"
+
+
+
+@pytest.fixture(scope="session")
+def template_instance(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One generated instance (RSA keys are slow) copied for each test that needs one."""
+    d = tmp_path_factory.mktemp("template") / "inst"
+    init_instance(d)
+    cfg = d / "relay.toml"
+    cfg.write_text(cfg.read_text().replace('listen = "127.0.0.1:2525"', 'listen = "127.0.0.1:0"')
+                   .replace("shutdown_grace = 30", "shutdown_grace = 5"))
+    # a second certificate of the same CA whose DN is on no list
+    ca = load_ca(d / "pki")
+    other = issue(ca, _name("mail.other-operator.mssante.fr", "Autre operateur", "000000000000002"),
+                  ("mail.other-operator.mssante.fr",), server=False, client=True)
+    (d / "pki/other.pem").write_bytes(cert_pem(other.cert))
+    write_private(d / "pki/other.key", key_pem(other.key))
+    return d
+
+
+class RunningDaemon:
+    def __init__(self, config_path: Path):
+        self.config = load_config(config_path)
+        self.base = config_path.parent
+        self.loop = asyncio.new_event_loop()
+        self.daemon = Daemon(self.config)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._main())
+        except BaseException as e:  # surfaced by start()
+            self._error = e
+            self._ready.set()
+
+    async def _main(self) -> None:
+        await self.daemon.start()
+        self._ready.set()
+        await self.daemon._stop.wait()
+        await self.daemon.stop()
+
+    def start(self) -> "RunningDaemon":
+        self.thread.start()
+        self._ready.wait(30)
+        if self._error:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.daemon.request_stop)
+            self.thread.join(30)
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    @property
+    def store(self) -> Store:
+        assert self.daemon.runtime is not None
+        return self.daemon.runtime.store
+
+    @property
+    def port(self) -> int:
+        return self.daemon.mx_port
+
+    def pki(self, name: str) -> Path:
+        return self.base / "pki" / name
+
+    def client_context(self, cert: str | None = "operator", tls13: bool = True) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.pki("ca.pem")))
+        if not tls13:
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        if cert:
+            ctx.load_cert_chain(self.pki(f"{cert}.pem"), self.pki(f"{cert}.key"))
+        return ctx
+
+    def smtp(self, cert: str | None = "operator", starttls: bool = True, tls13: bool = True) -> smtplib.SMTP:
+        s = smtplib.SMTP("127.0.0.1", self.port, local_hostname=f"mail.{OPERATOR_DOMAIN}", timeout=30)
+        s.ehlo()
+        if starttls:
+            s.starttls(context=self.client_context(cert, tls13))
+            s.ehlo()
+        return s
+
+    def inbox(self, ins: str) -> list[bytes]:
+        msgs = self.call(self.store.messages(ins, "INBOX"))
+        return [self.call(self.store.fetch_raw(ins, "INBOX", m.uid)) for m in msgs]
+
+
+def seed_mailboxes(config_path: Path) -> None:
+    config = load_config(config_path)
+
+    async def seed() -> None:
+        store = await Store.open(config.store_url, MasterKey.load(config.master_key))
+        for ins, state in ((INS_ACTIVE, MailboxState.ACTIVE), (INS_PENDING, MailboxState.PENDING),
+                           (INS_OPPOSED, MailboxState.OPPOSED), (INS_CLOSED, MailboxState.CLOSED)):
+            await store.create_mailbox(ins, state)
+        await store.close()
+
+    asyncio.run(seed())
+
+
+@pytest.fixture
+def instance(template_instance: Path, tmp_path: Path) -> Path:
+    d = tmp_path / "inst"
+    shutil.copytree(template_instance, d)
+    seed_mailboxes(d / "relay.toml")
+    return d
+
+
+@pytest.fixture
+def relay(instance: Path) -> Iterator[RunningDaemon]:
+    rd = RunningDaemon(instance / "relay.toml").start()
+    yield rd
+    rd.stop()
+
+
+def message(subject: str = "Compte rendu", body: str = "Bonjour,\r\nVoici le compte rendu.\r\n",
+            to: str = f"{INS_ACTIVE}@patient.mssante.fr", extra: str = "") -> bytes:
+    return (f"From: Dr Martin <{SENDER}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{abs(hash(subject + body))}@{OPERATOR_DOMAIN}>\r\n{extra}"
+            f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}").encode()
