@@ -21,7 +21,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_LEN = 12
+TAG_LEN = 16
 KEY_LEN = 32
+SEAL_OVERHEAD = NONCE_LEN + TAG_LEN  # sealed length - plaintext length
 
 
 class CryptoError(Exception):

@@ -11,6 +11,13 @@ Implementation notes (invariants a newcomer must not break):
   deliveries/s measured on this machine). The event loop never waits on SQLite.
 - Each job runs inside its own SAVEPOINT: a job that fails is rolled back alone and
   its caller gets the exception; the rest of the group commits.
+- Jobs of one kind that know how to be applied together (a `GroupJob`, e.g. deliveries)
+  are applied in one go: a few statements per batch instead of a few per job. Under
+  load the writer thread gets the GIL back after every statement only when the event
+  loop lets go of it, so statements, not rows, are what a batch costs (measured: 2.7 ms
+  per delivery applied one by one while the MX is busy). If the grouped apply fails,
+  the same jobs are applied one by one in their own savepoints, so one bad job still
+  fails alone.
 - A caller's future is resolved only after COMMIT returned, i.e. after the WAL was
   fsynced (synchronous=FULL, see store.py): the MX says 250 only then.
 - Changes are published on the feed after the commit, never before.
@@ -37,6 +44,18 @@ R = TypeVar("R")
 # A job runs synchronously on the writer's connection and returns its result and the
 # changes to publish once committed.
 Job = Callable[[Connection], tuple[Any, list[Change]]]
+
+
+class GroupJob:
+    """A job that can also be applied together with others of its class: subclasses
+    implement `__call__` (alone) and `apply_group` (several, one result per job)."""
+
+    def __call__(self, conn: Connection) -> tuple[Any, list[Change]]:
+        return self.apply_group(conn, [self])[0]
+
+    @classmethod
+    def apply_group(cls, conn: Connection, jobs: list[Any]) -> list[tuple[Any, list[Change]]]:
+        raise NotImplementedError
 
 
 @dataclass
@@ -101,8 +120,27 @@ class Writer:
             await self._commit(batch)
 
     def _apply(self, conn: Connection, batch: list[_Pending]) -> None:
+        groups: dict[type, list[_Pending]] = {}
+        singles: list[_Pending] = []
         for p in batch:
             p.error, p.result, p.changes = None, None, []
+            if isinstance(p.job, GroupJob):
+                groups.setdefault(type(p.job), []).append(p)
+            else:
+                singles.append(p)
+        for kind, members in groups.items():
+            if len(members) == 1:
+                singles.append(members[0])
+                continue
+            try:
+                with conn.begin_nested():
+                    outcomes = kind.apply_group(conn, [p.job for p in members])
+            except Exception:  # find the culprit: apply them one by one below
+                singles.extend(members)
+                continue
+            for p, (result, changes) in zip(members, outcomes):
+                p.result, p.changes = result, changes
+        for p in singles:
             try:
                 with conn.begin_nested():
                     p.result, p.changes = p.job(conn)

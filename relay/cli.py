@@ -108,6 +108,7 @@ def _newcomer_banner(config: Config, port: int) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from relay.daemon import Daemon
+    
 
     dev = False
     if args.config is None and not _env_config():

@@ -48,6 +48,7 @@ class Config:
     store_url: str
     master_key: Path
     group_commit_max: int
+    mailbox_cache_ttl: float
     log_level: str
 
     @property
@@ -120,6 +121,9 @@ def load_config(path: Path) -> Config:
         if not isinstance(c, str):
             raise ConfigError(f"tls.crls[{i}]: expected a path string, got {c!r}")
     level = _get(data, "log", "level", str, "info").lower()
+    ttl = _get(data, "store", "mailbox_cache_ttl", (int, float), 1.0)
+    if ttl < 0:
+        raise ConfigError(f"store.mailbox_cache_ttl: must be >= 0, got {ttl!r}")
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: expected debug|info|warning|error, got {level!r}")
     return Config(
@@ -144,6 +148,7 @@ def load_config(path: Path) -> Config:
         master_key=p("store", "master_key"),
         group_commit_max=int(_positive("store.group_commit_max",
                                        _get(data, "store", "group_commit_max", int, 64))),
+        mailbox_cache_ttl=float(_get(data, "store", "mailbox_cache_ttl", (int, float), 1.0)),
         log_level=level,
     )
 

@@ -46,7 +46,8 @@ class Runtime:
         master = MasterKey.load(config.master_key)
         trust = load_trust(config)
         tls = mx_tls_context(config)
-        store = await Store.open(config.store_url, master, max_batch=config.group_commit_max)
+        store = await Store.open(config.store_url, master, max_batch=config.group_commit_max,
+                                 mailbox_cache_ttl=config.mailbox_cache_ttl)
         return cls(config, store, master, trust, tls)
 
     def reload(self) -> bool:

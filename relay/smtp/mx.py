@@ -14,7 +14,6 @@ Implementation notes:
 from __future__ import annotations
 
 import datetime as dt
-import re
 import ssl
 import uuid
 from email.utils import format_datetime
@@ -36,7 +35,13 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("relay.mx")
 NULL_SENDER = "<>"
-_BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+
+
+def has_bare_line_ending(data: bytes) -> bool:
+    """True when a CR or LF is not part of a CRLF pair (RFC 5321 §2.3.8).
+    Three C-speed counts instead of a regex scan: 6% of the MX's CPU at 10 KB."""
+    pairs = data.count(b"\r\n")
+    return data.count(b"\r") != pairs or data.count(b"\n") != pairs
 
 
 def _quote(value: str) -> str:
@@ -137,8 +142,10 @@ class MxHandler:
                           address: str, mail_options: list[str]) -> str:
         if not session.ssl:
             return self._refuse(STARTTLS_REQUIRED, "mail", session)
-        ssl_object: ssl.SSLObject = session.ssl["ssl_object"]
-        subject = peer_subject(ssl_object)
+        subject = getattr(session, "cert_subject", None)
+        if subject is None:
+            ssl_object: ssl.SSLObject = session.ssl["ssl_object"]
+            subject = session.cert_subject = peer_subject(ssl_object)  # type: ignore[attr-defined]
         if subject is None:
             return self._refuse(CLIENT_CERT_REQUIRED, "mail", session)
         if address == NULL_SENDER:
@@ -153,7 +160,6 @@ class MxHandler:
             return self._refuse(refusal, "mail", session, sender_domain=domain)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
-        session.cert_subject = subject  # type: ignore[attr-defined]
         session.sender_domain = domain  # type: ignore[attr-defined]
         envelope.mailboxes = []  # type: ignore[attr-defined]
         return "250 2.1.0 OK"
@@ -171,7 +177,7 @@ class MxHandler:
             return self._refuse(UNKNOWN_MAILBOX, "rcpt", session, test_address=True)
         ins_hash = self.rt.master.pseudonym(c.ins.value)
         try:
-            mbox = await self.rt.store.get_mailbox(c.ins.value)
+            mbox = await self.rt.store.cached_mailbox(c.ins.value)
         except Exception as e:
             log.error("store.read_failed", error=type(e).__name__)
             return self._refuse(STORE_UNAVAILABLE, "rcpt", session, ins_hash=ins_hash)
@@ -215,7 +221,7 @@ class MxHandler:
         assert isinstance(raw, bytes)
         mailboxes = envelope.mailboxes  # type: ignore[attr-defined]
         hashes = [self.rt.master.pseudonym(m.ins) for m in mailboxes]
-        if _BARE.search(raw):
+        if has_bare_line_ending(raw):
             return self._refuse(BARE_LINE_ENDING, "data", session, ins_hash=hashes)
         queue_id = uuid.uuid4().hex[:16]
         stored = self._trace_headers(session, envelope, queue_id) + \

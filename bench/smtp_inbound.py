@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Inbound SMTP benchmark: our MX, end to end into the encrypted store.
+
+Starts a fresh `mssante-relay init` instance on loopback, creates the recipients'
+mailboxes, then drives it with the SAME load generator as the anchor
+(../shared/anchor/smtp_load.py: C concurrent STARTTLS connections with the operator
+certificate, N messages of S bytes): one warm-up pass, then the measured pass. Our 250
+means "durably in the mailbox", so its msgs_per_s compares with the anchor's
+end-to-end rate (Postfix queue -> LMTP -> Dovecot Maildir).
+
+Afterwards every accepted message is verified to be stored (count per mailbox, and a
+sample decrypted). Prints one JSON line per pass and a summary. Loopback only; every
+pass is bounded by -n and by the generator's own time limit.
+
+  python bench/smtp_inbound.py -c 16 -n 3000 -s 10240
+  python bench/smtp_inbound.py -c 16 -n 300 -s 512000 --attach
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mailbox_store.crypto import MasterKey  # noqa: E402
+from mailbox_store.store import Store  # noqa: E402
+from policy.ins import ins_key  # noqa: E402
+from policy.recipients import MailboxState  # noqa: E402
+from relay.config import load_config  # noqa: E402
+from relay.instance import init_instance  # noqa: E402
+
+DEFAULT_LOADGEN = ROOT.parent / "shared/anchor/smtp_load.py"
+
+
+def make_rcpts(n: int, seed: int = 7) -> list[str]:
+    """n distinct valid INS (the anchor run used the same recipe and seed)."""
+    rnd, out = random.Random(seed), []
+    seen: set[str] = set()
+    while len(out) < n:
+        dept = rnd.randint(1, 95)
+        while dept == 20:
+            dept = rnd.randint(1, 95)
+        base = (f"{rnd.randint(1, 2)}{rnd.randint(0, 99):02d}{rnd.randint(1, 12):02d}{dept:02d}"
+                f"{rnd.randint(1, 999):03d}{rnd.randint(1, 999):03d}")
+        if base not in seen:
+            seen.add(base)
+            out.append(base + f"{ins_key(base):02d}")
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _store_op(cfg_path: Path, fn):  # type: ignore[no-untyped-def]
+    config = load_config(cfg_path)
+    store = await Store.open(config.store_url, MasterKey.load(config.master_key))
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+async def _create(store: Store, rcpts: list[str]) -> None:
+    for ins in rcpts:
+        await store.create_mailbox(ins, MailboxState.ACTIVE)
+
+
+async def _count(store: Store, rcpts: list[str]) -> tuple[int, int]:
+    total = 0
+    for ins in rcpts:
+        total += len(await store.messages(ins))
+    # decrypt a sample: the stored bytes are whole messages
+    sample = 0
+    for ins in rcpts[:5]:
+        for m in (await store.messages(ins))[:3]:
+            raw = await store.fetch_raw(ins, "INBOX", m.uid)
+            assert b"\r\nSubject: bench message" in raw and raw.endswith(b"\r\n"), "corrupt message"
+            sample += 1
+    return total, sample
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--concurrency", type=int, default=16)
+    p.add_argument("-n", "--messages", type=int, default=3000)
+    p.add_argument("-s", "--size", type=int, default=10240)
+    p.add_argument("-t", "--max-seconds", type=float, default=300)
+    p.add_argument("--attach", action="store_true", help="multipart with a PDF-like attachment")
+    p.add_argument("--warmup", type=int, default=None, help="messages of the warm-up pass (default n/6)")
+    p.add_argument("--recipients", type=int, default=100)
+    p.add_argument("--rcpt-file", type=Path, help="INS list (default: 100 generated with the anchor's seed)")
+    p.add_argument("--loadgen", type=Path, default=DEFAULT_LOADGEN)
+    p.add_argument("--python", default=sys.executable, help="interpreter with aiosmtplib for the generator")
+    p.add_argument("--workdir", type=Path, help="keep the instance here (default: a temporary folder)")
+    a = p.parse_args()
+    if not a.loadgen.exists():
+        sys.exit(f"load generator not found: {a.loadgen} (the shared/ folder sits beside the project)")
+
+    work = a.workdir or Path(tempfile.mkdtemp(prefix="mssante-bench-"))
+    inst = work / "inst"
+    init_instance(inst, force=True)
+    port = free_port()
+    cfg = inst / "relay.toml"
+    cfg.write_text(cfg.read_text().replace('listen = "127.0.0.1:2525"', f'listen = "127.0.0.1:{port}"')
+                   .replace('level = "info"', 'level = "warning"'))
+    rcpts = ([line.strip() for line in a.rcpt_file.read_text().split() if line.strip()]
+             if a.rcpt_file else make_rcpts(a.recipients))
+    rcpt_file = work / "rcpts.txt"
+    rcpt_file.write_text("\n".join(rcpts) + "\n")
+    asyncio.run(_store_op(cfg, lambda s: _create(s, rcpts)))
+
+    daemon = subprocess.Popen([sys.executable, "-m", "relay.cli", "serve", "--config", str(cfg)],
+                              cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                sys.exit("daemon did not start: " + (daemon.stderr.read() if daemon.stderr else ""))
+            time.sleep(0.1)
+
+    pki = inst / "pki"
+    base_cmd = [a.python, str(a.loadgen), "--port", str(port), "-c", str(a.concurrency),
+                "-s", str(a.size), "-t", str(a.max_seconds),
+                "--pki", str(pki), "--ca", str(pki / "ca.pem"), "--cert", str(pki / "operator.pem"),
+                "--key", str(pki / "operator.key"), "--sender", "bench@test-operator.mssante.fr",
+                "--helo", "mail.test-operator.mssante.fr", "--rcpt-file", str(rcpt_file)]
+    if a.attach:
+        base_cmd.append("--attach")
+    results = {}
+    accepted_total = 0
+    try:
+        for label, n in (("warmup", a.warmup or max(a.messages // 6, 50)), ("measured", a.messages)):
+            out = subprocess.run([*base_cmd, "-n", str(n), "--label", label], capture_output=True,
+                                 text=True, timeout=a.max_seconds + 120)
+            if out.returncode != 0:
+                sys.exit(f"load generator failed: {out.stderr[-2000:]}")
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            res["label"] = label
+            results[label] = res
+            accepted_total += res["accepted"]
+            print(json.dumps(res), flush=True)
+        rss = rss_kib(daemon.pid)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            _, err = daemon.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            _, err = daemon.communicate()
+    if daemon.returncode != 0:
+        print(f"daemon exited with {daemon.returncode}: {err[-2000:]}", file=sys.stderr)
+    stored, sampled = asyncio.run(_store_op(cfg, lambda s: _count(s, rcpts)))
+    m = results["measured"]
+    summary = {
+        "bench": "smtp_inbound", "c": a.concurrency, "n": a.messages, "size": a.size, "attach": a.attach,
+        "msgs_per_s": m["msgs_per_s"], "p50_ms": m["p50_ms"], "p99_ms": m["p99_ms"],
+        "accepted": m["accepted"], "failed": m["failed"], "errors": m.get("errors"),
+        "stored_total": stored, "accepted_total": accepted_total, "all_stored": stored == accepted_total,
+        "sample_decrypted": sampled, "daemon_peak_rss_mib": round(rss / 1024, 1) if rss else None,
+        "host_cpu_busy_pct": m.get("host_cpu_busy_pct"),
+    }
+    print(json.dumps(summary), flush=True)
+    print(f"\n{a.concurrency} connections, {m['params']['msg_bytes']} B messages: "
+          f"{m['msgs_per_s']} msg/s stored, p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms; "
+          f"{stored}/{accepted_total} accepted messages found in the store", file=sys.stderr)
+    return 0 if stored == accepted_total and daemon.returncode == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
