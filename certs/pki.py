@@ -111,8 +111,10 @@ def key_pem(key: rsa.RSAPrivateKey) -> bytes:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Create a 0600 file (keys never readable by others, even for an instant)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Create a 0600 file (keys never readable by others, even for an instant).
+    An existing file is removed first: O_TRUNC would keep its old, maybe wider, mode."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from policy.trust import TrustList
 
 NS = "https://listeblanche.mssante.fr/schema"
-_DTD_RE = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+_DTD_RE = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
 class TrustListError(ValueError):
@@ -44,7 +44,14 @@ def _local(tag: str) -> str:
 
 
 def parse_trust_list(data: bytes) -> tuple[TrustList, tuple[str, ...]]:
-    if _DTD_RE.search(data):
+    # The official list is UTF-8. Decoding first means the DTD check below sees exactly
+    # the characters the parser will see (a UTF-16 document would hide "<!ENTITY" from
+    # a byte search), and the parser, fed text, ignores any encoding declaration.
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TrustListError(f"trust list is not UTF-8 (byte {e.start}): refused") from None
+    if _DTD_RE.search(text):
         raise TrustListError("trust list contains a DTD or entity declaration: refused")
     parser = ET.XMLPullParser(events=("start", "end"))
     stack: list[str] = []
@@ -53,10 +60,14 @@ def parse_trust_list(data: bytes) -> tuple[TrustList, tuple[str, ...]]:
     seen_domain_list_end = False
     entry: dict[str, list[str]] | None = None
     try:
-        parser.feed(data)
+        parser.feed(text)
         for event, elem in parser.read_events():
             name = _local(elem.tag)
             if event == "start":
+                if not stack and name != "ListeBlancheMSSante":
+                    raise TrustListError(f"root element is <{name}>, expected <ListeBlancheMSSante>")
+                if name == "Domaine" and stack != ["ListeBlancheMSSante", "ListeDomaines"]:
+                    raise TrustListError(f"<Domaine> outside <ListeDomaines> (inside <{'/'.join(stack)}>)")
                 stack.append(name)
                 if name == "Domaine":
                     entry = {"Nom": [], "DNCertificatOperateur": []}
@@ -87,7 +98,7 @@ def parse_trust_list(data: bytes) -> tuple[TrustList, tuple[str, ...]]:
         # The document ended with elements still open: tolerate only the root's end tag.
         if stack != ["ListeBlancheMSSante"] or not seen_domain_list_end:
             raise TrustListError(f"trust list is truncated inside <{'/'.join(stack)}>")
-        if data.rstrip()[-len(b"</ListeDomaines>"):] != b"</ListeDomaines>":
+        if not text.rstrip().endswith("</ListeDomaines>"):
             raise TrustListError("trust list has content after </ListeDomaines> and no root end tag")
         warnings = ("missing </ListeBlancheMSSante> end tag: accepted, every <Domaine> is complete",)
     if not pairs:

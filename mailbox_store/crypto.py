@@ -62,7 +62,7 @@ class MasterKey:
     def unwrap(self, wrapped: bytes, owner: str) -> bytes:
         try:
             return self._aead.decrypt(wrapped[:NONCE_LEN], wrapped[NONCE_LEN:], _owner_aad(owner))
-        except InvalidTag:
+        except (InvalidTag, ValueError):  # ValueError: too short to hold a nonce
             raise CryptoError("data key does not unwrap with this master key for this mailbox") from None
 
     def pseudonym(self, ins: str) -> str:
@@ -91,5 +91,5 @@ def seal(aead: AESGCM, plaintext: bytes, aad: bytes) -> bytes:
 def open_sealed(aead: AESGCM, sealed: bytes, aad: bytes) -> bytes:
     try:
         return aead.decrypt(sealed[:NONCE_LEN], sealed[NONCE_LEN:], aad)
-    except InvalidTag:
+    except (InvalidTag, ValueError):  # ValueError: too short to hold a nonce
         raise CryptoError("blob does not decrypt: tampered, or not where it was stored") from None

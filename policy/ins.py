@@ -13,7 +13,8 @@ from dataclasses import dataclass
 # sex/kind digit: 1, 2 (NIR), 3, 4 (NIR of people born abroad before registration),
 # 7, 8 (NIA, temporary numbers); year; month (01-12, or 20-42 / 50-99 when unknown,
 # INSEE conventions); department (2 digits, or 2A/2B); commune; order; key.
-_INS_RE = re.compile(r"^([1-478])(\d{2})(\d{2})(\d{2}|2[AB])(\d{3})(\d{3})(\d{2})$")
+# [0-9], not \d: \d would accept any Unicode digit (full-width "２７９…").
+_INS_RE = re.compile(r"^([1-478])([0-9]{2})([0-9]{2})([0-9]{2}|2[AB])([0-9]{3})([0-9]{3})([0-9]{2})$")
 
 
 _CORSICA = {"2A": "19", "2B": "18"}

@@ -67,7 +67,7 @@ class TrustList:
 
     def knows_dn(self, dn: str) -> bool:
         norm = normalize_dn(dn)
-        return any(norm in dns for dns in self.domains.values())
+        return bool(norm) and any(norm in dns for dns in self.domains.values())
 
 
 def check_sender(trust: TrustList, mail_from_domain: str | None, cert_subject: str) -> Decision | None:

@@ -5,6 +5,7 @@ Every error names the bad field (`mx.listen: ...`) so an operator knows what to 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,8 @@ def _get(tbl: dict[str, Any], section: str, key: str, typ: type | tuple[type, ..
             raise ConfigError(f"{section}.{key}: missing")
         return default
     value = sec[key]
-    if isinstance(value, bool) and typ in (int, float):
+    numeric = typ in (int, float) or (isinstance(typ, tuple) and bool(set(typ) & {int, float}))
+    if isinstance(value, bool) and numeric:  # TOML true is an int to Python
         raise ConfigError(f"{section}.{key}: expected a number, got {value!r}")
     if not isinstance(value, typ):
         name = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
@@ -76,7 +78,7 @@ def _get(tbl: dict[str, Any], section: str, key: str, typ: type | tuple[type, ..
 def parse_listen(field: str, text: str) -> Listen:
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{field}: expected host:port, got {text!r}")
     return Listen(host, int(port))
 

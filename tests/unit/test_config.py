@@ -149,14 +149,8 @@ def test_section_not_a_table(tmp_path: Path) -> None:
         load_config(write(tmp_path, 'mx = "oops"\n'))
 
 
-BUG_BOOL = ("BUG: relay/config.py:67 (_get) `typ in (int, float)` is False when typ is the tuple "
-            "(int, float): a boolean is accepted for mx.timeout and mx.shutdown_grace "
-            "(timeout = true gives 1.0 s)")
-BUG_PORT = ("BUG: relay/config.py:78 (parse_listen) port.isdigit() is true for digits like '²' that "
-            "int() rejects: a bare ValueError escapes instead of a ConfigError naming mx.listen")
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_BOOL)
 @pytest.mark.parametrize("key, old", [("timeout", "timeout = 300"),
                                       ("shutdown_grace", "shutdown_grace = 30")])
 def test_boolean_refused_for_float_fields(tmp_path: Path, template: str, key: str, old: str) -> None:
@@ -165,7 +159,6 @@ def test_boolean_refused_for_float_fields(tmp_path: Path, template: str, key: st
         load_config(path)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_PORT)
 def test_non_ascii_port_digit_refused_with_field(tmp_path: Path, template: str) -> None:
     path = write(tmp_path, edited(template, 'listen = "127.0.0.1:2525"', 'listen = "127.0.0.1:25\u00b2"'))
     with pytest.raises(ConfigError, match=r"^mx\.listen:"):

@@ -113,9 +113,6 @@ def test_blob_aad_distinguishes_fields() -> None:
                 blob_aad(INS_A, "b2", "raw"), blob_aad(INS_A, "b1", "part")}) == 4
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: mailbox_store/crypto.py:65,94 (unwrap/open_sealed) catch "
-                                       "only InvalidTag: a stored value shorter than 8 bytes makes "
-                                       "AESGCM raise ValueError (nonce length), not CryptoError")
 @pytest.mark.parametrize("truncated", [b"", b"\x01\x02\x03"])
 @pytest.mark.parametrize("which", ["open_sealed", "unwrap"])
 def test_truncated_ciphertext_raises_crypto_error(aead: AESGCM, master: MasterKey, truncated: bytes,

@@ -147,8 +147,6 @@ def test_error_is_a_value_error_quoting_the_input() -> None:
     assert "'12345'" in str(exc.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: policy/ins.py:16 (_INS_RE) uses \\d, which matches any Unicode "
-                                       "digit: a local part with full-width digits is taken as a valid INS")
 def test_non_ascii_digits_refused() -> None:
     ascii_ins = "279035121518989"
     # first character kept ASCII, the rest written with full-width digits U+FF10..U+FF19

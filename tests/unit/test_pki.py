@@ -133,9 +133,6 @@ def test_init_force_replaces_keys_and_drops_the_store(tmp_path: Path) -> None:
         assert stat.S_IMODE((target / rel).stat().st_mode) == 0o600, rel
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: certs/pki.py:115 (write_private) opens an existing file with "
-                                       "O_TRUNC, which keeps its old mode: `init --force` over a 0644 key "
-                                       "writes the new private key world-readable")
 def test_init_force_writes_new_keys_0600_over_lax_files(tmp_path: Path) -> None:
     target = tmp_path / "inst"
     init_instance(target)

@@ -128,10 +128,6 @@ def test_empty_trust_list_trusts_nobody() -> None:
     assert check_sender(empty, None, DN_A) is SENDER_NOT_TRUSTED
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: policy/trust.py:68-70 knows_dn() compares normalised DNs "
-                                       "without the `norm and` guard check_sender has: an unparsable "
-                                       "DN in the list (normalised to ()) makes any unparsable or "
-                                       "empty certificate subject trusted for a null sender")
 def test_null_sender_with_non_dn_subject_not_trusted() -> None:
     trust = TrustList.build([("hopital.mssante.fr", DN_A), ("typo.mssante.fr", "medimail-asip.mipih.fr")])
     assert check_sender(trust, None, "") is SENDER_NOT_TRUSTED

@@ -226,12 +226,8 @@ def test_entity_declaration_alone_refused() -> None:
         parse_trust_list(doc.encode())
 
 
-BUG_UTF16 = ("BUG: certs/trustlist.py:27,47 (_DTD_RE) looks for <!DOCTYPE/<!ENTITY in the raw bytes "
-             "only, so a UTF-16 encoded list with a DTD and internal entities is parsed and its "
-             "entities expanded")
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_UTF16)
 def test_dtd_in_utf16_document_refused() -> None:
     doc = f"""<?xml version="1.0" encoding="UTF-16"?>
 <!DOCTYPE ListeBlancheMSSante [<!ENTITY d "evil.mssante.fr">]>
@@ -287,11 +283,8 @@ def test_garbage_after_root_end_refused() -> None:
         parse_trust_list((text + "<Domaine>").encode())
 
 
-BUG_OUTSIDE = ("BUG: certs/trustlist.py:61-75 (parse_trust_list) takes a <Domaine> wherever it sits: "
-               "one outside <ListeDomaines> (in a well-formed file) is trusted")
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_OUTSIDE)
 def test_domaine_outside_liste_domaines_not_trusted() -> None:
     text = render_trust_list([("a.mssante.fr", "A", "CN=a,O=b,C=FR")], "2025")
     text = text.replace("</ListeDomaines>", "</ListeDomaines><Domaine><Nom>evil.example</Nom>"
