@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a fresh Debian machine, then runs them.
+#   ./run-tests.sh              the whole default suite
+#   ./run-tests.sh -k swaks     any pytest arguments
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Real peers the tests drive: swaks (SMTP client). Root installs them; otherwise ask sudo.
+need=()
+command -v swaks >/dev/null 2>&1 || need+=(swaks)
+if ((${#need[@]})); then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test]'
+exec .venv/bin/python -m pytest -q "$@"
