@@ -20,14 +20,15 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
 from certs.tls import peer_subject
 from policy.addresses import AddressKind, split_address
-from policy.decisions import (BARE_LINE_ENDING, CLIENT_CERT_REQUIRED, STARTTLS_REQUIRED,
+from policy.decisions import (BARE_LINE_ENDING, CLIENT_CERT_REQUIRED, MESSAGE_TOO_BIG, STARTTLS_REQUIRED,
                               STORE_UNAVAILABLE, TOO_MANY_RECIPIENTS, UNKNOWN_MAILBOX, Decision)
 from policy.recipients import classify_recipient, mailbox_decision
 from policy.trust import check_sender
+from relay.smtp.data import TooBig, read_dot_data
 from relay.smtp.replies import with_enhanced_code
 
 if TYPE_CHECKING:
@@ -110,6 +111,32 @@ class MxSMTP(SMTP):
         # No AUTH on the MX: professionals are identified by their certificate.
         await self.push("502 5.5.1 AUTH non proposé sur le MX / AUTH not offered on the MX")
 
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA with the chunked reader of data.py (same checks, same hook)."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Erreur: RCPT d'abord / Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntaxe: DATA / Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content = await read_dot_data(self._reader, self.data_size_limit or 2**31)
+        except TooBig:
+            self._set_post_data_state()
+            await self.push(self.event_handler.refuse(MESSAGE_TOO_BIG, "data", self.session))
+            return
+        if content is None:  # the client hung up: nothing to answer, nothing stored
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
     async def push(self, status: Any) -> None:
         if isinstance(status, str) and not self._in_ehlo:
             status = with_enhanced_code(status)
@@ -124,7 +151,7 @@ class MxHandler:
     def __init__(self, runtime: "Runtime"):
         self.rt = runtime
 
-    def _refuse(self, d: Decision, stage: str, session: Session, **kw: Any) -> str:
+    def refuse(self, d: Decision, stage: str, session: Session, **kw: Any) -> str:
         self.rt.counters[d.rule] = self.rt.counters.get(d.rule, 0) + 1
         log.info("message.refused", code=d.code, status=d.status, rule=d.rule, stage=stage,
                  peer=session.peer[0] if session.peer else None, **kw)
@@ -141,13 +168,13 @@ class MxHandler:
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
         if not session.ssl:
-            return self._refuse(STARTTLS_REQUIRED, "mail", session)
+            return self.refuse(STARTTLS_REQUIRED, "mail", session)
         subject = getattr(session, "cert_subject", None)
         if subject is None:
             ssl_object: ssl.SSLObject = session.ssl["ssl_object"]
             subject = session.cert_subject = peer_subject(ssl_object)  # type: ignore[attr-defined]
         if subject is None:
-            return self._refuse(CLIENT_CERT_REQUIRED, "mail", session)
+            return self.refuse(CLIENT_CERT_REQUIRED, "mail", session)
         if address == NULL_SENDER:
             domain = None  # null reverse-path: a bounce (RFC 5321 §4.5.5)
         else:
@@ -157,7 +184,7 @@ class MxHandler:
             domain = parsed.domain
         refusal = check_sender(self.rt.trust.trust, domain, subject)
         if refusal is not None:
-            return self._refuse(refusal, "mail", session, sender_domain=domain)
+            return self.refuse(refusal, "mail", session, sender_domain=domain)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         session.sender_domain = domain  # type: ignore[attr-defined]
@@ -167,23 +194,23 @@ class MxHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= self.rt.config.max_recipients:
-            return self._refuse(TOO_MANY_RECIPIENTS, "rcpt", session)
+            return self.refuse(TOO_MANY_RECIPIENTS, "rcpt", session)
         c = classify_recipient(address, self.rt.config.domain)
         if isinstance(c, Decision):
-            return self._refuse(c, "rcpt", session)
+            return self.refuse(c, "rcpt", session)
         if c.kind is AddressKind.TEST or c.ins is None:
             # The TEST auto-reply is not built yet (issue 3): say so rather than
             # swallow the message.
-            return self._refuse(UNKNOWN_MAILBOX, "rcpt", session, test_address=True)
+            return self.refuse(UNKNOWN_MAILBOX, "rcpt", session, test_address=True)
         ins_hash = self.rt.master.pseudonym(c.ins.value)
         try:
             mbox = await self.rt.store.cached_mailbox(c.ins.value)
         except Exception as e:
             log.error("store.read_failed", error=type(e).__name__)
-            return self._refuse(STORE_UNAVAILABLE, "rcpt", session, ins_hash=ins_hash)
+            return self.refuse(STORE_UNAVAILABLE, "rcpt", session, ins_hash=ins_hash)
         refusal = mailbox_decision(mbox.state if mbox else None)
         if refusal is not None:
-            return self._refuse(refusal, "rcpt", session, ins_hash=ins_hash)
+            return self.refuse(refusal, "rcpt", session, ins_hash=ins_hash)
         assert mbox is not None
         if any(m.id == mbox.id for m in envelope.mailboxes):  # type: ignore[attr-defined]
             return "250 2.1.5 OK (doublon / duplicate recipient)"
@@ -222,7 +249,7 @@ class MxHandler:
         mailboxes = envelope.mailboxes  # type: ignore[attr-defined]
         hashes = [self.rt.master.pseudonym(m.ins) for m in mailboxes]
         if has_bare_line_ending(raw):
-            return self._refuse(BARE_LINE_ENDING, "data", session, ins_hash=hashes)
+            return self.refuse(BARE_LINE_ENDING, "data", session, ins_hash=hashes)
         queue_id = uuid.uuid4().hex[:16]
         stored = self._trace_headers(session, envelope, queue_id) + \
             strip_own_auth_results(raw, self.rt.config.hostname)
@@ -230,7 +257,7 @@ class MxHandler:
             await self.rt.store.deliver(mailboxes, stored)
         except Exception as e:
             log.error("store.deliver_failed", error=type(e).__name__, queue_id=queue_id)
-            return self._refuse(STORE_UNAVAILABLE, "data", session, ins_hash=hashes, queue_id=queue_id)
+            return self.refuse(STORE_UNAVAILABLE, "data", session, ins_hash=hashes, queue_id=queue_id)
         self.rt.counters["accepted"] = self.rt.counters.get("accepted", 0) + 1
         log.info("message.accepted", queue_id=queue_id, size=len(stored), recipients=len(mailboxes),
                  ins_hash=hashes, sender_domain=session.sender_domain,  # type: ignore[attr-defined]

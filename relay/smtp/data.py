@@ -1,0 +1,66 @@
+"""Reading the DATA of an SMTP transaction in large chunks.
+
+aiosmtpd reads DATA one line at a time, a few microseconds of Python per line: for a
+500 KB message (6,700 lines of base64) that was about 40% of the MX's event-loop time.
+Here the stream is read in 64 KiB chunks and the end of data is searched with
+bytes.find, both C-speed.
+
+Framing is exactly RFC 5321's and nothing looser, because framing differences between
+two MTAs are what SMTP smuggling exploits: the data ends only at <CRLF>.<CRLF> (§4.1.1.4),
+and the CRLF that ended the DATA command counts as the start of the first line, so an
+empty message (".<CRLF>" at once) ends too. Dot-stuffing is undone as §4.5.2 says
+(a leading "." of any line is removed, as aiosmtpd does). A bare CR or LF is left in
+place for the handler to refuse (§2.3.8).
+
+Text lines are not limited to 1,000 octets here (§4.5.3.1.6 allows refusing them;
+Postfix accepts them too): professional software that emits a long HTML line should
+not have a medical message bounced for it. The whole message is bounded by the SIZE
+limit, and memory by that limit plus one chunk.
+"""
+from __future__ import annotations
+
+import asyncio
+
+END_OF_DATA = b"\r\n.\r\n"
+CHUNK = 65536
+
+
+class TooBig(Exception):
+    """The data exceeded the limit; it was read to its end and discarded."""
+
+
+async def read_dot_data(reader: asyncio.StreamReader, limit: int) -> bytes | None:
+    """The un-stuffed message, with its final CRLF; None if the peer hung up mid-data.
+
+    Bytes the client pipelined after the end of data (RFC 2920: QUIT, the next MAIL)
+    are handed back to the reader for the command loop.
+    """
+    buf = bytearray(b"\r\n")
+    start = 0
+    overflow = False
+    while (end := buf.find(END_OF_DATA, start)) < 0:
+        if len(buf) > limit + 2:
+            # over the limit: keep reading to the end of data, keep only what may hold
+            # the first bytes of the terminator (RFC 5321 §4.2.5: answer after the dot)
+            del buf[:-(len(END_OF_DATA) - 1)]
+            overflow = True
+        start = max(len(buf) - (len(END_OF_DATA) - 1), 0)
+        chunk = await reader.read(CHUNK)
+        if not chunk:
+            return None
+        buf += chunk
+    leftover = bytes(buf[end + len(END_OF_DATA):])
+    if leftover:
+        # StreamReader has no unread(); aiosmtpd itself manages this buffer
+        # (it clears it after STARTTLS).
+        reader._buffer[:0] = leftover  # type: ignore[attr-defined]
+    if overflow:
+        raise TooBig
+    # buf = CRLF + content + CRLF . CRLF: undo dot-stuffing on every line start
+    framed = bytes(buf[:end + 2])
+    if b"\r\n." in framed:
+        framed = framed.replace(b"\r\n.", b"\r\n")
+    content = framed[2:]
+    if len(content) > limit:
+        raise TooBig
+    return content

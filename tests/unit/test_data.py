@@ -1,0 +1,79 @@
+"""relay/smtp/data.py: DATA framing exactly as RFC 5321 §4.1.1.4 and §4.5.2."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from relay.smtp.data import CHUNK, TooBig, read_dot_data
+
+
+async def _read(stream: bytes, limit: int = 10_000, eof: bool = False,
+                pieces: int = 1) -> tuple[bytes | None, bytes]:
+    reader = asyncio.StreamReader()
+    step = max(len(stream) // pieces, 1)
+    for i in range(0, len(stream), step):
+        reader.feed_data(stream[i:i + step])
+    if eof:
+        reader.feed_eof()
+    content = await asyncio.wait_for(read_dot_data(reader, limit), 5)
+    rest = reader._buffer  # what the command loop will read next
+    return content, bytes(rest)
+
+
+async def test_empty_message_ends_at_once() -> None:
+    assert await _read(b".\r\nQUIT\r\n") == (b"", b"QUIT\r\n")
+
+
+async def test_one_line_message() -> None:
+    assert await _read(b"Subject: x\r\n.\r\n") == (b"Subject: x\r\n", b"")
+
+
+async def test_dot_stuffing_undone_on_every_line() -> None:
+    content, _ = await _read(b"..first\r\nmid\r\n..\r\n...x\r\n.\r\n")
+    assert content == b".first\r\nmid\r\n.\r\n..x\r\n"
+
+
+async def test_pipelined_commands_after_the_dot_are_kept() -> None:
+    content, rest = await _read(b"a\r\n.\r\nMAIL FROM:<x@y>\r\nRCPT TO:<z@w>\r\n")
+    assert content == b"a\r\n" and rest == b"MAIL FROM:<x@y>\r\nRCPT TO:<z@w>\r\n"
+
+
+@pytest.mark.parametrize("pieces", [1, 3, 7, 50])
+async def test_terminator_split_across_reads(pieces: int) -> None:
+    body = b"".join(b"line %d\r\n" % i for i in range(2000))
+    content, rest = await _read(body + b".\r\nQUIT\r\n", limit=10**6, pieces=pieces)
+    assert content == body and rest == b"QUIT\r\n"
+
+
+@pytest.mark.parametrize("smuggle", [b"x\n.\r\nMAIL FROM:<e@v>\r\n", b"x\r\n.\nMAIL FROM:<e@v>\r\n",
+                                     b"x\r.\r\nMAIL FROM:<e@v>\r\n"])
+async def test_bare_line_endings_do_not_end_data(smuggle: bytes) -> None:
+    content, rest = await _read(smuggle + b"more\r\n.\r\n")
+    # the data goes on past the bare line ending (only the line-leading dot is unstuffed)
+    assert content == (b"\r\n" + smuggle + b"more\r\n").replace(b"\r\n.", b"\r\n")[2:]
+    assert b"MAIL FROM" in content and rest == b""
+
+
+async def test_over_the_limit_is_read_to_the_end_then_refused() -> None:
+    body = b"A" * 998 + b"\r\n"
+    reader = asyncio.StreamReader()
+    reader.feed_data(body * 200 + b".\r\nQUIT\r\n")
+    with pytest.raises(TooBig):
+        await read_dot_data(reader, 50_000)
+    assert bytes(reader._buffer) == b"QUIT\r\n"
+
+
+async def test_limit_is_on_the_unstuffed_content() -> None:
+    assert (await _read(b"12345678\r\n.\r\n", limit=10))[0] == b"12345678\r\n"
+    with pytest.raises(TooBig):
+        await _read(b"123456789\r\n.\r\n", limit=10)
+
+
+async def test_hangup_mid_data() -> None:
+    assert (await _read(b"Subject: x\r\nno end", eof=True))[0] is None
+
+
+async def test_long_lines_accepted() -> None:
+    line = b"x" * (3 * CHUNK) + b"\r\n"
+    assert (await _read(line + b".\r\n", limit=10**6))[0] == line
