@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import (URL, Connection, Engine, case, create_engine, event, func, insert, make_url,
+from sqlalchemy import (URL, Connection, Engine, bindparam, case, create_engine, event, func, insert, make_url,
                         select, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -133,19 +133,28 @@ class _Delivery(GroupJob):
 
     @classmethod
     def apply_group(cls, conn: Connection, jobs: list["_Delivery"]) -> list[tuple[Any, list[Change]]]:
-        # UIDs: one UPDATE .. RETURNING per distinct folder advances UIDNEXT by the number
-        # of messages it receives in this batch; each message then takes the next UID of
-        # that range, in submission order (RFC 3501 §2.3.1.1: strictly ascending).
+        # UIDs: each folder's UIDNEXT advances by the number of messages it receives in
+        # this batch; each message takes the next UID of that range, in submission order
+        # (RFC 3501 §2.3.1.1: strictly ascending, never reused). A constant number of
+        # statements per batch: one SELECT (rows locked on PostgreSQL; SQLite's writer
+        # already holds the database lock since BEGIN IMMEDIATE) and one executemany.
         wanted: dict[tuple[int, str], int] = {}
         for job in jobs:
             for mb, _, _ in job.rows:
                 wanted[(mb.id, job.folder)] = wanted.get((mb.id, job.folder), 0) + 1
         next_uid: dict[tuple[int, str], tuple[int, int]] = {}  # -> (folder id, next uid)
-        for (mailbox_id, folder), n in wanted.items():
-            fid, after = conn.execute(
-                update(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == folder)
-                .values(uidnext=Folder.uidnext + n).returning(Folder.id, Folder.uidnext)).one()
-            next_uid[(mailbox_id, folder)] = (fid, after - n)
+        for folder in {f for _, f in wanted}:
+            ids = [m for m, f in wanted if f == folder]
+            for fid, mailbox_id, uidnext in conn.execute(
+                    select(Folder.id, Folder.mailbox_id, Folder.uidnext)
+                    .where(Folder.name == folder, Folder.mailbox_id.in_(ids)).with_for_update()):
+                next_uid[(mailbox_id, folder)] = (fid, uidnext)
+        missing = set(wanted) - set(next_uid)
+        if missing:
+            raise StoreError(f"no folder {sorted(missing)[0][1]} in mailbox {sorted(missing)[0][0]}")
+        conn.execute(update(Folder).where(Folder.id == bindparam("fid"))
+                     .values(uidnext=bindparam("new_uidnext")),
+                     [{"fid": next_uid[k][0], "new_uidnext": next_uid[k][1] + n} for k, n in wanted.items()])
         blobs, messages, results = [], [], []
         for job in jobs:
             out: list[Delivered] = []
