@@ -20,6 +20,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from policy.trust import TrustList
 
@@ -61,7 +62,8 @@ def parse_trust_list(data: bytes) -> tuple[TrustList, tuple[str, ...]]:
     entry: dict[str, list[str]] | None = None
     try:
         parser.feed(text)
-        for event, elem in parser.read_events():
+        for event, item in parser.read_events():
+            elem = cast(ET.Element, item)  # start/end events always carry an element
             name = _local(elem.tag)
             if event == "start":
                 if not stack and name != "ListeBlancheMSSante":

@@ -8,7 +8,7 @@ Implementation notes:
   (with NORMAL, WAL commits may be lost on power failure). busy_timeout makes a
   process wait for another's lock instead of failing at once.
 - Bodies are sealed before they reach the writer (crypto.py): the writer only inserts.
-- The schema is created at open; `schema_version` records it for migrations.
+- The schema is brought up to date at open by Alembic (migrate.py), through the writer.
 """
 from __future__ import annotations
 
@@ -26,15 +26,13 @@ from sqlalchemy import (URL, Connection, Engine, bindparam, case, create_engine,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from mailbox_store import migrate
 from mailbox_store.cache import MailboxCache
 from mailbox_store.crypto import SEAL_OVERHEAD, MasterKey, blob_aad, new_data_key, open_sealed, seal
 from mailbox_store.feed import Change, Feed
-from mailbox_store.models import DEFAULT_FOLDERS, Base, Blob, Folder, Mailbox, Message
+from mailbox_store.models import DEFAULT_FOLDERS, Blob, Folder, Mailbox, Message
 from mailbox_store.writer import GroupJob, Writer
 from policy.recipients import MailboxState
-
-SCHEMA_VERSION = 1
-
 
 class StoreError(Exception):
     pass
@@ -114,11 +112,8 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _create_schema(conn: Connection) -> tuple[None, list[Change]]:
-    Base.metadata.create_all(conn)
-    conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    if conn.exec_driver_sql("SELECT count(*) FROM schema_version").scalar() == 0:
-        conn.exec_driver_sql(f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION})")
+def _migrate(conn: Connection) -> tuple[None, list[Change]]:
+    migrate.upgrade(conn)
     return None, []
 
 
@@ -196,7 +191,7 @@ class Store:
             _install_sqlite_pragmas(write_engine, busy_timeout_ms)
         store = cls(engine, write_engine, master, feed or Feed(), max_batch, mailbox_cache_ttl)
         store.writer.start()
-        await store.writer.submit(_create_schema)
+        await store.writer.submit(_migrate)
         return store
 
     async def close(self) -> None:

@@ -120,7 +120,7 @@ class Writer:
             await self._commit(batch)
 
     def _apply(self, conn: Connection, batch: list[_Pending]) -> None:
-        groups: dict[type, list[_Pending]] = {}
+        groups: dict[type[GroupJob], list[_Pending]] = {}
         singles: list[_Pending] = []
         for p in batch:
             p.error, p.result, p.changes = None, None, []
@@ -138,7 +138,7 @@ class Writer:
             except Exception:  # find the culprit: apply them one by one below
                 singles.extend(members)
                 continue
-            for p, (result, changes) in zip(members, outcomes):
+            for p, (result, changes) in zip(members, outcomes, strict=True):
                 p.result, p.changes = result, changes
         for p in singles:
             try:

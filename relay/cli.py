@@ -108,7 +108,6 @@ def _newcomer_banner(config: Config, port: int) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from relay.daemon import Daemon
-    
 
     dev = False
     if args.config is None and not _env_config():
@@ -210,7 +209,7 @@ def cmd_mailbox_list(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", metavar="FILE",
                         help="relay.toml (default: $MSSANTE_RELAY_CONFIG)")
     p = _Parser(prog="mssante-relay", description="Mail operator for patient.mssante.fr")

@@ -39,7 +39,6 @@ class Runtime:
     trust: LoadedTrustList
     tls: ssl.SSLContext
     sessions: set[Any] = field(default_factory=set)
-    counters: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     async def start(cls, config: Config) -> "Runtime":

@@ -152,8 +152,7 @@ class MxHandler:
         self.rt = runtime
 
     def refuse(self, d: Decision, stage: str, session: Session, **kw: Any) -> str:
-        self.rt.counters[d.rule] = self.rt.counters.get(d.rule, 0) + 1
-        log.info("message.refused", code=d.code, status=d.status, rule=d.rule, stage=stage,
+        log.info("message.refused", code=d.code, status=d.status, rule=d.rule, reason=d.en, stage=stage,
                  peer=session.peer[0] if session.peer else None, **kw)
         return d.smtp()
 
@@ -220,6 +219,7 @@ class MxHandler:
         return "250 2.1.5 OK"
 
     def _trace_headers(self, session: Session, envelope: Envelope, queue_id: str) -> bytes:
+        assert session.ssl is not None  # MAIL was refused without TLS
         ssl_object: ssl.SSLObject = session.ssl["ssl_object"]
         version = ssl_object.version() or "unknown"
         cipher = (ssl_object.cipher() or ("unknown",))[0]
@@ -258,8 +258,7 @@ class MxHandler:
         except Exception as e:
             log.error("store.deliver_failed", error=type(e).__name__, queue_id=queue_id)
             return self.refuse(STORE_UNAVAILABLE, "data", session, ins_hash=hashes, queue_id=queue_id)
-        self.rt.counters["accepted"] = self.rt.counters.get("accepted", 0) + 1
         log.info("message.accepted", queue_id=queue_id, size=len(stored), recipients=len(mailboxes),
                  ins_hash=hashes, sender_domain=session.sender_domain,  # type: ignore[attr-defined]
-                 tls=session.ssl["ssl_object"].version())
+                 tls=session.ssl["ssl_object"].version() if session.ssl else None)
         return f"250 2.0.0 OK: stocké / stored as {queue_id}"

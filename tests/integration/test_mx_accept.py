@@ -1,7 +1,6 @@
 """The MX accepts trusted mail and stores it with its trace headers."""
 from __future__ import annotations
 
-import smtplib
 from email import message_from_bytes
 
 from tests.integration.conftest import (INS_ACTIVE, INS_PENDING, SENDER, RunningDaemon, message)

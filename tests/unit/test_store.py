@@ -164,7 +164,7 @@ async def test_20_concurrent_deliveries_to_one_mailbox(store: Store) -> None:
     assert store.writer.jobs - jobs == 20
     assert store.writer.batches - batches <= 2  # group commit: not one transaction each
     # each UID holds the message it was reported for
-    for raw, uid in zip(raws, uids):
+    for raw, uid in zip(raws, uids, strict=True):
         assert await store.fetch_raw(INS_A, "INBOX", uid) == raw
     assert [m.uid for m in await store.messages(INS_A)] == list(range(1, 21))
     inbox = {f.name: f for f in await store.folders(INS_A)}["INBOX"]
@@ -307,7 +307,7 @@ async def test_reopen_keeps_messages_and_needs_the_same_master_key(db_path: Path
     try:
         assert await store.fetch_raw(INS_A, "INBOX", 1) == raw
         async with store.engine.connect() as conn:
-            assert (await conn.exec_driver_sql("SELECT version FROM schema_version")).all() == [(1,)]
+            assert (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).all() == [("0001",)]
     finally:
         await store.close()
     store = await Store.open(sqlite_url(db_path), MasterKey(os.urandom(32)))
@@ -374,7 +374,7 @@ async def test_feed_gets_message_new_after_commit(db_path: Path, master: MasterK
         assert {(c.mailbox_id, c.folder, c.uid) for c in changes} <= committed
 
         # a failed delivery announces nothing
-        with pytest.raises(Exception):
+        with pytest.raises(StoreError, match="no folder NoSuchFolder"):
             await store.deliver([a], message(), folder="NoSuchFolder")
         assert q.empty() and len(feed.seen) == 1
         feed.unsubscribe(q)
