@@ -3,10 +3,13 @@
 - A master key (32 random bytes, in a 0600 file outside the database) wraps one data
   key per mailbox with AES-256-GCM; the associated data binds the wrapped key to its
   mailbox, so a wrapped key copied onto another mailbox row fails to unwrap.
-- Every blob is sealed with its mailbox's data key, a fresh 96-bit random nonce
-  (NIST SP 800-38D §8.2.2; far below the 2^32 messages per key bound), and its identity
-  (mailbox, blob id, part) as associated data: a blob moved to another row or mailbox
-  fails to decrypt instead of leaking.
+- A message's bytes are sealed once, whatever its number of recipients, with a fresh
+  content key, a fresh 96-bit random nonce (NIST SP 800-38D §8.2.2) and its blob id as
+  associated data. Each recipient's message row holds that content key sealed with the
+  mailbox's data key, with (mailbox, blob id, "key") as associated data. A blob moved to
+  another row fails to decrypt; a wrapped key moved to another mailbox or message fails
+  to unwrap. (Sealing the bytes once per recipient cost recipients x size in memory:
+  100 recipients of a 25 MB message held 2.5 GB.)
 - Unwrapped data keys live only in memory (cached), never logged, never written.
 """
 from __future__ import annotations
@@ -21,9 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_LEN = 12
-TAG_LEN = 16
 KEY_LEN = 32
-SEAL_OVERHEAD = NONCE_LEN + TAG_LEN  # sealed length - plaintext length
 
 
 class CryptoError(Exception):
@@ -77,6 +78,9 @@ def _owner_aad(owner: str) -> bytes:
 
 def new_data_key() -> bytes:
     return AESGCM.generate_key(bit_length=256)
+
+
+CONTENT = "content"  # owner slot of a blob's own AAD: the content is shared, its key is not
 
 
 def blob_aad(owner: str, blob_id: str, part: str) -> bytes:

@@ -50,9 +50,11 @@ class Folder(Base):
 
 
 class Blob(Base):
+    """A message's bytes, sealed once with a content key (crypto.py); shared by the
+    message rows of all its recipients."""
+
     __tablename__ = "blobs"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random, also in the AAD
-    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True)
     sealed: Mapped[bytes] = mapped_column(LargeBinary)  # nonce || AES-256-GCM(ciphertext+tag)
 
 
@@ -63,6 +65,8 @@ class Message(Base):
     folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
     uid: Mapped[int] = mapped_column(Integer)
     blob_id: Mapped[str] = mapped_column(ForeignKey("blobs.id"))
+    # the blob's content key, sealed with this mailbox's data key
+    key_wrapped: Mapped[bytes] = mapped_column(LargeBinary)
     flags: Mapped[str] = mapped_column(String(1024), default="")  # space-separated
     internal_date: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     size: Mapped[int] = mapped_column(Integer)  # RFC822.SIZE of the stored bytes

@@ -8,6 +8,8 @@ Implementation notes:
   (with NORMAL, WAL commits may be lost on power failure). busy_timeout makes a
   process wait for another's lock instead of failing at once.
 - Bodies are sealed before they reach the writer (crypto.py): the writer only inserts.
+  A message to several patients is one blob; each recipient's row holds its own
+  wrapped copy of the blob's content key.
 - The schema is brought up to date at open by Alembic (migrate.py), through the writer.
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from mailbox_store import migrate
 from mailbox_store.cache import MailboxCache
-from mailbox_store.crypto import SEAL_OVERHEAD, MasterKey, blob_aad, new_data_key, open_sealed, seal
+from mailbox_store.crypto import CONTENT, MasterKey, blob_aad, new_data_key, open_sealed, seal
 from mailbox_store.feed import Change, Feed
 from mailbox_store.models import DEFAULT_FOLDERS, Blob, Folder, Mailbox, Message
 from mailbox_store.writer import GroupJob, Writer
@@ -121,7 +123,10 @@ def _migrate(conn: Connection) -> tuple[None, list[Change]]:
 class _Delivery(GroupJob):
     """One message into one folder of each of its mailboxes (sealed beforehand)."""
 
-    rows: list[tuple[MailboxInfo, str, bytes]]  # (mailbox, blob id, sealed bytes)
+    blob_id: str
+    sealed: bytes  # the message, sealed once with its content key
+    size: int  # of the plaintext: RFC822.SIZE
+    keys: list[tuple[MailboxInfo, bytes]]  # (mailbox, content key sealed for it)
     folder: str
     flags: str
     when: dt.datetime
@@ -135,7 +140,7 @@ class _Delivery(GroupJob):
         # already holds the database lock since BEGIN IMMEDIATE) and one executemany.
         wanted: dict[tuple[int, str], int] = {}
         for job in jobs:
-            for mb, _, _ in job.rows:
+            for mb, _ in job.keys:
                 wanted[(mb.id, job.folder)] = wanted.get((mb.id, job.folder), 0) + 1
         next_uid: dict[tuple[int, str], tuple[int, int]] = {}  # -> (folder id, next uid)
         for folder in {f for _, f in wanted}:
@@ -152,13 +157,14 @@ class _Delivery(GroupJob):
                      [{"fid": next_uid[k][0], "new_uidnext": next_uid[k][1] + n} for k, n in wanted.items()])
         blobs, messages, results = [], [], []
         for job in jobs:
+            blobs.append({"id": job.blob_id, "sealed": job.sealed})
             out: list[Delivered] = []
-            for mb, blob_id, sealed in job.rows:
+            for mb, key_wrapped in job.keys:
                 fid, uid = next_uid[(mb.id, job.folder)]
                 next_uid[(mb.id, job.folder)] = (fid, uid + 1)
-                blobs.append({"id": blob_id, "mailbox_id": mb.id, "sealed": sealed})
-                messages.append({"folder_id": fid, "uid": uid, "blob_id": blob_id, "flags": job.flags,
-                                 "internal_date": job.when, "size": len(sealed) - SEAL_OVERHEAD})
+                messages.append({"folder_id": fid, "uid": uid, "blob_id": job.blob_id,
+                                 "key_wrapped": key_wrapped, "flags": job.flags,
+                                 "internal_date": job.when, "size": job.size})
                 out.append(Delivered(mb.id, job.folder, uid))
             results.append((out, [Change("message.new", d.mailbox_id, d.folder, d.uid) for d in out]))
         conn.execute(insert(Blob), blobs)
@@ -295,12 +301,13 @@ class Store:
                       flags: Sequence[str] = ()) -> list[Delivered]:
         """Store one message in each mailbox's folder, all or nothing, durably."""
         when = internal_date or dt.datetime.now(dt.timezone.utc)
-        rows = []
-        for mb in mailboxes:
-            blob_id = uuid.uuid4().hex
-            sealed = seal(await self._data_key(mb.id, mb.ins), raw, blob_aad(mb.ins, blob_id, "raw"))
-            rows.append((mb, blob_id, sealed))
-        return await self.writer.submit(_Delivery(rows, folder, " ".join(flags), when))
+        blob_id = uuid.uuid4().hex
+        content_key = new_data_key()
+        sealed = seal(AESGCM(content_key), raw, blob_aad(CONTENT, blob_id, "raw"))
+        keys = [(mb, seal(await self._data_key(mb.id, mb.ins), content_key, blob_aad(mb.ins, blob_id, "key")))
+                for mb in mailboxes]
+        return await self.writer.submit(
+            _Delivery(blob_id, sealed, len(raw), keys, folder, " ".join(flags), when))
 
     async def messages(self, ins: str, folder: str = "INBOX") -> list[MessageInfo]:
         async with self.engine.connect() as conn:
@@ -313,11 +320,13 @@ class Store:
     async def fetch_raw(self, ins: str, folder: str, uid: int) -> bytes:
         async with self.engine.connect() as conn:
             row = (await conn.execute(
-                select(Mailbox.id, Blob.id.label("blob_id"), Blob.sealed)
+                select(Mailbox.id, Message.blob_id, Message.key_wrapped, Blob.sealed)
                 .join(Folder, Folder.mailbox_id == Mailbox.id)
                 .join(Message, Message.folder_id == Folder.id)
                 .join(Blob, Blob.id == Message.blob_id)
                 .where(Mailbox.ins == ins, Folder.name == folder, Message.uid == uid))).first()
         if row is None:
             raise StoreError(f"no message {folder}/{uid}")
-        return open_sealed(await self._data_key(row.id, ins), row.sealed, blob_aad(ins, row.blob_id, "raw"))
+        content_key = open_sealed(await self._data_key(row.id, ins), row.key_wrapped,
+                                  blob_aad(ins, row.blob_id, "key"))
+        return open_sealed(AESGCM(content_key), row.sealed, blob_aad(CONTENT, row.blob_id, "raw"))

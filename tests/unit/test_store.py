@@ -262,7 +262,8 @@ async def test_message_pointed_at_another_mailboxs_blob_fails(store: Store, db_p
     await store.deliver([b], message("message de B"))
     con = sqlite3.connect(db_path, timeout=5)
     try:
-        blob_a = con.execute("SELECT id FROM blobs WHERE mailbox_id = ?", (a.id,)).fetchone()[0]
+        blob_a = con.execute("SELECT m.blob_id FROM messages m JOIN folders f ON f.id = m.folder_id "
+                             "WHERE f.mailbox_id = ?", (a.id,)).fetchone()[0]
         con.execute("UPDATE messages SET blob_id = ? WHERE folder_id IN "
                     "(SELECT id FROM folders WHERE mailbox_id = ?)", (blob_a, b.id))
         con.commit()
@@ -270,6 +271,42 @@ async def test_message_pointed_at_another_mailboxs_blob_fails(store: Store, db_p
         con.close()
     with pytest.raises(CryptoError):
         await store.fetch_raw(INS_B, "INBOX", 1)
+
+
+async def test_stolen_message_key_and_blob_pointer_fail(store: Store, db_path: Path) -> None:
+    """B's row pointed at A's blob *with A's wrapped content key*: B's data key cannot
+    unwrap a key sealed for A (the key's associated data names the mailbox)."""
+    a = await store.create_mailbox(INS_A)
+    b = await store.create_mailbox(INS_B)
+    await store.deliver([a], message("secret de A"))
+    await store.deliver([b], message("message de B"))
+    con = sqlite3.connect(db_path, timeout=5)
+    try:
+        blob_a, key_a = con.execute(
+            "SELECT m.blob_id, m.key_wrapped FROM messages m JOIN folders f ON f.id = m.folder_id "
+            "WHERE f.mailbox_id = ?", (a.id,)).fetchone()
+        con.execute("UPDATE messages SET blob_id = ?, key_wrapped = ? WHERE folder_id IN "
+                    "(SELECT id FROM folders WHERE mailbox_id = ?)", (blob_a, key_a, b.id))
+        con.commit()
+    finally:
+        con.close()
+    with pytest.raises(CryptoError):
+        await store.fetch_raw(INS_B, "INBOX", 1)
+
+
+async def test_one_blob_for_several_recipients(store: Store, db_path: Path) -> None:
+    a = await store.create_mailbox(INS_A)
+    b = await store.create_mailbox(INS_B)
+    raw = message("pour les deux")
+    await store.deliver([a, b], raw)
+    assert await store.fetch_raw(INS_A, "INBOX", 1) == raw == await store.fetch_raw(INS_B, "INBOX", 1)
+    con = sqlite3.connect(db_path, timeout=5)
+    try:
+        assert con.execute("SELECT count(*) FROM blobs").fetchone()[0] == 1
+        keys = con.execute("SELECT key_wrapped FROM messages").fetchall()
+        assert len(keys) == 2 and keys[0] != keys[1]
+    finally:
+        con.close()
 
 
 async def test_wrapped_key_copied_to_another_mailbox_fails(db_path: Path, master: MasterKey) -> None:

@@ -42,16 +42,15 @@ def upgrade() -> None:
     op.create_table(
         "blobs",
         sa.Column("id", sa.String(32), primary_key=True),
-        sa.Column("mailbox_id", sa.Integer(), sa.ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
         sa.Column("sealed", sa.LargeBinary(), nullable=False),
     )
-    op.create_index("ix_blobs_mailbox_id", "blobs", ["mailbox_id"])
     op.create_table(
         "messages",
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("folder_id", sa.Integer(), sa.ForeignKey("folders.id", ondelete="CASCADE"), nullable=False),
         sa.Column("uid", sa.Integer(), nullable=False),
         sa.Column("blob_id", sa.String(32), sa.ForeignKey("blobs.id"), nullable=False),
+        sa.Column("key_wrapped", sa.LargeBinary(), nullable=False),
         sa.Column("flags", sa.String(1024), nullable=False),
         sa.Column("internal_date", sa.DateTime(timezone=True), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
@@ -63,7 +62,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_messages_blob", "messages")
     op.drop_table("messages")
-    op.drop_index("ix_blobs_mailbox_id", "blobs")
     op.drop_table("blobs")
     op.drop_table("folders")
     op.drop_table("mailboxes")
