@@ -68,6 +68,8 @@ def parse_trust_list(data: bytes) -> tuple[TrustList, tuple[str, ...]]:
             if event == "start":
                 if not stack and name != "ListeBlancheMSSante":
                     raise TrustListError(f"root element is <{name}>, expected <ListeBlancheMSSante>")
+                if stack and stack[-1] in ("Nom", "DNCertificatOperateur"):
+                    raise TrustListError(f"<{stack[-1]}> holds an element <{name}>: text only")
                 if name == "Domaine" and stack != ["ListeBlancheMSSante", "ListeDomaines"]:
                     raise TrustListError(f"<Domaine> outside <ListeDomaines> (inside <{'/'.join(stack)}>)")
                 stack.append(name)

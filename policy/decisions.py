@@ -2,7 +2,8 @@
 
 Every refusal carries an SMTP reply code, an enhanced status code (RFC 3463) and a
 text in French first, English after a " / " (STYLE.md), so a professional's operator
-can turn it into a "Message non distribué" notice a person understands.
+can turn it into a "Message non distribue" notice a person understands. Reply texts
+are printable US-ASCII (RFC 5321 §4.2), hence French without accents.
 """
 from __future__ import annotations
 
@@ -34,22 +35,22 @@ STARTTLS_REQUIRED = Decision(
     530, "5.7.0", "STARTTLS obligatoire avant MAIL", "Must issue a STARTTLS command first",
     "starttls_required")
 CLIENT_CERT_REQUIRED = Decision(
-    530, "5.7.0", "Certificat client IGC-Santé obligatoire",
+    530, "5.7.0", "Certificat client IGC-Sante obligatoire",
     "A client certificate chaining to IGC-Sante is required", "client_cert_required")
 SENDER_NOT_TRUSTED = Decision(
-    550, "5.7.1", "Domaine expéditeur absent de la liste blanche MSSanté pour ce certificat",
+    550, "5.7.1", "Domaine expediteur absent de la liste blanche MSSante pour ce certificat",
     "Sender domain not on the MSSante trust list for this certificate", "sender_not_trusted")
 RELAY_DENIED = Decision(
-    550, "5.7.1", "Relais refusé: seul le domaine patient.mssante.fr est servi ici",
+    550, "5.7.1", "Relais refuse: seul le domaine patient.mssante.fr est servi ici",
     "Relay access denied: only patient.mssante.fr is served here", "relay_denied")
 BAD_INS = Decision(
-    501, "5.1.3", "Adresse patient invalide: matricule INS ou clé incorrects",
+    501, "5.1.3", "Adresse patient invalide: matricule INS ou cle incorrects",
     "Bad patient address: malformed INS or wrong key", "bad_ins")
 UNKNOWN_MAILBOX = Decision(
-    550, "5.1.1", "Boîte aux lettres patient inconnue",
+    550, "5.1.1", "Boite aux lettres patient inconnue",
     "Unknown patient mailbox", "unknown_mailbox")
 MAILBOX_DISABLED = Decision(
-    550, "5.2.1", "Boîte aux lettres patient fermée ou opposée",
+    550, "5.2.1", "Boite aux lettres patient fermee ou opposee",
     "Patient mailbox closed or opposed", "mailbox_disabled")
 TOO_MANY_RECIPIENTS = Decision(
     452, "4.5.3", "Trop de destinataires", "Too many recipients", "too_many_recipients")
@@ -57,8 +58,19 @@ MESSAGE_TOO_BIG = Decision(
     552, "5.3.4", "Message trop volumineux (25 Mo au plus)",
     "Message size exceeds fixed maximum message size (25 MB)", "message_too_big")
 BARE_LINE_ENDING = Decision(
-    500, "5.5.2", "CR ou LF isolé interdit dans DATA (RFC 5321 §2.3.8)",
+    500, "5.5.2", "CR ou LF isole interdit dans DATA (RFC 5321 section 2.3.8)",
     "Bare CR or LF in DATA refused (RFC 5321 section 2.3.8)", "bare_line_ending")
+BAD_HELO = Decision(
+    501, "5.5.4", "HELO/EHLO attend un nom de domaine ou une adresse litterale",
+    "HELO/EHLO needs a domain name or an address literal", "bad_helo")
+TLS_ALREADY_ACTIVE = Decision(
+    503, "5.5.1", "TLS deja actif", "TLS already active", "tls_already_active")
+SHUTTING_DOWN = Decision(
+    421, "4.3.2", "Arret du service, reessayez plus tard",
+    "Service shutting down, try again later", "shutting_down")
+TOO_MANY_CONNECTIONS = Decision(
+    421, "4.7.0", "Trop de connexions depuis cette adresse",
+    "Too many connections from this address", "too_many_connections")
 STORE_UNAVAILABLE = Decision(
-    451, "4.3.0", "Erreur temporaire du stockage, réessayez plus tard",
+    451, "4.3.0", "Erreur temporaire du stockage, reessayez plus tard",
     "Temporary storage failure, try again later", "store_unavailable")

@@ -40,8 +40,9 @@ def ins_key(base13: str) -> int:
 
 
 def parse_ins(text: str) -> Ins:
-    """Validate syntax and key; raise InsError naming the problem."""
-    value = text.strip().upper()
+    """Validate syntax and key; raise InsError naming the problem. Nothing is stripped:
+    callers that read human input (the CLI) strip it themselves."""
+    value = text.upper()
     m = _INS_RE.match(value)
     if not m:
         raise InsError(f"INS {text!r} is not 13 characters (NIR/NIA) followed by a 2-digit key")

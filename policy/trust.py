@@ -2,7 +2,7 @@
 
 A sender is trusted when its MAIL FROM domain is listed and the subject DN of the
 client certificate it presented is one of the DNs listed for that domain (DESIGN.md §4).
-DNs are compared attribute by attribute, case-insensitively, with insignificant
+DNs are compared attribute by attribute, ASCII case-insensitively, with insignificant
 spaces removed (RFC 4518 §2 "insignificant space handling", simplified: the trust
 list writes DNs in the RFC 4514 string form, most specific RDN first).
 """
@@ -32,15 +32,27 @@ def _split_unescaped(text: str, sep: str) -> list[str]:
     return parts
 
 
+def _ascii_lower(text: str) -> str:
+    # ASCII only: Unicode case folding would make "ſ" match "s" (the real list is ASCII)
+    return text.translate(_LOWER)
+
+
+_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+
+
 def normalize_dn(dn: str) -> tuple[tuple[str, str], ...]:
-    """Canonical form of an RFC 4514 DN string: ((type, value), ...) lower-cased."""
+    """Canonical form of an RFC 4514 DN string: ((type, value), ...), ASCII lower-cased,
+    runs of spaces collapsed. A DN with a control character matches nothing."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in dn):
+        return ()
     out = []
     for rdn in _split_unescaped(dn.strip(), ","):
         for ava in _split_unescaped(rdn, "+"):
             typ, eq, value = ava.partition("=")
             if not eq:
                 return ()  # not a DN: matches nothing
-            out.append((typ.strip().upper(), " ".join(value.strip().split()).casefold()))
+            value = " ".join(p for p in value.strip(" ").split(" ") if p)
+            out.append((typ.strip(" ").upper(), _ascii_lower(value)))
     return tuple(out)
 
 

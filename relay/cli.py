@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from argon2 import PasswordHasher
+from sqlalchemy.exc import SQLAlchemyError
 
 from mailbox_store.crypto import MasterKey
 from mailbox_store.store import MailboxExists, NoSuchMailbox, Store
@@ -39,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _ins(text: str) -> str:
     try:
-        return parse_ins(text).value
+        return parse_ins(text.strip()).value
     except InsError as e:
         raise UsageError(str(e)) from None
 
@@ -59,14 +60,14 @@ def _email(text: str) -> str:
     return addr
 
 
-def _load(args: argparse.Namespace) -> Config:
+def _load(args: argparse.Namespace, path: Path | None = None) -> Config:
     try:
-        return load_config(config_path(args.config))
+        return load_config(path or config_path(args.config))
     except ConfigError as e:
         raise UsageError(str(e)) from None
 
 
-async def _with_store(config: Config, fn: Callable[[Store], Awaitable[Any]]) -> Any:
+async def _store_call(config: Config, fn: Callable[[Store], Awaitable[Any]]) -> Any:
     store = await Store.open(config.store_url, MasterKey.load(config.master_key),
                              max_batch=config.group_commit_max)
     try:
@@ -75,13 +76,34 @@ async def _with_store(config: Config, fn: Callable[[Store], Awaitable[Any]]) -> 
         await store.close()
 
 
+def _with_store(config: Config, fn: Callable[[Store], Awaitable[Any]]) -> Any:
+    """Run fn on the configured store; store-level failures become one-line errors."""
+    try:
+        return asyncio.run(_store_call(config, fn))
+    except (MailboxExists, NoSuchMailbox) as e:
+        raise UsageError(str(e)) from None
+    except ValueError as e:  # unreadable master key
+        raise UsageError(str(e)) from None
+    except SQLAlchemyError as e:
+        detail = (str(getattr(e, "orig", None) or e).splitlines() or [type(e).__name__])[0]
+        raise UsageError(f"store {config.store_url}: {detail}") from None
+    except OSError as e:
+        raise UsageError(f"store: {e}") from None
+
+
+def _init(target: Path, force: bool = False) -> Path:
+    try:
+        return init_instance(target, force=force)
+    except InstanceExists as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot write instance {target}: {e.strerror or e}") from None
+
+
 # ---- commands -----------------------------------------------------------------------
 
 def cmd_init(args: argparse.Namespace) -> int:
-    try:
-        cfg = init_instance(Path(args.dir), force=args.force)
-    except InstanceExists as e:
-        raise UsageError(str(e)) from None
+    cfg = _init(Path(args.dir), force=args.force)
     print(f"instance written: {cfg}")
     print(f"  operator certificate: {Path(args.dir) / 'pki/operator.pem'} (domain test-operator.mssante.fr)")
     print(f"  next: mssante-relay serve --config {cfg}")
@@ -107,16 +129,15 @@ def _newcomer_banner(config: Config, port: int) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from relay.daemon import Daemon
+    from relay.daemon import Daemon, StartupError
 
     dev = False
     if args.config is None and not _env_config():
         dev = True
         cfg_file = DEV_DIR / "relay.toml"
         if not cfg_file.exists():
-            init_instance(DEV_DIR)
-            config = load_config(cfg_file)
-            asyncio.run(_with_store(config, lambda s: s.create_mailbox(DEMO_INS, MailboxState.ACTIVE)))
+            _init(DEV_DIR)
+            _with_store(_load(args, cfg_file), lambda s: s.create_mailbox(DEMO_INS, MailboxState.ACTIVE))
         args.config = str(cfg_file)
     config = _load(args)
     logs.configure(config.log_level)
@@ -127,7 +148,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(Daemon(config).serve_forever(ready))
-    except (ValueError, OSError) as e:  # bad certificate, trust list, port in use
+    except StartupError as e:  # bad certificate, trust list, store, port in use
         raise UsageError(f"cannot start: {e}") from None
     return 0
 
@@ -148,10 +169,7 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
             raise UsageError("--password-stdin: empty password on standard input")
         pw_hash = PasswordHasher().hash(password)  # argon2id, RFC 9106 parameters
     config = _load(args)
-    try:
-        info = asyncio.run(_with_store(config, lambda s: s.create_mailbox(ins, state, pw_hash, email)))
-    except MailboxExists as e:
-        raise UsageError(str(e)) from None
+    info = _with_store(config, lambda s: s.create_mailbox(ins, state, pw_hash, email))
     print(f"mailbox {info.ins}@{config.domain} created ({info.state.value})")
     return 0
 
@@ -166,10 +184,7 @@ def cmd_mailbox_show(args: argparse.Namespace) -> int:
             raise NoSuchMailbox(f"no mailbox for INS {ins}")
         return info, await s.folders(ins)
 
-    try:
-        info, folders = asyncio.run(_with_store(config, show))
-    except NoSuchMailbox as e:
-        raise UsageError(str(e)) from None
+    info, folders = _with_store(config, show)
     if args.json:
         print(json.dumps({
             "ins": info.ins, "address": f"{info.ins}@{config.domain}", "state": info.state.value,
@@ -188,17 +203,14 @@ def cmd_mailbox_set_state(args: argparse.Namespace) -> int:
     ins = _ins(args.ins)
     state = _state(args.state)
     config = _load(args)
-    try:
-        info = asyncio.run(_with_store(config, lambda s: s.set_state(ins, state)))
-    except NoSuchMailbox as e:
-        raise UsageError(str(e)) from None
+    info = _with_store(config, lambda s: s.set_state(ins, state))
     print(f"mailbox {info.ins}: {info.state.value}")
     return 0
 
 
 def cmd_mailbox_list(args: argparse.Namespace) -> int:
     config = _load(args)
-    boxes = asyncio.run(_with_store(config, lambda s: s.list_mailboxes()))
+    boxes = _with_store(config, lambda s: s.list_mailboxes())
     if args.json:
         print(json.dumps([{"ins": b.ins, "state": b.state.value, "created_at": b.created_at.isoformat()}
                           for b in boxes], indent=2))

@@ -4,6 +4,7 @@ Every error names the bad field (`mx.listen: ...`) so an operator knows what to 
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -37,6 +38,7 @@ class Config:
     mx_listen: Listen
     max_message_size: int
     max_recipients: int
+    max_sessions_per_ip: int
     mx_timeout: float
     shutdown_grace: float
     tls_profile: str
@@ -84,8 +86,19 @@ def parse_listen(field: str, text: str) -> Listen:
 
 
 def _positive(field: str, value: int | float) -> int | float:
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{field}: must be > 0, got {value!r}")
+    return value
+
+
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+
+
+def _domain_name(field: str, value: str) -> str:
+    """An ASCII host name: it is written into every greeting and trace header."""
+    if not _DOMAIN_RE.match(value):
+        raise ConfigError(f"{field}: expected an ASCII domain name, got {value!r}")
     return value
 
 
@@ -111,8 +124,8 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     base = path.parent
 
-    def p(section: str, key: str) -> Path:
-        v = Path(_get(data, section, key, str))
+    def p(section: str, key: str, default: str) -> Path:
+        v = Path(_get(data, section, key, str, default))
         return v if v.is_absolute() else base / v
 
     profile = _get(data, "tls", "profile", str, "default")
@@ -124,33 +137,35 @@ def load_config(path: Path) -> Config:
             raise ConfigError(f"tls.crls[{i}]: expected a path string, got {c!r}")
     level = _get(data, "log", "level", str, "info").lower()
     ttl = _get(data, "store", "mailbox_cache_ttl", (int, float), 1.0)
-    if ttl < 0:
+    if not math.isfinite(ttl) or ttl < 0:
         raise ConfigError(f"store.mailbox_cache_ttl: must be >= 0, got {ttl!r}")
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: expected debug|info|warning|error, got {level!r}")
     return Config(
         path=path,
-        hostname=_get(data, "server", "hostname", str, "mx.patient.mssante.fr"),
-        domain=_get(data, "server", "domain", str, "patient.mssante.fr").lower(),
+        hostname=_domain_name("server.hostname", _get(data, "server", "hostname", str, "mx.patient.mssante.fr")),
+        domain=_domain_name("server.domain", _get(data, "server", "domain", str, "patient.mssante.fr")).lower(),
         mx_listen=parse_listen("mx.listen", _get(data, "mx", "listen", str, "127.0.0.1:2525")),
         max_message_size=int(_positive("mx.max_message_size",
                                        _get(data, "mx", "max_message_size", int, 26_214_400))),
         max_recipients=int(_positive("mx.max_recipients", _get(data, "mx", "max_recipients", int, 100))),
+        max_sessions_per_ip=int(_positive("mx.max_sessions_per_ip",
+                                          _get(data, "mx", "max_sessions_per_ip", int, 50))),
         mx_timeout=float(_positive("mx.timeout", _get(data, "mx", "timeout", (int, float), 300))),
         shutdown_grace=float(_positive("mx.shutdown_grace",
                                        _get(data, "mx", "shutdown_grace", (int, float), 30))),
         tls_profile=profile,
-        tls_cert=p("tls", "cert"),
-        tls_key=p("tls", "key"),
-        trust_anchors=p("tls", "trust_anchors"),
+        tls_cert=p("tls", "cert", "pki/server.pem"),
+        tls_key=p("tls", "key", "pki/server.key"),
+        trust_anchors=p("tls", "trust_anchors", "pki/ca.pem"),
         crls=tuple(Path(c) if Path(c).is_absolute() else base / c for c in crls),
-        trust_list=p("trust_list", "path"),
+        trust_list=p("trust_list", "path", "trustlist.xml"),
         trust_list_require_digest=_get(data, "trust_list", "require_digest", bool, False),
-        store_url=resolve_store_url(_get(data, "store", "url", str), base),
-        master_key=p("store", "master_key"),
+        store_url=resolve_store_url(_get(data, "store", "url", str, "sqlite+aiosqlite:///relay.db"), base),
+        master_key=p("store", "master_key", "keys/master.key"),
         group_commit_max=int(_positive("store.group_commit_max",
                                        _get(data, "store", "group_commit_max", int, 64))),
-        mailbox_cache_ttl=float(_get(data, "store", "mailbox_cache_ttl", (int, float), 1.0)),
+        mailbox_cache_ttl=float(ttl),
         log_level=level,
     )
 

@@ -12,13 +12,23 @@ import time
 from collections.abc import Callable
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
+from policy.decisions import SHUTTING_DOWN
 from relay.config import Config
 from relay.runtime import Runtime
 from relay.smtp.mx import MxHandler, MxSMTP
 
 log = structlog.get_logger("relay.daemon")
-SHUTDOWN_REPLY = "421 4.3.2 Arrêt du service, réessayez plus tard / Service shutting down, try again later"
+SHUTDOWN_REPLY = SHUTTING_DOWN.smtp()
+# Per session and command (aiosmtpd): high for the commands of a long delivery session,
+# low for those that only keep a session open (NOOP, HELP, VRFY...).
+COMMAND_CALL_LIMITS = {"MAIL": 100_000, "RCPT": 1_000_000, "DATA": 100_000, "RSET": 100_000,
+                       "QUIT": 1, "*": 100}
+
+
+class StartupError(Exception):
+    """The daemon could not start (certificate, trust list, store, port); says why."""
 
 
 class Daemon:
@@ -34,6 +44,16 @@ class Daemon:
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except (ValueError, OSError, SQLAlchemyError) as e:
+            if self.runtime is not None:
+                await self.runtime.store.close()
+                self.runtime = None
+            # one line: SQLAlchemy appends a "Background on this error" line
+            raise StartupError((str(e).splitlines() or [type(e).__name__])[0]) from e
+
+    async def _start(self) -> None:
         rt = self.runtime = await Runtime.start(self.config)
         handler = MxHandler(rt)
         cfg = self.config
@@ -43,7 +63,7 @@ class Daemon:
             return MxSMTP(handler, runtime=rt, hostname=rt.config.hostname, ident="mssante-relay",
                           tls_context=rt.tls, require_starttls=False, decode_data=False,
                           data_size_limit=rt.config.max_message_size, enable_SMTPUTF8=True,
-                          timeout=rt.config.mx_timeout)
+                          timeout=rt.config.mx_timeout, command_call_limit=COMMAND_CALL_LIMITS)
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(factory, cfg.mx_listen.host, cfg.mx_listen.port,
@@ -61,6 +81,8 @@ class Daemon:
         if self._server is not None:
             self._server.close()
         rt = self.runtime
+        if rt is not None:
+            rt.stopping = True  # a session's next MAIL gets 421 4.3.2
         try:
             if rt is not None:
                 await self._drain_sessions(rt)
@@ -78,7 +100,7 @@ class Daemon:
             for s in list(rt.sessions):
                 if not s.in_transaction:
                     if s.transport is not None and not s.transport.is_closing():
-                        s.transport.write((SHUTDOWN_REPLY + "\r\n").encode())
+                        s.transport.write((SHUTDOWN_REPLY + "\r\n").encode("ascii"))
                         s.transport.close()
                     rt.sessions.discard(s)
             await asyncio.sleep(0.05)

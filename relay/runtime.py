@@ -2,6 +2,7 @@
 the reload that swaps them (SIGHUP) without dropping established sessions."""
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,9 +13,11 @@ from certs.tls import server_context
 from certs.trustlist import LoadedTrustList, load_trust_list
 from mailbox_store.crypto import MasterKey
 from mailbox_store.store import Store
+from policy.recipients import MailboxState
 from relay.config import Config, load_config
 
 log = structlog.get_logger("relay.runtime")
+POSTMASTER = "postmaster"
 
 
 def mx_tls_context(config: Config) -> ssl.SSLContext:
@@ -39,6 +42,8 @@ class Runtime:
     trust: LoadedTrustList
     tls: ssl.SSLContext
     sessions: set[Any] = field(default_factory=set)
+    sessions_per_ip: dict[str, int] = field(default_factory=dict)
+    stopping: bool = False
 
     @classmethod
     async def start(cls, config: Config) -> "Runtime":
@@ -47,11 +52,14 @@ class Runtime:
         tls = mx_tls_context(config)
         store = await Store.open(config.store_url, master, max_batch=config.group_commit_max,
                                  mailbox_cache_ttl=config.mailbox_cache_ttl)
+        if await store.get_mailbox(POSTMASTER) is None:
+            # RFC 5321 §4.5.1: postmaster@ our domain must be accepted; operations read it
+            await store.create_mailbox(POSTMASTER, MailboxState.ACTIVE)
         return cls(config, store, master, trust, tls)
 
     def reload(self) -> bool:
-        """Re-read trust list, certificates and CRLs; on any error keep the old ones.
-        Listen addresses and the store need a restart."""
+        """Re-read trust list, certificates, CRLs and limits; on any error keep the old
+        ones. Listen addresses, names and the store need a restart (logged)."""
         try:
             config = load_config(self.config.path)
             trust = load_trust(config)
@@ -59,6 +67,15 @@ class Runtime:
         except Exception as e:
             log.error("reload.failed", error=str(e), kept="previous configuration")
             return False
-        self.config, self.trust, self.tls = config, trust, tls
+        for name in ("mx_listen", "store_url", "master_key", "hostname", "domain"):
+            if getattr(config, name) != getattr(self.config, name):
+                log.warning("reload.needs_restart", setting=name, kept="running value")
+        # only what a reload can change is taken; the rest applies at the next start
+        self.config = dataclasses.replace(
+            self.config, tls_profile=config.tls_profile, tls_cert=config.tls_cert, tls_key=config.tls_key,
+            trust_anchors=config.trust_anchors, crls=config.crls, trust_list=config.trust_list,
+            trust_list_require_digest=config.trust_list_require_digest,
+            max_recipients=config.max_recipients, max_sessions_per_ip=config.max_sessions_per_ip)
+        self.trust, self.tls = trust, tls
         log.info("reload.done")
         return True

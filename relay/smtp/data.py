@@ -20,6 +20,7 @@ limit, and memory by that limit plus one chunk.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 END_OF_DATA = b"\r\n.\r\n"
 CHUNK = 65536
@@ -29,7 +30,8 @@ class TooBig(Exception):
     """The data exceeded the limit; it was read to its end and discarded."""
 
 
-async def read_dot_data(reader: asyncio.StreamReader, limit: int) -> bytes | None:
+async def read_dot_data(reader: asyncio.StreamReader, limit: int,
+                        on_progress: Callable[[], None] | None = None) -> bytes | None:
     """The un-stuffed message, with its final CRLF; None if the peer hung up mid-data.
 
     Bytes the client pipelined after the end of data (RFC 2920: QUIT, the next MAIL)
@@ -48,6 +50,8 @@ async def read_dot_data(reader: asyncio.StreamReader, limit: int) -> bytes | Non
         chunk = await reader.read(CHUNK)
         if not chunk:
             return None
+        if on_progress is not None:
+            on_progress()
         buf += chunk
     leftover = bytes(buf[end + len(END_OF_DATA):])
     if leftover:

@@ -8,13 +8,13 @@ import re
 from policy.decisions import MESSAGE_TOO_BIG
 
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
-_NO_ENHANCED = {"220", "221", "334", "354"}  # greeting, closing, SASL and DATA go-ahead
+_NO_ENHANCED = {"220", "334", "354"}  # greeting/STARTTLS go-ahead, SASL and DATA go-ahead
 # RFC 3463 codes for aiosmtpd's stock replies, by reply code.
 _BY_CODE = {
-    "250": "2.0.0", "252": "2.5.0", "421": "4.4.2", "451": "4.3.0", "452": "4.5.3",
+    "221": "2.0.0", "250": "2.0.0", "252": "2.5.0", "421": "4.4.2", "451": "4.3.0", "452": "4.5.3",
     "454": "4.7.0", "500": "5.5.2", "501": "5.5.4", "502": "5.5.1", "503": "5.5.1",
     "504": "5.5.4", "530": "5.7.0", "538": "5.7.11", "550": "5.0.0", "553": "5.1.3",
-    "554": "5.6.0",
+    "554": "5.0.0", "555": "5.5.4",
 }
 
 

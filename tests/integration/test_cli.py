@@ -218,3 +218,27 @@ def test_serve_without_config_initialises_a_dev_instance(tmp_path: Path) -> None
         proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert (tmp_path / "mssante-dev/keys/master.key").read_bytes() == key
+
+
+def test_store_and_key_problems_are_one_line_errors(instance: Path, tmp_path: Path) -> None:
+    cfg = instance / "relay.toml"
+    key = instance / "keys/master.key"
+    saved = key.read_bytes()
+    key.unlink()
+    one_line_error(run("mailbox", "list", config=cfg), "master key")
+    key.write_text("not base64 at all!\n")
+    one_line_error(run("mailbox", "list", config=cfg), "master key")
+    key.write_bytes(saved)
+    bad_store = tmp_path / "bad.toml"
+    bad_store.write_text(cfg.read_text().replace('url = "sqlite+aiosqlite:///relay.db"',
+                                                 f'url = "sqlite+aiosqlite:///{tmp_path}/no/such/dir/r.db"')
+                         .replace('"pki/', f'"{instance}/pki/').replace('"keys/', f'"{instance}/keys/')
+                         .replace('"trustlist.xml"', f'"{instance}/trustlist.xml"'))
+    one_line_error(run("mailbox", "list", config=bad_store), "store")
+    served = run("serve", config=bad_store)
+    assert served.returncode == 2
+    last = served.stderr.strip().splitlines()[-1]  # after the daemon's JSON log lines
+    assert last.startswith("mssante-relay: error: cannot start") and "unable to open database" in last
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    one_line_error(run("init", str(a_file)), "cannot write instance")

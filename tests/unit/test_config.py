@@ -123,9 +123,13 @@ def test_defaults_when_sections_are_absent(tmp_path: Path) -> None:
     ("mx.timeout", "timeout = 300", 'timeout = "5m"'),
     ("log.level", 'level = "info"', 'level = "verbose"'),
     ("log.level", 'level = "info"', "level = 3"),
-    ("store.url", 'url = "sqlite+aiosqlite:///relay.db"\n', ""),
-    ("store.master_key", 'master_key = "keys/master.key"\n', ""),
-    ("tls.cert", 'cert = "pki/server.pem"\n', ""),
+    ("store.url", 'url = "sqlite+aiosqlite:///relay.db"\n', 'url = 5\n'),
+    ("store.master_key", 'master_key = "keys/master.key"\n', 'master_key = []\n'),
+    ("tls.cert", 'cert = "pki/server.pem"\n', 'cert = false\n'),
+    ("server.hostname", 'hostname = "mx.patient.mssante.fr"\n', 'hostname = "mx.santé.fr"\n'),
+    ("mx.timeout", 'timeout = 300\n', 'timeout = nan\n'),
+    ("mx.shutdown_grace", 'shutdown_grace = 30\n', 'shutdown_grace = inf\n'),
+    ("store.mailbox_cache_ttl", 'mailbox_cache_ttl = 1.0\n', 'mailbox_cache_ttl = nan\n'),
     ("tls.crls[1]", "crls = []", 'crls = ["a.crl", 2]'),
     ("trust_list.require_digest", "require_digest = false", 'require_digest = "yes"'),
     ("store.group_commit_max", "group_commit_max = 64", "group_commit_max = 0"),
@@ -138,10 +142,13 @@ def test_bad_value_error_starts_with_field(tmp_path: Path, template: str, field:
     assert str(exc.value).startswith(f"{field}:"), str(exc.value)
 
 
-def test_store_url_missing_says_missing(tmp_path: Path, template: str) -> None:
-    path = write(tmp_path, edited(template, 'url = "sqlite+aiosqlite:///relay.db"\n', ""))
-    with pytest.raises(ConfigError, match=r"^store\.url: missing$"):
-        load_config(path)
+def test_missing_keys_take_the_documented_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, '[server]\nhostname = "mx.patient.mssante.fr"\n'))
+    assert cfg.store_url == f"sqlite+aiosqlite:///{(tmp_path / 'relay.db').resolve()}"
+    assert cfg.master_key == tmp_path.resolve() / "keys/master.key"
+    assert cfg.tls_cert == tmp_path.resolve() / "pki/server.pem"
+    assert cfg.trust_list == tmp_path.resolve() / "trustlist.xml"
+    assert cfg.mx_listen.port == 2525 and cfg.max_sessions_per_ip == 50
 
 
 def test_section_not_a_table(tmp_path: Path) -> None:

@@ -77,3 +77,18 @@ async def test_hangup_mid_data() -> None:
 async def test_long_lines_accepted() -> None:
     line = b"x" * (3 * CHUNK) + b"\r\n"
     assert (await _read(line + b".\r\n", limit=10**6))[0] == line
+
+
+async def test_progress_reported_for_every_chunk() -> None:
+    calls = 0
+
+    def tick() -> None:
+        nonlocal calls
+        calls += 1
+
+    reader = asyncio.StreamReader()
+    for _ in range(4):
+        reader.feed_data(b"x" * 1000 + b"\r\n")
+    reader.feed_data(b".\r\n")
+    assert await read_dot_data(reader, 10**6, on_progress=tick) is not None
+    assert calls >= 1

@@ -18,7 +18,9 @@ DOMAIN = "patient.mssante.fr"
 
 def test_split_address() -> None:
     assert split_address("<279035121518989@Patient.MSSante.FR.>") == Address(GOOD_INS, DOMAIN)
-    assert split_address("  a@b.fr ") == Address("a", "b.fr")
+    # nothing is stripped: whitespace or control characters make an address invalid
+    assert split_address("  a@b.fr") == Address("  a", "b.fr")
+    assert classify_recipient("279035121518989\r@patient.mssante.fr", "patient.mssante.fr") is BAD_INS
     assert str(split_address("Jean.Dupont@Example.FR")) == "Jean.Dupont@example.fr"  # local part kept
     # the last @ separates the domain (RFC 5321 §4.1.2: a quoted local part may hold one)
     assert split_address('"a@b"@patient.mssante.fr') == Address('"a@b"', DOMAIN)

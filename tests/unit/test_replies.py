@@ -55,7 +55,6 @@ def test_replies_with_enhanced_code_untouched(reply: str) -> None:
 
 @pytest.mark.parametrize("reply", [
     "220 mx.patient.mssante.fr ESMTP ready",
-    "221 Bye",
     "354 End data with <CR><LF>.<CR><LF>",
     "334 ",
     "334 VXNlcm5hbWU6",
@@ -80,3 +79,18 @@ def test_result_always_has_an_enhanced_code_after_rewrite() -> None:
         assert ENHANCED.match(out), out
         assert out[:3] == code
         assert out[4] == code[0]  # the enhanced class matches the reply class
+
+
+def test_closing_reply_gets_its_code() -> None:
+    assert with_enhanced_code("221 Bye") == "221 2.0.0 Bye"
+    assert with_enhanced_code("555 Unsupported") == "555 5.5.4 Unsupported"
+
+
+def test_every_decision_text_is_printable_ascii() -> None:
+    """RFC 5321 §4.2: reply text is US-ASCII."""
+    import policy.decisions as d
+    for name in dir(d):
+        v = getattr(d, name)
+        if isinstance(v, d.Decision):
+            line = v.smtp()
+            assert line.isascii() and line.isprintable(), name

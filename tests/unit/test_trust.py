@@ -131,3 +131,16 @@ def test_empty_trust_list_trusts_nobody() -> None:
 def test_null_sender_with_non_dn_subject_not_trusted() -> None:
     trust = TrustList.build([("hopital.mssante.fr", DN_A), ("typo.mssante.fr", "medimail-asip.mipih.fr")])
     assert check_sender(trust, None, "") is SENDER_NOT_TRUSTED
+
+
+def test_dn_with_control_characters_matches_nothing() -> None:
+    trust = TrustList.build([("hopital.mssante.fr", "CN=a,O=GIP MIPIH,C=FR")])
+    assert normalize_dn("CN=a,O=GIP\r\nMIPIH,C=FR") == ()
+    assert check_sender(trust, "hopital.mssante.fr", "CN=a,O=GIP\r\nMIPIH,C=FR") is SENDER_NOT_TRUSTED
+    assert check_sender(trust, "hopital.mssante.fr", "CN=a,O=GIP  MIPIH,C=FR") is None  # spaces collapse
+
+
+def test_case_folding_is_ascii_only() -> None:
+    trust = TrustList.build([("h.mssante.fr", "CN=smtp,O=Op,C=FR")])
+    assert check_sender(trust, "h.mssante.fr", "CN=SMTP,O=OP,C=fr") is None
+    assert check_sender(trust, "h.mssante.fr", "CN=ſmtp,O=Op,C=FR") is SENDER_NOT_TRUSTED

@@ -325,3 +325,10 @@ def test_entry_without_nom_refused() -> None:
     text = text.replace("<Nom>a.mssante.fr</Nom>", "")
     with pytest.raises(TrustListError, match=r"0 <Nom>"):
         parse_trust_list(text.encode())
+
+
+def test_element_inside_a_name_refused() -> None:
+    text = render_trust_list([("a.mssante.fr", "A", "CN=a,O=b,C=FR")], "2025")
+    text = text.replace("<Nom>a.mssante.fr</Nom>", "<Nom>a<b/>.mssante.fr</Nom>")
+    with pytest.raises(TrustListError, match="text only"):
+        parse_trust_list(text.encode())
