@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 HEAD = "head"
 
 
-def alembic_config(conn: Connection) -> Config:
+def alembic_config(conn: Connection | None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("mailbox_store") / "migrations"))
     cfg.attributes["connection"] = conn

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (DateTime, ForeignKey, Index, Integer, LargeBinary, String,
-                        UniqueConstraint)
+from sqlalchemy import (Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String,
+                        UniqueConstraint, true)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Folders every mailbox gets, with their RFC 6154 special-use attribute.
@@ -47,6 +47,7 @@ class Folder(Base):
     # same UIDVALIDITY; uidnext is only ever incremented, inside the writer transaction.
     uidvalidity: Mapped[int] = mapped_column(Integer)
     uidnext: Mapped[int] = mapped_column(Integer, default=1)
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class Blob(Base):

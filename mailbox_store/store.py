@@ -32,6 +32,8 @@ from mailbox_store import migrate
 from mailbox_store.cache import MailboxCache
 from mailbox_store.crypto import CONTENT, MasterKey, blob_aad, new_data_key, open_sealed, seal
 from mailbox_store.feed import Change, Feed
+from mailbox_store.folders import FolderInfo, FolderOps
+from mailbox_store.messages import MessageOps
 from mailbox_store.models import DEFAULT_FOLDERS, Blob, Folder, Mailbox, Message
 from mailbox_store.writer import GroupJob, Writer
 from policy.recipients import MailboxState
@@ -55,16 +57,6 @@ class MailboxInfo:
     state: MailboxState
     notify_email: str | None
     created_at: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class FolderInfo:
-    name: str
-    special_use: str | None
-    uidvalidity: int
-    uidnext: int
-    messages: int
-    unseen: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +164,7 @@ class _Delivery(GroupJob):
         return results
 
 
-class Store:
+class Store(FolderOps, MessageOps):
     def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,
                  max_batch: int = 64, mailbox_cache_ttl: float = 0.0):
         self.engine = engine
@@ -225,7 +217,7 @@ class Store:
                 raise MailboxExists(f"mailbox {ins} already exists") from None
             conn.execute(insert(Folder), [
                 {"mailbox_id": mid, "name": name, "special_use": su,
-                 "uidvalidity": uidvalidity, "uidnext": 1} for name, su in DEFAULT_FOLDERS])
+                 "uidvalidity": uidvalidity, "uidnext": 1, "subscribed": True} for name, su in DEFAULT_FOLDERS])
             return MailboxInfo(mid, ins, state, notify_email, now), []
 
         info = await self.writer.submit(job)
@@ -273,14 +265,7 @@ class Store:
         mbox = await self.get_mailbox(ins)
         if mbox is None:
             raise NoSuchMailbox(f"no mailbox for INS {ins}")
-        unseen = func.sum(case((Message.id.is_(None), 0), (Message.flags.like("%\\Seen%"), 0), else_=1))
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(Folder.name, Folder.special_use, Folder.uidvalidity, Folder.uidnext,
-                       func.count(Message.id), func.coalesce(unseen, 0))
-                .outerjoin(Message, Message.folder_id == Folder.id)
-                .where(Folder.mailbox_id == mbox.id).group_by(Folder.id).order_by(Folder.id))).all()
-        return [FolderInfo(*r) for r in rows]
+        return await self.list_folders(mbox.id)
 
     # ---- keys ---------------------------------------------------------------------
 

@@ -1,0 +1,174 @@
+"""Folder operations of the store (IMAP LIST/CREATE/DELETE/RENAME/SUBSCRIBE/STATUS).
+
+Folder names are Unicode strings with "/" as the hierarchy separator; INBOX is spelled
+"INBOX". The special-use folders every mailbox gets (models.DEFAULT_FOLDERS) and INBOX
+cannot be deleted or renamed away (RFC 6154 §1: clients rely on them)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, case, delete, func, insert, select, update
+
+from mailbox_store.feed import Change
+from mailbox_store.models import Blob, Folder, Message
+
+if TYPE_CHECKING:
+    from mailbox_store.writer import Writer
+
+SEPARATOR = "/"
+
+
+class FolderError(Exception):
+    """A folder operation that cannot be done; `code` is the IMAP response code."""
+
+    def __init__(self, message: str, code: str = "CANNOT"):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class FolderInfo:
+    name: str
+    special_use: str | None
+    uidvalidity: int
+    uidnext: int
+    messages: int
+    unseen: int
+    id: int = 0
+    subscribed: bool = True
+
+
+def _folder_id(conn: Connection, mailbox_id: int, name: str) -> int:
+    fid = conn.execute(select(Folder.id).where(Folder.mailbox_id == mailbox_id, Folder.name == name)).scalar()
+    if fid is None:
+        raise FolderError(f"no folder {name}", "NONEXISTENT")
+    return fid
+
+
+def delete_orphan_blobs(conn: Connection, blob_ids: set[str]) -> None:
+    """A blob lives as long as one message row points at it (copies share blobs)."""
+    if not blob_ids:
+        return
+    used = set(conn.execute(select(Message.blob_id).where(Message.blob_id.in_(blob_ids))).scalars())
+    orphans = blob_ids - used
+    if orphans:
+        conn.execute(delete(Blob).where(Blob.id.in_(orphans)))
+
+
+class FolderOps:
+    engine: Any
+    writer: "Writer"
+
+    async def list_folders(self, mailbox_id: int) -> list[FolderInfo]:
+        unseen = func.sum(case((Message.id.is_(None), 0), (Message.flags.like("%\\Seen%"), 0), else_=1))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(Folder.name, Folder.special_use, Folder.uidvalidity, Folder.uidnext,
+                       func.count(Message.id), func.coalesce(unseen, 0), Folder.id, Folder.subscribed)
+                .outerjoin(Message, Message.folder_id == Folder.id)
+                .where(Folder.mailbox_id == mailbox_id).group_by(Folder.id).order_by(Folder.id))).all()
+        return [FolderInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7])) for r in rows]
+
+    async def folder(self, mailbox_id: int, name: str) -> FolderInfo | None:
+        for f in await self.list_folders(mailbox_id):
+            if f.name == name:
+                return f
+        return None
+
+    async def create_folder(self, mailbox_id: int, name: str) -> FolderInfo:
+        name = name.rstrip(SEPARATOR)
+        if not name or name.upper() == "INBOX" or any(not p for p in name.split(SEPARATOR)):
+            raise FolderError(f"invalid folder name {name!r}")
+
+        def job(conn: Connection) -> tuple[FolderInfo, list[Change]]:
+            existing = dict(conn.execute(select(Folder.name, Folder.uidvalidity)
+                                         .where(Folder.mailbox_id == mailbox_id)).all())
+            if name in existing:
+                raise FolderError(f"folder {name} already exists", "ALREADYEXISTS")
+            # RFC 3501 §2.3.1.1: a folder re-created under an old name must get a new
+            # UIDVALIDITY; strictly above every value this mailbox used keeps that true
+            uidvalidity = max([int(time.time()), *[v + 1 for v in existing.values()]])
+            # RFC 3501 §6.3.3: create the missing superior names too
+            parts = name.split(SEPARATOR)
+            created = None
+            for i in range(1, len(parts) + 1):
+                sub = SEPARATOR.join(parts[:i])
+                if sub not in existing:
+                    fid = conn.execute(insert(Folder).values(
+                        mailbox_id=mailbox_id, name=sub, special_use=None, uidvalidity=uidvalidity,
+                        uidnext=1, subscribed=True).returning(Folder.id)).scalar_one()
+                    existing[sub] = uidvalidity
+                    created = FolderInfo(sub, None, uidvalidity, 1, 0, 0, fid, True)
+            assert created is not None
+            return created, [Change("folder.created", mailbox_id, name, 0)]
+
+        return await self.writer.submit(job)
+
+    async def delete_folder(self, mailbox_id: int, name: str) -> None:
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            row = conn.execute(select(Folder.id, Folder.special_use)
+                               .where(Folder.mailbox_id == mailbox_id, Folder.name == name)).first()
+            if row is None:
+                raise FolderError(f"no folder {name}", "NONEXISTENT")
+            if name == "INBOX" or row.special_use:
+                raise FolderError(f"{name} cannot be deleted")
+            if conn.execute(select(func.count(Folder.id)).where(
+                    Folder.mailbox_id == mailbox_id, Folder.name.startswith(name + SEPARATOR))).scalar():
+                raise FolderError(f"{name} has subfolders; delete them first", "INUSE")
+            blobs = set(conn.execute(select(Message.blob_id).where(Message.folder_id == row.id)).scalars())
+            conn.execute(delete(Message).where(Message.folder_id == row.id))
+            conn.execute(delete(Folder).where(Folder.id == row.id))
+            delete_orphan_blobs(conn, blobs)
+            return None, [Change("folder.deleted", mailbox_id, name, 0)]
+
+        await self.writer.submit(job)
+
+    async def rename_folder(self, mailbox_id: int, old: str, new: str) -> None:
+        new = new.rstrip(SEPARATOR)
+        if not new or new.upper() == "INBOX" or any(not p for p in new.split(SEPARATOR)):
+            raise FolderError(f"invalid folder name {new!r}")
+
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            rows = dict(conn.execute(select(Folder.name, Folder.id).where(Folder.mailbox_id == mailbox_id)).all())
+            if old not in rows:
+                raise FolderError(f"no folder {old}", "NONEXISTENT")
+            if new in rows:
+                raise FolderError(f"folder {new} already exists", "ALREADYEXISTS")
+            special = conn.execute(select(Folder.special_use).where(Folder.id == rows[old])).scalar()
+            if special:
+                raise FolderError(f"{old} cannot be renamed")
+            if old == "INBOX":
+                # RFC 3501 §6.3.5: renaming INBOX moves its messages to a new folder and
+                # leaves INBOX empty
+                info, _ = job_create(conn, new)
+                conn.execute(update(Message).where(Message.folder_id == rows["INBOX"])
+                             .values(folder_id=info))
+                return None, [Change("folder.renamed", mailbox_id, old, 0)]
+            for name, fid in rows.items():
+                if name == old or name.startswith(old + SEPARATOR):
+                    conn.execute(update(Folder).where(Folder.id == fid).values(name=new + name[len(old):]))
+            return None, [Change("folder.renamed", mailbox_id, old, 0)]
+
+        def job_create(conn: Connection, name: str) -> tuple[int, None]:
+            uidvalidity = max([int(time.time()), *[v + 1 for v in conn.execute(
+                select(Folder.uidvalidity).where(Folder.mailbox_id == mailbox_id)).scalars()]])
+            fid = conn.execute(insert(Folder).values(
+                mailbox_id=mailbox_id, name=name, special_use=None, uidvalidity=uidvalidity,
+                uidnext=conn.execute(select(Folder.uidnext).where(
+                    Folder.mailbox_id == mailbox_id, Folder.name == "INBOX")).scalar_one(),
+                subscribed=True).returning(Folder.id)).scalar_one()
+            return fid, None
+
+        await self.writer.submit(job)
+
+    async def set_subscribed(self, mailbox_id: int, name: str, subscribed: bool) -> None:
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            n = conn.execute(update(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == name)
+                             .values(subscribed=subscribed)).rowcount
+            if n != 1:
+                raise FolderError(f"no folder {name}", "NONEXISTENT")
+            return None, []
+
+        await self.writer.submit(job)

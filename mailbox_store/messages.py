@@ -1,0 +1,165 @@
+"""Message operations of the store for IMAP: the folder snapshot a session starts
+from, flags, expunge, copy and move. All writes go through the writer; every change is
+published on the feed after its commit, so other sessions (IDLE) see it."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
+
+from mailbox_store.feed import Change
+from mailbox_store.folders import FolderError, _folder_id, delete_orphan_blobs
+from mailbox_store.models import Folder, Message
+
+if TYPE_CHECKING:
+    from mailbox_store.writer import Writer
+
+SEEN = "\\Seen"
+DELETED = "\\Deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    uid: int
+    flags: frozenset[str]
+    internal_date: dt.datetime
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    folder_id: int
+    name: str
+    uidvalidity: int
+    uidnext: int
+    messages: list[MessageMeta]
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    uidvalidity: int  # of the destination (RFC 4315 COPYUID)
+    pairs: list[tuple[int, int]]  # (source uid, destination uid), ascending source uid
+
+
+def _utc(when: dt.datetime) -> dt.datetime:
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def _flags(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+def _flag_text(flags: Iterable[str]) -> str:
+    return " ".join(sorted(flags))
+
+
+class MessageOps:
+    engine: Any
+    writer: "Writer"
+
+    async def snapshot(self, mailbox_id: int, name: str, since_uid: int = 0) -> Snapshot:
+        """The folder as a session sees it on SELECT (or the messages above since_uid)."""
+        async with self.engine.connect() as conn:
+            folder = (await conn.execute(select(Folder.id, Folder.uidvalidity, Folder.uidnext).where(
+                Folder.mailbox_id == mailbox_id, Folder.name == name))).first()
+            if folder is None:
+                raise FolderError(f"no folder {name}", "NONEXISTENT")
+            rows = (await conn.execute(
+                select(Message.uid, Message.flags, Message.internal_date, Message.size)
+                .where(Message.folder_id == folder.id, Message.uid > since_uid).order_by(Message.uid))).all()
+        return Snapshot(folder.id, name, folder.uidvalidity, folder.uidnext,
+                        [MessageMeta(r.uid, _flags(r.flags), _utc(r.internal_date), r.size) for r in rows])
+
+    async def flags_of(self, folder_id: int, uids: Iterable[int]) -> dict[int, frozenset[str]]:
+        uid_list = list(uids)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(Message.uid, Message.flags).where(
+                Message.folder_id == folder_id, Message.uid.in_(uid_list)))).all()
+        return {r.uid: _flags(r.flags) for r in rows}
+
+    async def store_flags(self, mailbox_id: int, folder: str, uids: Iterable[int], mode: str,
+                          flags: Iterable[str]) -> dict[int, frozenset[str]]:
+        """mode "+" adds, "-" removes, "" replaces (RFC 3501 §6.4.6). Returns the new
+        flags of the messages that still exist."""
+        wanted, uid_list = frozenset(flags), sorted(set(uids))
+
+        def job(conn: Connection) -> tuple[dict[int, frozenset[str]], list[Change]]:
+            fid = _folder_id(conn, mailbox_id, folder)
+            out: dict[int, frozenset[str]] = {}
+            changes: list[Change] = []
+            updates = []
+            for uid, text in conn.execute(select(Message.uid, Message.flags).where(
+                    Message.folder_id == fid, Message.uid.in_(uid_list))).all():
+                old = _flags(text)
+                new = old | wanted if mode == "+" else old - wanted if mode == "-" else wanted
+                out[uid] = new
+                if new != old:
+                    updates.append({"fid": fid, "u": uid, "f": _flag_text(new)})
+                    changes.append(Change("message.flags", mailbox_id, folder, uid))
+            if updates:
+                conn.execute(update(Message).where(Message.folder_id == bindparam("fid"),
+                                                   Message.uid == bindparam("u"))
+                             .values(flags=bindparam("f")), updates)
+            return out, changes
+
+        return await self.writer.submit(job)
+
+    async def expunge(self, mailbox_id: int, folder: str, only_uids: Iterable[int] | None = None) -> list[int]:
+        """Remove the messages flagged \\Deleted (among only_uids for UID EXPUNGE,
+        RFC 4315 §2.1); returns their UIDs, ascending."""
+        restrict = None if only_uids is None else sorted(set(only_uids))
+
+        def job(conn: Connection) -> tuple[list[int], list[Change]]:
+            fid = _folder_id(conn, mailbox_id, folder)
+            # LIKE pre-selects; the exact flag test below rules out keywords that merely
+            # contain the text
+            q = select(Message.uid, Message.blob_id, Message.flags).where(
+                Message.folder_id == fid, Message.flags.like(f"%{DELETED}%"))
+            if restrict is not None:
+                q = q.where(Message.uid.in_(restrict))
+            rows = [r for r in conn.execute(q.order_by(Message.uid)).all() if DELETED in _flags(r.flags)]
+            gone = [r.uid for r in rows]
+            if gone:
+                conn.execute(delete(Message).where(Message.folder_id == fid, Message.uid.in_(gone)))
+                delete_orphan_blobs(conn, {r.blob_id for r in rows})
+            return gone, [Change("message.expunged", mailbox_id, folder, u) for u in gone]
+
+        return await self.writer.submit(job)
+
+    async def copy(self, mailbox_id: int, source: str, uids: Iterable[int], target: str,
+                   move: bool = False) -> CopyResult:
+        """COPY/MOVE within one mailbox (RFC 3501 §6.4.7, RFC 6851): the copies share the
+        sealed blob and its wrapped key (both bound to this mailbox and blob)."""
+        uid_list = sorted(set(uids))
+
+        def job(conn: Connection) -> tuple[CopyResult, list[Change]]:
+            src = _folder_id(conn, mailbox_id, source)
+            dst = conn.execute(select(Folder.id, Folder.uidvalidity, Folder.uidnext).where(
+                Folder.mailbox_id == mailbox_id, Folder.name == target)).first()
+            if dst is None:
+                raise FolderError(f"no folder {target}", "TRYCREATE")
+            rows = conn.execute(select(Message.uid, Message.blob_id, Message.key_wrapped, Message.flags,
+                                       Message.internal_date, Message.size)
+                                .where(Message.folder_id == src, Message.uid.in_(uid_list))
+                                .order_by(Message.uid)).all()
+            pairs, values = [], []
+            for i, m in enumerate(rows):
+                new_uid = dst.uidnext + i
+                pairs.append((m.uid, new_uid))
+                values.append({"folder_id": dst.id, "uid": new_uid, "blob_id": m.blob_id,
+                               "key_wrapped": m.key_wrapped, "flags": m.flags,
+                               "internal_date": m.internal_date, "size": m.size})
+            changes = [Change("message.new", mailbox_id, target, d) for _, d in pairs]
+            if values:
+                conn.execute(insert(Message), values)
+                conn.execute(update(Folder).where(Folder.id == dst.id).values(uidnext=dst.uidnext + len(values)))
+            if move and pairs:
+                moved = [s for s, _ in pairs]
+                conn.execute(delete(Message).where(Message.folder_id == src, Message.uid.in_(moved)))
+                changes += [Change("message.expunged", mailbox_id, source, u) for u in moved]
+            return CopyResult(dst.uidvalidity, pairs), changes
+
+        return await self.writer.submit(job)

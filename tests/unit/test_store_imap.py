@@ -1,0 +1,123 @@
+"""Folder and message operations the IMAP server uses (mailbox_store/folders.py, messages.py)."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mailbox_store.crypto import MasterKey
+from mailbox_store.folders import FolderError
+from mailbox_store.store import Store, sqlite_url
+from policy.recipients import MailboxState
+
+INS = "279035121518989"
+
+
+@pytest.fixture
+async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = await Store.open(sqlite_url(tmp_path / "s.db"), MasterKey.generate(tmp_path / "k"))
+    yield s
+    await s.close()
+
+
+def msg(n: int) -> bytes:
+    return f"Subject: m{n}\r\nFrom: a@b.fr\r\n\r\nbody {n}\r\n".encode()
+
+
+async def test_snapshot_flags_expunge(store: Store) -> None:
+    mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
+    for i in range(5):
+        await store.deliver([mb], msg(i))
+    snap = await store.snapshot(mb.id, "INBOX")
+    assert [m.uid for m in snap.messages] == [1, 2, 3, 4, 5] and snap.uidnext == 6
+    q = store.feed.subscribe()
+    new = await store.store_flags(mb.id, "INBOX", [2, 4, 99], "+", ["\\Deleted", "\\Seen"])
+    assert new == {2: frozenset({"\\Deleted", "\\Seen"}), 4: frozenset({"\\Deleted", "\\Seen"})}
+    assert await store.store_flags(mb.id, "INBOX", [4], "-", ["\\Seen"]) == {4: frozenset({"\\Deleted"})}
+    assert await store.store_flags(mb.id, "INBOX", [5], "", ["$Label1"]) == {5: frozenset({"$Label1"})}
+    kinds = [q.get_nowait().kind for _ in range(q.qsize())]
+    assert kinds.count("message.flags") == 4
+    assert await store.expunge(mb.id, "INBOX", only_uids=[4]) == [4]
+    assert await store.expunge(mb.id, "INBOX") == [2]
+    snap = await store.snapshot(mb.id, "INBOX")
+    assert [m.uid for m in snap.messages] == [1, 3, 5]
+    assert (await store.snapshot(mb.id, "INBOX", since_uid=3)).messages[0].uid == 5
+    assert await store.fetch_raw(INS, "INBOX", 3) == msg(2)
+
+
+async def test_copy_and_move_share_blobs_and_keep_decrypting(store: Store, tmp_path: Path) -> None:
+    mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
+    for i in range(3):
+        await store.deliver([mb], msg(i))
+    await store.store_flags(mb.id, "INBOX", [2], "+", ["\\Flagged"])
+    res = await store.copy(mb.id, "INBOX", [2, 3, 42], "Archive")
+    assert res.pairs == [(2, 1), (3, 2)]
+    assert res.uidvalidity == (await store.folder(mb.id, "Archive")).uidvalidity  # type: ignore[union-attr]
+    assert await store.fetch_raw(INS, "Archive", 1) == msg(1)
+    assert (await store.snapshot(mb.id, "Archive")).messages[0].flags == frozenset({"\\Flagged"})
+    moved = await store.copy(mb.id, "INBOX", [1], "Archive", move=True)
+    assert moved.pairs == [(1, 3)]
+    assert [m.uid for m in (await store.snapshot(mb.id, "INBOX")).messages] == [2, 3]
+    con = sqlite3.connect(tmp_path / "s.db")
+    try:
+        assert con.execute("SELECT count(*) FROM blobs").fetchone()[0] == 3  # copies share blobs
+    finally:
+        con.close()
+    # expunging one copy keeps the blob the other copy uses
+    await store.store_flags(mb.id, "INBOX", [2], "+", ["\\Deleted"])
+    await store.expunge(mb.id, "INBOX")
+    assert await store.fetch_raw(INS, "Archive", 1) == msg(1)
+    with pytest.raises(FolderError) as e:
+        await store.copy(mb.id, "INBOX", [3], "Nowhere")
+    assert e.value.code == "TRYCREATE"
+
+
+async def test_folder_lifecycle(store: Store) -> None:
+    mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
+    names = [f.name for f in await store.list_folders(mb.id)]
+    assert names == ["INBOX", "Sent", "Drafts", "Trash", "Archive"]
+    created = await store.create_folder(mb.id, "Santé/Analyses")
+    assert created.name == "Santé/Analyses"
+    assert {"Santé", "Santé/Analyses"} <= {f.name for f in await store.list_folders(mb.id)}
+    with pytest.raises(FolderError) as e:
+        await store.create_folder(mb.id, "Santé")
+    assert e.value.code == "ALREADYEXISTS"
+    old_validity = created.uidvalidity
+    await store.deliver([mb], msg(1), folder="Santé/Analyses")
+    await store.rename_folder(mb.id, "Santé", "Medical")
+    assert {"Medical", "Medical/Analyses"} <= {f.name for f in await store.list_folders(mb.id)}
+    assert await store.fetch_raw(INS, "Medical/Analyses", 1) == msg(1)
+    with pytest.raises(FolderError) as e:
+        await store.delete_folder(mb.id, "Medical")
+    assert e.value.code == "INUSE"
+    await store.delete_folder(mb.id, "Medical/Analyses")
+    again = await store.create_folder(mb.id, "Medical/Analyses")
+    assert again.uidvalidity > old_validity  # RFC 3501 §2.3.1.1
+    for protected in ("INBOX", "Sent", "Trash"):
+        with pytest.raises(FolderError):
+            await store.delete_folder(mb.id, protected)
+    await store.set_subscribed(mb.id, "Medical", False)
+    assert not (await store.folder(mb.id, "Medical")).subscribed  # type: ignore[union-attr]
+
+
+async def test_rename_inbox_moves_its_messages(store: Store) -> None:
+    mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
+    await store.deliver([mb], msg(1))
+    await store.rename_folder(mb.id, "INBOX", "Old")
+    assert (await store.snapshot(mb.id, "INBOX")).messages == []
+    assert await store.fetch_raw(INS, "Old", 1) == msg(1)
+    await store.deliver([mb], msg(2))
+    assert [m.uid for m in (await store.snapshot(mb.id, "INBOX")).messages] == [2]
+
+
+async def test_concurrent_flag_changes_and_deliveries(store: Store) -> None:
+    mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
+    for i in range(10):
+        await store.deliver([mb], msg(i))
+    await asyncio.gather(*(store.store_flags(mb.id, "INBOX", [u], "+", ["\\Seen"]) for u in range(1, 11)),
+                         *(store.deliver([mb], msg(100 + i)) for i in range(10)))
+    snap = await store.snapshot(mb.id, "INBOX")
+    assert [m.uid for m in snap.messages] == list(range(1, 21))
+    assert all("\\Seen" in m.flags for m in snap.messages[:10])
