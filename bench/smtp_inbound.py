@@ -125,6 +125,8 @@ def main() -> int:
     port = free_port()
     cfg = inst / "relay.toml"
     cfg.write_text(cfg.read_text().replace('listen = "127.0.0.1:2525"', f'listen = "127.0.0.1:{port}"')
+                   .replace('listen = "127.0.0.1:2143"', 'listen = "127.0.0.1:0"')
+                   .replace('listen_tls = "127.0.0.1:2993"', 'listen_tls = "127.0.0.1:0"')
                    .replace('level = "info"', 'level = "warning"'))
     rcpts = ([line.strip() for line in a.rcpt_file.read_text().split() if line.strip()]
              if a.rcpt_file else make_rcpts(a.recipients))

@@ -74,3 +74,17 @@ class Message(Base):
 
 
 Index("ix_messages_blob", Message.blob_id)
+
+
+class AuditEvent(Base):
+    """Append-only trace of every access to a patient's data (DESIGN.md §4 "Durability
+    and trace"): who, when, from where, what. Never the content itself."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(320))  # "patient", "guardian:<ins>", "admin:<user>", "mx"
+    action: Mapped[str] = mapped_column(String(64))  # "login", "message.read", ...
+    detail: Mapped[str] = mapped_column(String(1024), default="")  # folder, uids; never content
+    source: Mapped[str] = mapped_column(String(64), default="")  # client address or "cli"

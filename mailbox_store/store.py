@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import (URL, Connection, Engine, bindparam, case, create_engine, event, func, insert, make_url,
+from sqlalchemy import (URL, Connection, Engine, bindparam, create_engine, event, insert, make_url,
                         select, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -34,7 +34,7 @@ from mailbox_store.crypto import CONTENT, MasterKey, blob_aad, new_data_key, ope
 from mailbox_store.feed import Change, Feed
 from mailbox_store.folders import FolderInfo, FolderOps
 from mailbox_store.messages import MessageOps
-from mailbox_store.models import DEFAULT_FOLDERS, Blob, Folder, Mailbox, Message
+from mailbox_store.models import DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Mailbox, Message
 from mailbox_store.writer import GroupJob, Writer
 from policy.recipients import MailboxState
 
@@ -65,6 +65,15 @@ class MessageInfo:
     size: int
     flags: tuple[str, ...]
     internal_date: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    at: dt.datetime
+    actor: str
+    action: str
+    detail: str
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +245,42 @@ class Store(FolderOps, MessageOps):
             row = (await conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
                                              Mailbox.created_at).where(Mailbox.ins == ins))).first()
         return self._info(row) if row else None
+
+    async def credentials(self, ins: str) -> tuple[MailboxInfo, str | None] | None:
+        """The mailbox and its password hash (argon2id), for authentication only."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
+                                             Mailbox.created_at, Mailbox.password_hash)
+                                      .where(Mailbox.ins == ins))).first()
+        return (self._info(row), row.password_hash) if row else None
+
+    async def record_login(self, mailbox_id: int) -> None:
+        when = dt.datetime.now(dt.timezone.utc)
+
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            conn.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(last_login_at=when))
+            return None, []
+
+        await self.writer.submit(job)
+
+    async def audit(self, mailbox_id: int, actor: str, action: str, detail: str = "", source: str = "") -> None:
+        """Append one event to the mailbox's audit log (committed before returning)."""
+        when = dt.datetime.now(dt.timezone.utc)
+
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            conn.execute(insert(AuditEvent).values(mailbox_id=mailbox_id, at=when, actor=actor[:320],
+                                                   action=action[:64], detail=detail[:1024], source=source[:64]))
+            return None, []
+
+        await self.writer.submit(job)
+
+    async def audit_events(self, mailbox_id: int) -> list[AuditRecord]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(AuditEvent.at, AuditEvent.actor, AuditEvent.action,
+                                              AuditEvent.detail, AuditEvent.source)
+                                       .where(AuditEvent.mailbox_id == mailbox_id).order_by(AuditEvent.id))).all()
+        return [AuditRecord(r.at if r.at.tzinfo else r.at.replace(tzinfo=dt.timezone.utc),
+                            r.actor, r.action, r.detail, r.source) for r in rows]
 
     async def cached_mailbox(self, ins: str) -> MailboxInfo | None:
         """get_mailbox through the short-lived cache (cache.py): for hot paths such as

@@ -41,6 +41,13 @@ class Config:
     max_sessions_per_ip: int
     mx_timeout: float
     shutdown_grace: float
+    imap_listen: Listen
+    imap_listen_tls: Listen
+    imap_max_line: int
+    imap_max_literal: int
+    imap_idle_timeout: float
+    imap_max_sessions_per_ip: int
+    imap_max_sessions_per_account: int
     tls_profile: str
     tls_cert: Path
     tls_key: Path
@@ -154,6 +161,16 @@ def load_config(path: Path) -> Config:
         mx_timeout=float(_positive("mx.timeout", _get(data, "mx", "timeout", (int, float), 300))),
         shutdown_grace=float(_positive("mx.shutdown_grace",
                                        _get(data, "mx", "shutdown_grace", (int, float), 30))),
+        imap_listen=parse_listen("imap.listen", _get(data, "imap", "listen", str, "127.0.0.1:2143")),
+        imap_listen_tls=parse_listen("imap.listen_tls", _get(data, "imap", "listen_tls", str, "127.0.0.1:2993")),
+        imap_max_line=int(_positive("imap.max_line", _get(data, "imap", "max_line", int, 65536))),
+        imap_max_literal=int(_positive("imap.max_literal", _get(data, "imap", "max_literal", int, 26_214_400))),
+        imap_idle_timeout=float(_positive("imap.idle_timeout",
+                                          _get(data, "imap", "idle_timeout", (int, float), 1800))),
+        imap_max_sessions_per_ip=int(_positive("imap.max_sessions_per_ip",
+                                               _get(data, "imap", "max_sessions_per_ip", int, 50))),
+        imap_max_sessions_per_account=int(_positive("imap.max_sessions_per_account",
+                                                    _get(data, "imap", "max_sessions_per_account", int, 20))),
         tls_profile=profile,
         tls_cert=p("tls", "cert", "pki/server.pem"),
         tls_key=p("tls", "key", "pki/server.key"),

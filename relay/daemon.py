@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from policy.decisions import SHUTTING_DOWN
 from relay.config import Config
+from relay.imap.server import ImapServer
 from relay.runtime import Runtime
 from relay.smtp.mx import MxHandler, MxSMTP
 
@@ -35,6 +36,7 @@ class Daemon:
     def __init__(self, config: Config):
         self.config = config
         self.runtime: Runtime | None = None
+        self.imap: ImapServer | None = None
         self._server: asyncio.base_events.Server | None = None
         self._stop = asyncio.Event()
 
@@ -69,6 +71,8 @@ class Daemon:
         self._server = await loop.create_server(factory, cfg.mx_listen.host, cfg.mx_listen.port,
                                                 reuse_address=True)
         log.info("daemon.listening", front="mx", address=f"{cfg.mx_listen.host}:{self.mx_port}")
+        self.imap = ImapServer(cfg, rt.store, rt.master, rt.imap_tls)
+        await self.imap.start()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -84,6 +88,8 @@ class Daemon:
         if rt is not None:
             rt.stopping = True  # a session's next MAIL gets 421 4.3.2
         try:
+            if self.imap is not None:
+                await self.imap.stop(self.config.shutdown_grace)
             if rt is not None:
                 await self._drain_sessions(rt)
         finally:

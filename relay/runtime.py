@@ -25,6 +25,12 @@ def mx_tls_context(config: Config) -> ssl.SSLContext:
                           config.tls_profile, require_client_cert=True)
 
 
+def client_tls_context(config: Config) -> ssl.SSLContext:
+    """TLS for patients' clients (IMAP): our certificate, no client certificate."""
+    return server_context(config.tls_cert, config.tls_key, config.trust_anchors, (),
+                          "default", require_client_cert=False)
+
+
 def load_trust(config: Config) -> LoadedTrustList:
     loaded = load_trust_list(config.trust_list, config.trust_list_require_digest)
     for w in loaded.warnings:
@@ -41,6 +47,7 @@ class Runtime:
     master: MasterKey
     trust: LoadedTrustList
     tls: ssl.SSLContext
+    imap_tls: ssl.SSLContext
     sessions: set[Any] = field(default_factory=set)
     sessions_per_ip: dict[str, int] = field(default_factory=dict)
     stopping: bool = False
@@ -50,12 +57,13 @@ class Runtime:
         master = MasterKey.load(config.master_key)
         trust = load_trust(config)
         tls = mx_tls_context(config)
+        imap_tls = client_tls_context(config)
         store = await Store.open(config.store_url, master, max_batch=config.group_commit_max,
                                  mailbox_cache_ttl=config.mailbox_cache_ttl)
         if await store.get_mailbox(POSTMASTER) is None:
             # RFC 5321 §4.5.1: postmaster@ our domain must be accepted; operations read it
             await store.create_mailbox(POSTMASTER, MailboxState.ACTIVE)
-        return cls(config, store, master, trust, tls)
+        return cls(config, store, master, trust, tls, imap_tls)
 
     def reload(self) -> bool:
         """Re-read trust list, certificates, CRLs and limits; on any error keep the old
@@ -77,5 +85,7 @@ class Runtime:
             trust_list_require_digest=config.trust_list_require_digest,
             max_recipients=config.max_recipients, max_sessions_per_ip=config.max_sessions_per_ip)
         self.trust, self.tls = trust, tls
+        # listeners keep their context object: load the new certificate into it
+        self.imap_tls.load_cert_chain(config.tls_cert, config.tls_key)
         log.info("reload.done")
         return True

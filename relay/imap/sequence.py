@@ -23,7 +23,8 @@ _MAX_DIGITS = 10
 
 class ParseError(Exception):
     """A command the server cannot parse. The server answers "tag BAD message" when the
-    tag is known (`tag` is set), and "* BAD message" otherwise."""
+    tag is known (`tag` is set), and "* BAD message" otherwise. Messages are 7-bit
+    (French without accents, then English): IMAP4rev1 resp-text is US-ASCII."""
 
     def __init__(self, message: str, tag: str | None = None) -> None:
         super().__init__(message)
@@ -37,13 +38,13 @@ def _seq_number(text: str) -> int | None:
         return None
     # nz-number = digit-nz *DIGIT: no sign, no leading zero, no empty part.
     if not text or len(text) > _MAX_DIGITS or not text.isascii() or not text.isdigit():
-        raise ParseError(f"numéro invalide dans l'ensemble {text!r} / "
-                         f"invalid number in sequence set {text!r}")
+        raise ParseError(f"numero invalide dans l'ensemble {text[:20]!a} / "
+                         f"invalid number in sequence set {text[:20]!a}")
     if text[0] == "0":
-        raise ParseError("les numéros commencent à 1 / sequence numbers start at 1")
+        raise ParseError("les numeros commencent a 1 / sequence numbers start at 1")
     value = int(text)
     if value > MAX_NUMBER:
-        raise ParseError("numéro supérieur à 4294967295 / number above 4294967295")
+        raise ParseError("numero superieur a 4294967295 / number above 4294967295")
     return value
 
 
@@ -51,10 +52,10 @@ def parse_sequence_set(text: str) -> SequenceSet:
     """Parse "1", "1:5", "5:1", "*", "3:*", "1,3:5,7". Refuses 0, empty parts, numbers
     above 2^32-1 and "$" (RFC 5182 SEARCHRES, which we do not advertise)."""
     if "$" in text:
-        raise ParseError("résultat de recherche sauvegardé ($) non pris en charge / "
+        raise ParseError("resultat de recherche sauvegarde ($) non pris en charge / "
                          "saved search result ($) is not supported")
     if not text:
-        raise ParseError("ensemble de numéros vide / empty sequence set")
+        raise ParseError("ensemble de numeros vide / empty sequence set")
     ranges: list[SeqRange] = []
     for part in text.split(","):
         bounds = part.split(":")
@@ -64,7 +65,7 @@ def parse_sequence_set(text: str) -> SequenceSet:
         elif len(bounds) == 2:
             ranges.append(SeqRange(_seq_number(bounds[0]), _seq_number(bounds[1])))
         else:
-            raise ParseError(f"intervalle invalide {part!r} / invalid range {part!r}")
+            raise ParseError(f"intervalle invalide {part[:20]!a} / invalid range {part[:20]!a}")
     return SequenceSet(tuple(ranges))
 
 

@@ -42,7 +42,7 @@ def _b64decode(text: str) -> bytes:
     for c in text:
         value = _VALUE.get(c)
         if value is None:
-            raise ValueError(f"modified UTF-7: invalid base64 character {c!r}")
+            raise ValueError(f"modified UTF-7: invalid base64 character {c!a}")
         bits = ((bits << 6) | value) & 0xFFFFFF
         nbits += 6
         if nbits >= 8:
@@ -89,7 +89,7 @@ def decode(text: str) -> str:
     while i < len(text):
         c = text[i]
         if not _printable(c):
-            raise ValueError(f"modified UTF-7: character {c!r} must be base64-encoded")
+            raise ValueError(f"modified UTF-7: character {c!a} must be base64-encoded")
         if c != "&":
             out.append(c)
             previous_was_base64 = False

@@ -3,6 +3,7 @@ driven by real clients (smtplib, raw TLS sockets, swaks)."""
 from __future__ import annotations
 
 import asyncio
+import imaplib
 import shutil
 import smtplib
 import ssl
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 
 from certs.pki import _name, cert_pem, issue, key_pem, load_ca, write_private
 from mailbox_store.crypto import MasterKey
@@ -28,6 +30,8 @@ INS_PENDING = "185022A12345682"  # Corsica 2A
 INS_OPPOSED = "297122B00100160"
 INS_CLOSED = "170017512300135"
 INS_UNKNOWN = "160017512300140"
+PASSWORD = "correct horse battery staple"
+PASSWORD_HASH = PasswordHasher().hash(PASSWORD)
 
 
 
@@ -38,6 +42,8 @@ def template_instance(tmp_path_factory: pytest.TempPathFactory) -> Path:
     init_instance(d)
     cfg = d / "relay.toml"
     cfg.write_text(cfg.read_text().replace('listen = "127.0.0.1:2525"', 'listen = "127.0.0.1:0"')
+                   .replace('listen = "127.0.0.1:2143"', 'listen = "127.0.0.1:0"')
+                   .replace('listen_tls = "127.0.0.1:2993"', 'listen_tls = "127.0.0.1:0"')
                    .replace("shutdown_grace = 30", "shutdown_grace = 5"))
     # a second certificate of the same CA whose DN is on no list
     ca = load_ca(d / "pki")
@@ -115,6 +121,23 @@ class RunningDaemon:
             s.ehlo()
         return s
 
+    @property
+    def imap_ports(self) -> tuple[int, int]:
+        assert self.daemon.imap is not None
+        return self.daemon.imap.ports
+
+    def imap(self, login: bool = True, ins: str = INS_ACTIVE) -> "imaplib.IMAP4_SSL":
+        """A logged-in imaplib client over implicit TLS (port 2993's twin)."""
+        ctx = ssl.create_default_context(cafile=str(self.pki("ca.pem")))
+        client = imaplib.IMAP4_SSL("127.0.0.1", self.imap_ports[1], ssl_context=ctx, timeout=30)
+        if login:
+            client.login(f"{ins}@patient.mssante.fr", PASSWORD)
+        return client
+
+    def deliver(self, raw: bytes, ins: str = INS_ACTIVE) -> None:
+        with self.smtp() as s:
+            assert s.sendmail(SENDER, [f"{ins}@patient.mssante.fr"], raw) == {}
+
     def inbox(self, ins: str) -> list[bytes]:
         msgs = self.call(self.store.messages(ins, "INBOX"))
         return [self.call(self.store.fetch_raw(ins, "INBOX", m.uid)) for m in msgs]
@@ -127,7 +150,8 @@ def seed_mailboxes(config_path: Path) -> None:
         store = await Store.open(config.store_url, MasterKey.load(config.master_key))
         for ins, state in ((INS_ACTIVE, MailboxState.ACTIVE), (INS_PENDING, MailboxState.PENDING),
                            (INS_OPPOSED, MailboxState.OPPOSED), (INS_CLOSED, MailboxState.CLOSED)):
-            await store.create_mailbox(ins, state)
+            # every test patient has the same password, so the login tests can try any state
+            await store.create_mailbox(ins, state, password_hash=PASSWORD_HASH)
         await store.close()
 
     asyncio.run(seed())

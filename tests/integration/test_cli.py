@@ -94,7 +94,8 @@ class Served:
     def __init__(self, instance: Path):
         self.port = free_port()
         cfg = instance / "relay.toml"
-        cfg.write_text(cfg.read_text().replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{self.port}"'))
+        # the [mx] section comes first: only its listen address gets the chosen port
+        cfg.write_text(cfg.read_text().replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{self.port}"', 1))
         self.cfg = cfg
         self.instance = instance
         env = dict(os.environ, MSSANTE_RELAY_CONFIG=str(cfg))

@@ -1,0 +1,121 @@
+"""Patient authentication (IMAP now, submission and webmail later): one place for the
+credential check and its throttling.
+
+- The login is the patient's address (`<INS>@patient.mssante.fr`, domain in any case)
+  or the bare INS; the password is checked against its argon2id hash in a thread
+  (argon2 is deliberately slow: it must not stall the event loop).
+- Only active mailboxes log in: pending ones wait for activation, opposed and closed
+  ones are refused (DESIGN.md §4 "Lifecycle").
+- Throttling: failures are counted per account and per client address over a sliding
+  window; past the limit every attempt fails at once, whatever the password, until the
+  window slides. Each failure also waits a short delay (slows guessing on one session).
+- The answer never says which of login or password was wrong.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import structlog
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from mailbox_store.crypto import MasterKey
+from mailbox_store.store import MailboxInfo, Store
+from policy.addresses import split_address
+from policy.ins import InsError, parse_ins
+from policy.recipients import MailboxState
+
+log = structlog.get_logger("relay.auth")
+_HASHER = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    mailbox: MailboxInfo | None
+    reason: str  # "ok", "bad_credentials", "throttled", "inactive"
+
+    @property
+    def ok(self) -> bool:
+        return self.mailbox is not None
+
+
+@dataclass
+class Throttle:
+    limit: int
+    window: float
+    _events: dict[str, deque[float]] = field(default_factory=dict)
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        q = self._events.setdefault(key, deque())
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        return q
+
+    def blocked(self, key: str, now: float) -> bool:
+        return len(self._recent(key, now)) >= self.limit
+
+    def fail(self, key: str, now: float) -> None:
+        self._recent(key, now).append(now)
+        if len(self._events) > 100_000:  # bounded memory under a spray of names
+            self._events = {k: v for k, v in self._events.items() if v and v[-1] > now - self.window}
+
+
+def login_to_ins(login: str, domain: str) -> str | None:
+    """The INS named by a login: "279035121518989" or "279035121518989@patient.mssante.fr"."""
+    if "@" in login:
+        addr = split_address(login)
+        if addr is None or addr.domain != domain.lower():
+            return None
+        login = addr.local
+    try:
+        return parse_ins(login).value
+    except InsError:
+        return None
+
+
+class Authenticator:
+    def __init__(self, store: Store, master: MasterKey, domain: str, per_account: int = 5,
+                 per_ip: int = 20, window: float = 900.0, failure_delay: float = 1.0):
+        self.store = store
+        self.master = master
+        self.domain = domain
+        self.accounts = Throttle(per_account, window)
+        self.addresses = Throttle(per_ip, window)
+        self.failure_delay = failure_delay
+
+    async def login(self, login: str, password: str, ip: str) -> AuthResult:
+        now = time.monotonic()
+        ins = login_to_ins(login, self.domain)
+        account_key = ins or login.lower()[:320]
+        ins_hash = self.master.pseudonym(ins) if ins else None
+        if self.accounts.blocked(account_key, now) or self.addresses.blocked(ip, now):
+            log.warning("auth.throttled", ins_hash=ins_hash, peer=ip)
+            return AuthResult(None, "throttled")
+        found = await self.store.credentials(ins) if ins else None
+        verified = False
+        if found is not None and found[1]:
+            verified = await asyncio.to_thread(_verify, found[1], password)
+        if not verified:
+            self.accounts.fail(account_key, now)
+            self.addresses.fail(ip, now)
+            log.info("auth.failed", ins_hash=ins_hash, peer=ip)
+            await asyncio.sleep(self.failure_delay)
+            return AuthResult(None, "bad_credentials")
+        assert found is not None
+        mailbox = found[0]
+        if mailbox.state is not MailboxState.ACTIVE:
+            log.info("auth.inactive", ins_hash=ins_hash, peer=ip, state=mailbox.state.value)
+            return AuthResult(None, "inactive")
+        await self.store.record_login(mailbox.id)
+        log.info("auth.ok", ins_hash=ins_hash, peer=ip)
+        return AuthResult(mailbox, "ok")
+
+
+def _verify(hashed: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(hashed, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False

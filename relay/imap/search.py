@@ -1,0 +1,214 @@
+"""SEARCH keys against one message (RFC 3501 §6.4.4, RFC 9051 §6.4.4).
+
+Implementation notes:
+- A message is parsed at most once per matches() call, and only if a key needs its
+  content; in an AND, keys answered from the MessageView run first.
+- String keys match a substring after folding both sides: Unicode compatibility
+  decomposition, case folding, combining marks removed. RFC 9051 §6.4.4 only asks
+  for ASCII case-insensitivity; like Dovecot's i;unicode-casemap search, "resultats"
+  then finds "RÉSULTATS" and "Résultats": patients often type without accents.
+- Header text is RFC 2047 decoded; BODY reads every text/* part, transfer encoding
+  and charset undone, tolerantly (an undecodable part is searched as stored).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import re
+import unicodedata
+from collections.abc import Callable
+
+from relay.imap.mime import Part, decode_header, parse
+from relay.imap.types import MessageView, SearchKey, SequenceSet
+
+_CONTENT_OPS = frozenset({"BCC", "BODY", "CC", "FROM", "HEADER", "SENTBEFORE", "SENTON",
+                          "SENTSINCE", "SUBJECT", "TEXT", "TO"})
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+
+def needs_content(key: SearchKey) -> bool:
+    if key.op in ("NOT", "OR", "AND"):
+        return any(needs_content(k) for k in key.args if isinstance(k, SearchKey))
+    return key.op in _CONTENT_OPS
+
+
+def matches(key: SearchKey, msg: MessageView, raw: bytes | None,
+            largest_seq: int, largest_uid: int) -> bool:
+    """Whether the message matches. Raises ValueError for an unknown key, or when
+    the key needs the message content and raw is None."""
+    if raw is None and needs_content(key):
+        raise ValueError("SEARCH key needs the stored message")
+    return _match(key, _Context(msg, raw or b"", largest_seq, largest_uid))
+
+
+def fold(text: str) -> str:
+    """The form string keys compare in (see the module notes)."""
+    if text.isascii():
+        return text.lower()
+    return _COMBINING.sub("", unicodedata.normalize("NFKD", text).casefold())
+
+
+class _Context:
+    """One message during one search: the content is parsed and decoded lazily,
+    once, whatever the number of keys."""
+
+    def __init__(self, msg: MessageView, raw: bytes, largest_seq: int, largest_uid: int) -> None:
+        self.msg = msg
+        self.raw = raw
+        self.largest_seq = largest_seq
+        self.largest_uid = largest_uid
+        self.flags = frozenset(f.lower() for f in msg.flags)  # flags compare case-insensitively
+        self._tree: Part | None = None
+        self._body: str | None = None
+        self._text: str | None = None
+
+    @property
+    def tree(self) -> Part:
+        if self._tree is None:
+            self._tree = parse(self.raw)
+        return self._tree
+
+    def headers(self, name: str) -> list[str]:
+        """Decoded values of the top-level header's fields of that name."""
+        upper = name.upper()
+        return [decode_header(f.value).strip() for f in self.tree.fields if f.name == upper]
+
+    def body(self) -> str:
+        if self._body is None:
+            self._body = fold("\n".join(p.text() for p in self.tree.walk() if p.is_text))
+        return self._body
+
+    def text(self) -> str:
+        # RFC 3501 §6.4.4 TEXT: "the header or body", MIME header fields included
+        if self._text is None:
+            heads = [decode_header(f.raw) for p in self.tree.walk() for f in p.fields]
+            self._text = fold("\n".join(heads)) + "\n" + self.body()
+        return self._text
+
+
+def _match(key: SearchKey, ctx: _Context) -> bool:
+    handler = _HANDLERS.get(key.op)
+    if handler is None:
+        raise ValueError(f"unknown search key {key.op}")
+    return handler(key.args, ctx)
+
+
+def _in_set(value: int, seqset: SequenceSet, largest: int) -> bool:
+    """RFC 3501 §9 sequence-set: "*" is the largest number in use; n:m and m:n are
+    the same range."""
+    for r in seqset.ranges:
+        lo = largest if r.start is None else r.start
+        hi = largest if r.end is None else r.end
+        if min(lo, hi) <= value <= max(lo, hi):
+            return True
+    return False
+
+
+def _contains(haystack: str, needle: object) -> bool:
+    return fold(str(needle)) in fold(haystack)
+
+
+def _header_has(name: str) -> Callable[[tuple[object, ...], _Context], bool]:
+    # FROM/TO/CC/BCC/SUBJECT: the decoded field, display names and addresses alike
+    return lambda args, ctx: any(_contains(v, args[0]) for v in ctx.headers(name))
+
+
+def _header_key(args: tuple[object, ...], ctx: _Context) -> bool:
+    name, value = str(args[0]), str(args[1])
+    values = ctx.headers(name)
+    # RFC 3501 §6.4.4: an empty string matches every message that has the field
+    return bool(values) and (value == "" or any(_contains(v, value) for v in values))
+
+
+def _flag(name: str, present: bool) -> Callable[[tuple[object, ...], _Context], bool]:
+    return lambda args, ctx: (name in ctx.flags) == present
+
+
+def _recent(ctx: _Context) -> bool:
+    return ctx.msg.recent or "\\recent" in ctx.flags
+
+
+def _sent_date(ctx: _Context) -> dt.date | None:
+    """The Date: field's own calendar day (RFC 9051 §6.4.4: time and timezone
+    disregarded); None when absent or unparseable, which matches no SENT* key."""
+    values = ctx.headers("DATE")
+    if not values:
+        return None
+    try:
+        parsed = email.utils.parsedate_tz(values[0])
+        return None if parsed is None else dt.date(parsed[0], parsed[1], parsed[2])
+    except (ValueError, TypeError, IndexError, OverflowError):
+        return None
+
+
+def _date_key(compare: Callable[[dt.date, dt.date], bool], sent: bool
+              ) -> Callable[[tuple[object, ...], _Context], bool]:
+    def check(args: tuple[object, ...], ctx: _Context) -> bool:
+        when = args[0]
+        assert isinstance(when, dt.date)
+        # The internal date's day in its own timezone (as stored, as the client saw it)
+        day = _sent_date(ctx) if sent else ctx.msg.internal_date.date()
+        return day is not None and compare(day, when)
+    return check
+
+
+def _and(args: tuple[object, ...], ctx: _Context) -> bool:
+    keys = [k for k in args if isinstance(k, SearchKey)]
+    # keys answered from the view first: the content may never need parsing
+    return all(_match(k, ctx) for k in sorted(keys, key=needs_content))
+
+
+def _seq_key(attr: str) -> Callable[[tuple[object, ...], _Context], bool]:
+    def check(args: tuple[object, ...], ctx: _Context) -> bool:
+        seqset = args[0]
+        assert isinstance(seqset, SequenceSet)
+        largest = ctx.largest_uid if attr == "uid" else ctx.largest_seq
+        return _in_set(getattr(ctx.msg, attr), seqset, largest)
+    return check
+
+
+def _sub(args: tuple[object, ...], n: int) -> SearchKey:
+    key = args[n]
+    assert isinstance(key, SearchKey)
+    return key
+
+
+_HANDLERS: dict[str, Callable[[tuple[object, ...], _Context], bool]] = {
+    "ALL": lambda args, ctx: True,
+    "AND": _and,
+    "NOT": lambda args, ctx: not _match(_sub(args, 0), ctx),
+    "OR": lambda args, ctx: _match(_sub(args, 0), ctx) or _match(_sub(args, 1), ctx),
+    "SEQ": _seq_key("seq"),
+    "UID": _seq_key("uid"),
+    "ANSWERED": _flag("\\answered", True),
+    "UNANSWERED": _flag("\\answered", False),
+    "DELETED": _flag("\\deleted", True),
+    "UNDELETED": _flag("\\deleted", False),
+    "DRAFT": _flag("\\draft", True),
+    "UNDRAFT": _flag("\\draft", False),
+    "FLAGGED": _flag("\\flagged", True),
+    "UNFLAGGED": _flag("\\flagged", False),
+    "SEEN": _flag("\\seen", True),
+    "UNSEEN": _flag("\\seen", False),
+    "KEYWORD": lambda args, ctx: str(args[0]).lower() in ctx.flags,
+    "UNKEYWORD": lambda args, ctx: str(args[0]).lower() not in ctx.flags,
+    "RECENT": lambda args, ctx: _recent(ctx),
+    "NEW": lambda args, ctx: _recent(ctx) and "\\seen" not in ctx.flags,  # RFC 3501 §6.4.4
+    "OLD": lambda args, ctx: not _recent(ctx),
+    "LARGER": lambda args, ctx: ctx.msg.size > int(str(args[0])),
+    "SMALLER": lambda args, ctx: ctx.msg.size < int(str(args[0])),
+    "BEFORE": _date_key(lambda day, when: day < when, sent=False),
+    "ON": _date_key(lambda day, when: day == when, sent=False),
+    "SINCE": _date_key(lambda day, when: day >= when, sent=False),
+    "SENTBEFORE": _date_key(lambda day, when: day < when, sent=True),
+    "SENTON": _date_key(lambda day, when: day == when, sent=True),
+    "SENTSINCE": _date_key(lambda day, when: day >= when, sent=True),
+    "FROM": _header_has("FROM"),
+    "TO": _header_has("TO"),
+    "CC": _header_has("CC"),
+    "BCC": _header_has("BCC"),
+    "SUBJECT": _header_has("SUBJECT"),
+    "HEADER": _header_key,
+    "BODY": lambda args, ctx: fold(str(args[0])) in ctx.body(),
+    "TEXT": lambda args, ctx: fold(str(args[0])) in ctx.text(),
+}

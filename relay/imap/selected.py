@@ -1,0 +1,130 @@
+"""The selected mailbox as one IMAP session sees it, and how other sessions' changes
+reach it (RFC 3501 §5.2, §7.4.1; RFC 9051 §5.2).
+
+Implementation notes:
+- The session's view (sequence numbers -> UIDs, flags) changes only when the session
+  tells the client: a new message becomes visible with EXISTS, an expunged one
+  disappears with EXPUNGE. Between two such announcements sequence numbers are stable,
+  whatever other sessions or the MX do.
+- Changes arrive on the store's feed after their commit. They are queued here and
+  announced at the next point where the protocol allows it: EXPUNGE never during
+  FETCH, STORE or SEARCH (RFC 3501 §7.4.1), since the client would misnumber messages.
+"""
+from __future__ import annotations
+
+import asyncio
+import bisect
+from dataclasses import dataclass, field
+
+from mailbox_store.feed import Change
+from mailbox_store.messages import MessageMeta, Snapshot
+from mailbox_store.store import MailboxInfo, Store
+from relay.imap import wire
+from relay.imap.types import MessageView
+
+
+def flag_list(flags: frozenset[str]) -> bytes:
+    return wire.plist([f.encode() for f in sorted(flags)])
+
+
+@dataclass
+class Selected:
+    owner: MailboxInfo
+    name: str
+    folder_id: int
+    uidvalidity: int
+    uidnext: int
+    readonly: bool
+    uids: list[int] = field(default_factory=list)
+    meta: dict[int, MessageMeta] = field(default_factory=dict)
+    _expunged: set[int] = field(default_factory=set)
+    _flag_changes: set[int] = field(default_factory=set)
+    _new: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def from_snapshot(cls, owner: MailboxInfo, snap: Snapshot, readonly: bool) -> "Selected":
+        return cls(owner, snap.name, snap.folder_id, snap.uidvalidity, snap.uidnext, readonly,
+                   [m.uid for m in snap.messages], {m.uid: m for m in snap.messages})
+
+    # ---- the view ----------------------------------------------------------------
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def view(self, seq: int) -> MessageView:
+        uid = self.uids[seq - 1]
+        m = self.meta[uid]
+        return MessageView(seq=seq, uid=uid, flags=m.flags, internal_date=m.internal_date, size=m.size)
+
+    def set_flags(self, uid: int, flags: frozenset[str]) -> None:
+        m = self.meta.get(uid)
+        if m is not None:
+            self.meta[uid] = MessageMeta(m.uid, flags, m.internal_date, m.size)
+
+    def unseen_first(self) -> int | None:
+        for i, uid in enumerate(self.uids):
+            if "\\Seen" not in self.meta[uid].flags:
+                return i + 1
+        return None
+
+    # ---- changes from the feed ----------------------------------------------------------
+
+    def feed(self, change: Change) -> None:
+        if change.mailbox_id != self.owner.id or change.folder != self.name:
+            return
+        if change.kind == "message.new":
+            self._new = True
+        elif change.kind == "message.expunged":
+            self._expunged.add(change.uid)
+        elif change.kind == "message.flags":
+            self._flag_changes.add(change.uid)
+        else:
+            return
+        self.wake.set()
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._new or self._expunged or self._flag_changes)
+
+    async def updates(self, store: Store, allow_expunge: bool) -> list[bytes]:
+        """Untagged responses announcing what changed since the last call."""
+        self.wake.clear()
+        out: list[bytes] = []
+        if allow_expunge and self._expunged:
+            # highest first keeps the other announced numbers right (RFC 3501 §7.4.1)
+            for uid in sorted(self._expunged, reverse=True):
+                seq = self.seq_of(uid)
+                if seq is not None:
+                    del self.uids[seq - 1]
+                    self.meta.pop(uid, None)
+                    out.append(b"* %d EXPUNGE" % seq)
+            self._expunged.clear()
+        if self._flag_changes:
+            changed = [u for u in self._flag_changes if u in self.meta and u not in self._expunged]
+            self._flag_changes.clear()
+            if changed:
+                current = await store.flags_of(self.folder_id, changed)
+                for uid in sorted(current):
+                    if current[uid] == self.meta[uid].flags:
+                        continue  # the client already knows (its own STORE or FETCH)
+                    self.set_flags(uid, current[uid])
+                    seq = self.seq_of(uid)
+                    if seq is not None:
+                        out.append(b"* %d FETCH (UID %d FLAGS %s)" % (seq, uid, flag_list(current[uid])))
+        if self._new:
+            self._new = False
+            snap = await store.snapshot(self.owner.id, self.name, since_uid=self.uids[-1] if self.uids else 0)
+            added = [m for m in snap.messages if m.uid not in self.meta and m.uid not in self._expunged]
+            for m in added:
+                self.uids.append(m.uid)
+                self.meta[m.uid] = m
+            self.uidnext = max(self.uidnext, snap.uidnext)
+            if added:
+                out.append(b"* %d EXISTS" % self.exists)
+        return out

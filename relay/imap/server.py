@@ -1,0 +1,125 @@
+"""IMAP listeners: 127.0.0.1:2143 (STARTTLS) and 127.0.0.1:2993 (implicit TLS) by
+default; limits on sessions per address and per account; clean stop.
+
+Stop (SIGTERM): listeners close, sessions idle between commands (or in IDLE) get
+"* BYE", a command in flight finishes first (bounded by the daemon's grace)."""
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import structlog
+
+from mailbox_store.crypto import MasterKey
+from mailbox_store.store import MailboxInfo, Store
+from relay.auth import Authenticator
+from relay.config import Config
+
+log = structlog.get_logger("relay.imap")
+
+
+class ImapServer:
+    def __init__(self, config: Config, store: Store, master: MasterKey, tls_context: ssl.SSLContext):
+        self.config = config
+        self.store = store
+        self.master = master
+        self.tls_context = tls_context
+        self.auth = Authenticator(store, master, config.domain)
+        self.sessions: set[object] = set()
+        self._per_ip: dict[str, int] = {}
+        self._per_account: dict[int, int] = {}
+        self._servers: list[asyncio.base_events.Server] = []
+        self.stopping = False
+        self.stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        cfg = self.config
+        limit = cfg.imap_max_line + 2
+        plain = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=False),
+                                           cfg.imap_listen.host, cfg.imap_listen.port, limit=limit,
+                                           reuse_address=True)
+        implicit = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=True),
+                                              cfg.imap_listen_tls.host, cfg.imap_listen_tls.port, limit=limit,
+                                              ssl=self.tls_context, reuse_address=True)
+        self._servers = [plain, implicit]
+        log.info("daemon.listening", front="imap", address=f"{cfg.imap_listen.host}:{self.ports[0]}")
+        log.info("daemon.listening", front="imaps", address=f"{cfg.imap_listen_tls.host}:{self.ports[1]}")
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        return tuple(s.sockets[0].getsockname()[1] for s in self._servers)  # type: ignore[return-value]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: bool) -> None:
+        from relay.imap.session import Session  # the session module imports the parser stack
+
+        ip = (writer.get_extra_info("peername") or ("?",))[0]
+        if self.stopping or self._per_ip.get(ip, 0) >= self.config.imap_max_sessions_per_ip:
+            writer.write(b"* BYE too many connections from your address\r\n")
+            writer.close()
+            return
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+        session = Session(self, reader, writer, tls)
+        self.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            left = self._per_ip.get(ip, 1) - 1
+            if left > 0:
+                self._per_ip[ip] = left
+            else:
+                self._per_ip.pop(ip, None)
+
+    def admit_account(self, session: object, mailbox: MailboxInfo) -> bool:
+        n = self._per_account.get(mailbox.id, 0)
+        if n >= self.config.imap_max_sessions_per_account:
+            return False
+        self._per_account[mailbox.id] = n + 1
+        return True
+
+    def forget(self, session: object) -> None:
+        if session in self.sessions:
+            self.sessions.discard(session)
+            user = getattr(session, "user", None)
+            if user is not None:
+                left = self._per_account.get(user.id, 1) - 1
+                if left > 0:
+                    self._per_account[user.id] = left
+                else:
+                    self._per_account.pop(user.id, None)
+
+    def audit_read(self, session: object, count: int) -> None:
+        """Every read of message content is audited (issue 4, DESIGN.md §4): the
+        write is queued on the store's writer and committed with the next group."""
+        sel = getattr(session, "selected", None)
+        user = getattr(session, "user", None)
+        if sel is None or user is None:
+            return
+        task = asyncio.ensure_future(self.store.audit(
+            sel.owner.id, "patient" if sel.owner.id == user.id else f"guardian:{user.ins}",
+            "message.read", f"{sel.name}: {count} message(s)", getattr(session, "peer", "")))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() and log.error(
+            "audit.failed", error=type(t.exception()).__name__))
+
+    async def stop(self, grace: float) -> None:
+        self.stopping = True
+        for s in self._servers:
+            s.close()
+        self.stopped.set()  # IDLE sessions answer BYE at once
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while loop.time() < deadline:
+            busy = [s for s in self.sessions if getattr(s, "busy", False)]
+            for s in list(self.sessions):
+                if not getattr(s, "busy", False) and s not in busy:
+                    writer = s.writer
+                    if not writer.is_closing():
+                        try:
+                            writer.write(b"* BYE server shutting down\r\n")
+                        except (ConnectionError, RuntimeError):
+                            pass
+                        writer.close()
+            if not busy:
+                break
+            await asyncio.sleep(0.05)
+        for s in self._servers:
+            await s.wait_closed()

@@ -1,0 +1,823 @@
+"""One IMAP session: reading commands, the state machine, the command handlers.
+
+Implementation notes (invariants a newcomer must not break):
+- Commands are dispatched by a table per protocol state (RFC 9051 §3): a command that
+  is not in the current state's table gets BAD, never a half-run.
+- The session talks to the store only through its API (mailbox_store), never SQL.
+- The selected mailbox's view changes only through Selected.updates(), i.e. only when
+  the client is told (EXISTS/EXPUNGE); see selected.py.
+- Never write to the client while waiting on the store with a lock held: there is no
+  lock; the writer is the store's single writer.
+- STARTTLS discards whatever plaintext the client pipelined after it (RFC 3207-like
+  rule of RFC 9051 §6.2.1), so injected commands never run inside TLS.
+- A malformed command gets BAD and the session goes on; a line or literal over the
+  limits ends the session with BYE (the stream cannot be resynchronised safely).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mailbox_store.folders import SEPARATOR, FolderError, FolderInfo
+from mailbox_store.messages import SEEN
+from mailbox_store.store import MailboxInfo, StoreError
+from relay.imap import fetch as fetchmod
+from relay.imap import search as searchmod
+from relay.imap import utf7, wire
+from relay.imap.parser import BadCharset, ParseError, Parser, literal_announcement
+from relay.imap.selected import Selected, flag_list
+from relay.imap.sequence import compress, expand
+from relay.imap.types import FetchAtt, SequenceSet
+
+if TYPE_CHECKING:
+    from relay.imap.server import ImapServer
+
+log = structlog.get_logger("relay.imap")
+
+SYSTEM_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft")
+NOT_AUTH, AUTH, SELECTED, LOGOUT = "not-authenticated", "authenticated", "selected", "logout"
+
+
+class Bye(Exception):
+    """End the session after sending this BYE text."""
+
+
+@dataclass
+class Reply:
+    status: str  # OK, NO, BAD
+    text: str
+    code: str | None = None  # response code, without brackets
+
+
+def ok(text: str = "done", code: str | None = None) -> Reply:
+    return Reply("OK", text, code)
+
+
+def no(text: str, code: str | None = None) -> Reply:
+    return Reply("NO", text, code)
+
+
+def bad(text: str, code: str | None = None) -> Reply:
+    return Reply("BAD", text, code)
+
+
+# A handler returns the tagged reply, or None when it already sent it (STARTTLS).
+Handler = Callable[["Session", str, Parser, bool], Awaitable[Reply | None]]
+
+
+class Session:
+    def __init__(self, server: "ImapServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 tls: bool):
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.tls = tls
+        self.state = NOT_AUTH
+        self.user: MailboxInfo | None = None
+        self.selected: Selected | None = None
+        self.rev2 = False
+        self.peer = (writer.get_extra_info("peername") or ("?",))[0]
+        self._feed = None
+        self._feed_task: asyncio.Task[None] | None = None
+        self.busy = False  # inside a command: SIGTERM lets it finish
+
+    # ---- I/O ------------------------------------------------------------------------
+
+    async def send(self, *lines: bytes) -> None:
+        for line in lines:
+            self.writer.write(line + b"\r\n")
+        await self.writer.drain()
+
+    async def read_command(self) -> bytes:
+        """One whole command: a line, and every literal it announces (RFC 9051 §4.3,
+        RFC 7888 LITERAL+), bounded by imap.max_line and imap.max_literal."""
+        cfg = self.server.config
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            try:
+                line = await asyncio.wait_for(self.reader.readuntil(b"\r\n"), cfg.imap_idle_timeout)
+            except asyncio.LimitOverrunError:
+                raise Bye("command line too long") from None
+            except asyncio.IncompleteReadError:
+                raise ConnectionResetError from None
+            except asyncio.TimeoutError:
+                raise Bye("autologout: idle for too long") from None  # RFC 3501 §5.4
+            total += len(line)
+            if total > cfg.imap_max_line + cfg.imap_max_literal:
+                raise Bye("command too long")
+            announced = literal_announcement(line[:-2])
+            if announced is None:
+                parts.append(line[:-2])
+                return b"".join(parts)
+            size, nonsync = announced
+            if size > cfg.imap_max_literal:
+                if nonsync:  # RFC 7888 §4: the bytes are coming anyway; cannot resync
+                    raise Bye("literal too large")
+                parts.clear()
+                await self.send(b"* BAD [TOOBIG] literal too large")
+                # the client will not send the literal; the rest of its line is lost
+                raise ValueError("literal too large")
+            parts.append(line)
+            if not nonsync:
+                await self.send(b"+ go ahead")
+            try:
+                parts.append(await asyncio.wait_for(self.reader.readexactly(size), cfg.imap_idle_timeout))
+            except asyncio.IncompleteReadError:
+                raise ConnectionResetError from None
+            total += size
+
+    def capabilities(self) -> bytes:
+        caps = [b"IMAP4rev1", b"IMAP4rev2", b"LITERAL+", b"SASL-IR", b"ENABLE", b"ID", b"IDLE",
+                b"NAMESPACE", b"UIDPLUS", b"MOVE", b"UNSELECT", b"SPECIAL-USE", b"LIST-EXTENDED",
+                b"LIST-STATUS", b"ESEARCH", b"CHILDREN", b"BINARY", b"STATUS=SIZE"]
+        if self.state == NOT_AUTH:
+            caps += [b"STARTTLS", b"LOGINDISABLED"] if not self.tls else [b"AUTH=PLAIN"]
+        return b" ".join(caps)
+
+    # ---- main loop ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.send(b"* OK [CAPABILITY " + self.capabilities() + b"] mssante-relay IMAP ready")
+        try:
+            while self.state != LOGOUT:
+                try:
+                    data = await self.read_command()
+                except ValueError:
+                    continue
+                self.busy = True
+                try:
+                    await self.execute(data)
+                finally:
+                    self.busy = False
+                if self.server.stopping:
+                    raise Bye("server shutting down")
+        except Bye as e:
+            await self._bye(str(e))
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            await self.close()
+
+    async def _bye(self, text: str) -> None:
+        try:
+            await self.send(b"* BYE " + text.encode("ascii", "replace"))
+        except (ConnectionError, ssl.SSLError):
+            pass
+
+    async def close(self) -> None:
+        if self._feed_task is not None:
+            self._feed_task.cancel()
+        if self._feed is not None:
+            self.server.store.feed.unsubscribe(self._feed)
+        self.server.forget(self)
+        try:
+            self.writer.close()
+        except (ConnectionError, RuntimeError):
+            pass
+
+    async def execute(self, data: bytes) -> None:
+        p = Parser(data, utf8=self.rev2)  # RFC 9051 §5.1.3: UTF-8 names once rev2 is enabled
+        tag = "*"
+        try:
+            tag = p.tag()
+            p.sp()
+            name = p.command()
+            uid = False
+            if name == "UID":
+                p.sp()
+                name = p.command()
+                uid = True
+                if name not in UID_COMMANDS:
+                    raise ParseError(f"UID {name} is not a command")
+        except ParseError as e:
+            await self.send(f"{tag if e.tag is None else e.tag} BAD {e}".encode("utf-8", "replace"))
+            return
+        handler = TABLES[self.state].get(name) or ANY_STATE.get(name)
+        if handler is None:
+            known = any(name in t for t in TABLES.values())
+            await self.send(f"{tag} BAD {name} {'not allowed now' if known else 'unknown command'}".encode())
+            return
+        try:
+            reply = await handler(self, tag, p, uid)
+        except BadCharset as e:  # RFC 3501 §6.4.4: NO [BADCHARSET ...], not BAD
+            reply = no(str(e))
+        except ParseError as e:
+            reply = bad(str(e))
+        except FolderError as e:
+            reply = no(str(e), e.code)
+        except StoreError as e:
+            log.error("imap.store_error", error=type(e).__name__)
+            reply = no("store unavailable, try again", "UNAVAILABLE")
+        if reply is None:
+            return
+        if self.selected is not None:
+            allow = name not in NO_UPDATES_AFTER
+            await self.send(*await self.selected.updates(self.server.store, allow_expunge=allow))
+        code = f"[{reply.code}] " if reply.code else ""
+        await self.send(f"{tag} {reply.status} {code}{reply.text}".encode("utf-8", "replace"))
+
+    # ---- helpers --------------------------------------------------------------------
+
+    def encode_name(self, name: str) -> bytes:
+        return wire.astring(name if self.rev2 else utf7.encode(name))
+
+    def _seqs(self, seqset: SequenceSet, uid: bool) -> list[int]:
+        """Sequence numbers a set names in the current view (RFC 9051 §6.4.8 for UIDs:
+        unknown UIDs are ignored)."""
+        sel = self.selected
+        assert sel is not None
+        if not uid:
+            return expand(seqset, sel.exists)
+        largest = sel.uids[-1] if sel.uids else 0
+        wanted = expand(seqset, largest)
+        out = []
+        for u in wanted:
+            s = sel.seq_of(u)
+            if s is not None:
+                out.append(s)
+        return out
+
+    async def _start_feed(self) -> None:
+        if self._feed is None:
+            self._feed = self.server.store.feed.subscribe()
+            self._feed_task = asyncio.create_task(self._pump_feed())
+
+    async def _pump_feed(self) -> None:
+        assert self._feed is not None
+        while True:
+            change = await self._feed.get()
+            if self.selected is not None:
+                self.selected.feed(change)
+
+
+# ---- any state ------------------------------------------------------------------------
+
+async def cmd_capability(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.end()
+    await s.send(b"* CAPABILITY " + s.capabilities())
+    return ok("CAPABILITY done")
+
+
+async def cmd_noop(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.end()
+    return ok("NOOP done")
+
+
+async def cmd_logout(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.end()
+    await s.send(b"* BYE logging out")
+    s.state = LOGOUT
+    return ok("LOGOUT done")
+
+
+async def cmd_id(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    # RFC 2971: we answer with our name; what the client says is not logged (it can
+    # identify a patient's device)
+    p.sp()
+    p.skip_rest()
+    await s.send(b'* ID ("name" "mssante-relay" "vendor" "patient.mssante.fr")')
+    return ok("ID done")
+
+
+# ---- not authenticated ------------------------------------------------------------------
+
+async def cmd_starttls(s: Session, tag: str, p: Parser, uid: bool) -> Reply | None:
+    p.end()
+    if s.tls:
+        return bad("TLS already active")
+    await s.send(f"{tag} OK begin TLS negotiation now".encode())
+    # RFC 9051 §6.2.1: plaintext pipelined after STARTTLS must not be executed
+    s.reader._buffer.clear()  # type: ignore[attr-defined]  # StreamReader has no public discard
+    await s.writer.start_tls(s.server.tls_context)
+    s.tls = True
+    return None  # answered before the handshake
+
+
+async def _authenticated(s: Session, login: str, password: str) -> Reply:
+    result = await s.server.auth.login(login, password, s.peer)
+    if result.reason == "throttled":
+        return no("too many failed attempts, try again later", "UNAVAILABLE")
+    if result.reason == "inactive":
+        return no("mailbox not active", "CONTACTADMIN")
+    if result.mailbox is None:
+        return no("invalid credentials", "AUTHENTICATIONFAILED")
+    if not s.server.admit_account(s, result.mailbox):
+        return no("too many sessions for this account", "LIMIT")
+    s.user = result.mailbox
+    s.state = AUTH
+    await s._start_feed()
+    return ok("logged in", "CAPABILITY " + s.capabilities().decode())
+
+
+async def cmd_login(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.sp()
+    login = p.astring()
+    p.sp()
+    password = p.astring()
+    p.end()
+    if not s.tls:
+        return no("LOGIN only over TLS", "PRIVACYREQUIRED")
+    return await _authenticated(s, login, password)
+
+
+async def cmd_authenticate(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.sp()
+    mech = p.atom().upper()
+    initial = None
+    if not p.at_end():
+        p.sp()
+        initial = p.atom()
+    p.end()
+    if not s.tls:
+        return no("AUTHENTICATE only over TLS", "PRIVACYREQUIRED")
+    if mech != "PLAIN":
+        return no(f"mechanism {mech} not supported", "CANNOT")
+    if initial is None:  # RFC 4959: without SASL-IR, ask for it
+        await s.send(b"+ ")
+        line = await s.reader.readuntil(b"\r\n")
+        initial = line[:-2].decode("ascii", "replace")
+    if initial == "*":
+        return bad("authentication cancelled")
+    try:
+        decoded = base64.b64decode(initial if initial != "=" else "", validate=True)
+        authzid, authcid, password = decoded.split(b"\x00")
+        login, pwd = authcid.decode("utf-8"), password.decode("utf-8")
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return bad("malformed PLAIN response (RFC 4616)")
+    if authzid and authzid != authcid:
+        return no("authorization identity must be the login", "AUTHORIZATIONFAILED")
+    return await _authenticated(s, login, pwd)
+
+
+# ---- authenticated ------------------------------------------------------------------
+
+async def cmd_enable(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    enabled = []
+    while not p.at_end():
+        p.sp()
+        cap = p.atom().upper()
+        if cap == "IMAP4REV2" and not s.rev2:
+            s.rev2 = True
+            enabled.append(b"IMAP4rev2")
+    await s.send(b"* ENABLED" + b"".join(b" " + c for c in enabled))
+    return ok("ENABLE done")
+
+
+async def cmd_namespace(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.end()
+    await s.send(b'* NAMESPACE (("" "/")) NIL NIL')
+    return ok("NAMESPACE done")
+
+
+async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
+    p.sp()
+    name = p.mailbox()
+    p.end()
+    assert s.user is not None
+    s.selected = None
+    s.state = AUTH
+    snap = await s.server.store.snapshot(s.user.id, name)
+    sel = Selected.from_snapshot(s.user, snap, readonly)
+    lines = [b"* FLAGS (" + b" ".join(SYSTEM_FLAGS) + b")",
+             b"* OK [PERMANENTFLAGS (" + (b"" if readonly else b" ".join(SYSTEM_FLAGS) + b" \\*") + b")] flags",
+             b"* %d EXISTS" % sel.exists]
+    if not s.rev2:
+        lines.append(b"* 0 RECENT")
+        first = sel.unseen_first()
+        if first is not None:
+            lines.append(b"* OK [UNSEEN %d] first unseen" % first)
+    lines += [b"* OK [UIDVALIDITY %d] UIDs valid" % sel.uidvalidity,
+              b"* OK [UIDNEXT %d] predicted next UID" % sel.uidnext]
+    if s.rev2:
+        lines.append(b'* LIST () "/" ' + s.encode_name(name))
+    await s.send(*lines)
+    s.selected = sel
+    s.state = SELECTED
+    return ok("selected", "READ-ONLY" if readonly else "READ-WRITE")
+
+
+async def cmd_select(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    return await _select(s, p, readonly=False)
+
+
+async def cmd_examine(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    return await _select(s, p, readonly=True)
+
+
+async def cmd_create(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.sp()
+    name = p.mailbox()
+    p.end()
+    assert s.user is not None
+    await s.server.store.create_folder(s.user.id, name)
+    return ok("CREATE done")
+
+
+async def cmd_delete(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.sp()
+    name = p.mailbox()
+    p.end()
+    assert s.user is not None
+    if s.selected is not None and s.selected.name == name:
+        s.selected, s.state = None, AUTH
+    await s.server.store.delete_folder(s.user.id, name)
+    return ok("DELETE done")
+
+
+async def cmd_rename(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.sp()
+    old = p.mailbox()
+    p.sp()
+    new = p.mailbox()
+    p.end()
+    assert s.user is not None
+    await s.server.store.rename_folder(s.user.id, old, new)
+    return ok("RENAME done")
+
+
+async def cmd_subscribe(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.sp()
+    name = p.mailbox()
+    p.end()
+    assert s.user is not None
+    await s.server.store.set_subscribed(s.user.id, name, True)
+    return ok("SUBSCRIBE done")
+
+
+async def cmd_unsubscribe(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.sp()
+    name = p.mailbox()
+    p.end()
+    assert s.user is not None
+    await s.server.store.set_subscribed(s.user.id, name, False)
+    return ok("UNSUBSCRIBE done")
+
+
+def _matches(pattern: str, name: str) -> bool:
+    """LIST wildcards (RFC 3501 §6.3.8): "*" matches anything, "%" anything but "/"."""
+    import re
+    rx = "".join(".*" if c == "*" else "[^/]*" if c == "%" else re.escape(c) for c in pattern)
+    return re.fullmatch(rx, name, re.DOTALL) is not None
+
+
+STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE", "DELETED")
+
+
+async def _status_line(s: Session, f: FolderInfo, items: list[str]) -> bytes:
+    assert s.user is not None
+    values = []
+    size = deleted = 0
+    if "SIZE" in items or "DELETED" in items:
+        snap = await s.server.store.snapshot(s.user.id, f.name)
+        size = sum(m.size for m in snap.messages)
+        deleted = sum(1 for m in snap.messages if "\\Deleted" in m.flags)
+    for item in items:
+        value = {"MESSAGES": f.messages, "UIDNEXT": f.uidnext, "UIDVALIDITY": f.uidvalidity,
+                 "UNSEEN": f.unseen, "RECENT": 0, "SIZE": size, "DELETED": deleted}[item]
+        values.append(b"%s %d" % (item.encode(), value))
+    return b"* STATUS " + s.encode_name(f.name) + b" " + wire.plist(values)
+
+
+async def cmd_list(s: Session, tag: str, p: Parser, uid: bool, lsub: bool = False) -> Reply:
+    # RFC 5258 LIST-EXTENDED: LIST [(selection)] reference patterns [RETURN (options)]
+    p.sp()
+    selection: list[str] = []
+    if not lsub and p.peek() == b"(":
+        selection = [x.upper() for x in p.atom_list()]
+        p.sp()
+    reference = p.list_mailbox()
+    p.sp()
+    patterns = [x for x in p.list_mailbox_patterns()]
+    returns: list[str] = []
+    status_items: list[str] = []
+    if not lsub and not p.at_end():
+        p.sp()
+        returns, status_items = p.list_return_options()
+    p.end()
+    assert s.user is not None
+    folders = await s.server.store.list_folders(s.user.id)
+    names = {f.name for f in folders}
+    if patterns == [""]:  # RFC 3501 §6.3.8: the hierarchy delimiter and root
+        await s.send(b'* LIST (\\Noselect) "/" ""')
+        return ok("LIST done")
+    subscribed_only = lsub or "SUBSCRIBED" in selection
+    special_only = "SPECIAL-USE" in selection
+    for f in folders:
+        full = [reference + pat if pat.upper() != "INBOX" else pat for pat in patterns]
+        if not any(_matches(pat, f.name) or (pat.upper() == "INBOX" and f.name == "INBOX") for pat in full):
+            continue
+        if subscribed_only and not f.subscribed:
+            continue
+        if special_only and not f.special_use:
+            continue
+        attrs = [b"\\HasChildren" if any(n.startswith(f.name + SEPARATOR) for n in names)
+                 else b"\\HasNoChildren"]
+        if f.special_use and (not lsub):
+            attrs.append(f.special_use.encode())
+        if f.subscribed and ("SUBSCRIBED" in returns or "SUBSCRIBED" in selection):
+            attrs.append(b"\\Subscribed")
+        verb = b"LSUB" if lsub else b"LIST"
+        await s.send(b"* " + verb + b" " + wire.plist(attrs) + b' "/" ' + s.encode_name(f.name))
+        if status_items:  # RFC 5819 LIST-STATUS
+            await s.send(await _status_line(s, f, status_items))
+    return ok(f"{'LSUB' if lsub else 'LIST'} done")
+
+
+async def cmd_lsub(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    return await cmd_list(s, tag, p, uid, lsub=True)
+
+
+async def cmd_status(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.sp()
+    name = p.mailbox()
+    p.sp()
+    items = [x.upper() for x in p.atom_list()]
+    p.end()
+    for item in items:
+        if item not in STATUS_ITEMS:
+            return bad(f"unknown STATUS item {item}")
+    assert s.user is not None
+    f = await s.server.store.folder(s.user.id, name)
+    if f is None:
+        return no(f"no folder {name}", "NONEXISTENT")
+    await s.send(await _status_line(s, f, items))
+    return ok("STATUS done")
+
+
+async def cmd_append(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.sp()
+    name = p.mailbox()
+    p.sp()
+    flags: list[str] = []
+    when: dt.datetime | None = None
+    if p.peek() == b"(":
+        flags = p.flag_list(allow_recent=False)
+        p.sp()
+    if p.peek() == b'"':
+        when = p.date_time()
+        p.sp()
+    content = p.literal_only()
+    p.end()
+    assert s.user is not None
+    f = await s.server.store.folder(s.user.id, name)
+    if f is None:
+        return no(f"no folder {name}", "TRYCREATE")
+    if not content:
+        return no("empty message")
+    delivered = await s.server.store.deliver([s.user], content, internal_date=when, folder=name, flags=flags)
+    return ok("APPEND done", f"APPENDUID {f.uidvalidity} {delivered[0].uid}")
+
+
+async def cmd_idle(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.end()
+    await s.send(b"+ idling")
+    deadline = time.monotonic() + s.server.config.imap_idle_timeout
+    line_task = asyncio.ensure_future(s.reader.readuntil(b"\r\n"))
+    try:
+        while True:
+            sel = s.selected
+            if sel is not None and sel.has_pending:
+                await s.send(*await sel.updates(s.server.store, allow_expunge=True))
+            waits: set[asyncio.Future[object]] = {line_task}  # type: ignore[arg-type]
+            wake = asyncio.ensure_future(sel.wake.wait()) if sel is not None else None
+            if wake is not None:
+                waits.add(wake)
+            stop = asyncio.ensure_future(s.server.stopped.wait())
+            waits.add(stop)
+            done, _ = await asyncio.wait(waits, timeout=max(deadline - time.monotonic(), 0),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for w in (wake, stop):
+                if w is not None and w not in done:
+                    w.cancel()
+            if line_task in done:
+                line = line_task.result()
+                if line.strip().upper() != b"DONE":
+                    return bad("expected DONE")
+                return ok("IDLE terminated")
+            if stop in done:
+                raise Bye("server shutting down")
+            if not done:
+                raise Bye("autologout: idle for too long")
+    finally:
+        if not line_task.done():
+            line_task.cancel()
+
+
+# ---- selected -----------------------------------------------------------------------
+
+async def cmd_check(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.end()
+    return ok("CHECK done")
+
+
+async def cmd_close(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.end()
+    sel = s.selected
+    assert sel is not None and s.user is not None
+    if not sel.readonly:  # RFC 3501 §6.4.2: silent expunge
+        await s.server.store.expunge(sel.owner.id, sel.name)
+    s.selected, s.state = None, AUTH
+    return ok("CLOSE done")
+
+
+async def cmd_unselect(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.end()
+    s.selected, s.state = None, AUTH
+    return ok("UNSELECT done")
+
+
+async def cmd_expunge(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    only = None
+    if uid:  # RFC 4315 §2.1 UID EXPUNGE
+        p.sp()
+        seqset = p.sequence_set()
+        sel = s.selected
+        assert sel is not None
+        only = [sel.uids[i - 1] for i in s._seqs(seqset, uid=True)]
+    p.end()
+    sel = s.selected
+    assert sel is not None
+    if sel.readonly:
+        return no("mailbox is read-only", "READ-ONLY")
+    gone = await s.server.store.expunge(sel.owner.id, sel.name, only)
+    for u in gone:
+        sel.feed(_expunged(sel, u))
+    return ok("EXPUNGE done")
+
+
+def _expunged(sel: Selected, uid: int):  # type: ignore[no-untyped-def]
+    from mailbox_store.feed import Change
+    return Change("message.expunged", sel.owner.id, sel.name, uid)
+
+
+async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.sp()
+    returns = p.search_return_opts()  # RFC 4731 ESEARCH; None when absent
+    if returns is not None:
+        p.sp()
+    _charset, key = p.search_program()
+    p.end()
+    sel = s.selected
+    assert sel is not None
+    largest_uid = sel.uids[-1] if sel.uids else 0
+    hits: list[int] = []
+    need = searchmod.needs_content(key)
+    for seq in range(1, sel.exists + 1):
+        view = sel.view(seq)
+        raw = await s.server.store.fetch_raw(sel.owner.ins, sel.name, view.uid) if need else None
+        if searchmod.matches(key, view, raw, sel.exists, largest_uid):
+            hits.append(view.uid if uid else seq)
+    if need:
+        s.server.audit_read(s, len(hits))
+    if returns is None and not s.rev2:
+        await s.send(b"* SEARCH" + b"".join(b" %d" % h for h in hits))
+    else:  # RFC 4731 / RFC 9051 §7.3.4 ESEARCH
+        opts = returns or ["ALL"]
+        parts = [b'(TAG "' + tag.encode() + b'")'] + ([b"UID"] if uid else [])
+        if "MIN" in opts and hits:
+            parts.append(b"MIN %d" % min(hits))
+        if "MAX" in opts and hits:
+            parts.append(b"MAX %d" % max(hits))
+        if "ALL" in opts and hits:
+            parts.append(b"ALL " + compress(hits).encode())
+        if "COUNT" in opts:
+            parts.append(b"COUNT %d" % len(hits))
+        await s.send(b"* ESEARCH " + b" ".join(parts))
+    return ok("SEARCH done")
+
+
+async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.sp()
+    seqset = p.sequence_set()
+    p.sp()
+    atts = p.fetch_atts()
+    p.end()
+    sel = s.selected
+    assert sel is not None
+    if uid and not any(a.name == "UID" for a in atts):
+        atts = [FetchAtt("UID"), *atts]
+    need = fetchmod.needs_content(atts)
+    mark_seen = fetchmod.sets_seen(atts) and not sel.readonly
+    reads = 0
+    for seq in s._seqs(seqset, uid):
+        view = sel.view(seq)
+        raw = None
+        if need:
+            try:
+                raw = await s.server.store.fetch_raw(sel.owner.ins, sel.name, view.uid)
+            except StoreError:
+                continue  # expunged by another session, not yet announced (RFC 2180 §4.1.2)
+            reads += 1
+        if mark_seen and SEEN not in view.flags:
+            new = await s.server.store.store_flags(sel.owner.id, sel.name, [view.uid], "+", [SEEN])
+            if view.uid in new:
+                sel.set_flags(view.uid, new[view.uid])
+                view = sel.view(seq)
+                if not any(a.name == "FLAGS" for a in atts):
+                    atts_out = [*atts, FetchAtt("FLAGS")]
+                else:
+                    atts_out = atts
+            else:
+                atts_out = atts
+        else:
+            atts_out = atts
+        try:
+            body = fetchmod.render(view, atts_out, raw, rev2=s.rev2)
+        except fetchmod.UnknownCte:
+            return no("cannot decode this part", "UNKNOWN-CTE")
+        await s.send(b"* %d FETCH " % seq + body)
+    if reads:
+        s.server.audit_read(s, reads)
+    return ok("FETCH done")
+
+
+async def cmd_store(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    p.sp()
+    seqset = p.sequence_set()
+    p.sp()
+    item = p.atom().upper()
+    mode = item[0] if item[0] in "+-" else ""
+    base = item.lstrip("+-")
+    if base not in ("FLAGS", "FLAGS.SILENT"):
+        return bad(f"unknown STORE item {item}")
+    p.sp()
+    flags = p.flag_list(allow_recent=False, parenthesised_optional=True)
+    p.end()
+    sel = s.selected
+    assert sel is not None
+    if sel.readonly:
+        return no("mailbox is read-only", "READ-ONLY")
+    seqs = s._seqs(seqset, uid)
+    uids = [sel.uids[i - 1] for i in seqs]
+    new = await s.server.store.store_flags(sel.owner.id, sel.name, uids, mode, flags)
+    for seq, u in zip(seqs, uids, strict=True):
+        if u in new:
+            sel.set_flags(u, new[u])
+            if base == "FLAGS":
+                uid_part = b"UID %d " % u if uid else b""
+                await s.send(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, flag_list(new[u])))
+    return ok("STORE done")
+
+
+async def _copy(s: Session, p: Parser, uid: bool, move: bool) -> Reply:
+    p.sp()
+    seqset = p.sequence_set()
+    p.sp()
+    target = p.mailbox()
+    p.end()
+    sel = s.selected
+    assert sel is not None
+    if move and sel.readonly:
+        return no("mailbox is read-only", "READ-ONLY")
+    seqs = s._seqs(seqset, uid)
+    uids = [sel.uids[i - 1] for i in seqs]
+    result = await s.server.store.copy(sel.owner.id, sel.name, uids, target, move=move)
+    if not result.pairs:
+        return ok("nothing to do")
+    code = "COPYUID %d %s %s" % (result.uidvalidity, compress(x for x, _ in result.pairs),
+                                 compress(y for _, y in result.pairs))
+    if move:  # RFC 6851 §4.3: COPYUID in an untagged OK, then the expunges
+        await s.send(f"* OK [{code}] moved".encode())
+        for src, _ in result.pairs:
+            sel.feed(_expunged(sel, src))
+        return ok("MOVE done")
+    return ok("COPY done", code)
+
+
+async def cmd_copy(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    return await _copy(s, p, uid, move=False)
+
+
+async def cmd_move(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    return await _copy(s, p, uid, move=True)
+
+
+ANY_STATE: dict[str, Handler] = {"CAPABILITY": cmd_capability, "NOOP": cmd_noop, "LOGOUT": cmd_logout,
+                                 "ID": cmd_id}
+_AUTH_COMMANDS: dict[str, Handler] = {
+    "ENABLE": cmd_enable, "NAMESPACE": cmd_namespace, "SELECT": cmd_select, "EXAMINE": cmd_examine,
+    "CREATE": cmd_create, "DELETE": cmd_delete, "RENAME": cmd_rename, "SUBSCRIBE": cmd_subscribe,
+    "UNSUBSCRIBE": cmd_unsubscribe, "LIST": cmd_list, "LSUB": cmd_lsub, "STATUS": cmd_status,
+    "APPEND": cmd_append, "IDLE": cmd_idle,
+}
+TABLES: dict[str, dict[str, Handler]] = {
+    NOT_AUTH: {"STARTTLS": cmd_starttls, "LOGIN": cmd_login, "AUTHENTICATE": cmd_authenticate},
+    AUTH: _AUTH_COMMANDS,
+    SELECTED: {**_AUTH_COMMANDS, "CHECK": cmd_check, "CLOSE": cmd_close, "UNSELECT": cmd_unselect,
+               "EXPUNGE": cmd_expunge, "SEARCH": cmd_search, "FETCH": cmd_fetch, "STORE": cmd_store,
+               "COPY": cmd_copy, "MOVE": cmd_move},
+    LOGOUT: {},
+}
+UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"}
+# RFC 3501 §7.4.1: no EXPUNGE responses while the client may hold sequence numbers
+NO_UPDATES_AFTER = {"FETCH", "STORE", "SEARCH"}
