@@ -348,15 +348,27 @@ class Store(FolderOps, MessageOps):
         return [MessageInfo(r.uid, r.size, tuple(r.flags.split()), r.internal_date) for r in rows]
 
     async def fetch_raw(self, ins: str, folder: str, uid: int) -> bytes:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(
-                select(Mailbox.id, Message.blob_id, Message.key_wrapped, Blob.sealed)
-                .join(Folder, Folder.mailbox_id == Mailbox.id)
-                .join(Message, Message.folder_id == Folder.id)
-                .join(Blob, Blob.id == Message.blob_id)
-                .where(Mailbox.ins == ins, Folder.name == folder, Message.uid == uid))).first()
-        if row is None:
+        got = await self.fetch_raw_many(ins, folder, [uid])
+        if uid not in got:
             raise StoreError(f"no message {folder}/{uid}")
-        content_key = open_sealed(await self._data_key(row.id, ins), row.key_wrapped,
-                                  blob_aad(ins, row.blob_id, "key"))
-        return open_sealed(AESGCM(content_key), row.sealed, blob_aad(CONTENT, row.blob_id, "raw"))
+        return got[uid]
+
+    async def fetch_raw_many(self, ins: str, folder: str, uids: Sequence[int]) -> dict[int, bytes]:
+        """The decrypted messages of those UIDs that exist, in one query per chunk
+        (a query per message cost a round trip each: FETCH 1:* on 10,000 messages took
+        19 s that way)."""
+        out: dict[int, bytes] = {}
+        for start in range(0, len(uids), 500):
+            chunk = list(uids[start:start + 500])
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(
+                    select(Mailbox.id, Message.uid, Message.blob_id, Message.key_wrapped, Blob.sealed)
+                    .join(Folder, Folder.mailbox_id == Mailbox.id)
+                    .join(Message, Message.folder_id == Folder.id)
+                    .join(Blob, Blob.id == Message.blob_id)
+                    .where(Mailbox.ins == ins, Folder.name == folder, Message.uid.in_(chunk)))).all()
+            for row in rows:
+                content_key = open_sealed(await self._data_key(row.id, ins), row.key_wrapped,
+                                          blob_aad(ins, row.blob_id, "key"))
+                out[row.uid] = open_sealed(AESGCM(content_key), row.sealed, blob_aad(CONTENT, row.blob_id, "raw"))
+        return out

@@ -708,34 +708,35 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         atts = [FetchAtt("UID"), *atts]
     need = fetchmod.needs_content(atts)
     mark_seen = fetchmod.sets_seen(atts) and not sel.readonly
+    with_flags = atts if any(a.name == "FLAGS" for a in atts) else [*atts, FetchAtt("FLAGS")]
     reads = 0
-    for seq in s._seqs(seqset, uid):
-        view = sel.view(seq)
-        raw = None
-        if need:
-            try:
-                raw = await s.server.store.fetch_raw(sel.owner.ins, sel.name, view.uid)
-            except StoreError:
-                continue  # expunged by another session, not yet announced (RFC 2180 §4.1.2)
-            reads += 1
-        if mark_seen and SEEN not in view.flags:
-            new = await s.server.store.store_flags(sel.owner.id, sel.name, [view.uid], "+", [SEEN])
-            if view.uid in new:
-                sel.set_flags(view.uid, new[view.uid])
-                view = sel.view(seq)
-                if not any(a.name == "FLAGS" for a in atts):
-                    atts_out = [*atts, FetchAtt("FLAGS")]
-                else:
-                    atts_out = atts
-            else:
-                atts_out = atts
+    seqs = s._seqs(seqset, uid)
+    for start in range(0, len(seqs), FETCH_CHUNK):
+        chunk = seqs[start:start + FETCH_CHUNK]
+        raws = (await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [sel.uids[i - 1] for i in chunk])
+                if need else {})
+        if mark_seen:
+            unseen = [sel.uids[i - 1] for i in chunk if SEEN not in sel.meta[sel.uids[i - 1]].flags]
+            if unseen:
+                for u, flags in (await s.server.store.store_flags(sel.owner.id, sel.name, unseen, "+",
+                                                                  [SEEN])).items():
+                    sel.set_flags(u, flags)
         else:
-            atts_out = atts
-        try:
-            body = fetchmod.render(view, atts_out, raw, rev2=s.rev2)
-        except fetchmod.UnknownCte:
-            return no("cannot decode this part", "UNKNOWN-CTE")
-        await s.send(b"* %d FETCH " % seq + body)
+            unseen = []
+        lines = []
+        for seq in chunk:
+            view = sel.view(seq)
+            raw = raws.get(view.uid)
+            if need and raw is None:
+                continue  # expunged by another session, not yet announced (RFC 2180 §4.1.2)
+            reads += raw is not None
+            try:
+                # RFC 3501 §6.4.5: a fetch that sets \Seen returns the new FLAGS
+                body = fetchmod.render(view, with_flags if view.uid in unseen else atts, raw, rev2=s.rev2)
+            except fetchmod.UnknownCte:
+                return no("cannot decode this part", "UNKNOWN-CTE")
+            lines.append(b"* %d FETCH " % seq + body)
+        await s.send(*lines)
     if reads:
         s.server.audit_read(s, reads)
     return ok("FETCH done")
@@ -818,6 +819,7 @@ TABLES: dict[str, dict[str, Handler]] = {
                "COPY": cmd_copy, "MOVE": cmd_move},
     LOGOUT: {},
 }
+FETCH_CHUNK = 256  # messages loaded, rendered and written together
 UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"}
 # RFC 3501 §7.4.1: no EXPUNGE responses while the client may hold sequence numbers
 NO_UPDATES_AFTER = {"FETCH", "STORE", "SEARCH"}
