@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
-from mailbox_store.feed import Change
+from mailbox_store.feed import Change, MessageMeta
 from mailbox_store.folders import FolderError, _folder_id, delete_orphan_blobs
 from mailbox_store.models import Folder, Message
 
@@ -19,14 +19,6 @@ if TYPE_CHECKING:
 
 SEEN = "\\Seen"
 DELETED = "\\Deleted"
-
-
-@dataclass(frozen=True, slots=True)
-class MessageMeta:
-    uid: int
-    flags: frozenset[str]
-    internal_date: dt.datetime
-    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +90,7 @@ class MessageOps:
                 out[uid] = new
                 if new != old:
                     updates.append({"fid": fid, "u": uid, "f": _flag_text(new)})
-                    changes.append(Change("message.flags", mailbox_id, folder, uid))
+                    changes.append(Change("message.flags", mailbox_id, folder, uid, flags=new))
             if updates:
                 conn.execute(update(Message).where(Message.folder_id == bindparam("fid"),
                                                    Message.uid == bindparam("u"))
@@ -152,7 +144,9 @@ class MessageOps:
                 values.append({"folder_id": dst.id, "uid": new_uid, "blob_id": m.blob_id,
                                "key_wrapped": m.key_wrapped, "flags": m.flags,
                                "internal_date": m.internal_date, "size": m.size})
-            changes = [Change("message.new", mailbox_id, target, d) for _, d in pairs]
+            changes = [Change("message.new", mailbox_id, target, v["uid"],
+                              meta=MessageMeta(v["uid"], _flags(v["flags"]), _utc(v["internal_date"]), v["size"]))
+                       for v in values]
             if values:
                 conn.execute(insert(Message), values)
                 conn.execute(update(Folder).where(Folder.id == dst.id).values(uidnext=dst.uidnext + len(values)))

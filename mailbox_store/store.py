@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from mailbox_store import migrate
 from mailbox_store.cache import MailboxCache
 from mailbox_store.crypto import CONTENT, MasterKey, blob_aad, new_data_key, open_sealed, seal
-from mailbox_store.feed import Change, Feed
+from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps
 from mailbox_store.messages import MessageOps
 from mailbox_store.models import DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Mailbox, Message
@@ -94,7 +94,7 @@ def _sync_url(url: str) -> URL:
     return u.set(drivername=sync_driver.get(u.drivername, u.drivername))
 
 
-def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
+def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int, cache_kib: int = 2000) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, emit BEGIN, so SAVEPOINTs work
@@ -105,6 +105,7 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -167,7 +168,9 @@ class _Delivery(GroupJob):
                                  "key_wrapped": key_wrapped, "flags": job.flags,
                                  "internal_date": job.when, "size": job.size})
                 out.append(Delivered(mb.id, job.folder, uid))
-            results.append((out, [Change("message.new", d.mailbox_id, d.folder, d.uid) for d in out]))
+            meta_flags = frozenset(job.flags.split())
+            results.append((out, [Change("message.new", d.mailbox_id, d.folder, d.uid,
+                                         meta=MessageMeta(d.uid, meta_flags, job.when, job.size)) for d in out]))
         conn.execute(insert(Blob), blobs)
         conn.execute(insert(Message), messages)
         return results
@@ -194,7 +197,9 @@ class Store(FolderOps, MessageOps):
         engine = create_async_engine(url, pool_size=read_pool_size, max_overflow=read_pool_size)
         write_engine = create_engine(_sync_url(url), pool_size=1, max_overflow=0)
         if engine.dialect.name == "sqlite":
-            _install_sqlite_pragmas(engine.sync_engine, busy_timeout_ms)
+            # readers are many and short-lived in use: a small page cache each (SQLite's
+            # default 2 MB x 32 pooled readers was a quarter of the daemon's memory)
+            _install_sqlite_pragmas(engine.sync_engine, busy_timeout_ms, cache_kib=512)
             _install_sqlite_pragmas(write_engine, busy_timeout_ms)
         store = cls(engine, write_engine, master, feed or Feed(), max_batch, mailbox_cache_ttl)
         store.writer.start()

@@ -17,7 +17,8 @@ import bisect
 from dataclasses import dataclass, field
 
 from mailbox_store.feed import Change
-from mailbox_store.messages import MessageMeta, Snapshot
+from mailbox_store.feed import MessageMeta
+from mailbox_store.messages import Snapshot
 from mailbox_store.store import MailboxInfo, Store
 from relay.imap import wire
 from relay.imap.types import MessageView
@@ -38,8 +39,8 @@ class Selected:
     uids: list[int] = field(default_factory=list)
     meta: dict[int, MessageMeta] = field(default_factory=dict)
     _expunged: set[int] = field(default_factory=set)
-    _flag_changes: set[int] = field(default_factory=set)
-    _new: bool = False
+    _flag_changes: dict[int, frozenset[str] | None] = field(default_factory=dict)
+    _new: dict[int, MessageMeta | None] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
@@ -79,11 +80,12 @@ class Selected:
         if change.mailbox_id != self.owner.id or change.folder != self.name:
             return
         if change.kind == "message.new":
-            self._new = True
+            self._new[change.uid] = change.meta
         elif change.kind == "message.expunged":
             self._expunged.add(change.uid)
+            self._new.pop(change.uid, None)
         elif change.kind == "message.flags":
-            self._flag_changes.add(change.uid)
+            self._flag_changes[change.uid] = change.flags
         else:
             return
         self.wake.set()
@@ -106,25 +108,33 @@ class Selected:
                     out.append(b"* %d EXPUNGE" % seq)
             self._expunged.clear()
         if self._flag_changes:
-            changed = [u for u in self._flag_changes if u in self.meta and u not in self._expunged]
-            self._flag_changes.clear()
-            if changed:
-                current = await store.flags_of(self.folder_id, changed)
-                for uid in sorted(current):
-                    if current[uid] == self.meta[uid].flags:
-                        continue  # the client already knows (its own STORE or FETCH)
-                    self.set_flags(uid, current[uid])
-                    seq = self.seq_of(uid)
-                    if seq is not None:
-                        out.append(b"* %d FETCH (UID %d FLAGS %s)" % (seq, uid, flag_list(current[uid])))
+            changes, self._flag_changes = self._flag_changes, {}
+            changes = {u: f for u, f in changes.items() if u in self.meta and u not in self._expunged}
+            missing = [u for u, f in changes.items() if f is None]
+            if missing:  # a change published without its flags: ask the store
+                changes.update(await store.flags_of(self.folder_id, missing))
+            for uid in sorted(changes):
+                flags = changes[uid]
+                if flags is None or flags == self.meta[uid].flags:
+                    continue  # the client already knows (its own STORE or FETCH)
+                self.set_flags(uid, flags)
+                seq = self.seq_of(uid)
+                if seq is not None:
+                    out.append(b"* %d FETCH (UID %d FLAGS %s)" % (seq, uid, flag_list(flags)))
         if self._new:
-            self._new = False
-            snap = await store.snapshot(self.owner.id, self.name, since_uid=self.uids[-1] if self.uids else 0)
-            added = [m for m in snap.messages if m.uid not in self.meta and m.uid not in self._expunged]
-            for m in added:
-                self.uids.append(m.uid)
-                self.meta[m.uid] = m
-            self.uidnext = max(self.uidnext, snap.uidnext)
-            if added:
+            pending, self._new = self._new, {}
+            last = self.uids[-1] if self.uids else 0
+            fresh = {u: m for u, m in pending.items() if u > last and u not in self._expunged}
+            if any(m is None for m in fresh.values()):  # a change without metadata: ask
+                snap = await store.snapshot(self.owner.id, self.name, since_uid=last)
+                fresh = {m.uid: m for m in snap.messages if m.uid not in self._expunged}
+                self.uidnext = max(self.uidnext, snap.uidnext)
+            for uid in sorted(fresh):
+                m = fresh[uid]
+                assert m is not None
+                self.uids.append(uid)
+                self.meta[uid] = m
+                self.uidnext = max(self.uidnext, uid + 1)
+            if fresh:
                 out.append(b"* %d EXISTS" % self.exists)
         return out

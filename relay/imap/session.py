@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from mailbox_store.feed import Change
 from mailbox_store.folders import SEPARATOR, FolderError, FolderInfo
 from mailbox_store.messages import SEEN
 from mailbox_store.store import MailboxInfo, StoreError
@@ -86,8 +87,7 @@ class Session:
         self.selected: Selected | None = None
         self.rev2 = False
         self.peer = (writer.get_extra_info("peername") or ("?",))[0]
-        self._feed = None
-        self._feed_task: asyncio.Task[None] | None = None
+        self._listening = False
         self.busy = False  # inside a command: SIGTERM lets it finish
 
     # ---- I/O ------------------------------------------------------------------------
@@ -175,10 +175,8 @@ class Session:
             pass
 
     async def close(self) -> None:
-        if self._feed_task is not None:
-            self._feed_task.cancel()
-        if self._feed is not None:
-            self.server.store.feed.unsubscribe(self._feed)
+        if self._listening:
+            self.server.store.feed.unlisten(self.on_change)
         self.server.forget(self)
         try:
             self.writer.close()
@@ -247,17 +245,15 @@ class Session:
                 out.append(s)
         return out
 
-    async def _start_feed(self) -> None:
-        if self._feed is None:
-            self._feed = self.server.store.feed.subscribe()
-            self._feed_task = asyncio.create_task(self._pump_feed())
+    def start_listening(self) -> None:
+        if not self._listening:
+            self.server.store.feed.listen(self.on_change)
+            self._listening = True
 
-    async def _pump_feed(self) -> None:
-        assert self._feed is not None
-        while True:
-            change = await self._feed.get()
-            if self.selected is not None:
-                self.selected.feed(change)
+    def on_change(self, change: Change) -> None:
+        """Called by the feed at publish time: only queue, never I/O (selected.py)."""
+        if self.selected is not None:
+            self.selected.feed(change)
 
 
 # ---- any state ------------------------------------------------------------------------
@@ -315,7 +311,7 @@ async def _authenticated(s: Session, login: str, password: str) -> Reply:
         return no("too many sessions for this account", "LIMIT")
     s.user = result.mailbox
     s.state = AUTH
-    await s._start_feed()
+    s.start_listening()
     return ok("logged in", "CAPABILITY " + s.capabilities().decode())
 
 
@@ -655,8 +651,7 @@ async def cmd_expunge(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     return ok("EXPUNGE done")
 
 
-def _expunged(sel: Selected, uid: int):  # type: ignore[no-untyped-def]
-    from mailbox_store.feed import Change
+def _expunged(sel: Selected, uid: int) -> Change:
     return Change("message.expunged", sel.owner.id, sel.name, uid)
 
 

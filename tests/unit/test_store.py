@@ -407,7 +407,10 @@ async def test_feed_gets_message_new_after_commit(db_path: Path, master: MasterK
         assert out == [Delivered(a.id, "INBOX", 1), Delivered(b.id, "INBOX", 1)]
         got = [q.get_nowait(), q.get_nowait()]
         assert q.empty()
-        assert got == [Change("message.new", a.id, "INBOX", 1), Change("message.new", b.id, "INBOX", 1)]
+        assert [(c.kind, c.mailbox_id, c.folder, c.uid) for c in got] == [
+            ("message.new", a.id, "INBOX", 1), ("message.new", b.id, "INBOX", 1)]
+        # a change carries the new message's metadata, so listeners need not ask again
+        assert all(c.meta is not None and c.meta.uid == 1 and c.meta.size == len(message()) for c in got)
         # at publish time, both rows were already visible to another connection: committed
         assert len(feed.seen) == 1
         changes, committed = feed.seen[0]
