@@ -88,3 +88,14 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))  # "login", "message.read", ...
     detail: Mapped[str] = mapped_column(String(1024), default="")  # folder, uids; never content
     source: Mapped[str] = mapped_column(String(64), default="")  # client address or "cli"
+
+
+class Guardian(Base):
+    """A legal representative who sees and answers a child's mailbox from their own
+    login (DESIGN.md §4 "Minors and helpers")."""
+
+    __tablename__ = "guardians"
+    child_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
+    guardian_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True,
+                                             index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

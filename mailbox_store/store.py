@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import (URL, Connection, Engine, bindparam, create_engine, event, insert, make_url,
+from sqlalchemy import (URL, Connection, Engine, bindparam, create_engine, delete, event, insert, make_url,
                         select, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -34,7 +34,7 @@ from mailbox_store.crypto import CONTENT, MasterKey, blob_aad, new_data_key, ope
 from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps
 from mailbox_store.messages import MessageOps
-from mailbox_store.models import DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Mailbox, Message
+from mailbox_store.models import DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Guardian, Mailbox, Message
 from mailbox_store.writer import GroupJob, Writer
 from policy.recipients import MailboxState
 
@@ -286,6 +286,65 @@ class Store(FolderOps, MessageOps):
                                        .where(AuditEvent.mailbox_id == mailbox_id).order_by(AuditEvent.id))).all()
         return [AuditRecord(r.at if r.at.tzinfo else r.at.replace(tzinfo=dt.timezone.utc),
                             r.actor, r.action, r.detail, r.source) for r in rows]
+
+    # ---- guardians (DESIGN.md §4 "Minors and helpers") -----------------------------------
+
+    async def add_guardian(self, child_ins: str, guardian_ins: str) -> None:
+        if child_ins == guardian_ins:
+            raise StoreError("a mailbox cannot be its own guardian")
+        child, guardian = await self.get_mailbox(child_ins), await self.get_mailbox(guardian_ins)
+        for ins, mb in ((child_ins, child), (guardian_ins, guardian)):
+            if mb is None:
+                raise NoSuchMailbox(f"no mailbox for INS {ins}")
+        assert child is not None and guardian is not None
+        when = dt.datetime.now(dt.timezone.utc)
+
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            try:
+                conn.execute(insert(Guardian).values(child_id=child.id, guardian_id=guardian.id, created_at=when))
+            except IntegrityError:
+                raise StoreError(f"{guardian_ins} is already a guardian of {child_ins}") from None
+            conn.execute(insert(AuditEvent).values(mailbox_id=child.id, at=when, actor="admin", action="guardian.add",
+                                                   detail=f"guardian {guardian_ins}", source="cli"))
+            return None, []
+
+        await self.writer.submit(job)
+
+    async def remove_guardian(self, child_ins: str, guardian_ins: str) -> None:
+        child, guardian = await self.get_mailbox(child_ins), await self.get_mailbox(guardian_ins)
+        if child is None or guardian is None:
+            raise NoSuchMailbox(f"no mailbox for INS {child_ins if child is None else guardian_ins}")
+        when = dt.datetime.now(dt.timezone.utc)
+
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            n = conn.execute(delete(Guardian).where(Guardian.child_id == child.id,
+                                                    Guardian.guardian_id == guardian.id)).rowcount
+            if n != 1:
+                raise StoreError(f"{guardian_ins} is not a guardian of {child_ins}")
+            conn.execute(insert(AuditEvent).values(mailbox_id=child.id, at=when, actor="admin",
+                                                   action="guardian.remove", detail=f"guardian {guardian_ins}",
+                                                   source="cli"))
+            return None, []
+
+        await self.writer.submit(job)
+
+    async def wards(self, guardian_id: int) -> list[MailboxInfo]:
+        """The mailboxes this one may read as a guardian (always asked fresh: a removed
+        guardian loses access at once)."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email, Mailbox.created_at)
+                .join(Guardian, Guardian.child_id == Mailbox.id)
+                .where(Guardian.guardian_id == guardian_id).order_by(Mailbox.ins))).all()
+        return [self._info(r) for r in rows]
+
+    async def guardians_of(self, child_id: int) -> list[MailboxInfo]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email, Mailbox.created_at)
+                .join(Guardian, Guardian.guardian_id == Mailbox.id)
+                .where(Guardian.child_id == child_id).order_by(Mailbox.ins))).all()
+        return [self._info(r) for r in rows]
 
     async def cached_mailbox(self, ins: str) -> MailboxInfo | None:
         """get_mailbox through the short-lived cache (cache.py): for hot paths such as

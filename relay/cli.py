@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailbox_store.crypto import MasterKey
-from mailbox_store.store import MailboxExists, NoSuchMailbox, Store
+from mailbox_store.store import NoSuchMailbox, Store, StoreError
 from policy.ins import InsError, parse_ins
 from policy.recipients import MailboxState, parse_state
 from relay import logs
@@ -80,7 +80,7 @@ def _with_store(config: Config, fn: Callable[[Store], Awaitable[Any]]) -> Any:
     """Run fn on the configured store; store-level failures become one-line errors."""
     try:
         return asyncio.run(_store_call(config, fn))
-    except (MailboxExists, NoSuchMailbox) as e:
+    except StoreError as e:  # MailboxExists, NoSuchMailbox, guardian errors...
         raise UsageError(str(e)) from None
     except ValueError as e:  # unreadable master key
         raise UsageError(str(e)) from None
@@ -208,6 +208,33 @@ def cmd_mailbox_set_state(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_guardian(args: argparse.Namespace) -> int:
+    child, parent = _ins(args.child), _ins(args.parent)
+    config = _load(args)
+    if args.action == "add":
+        _with_store(config, lambda s: s.add_guardian(child, parent))
+        print(f"{parent} may now read and answer {child}'s mailbox")
+    else:
+        _with_store(config, lambda s: s.remove_guardian(child, parent))
+        print(f"{parent} no longer has access to {child}'s mailbox")
+    return 0
+
+
+def cmd_guardian_list(args: argparse.Namespace) -> int:
+    child = _ins(args.child)
+    config = _load(args)
+
+    async def listing(s: Store) -> list[Any]:
+        mb = await s.get_mailbox(child)
+        if mb is None:
+            raise NoSuchMailbox(f"no mailbox for INS {child}")
+        return await s.guardians_of(mb.id)
+
+    for g in _with_store(config, listing):
+        print(g.ins)
+    return 0
+
+
 def cmd_mailbox_list(args: argparse.Namespace) -> int:
     config = _load(args)
     boxes = _with_store(config, lambda s: s.list_mailboxes())
@@ -254,6 +281,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = msub.add_parser("list", parents=[common], help="list mailboxes")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_mailbox_list)
+    g = msub.add_parser("guardian", help="legal representatives of a child")
+    gsub = g.add_subparsers(dest="guardian_command", required=True, parser_class=_Parser)
+    for action, helptext in (("add", "let PARENT_INS read and answer CHILD_INS's mailbox"),
+                             ("remove", "withdraw that right")):
+        s = gsub.add_parser(action, parents=[common], help=helptext)
+        s.add_argument("child", metavar="CHILD_INS")
+        s.add_argument("parent", metavar="PARENT_INS")
+        s.set_defaults(func=cmd_guardian, action=action)
+    s = gsub.add_parser("list", parents=[common], help="guardians of a child")
+    s.add_argument("child", metavar="CHILD_INS")
+    s.set_defaults(func=cmd_guardian_list)
     return p
 
 

@@ -36,6 +36,7 @@ class Selected:
     uidvalidity: int
     uidnext: int
     readonly: bool
+    client_name: str = ""  # the name the client selected ("Other Users/<INS>/INBOX" for a guardian)
     uids: list[int] = field(default_factory=list)
     meta: dict[int, MessageMeta] = field(default_factory=dict)
     _expunged: set[int] = field(default_factory=set)
@@ -44,9 +45,10 @@ class Selected:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    def from_snapshot(cls, owner: MailboxInfo, snap: Snapshot, readonly: bool) -> "Selected":
+    def from_snapshot(cls, owner: MailboxInfo, snap: Snapshot, readonly: bool,
+                      client_name: str = "") -> "Selected":
         return cls(owner, snap.name, snap.folder_id, snap.uidvalidity, snap.uidnext, readonly,
-                   [m.uid for m in snap.messages], {m.uid: m for m in snap.messages})
+                   client_name or snap.name, [m.uid for m in snap.messages], {m.uid: m for m in snap.messages})
 
     # ---- the view ----------------------------------------------------------------
 

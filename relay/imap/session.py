@@ -256,6 +256,34 @@ class Session:
             self.selected.feed(change)
 
 
+OTHER_USERS = "Other Users"  # RFC 2342 "Other Users" namespace prefix (without the "/")
+
+
+async def resolve(s: Session, name: str) -> tuple[MailboxInfo, str, bool]:
+    """(owner, folder, own) named by a client's mailbox name. A child's folders are
+    "Other Users/<child INS>/<folder>" for their guardians, and for nobody else: an
+    unknown or foreign INS is reported exactly like a folder that does not exist."""
+    assert s.user is not None
+    prefix = OTHER_USERS + SEPARATOR
+    if not name.startswith(prefix):
+        return s.user, name, True
+    ins, _, folder = name[len(prefix):].partition(SEPARATOR)
+    folder = "INBOX" if folder.upper() == "INBOX" else folder
+    for ward in await s.server.store.wards(s.user.id):
+        if ward.ins == ins and folder:
+            return ward, folder, False
+    raise FolderError(f"no folder {name}", "NONEXISTENT")
+
+
+async def resolve_own(s: Session, name: str) -> str:
+    """For commands that change a mailbox's structure: only one's own (a guardian
+    reads and answers; the child's folders stay the child's)."""
+    owner, folder, own = await resolve(s, name)
+    if not own:
+        raise FolderError("a guardian cannot change the child's folders", "NOPERM")
+    return folder
+
+
 # ---- any state ------------------------------------------------------------------------
 
 async def cmd_capability(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
@@ -371,7 +399,8 @@ async def cmd_enable(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
 
 async def cmd_namespace(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.end()
-    await s.send(b'* NAMESPACE (("" "/")) NIL NIL')
+    # RFC 2342: personal, other users (children the user is a guardian of), shared
+    await s.send(b'* NAMESPACE (("" "/")) (("' + OTHER_USERS.encode() + b'/" "/")) NIL')
     return ok("NAMESPACE done")
 
 
@@ -382,8 +411,9 @@ async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
     assert s.user is not None
     s.selected = None
     s.state = AUTH
-    snap = await s.server.store.snapshot(s.user.id, name)
-    sel = Selected.from_snapshot(s.user, snap, readonly)
+    owner, folder, _own = await resolve(s, name)
+    snap = await s.server.store.snapshot(owner.id, folder)
+    sel = Selected.from_snapshot(owner, snap, readonly, client_name=name)
     lines = [b"* FLAGS (" + b" ".join(SYSTEM_FLAGS) + b")",
              b"* OK [PERMANENTFLAGS (" + (b"" if readonly else b" ".join(SYSTEM_FLAGS) + b" \\*") + b")] flags",
              b"* %d EXISTS" % sel.exists]
@@ -395,7 +425,7 @@ async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
     lines += [b"* OK [UIDVALIDITY %d] UIDs valid" % sel.uidvalidity,
               b"* OK [UIDNEXT %d] predicted next UID" % sel.uidnext]
     if s.rev2:
-        lines.append(b'* LIST () "/" ' + s.encode_name(name))
+        lines.append(b'* LIST () "/" ' + s.encode_name(sel.client_name))
     await s.send(*lines)
     s.selected = sel
     s.state = SELECTED
@@ -415,7 +445,7 @@ async def cmd_create(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     name = p.mailbox()
     p.end()
     assert s.user is not None
-    await s.server.store.create_folder(s.user.id, name)
+    await s.server.store.create_folder(s.user.id, await resolve_own(s, name))
     return ok("CREATE done")
 
 
@@ -424,9 +454,10 @@ async def cmd_delete(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     name = p.mailbox()
     p.end()
     assert s.user is not None
-    if s.selected is not None and s.selected.name == name:
+    folder = await resolve_own(s, name)
+    if s.selected is not None and s.selected.owner.id == s.user.id and s.selected.name == folder:
         s.selected, s.state = None, AUTH
-    await s.server.store.delete_folder(s.user.id, name)
+    await s.server.store.delete_folder(s.user.id, folder)
     return ok("DELETE done")
 
 
@@ -437,7 +468,7 @@ async def cmd_rename(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     new = p.mailbox()
     p.end()
     assert s.user is not None
-    await s.server.store.rename_folder(s.user.id, old, new)
+    await s.server.store.rename_folder(s.user.id, await resolve_own(s, old), await resolve_own(s, new))
     return ok("RENAME done")
 
 
@@ -446,7 +477,7 @@ async def cmd_subscribe(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     name = p.mailbox()
     p.end()
     assert s.user is not None
-    await s.server.store.set_subscribed(s.user.id, name, True)
+    await s.server.store.set_subscribed(s.user.id, await resolve_own(s, name), True)
     return ok("SUBSCRIBE done")
 
 
@@ -455,7 +486,7 @@ async def cmd_unsubscribe(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     name = p.mailbox()
     p.end()
     assert s.user is not None
-    await s.server.store.set_subscribed(s.user.id, name, False)
+    await s.server.store.set_subscribed(s.user.id, await resolve_own(s, name), False)
     return ok("UNSUBSCRIBE done")
 
 
@@ -469,19 +500,35 @@ def _matches(pattern: str, name: str) -> bool:
 STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE", "DELETED")
 
 
-async def _status_line(s: Session, f: FolderInfo, items: list[str]) -> bytes:
-    assert s.user is not None
+async def _status_line(s: Session, owner: MailboxInfo, f: FolderInfo, client_name: str,
+                       items: list[str]) -> bytes:
     values = []
     size = deleted = 0
     if "SIZE" in items or "DELETED" in items:
-        snap = await s.server.store.snapshot(s.user.id, f.name)
+        snap = await s.server.store.snapshot(owner.id, f.name)
         size = sum(m.size for m in snap.messages)
         deleted = sum(1 for m in snap.messages if "\\Deleted" in m.flags)
     for item in items:
         value = {"MESSAGES": f.messages, "UIDNEXT": f.uidnext, "UIDVALIDITY": f.uidvalidity,
                  "UNSEEN": f.unseen, "RECENT": 0, "SIZE": size, "DELETED": deleted}[item]
         values.append(b"%s %d" % (item.encode(), value))
-    return b"* STATUS " + s.encode_name(f.name) + b" " + wire.plist(values)
+    return b"* STATUS " + s.encode_name(client_name) + b" " + wire.plist(values)
+
+
+async def _visible_folders(s: Session) -> list[tuple[str, FolderInfo | None, MailboxInfo]]:
+    """Every name the user may list: own folders, then each ward's under the Other Users
+    namespace (with the \\Noselect nodes above them, info None)."""
+    assert s.user is not None
+    out: list[tuple[str, FolderInfo | None, MailboxInfo]] = [
+        (f.name, f, s.user) for f in await s.server.store.list_folders(s.user.id)]
+    wards = await s.server.store.wards(s.user.id)
+    if wards:
+        out.append((OTHER_USERS, None, s.user))
+    for ward in wards:
+        base = f"{OTHER_USERS}{SEPARATOR}{ward.ins}"
+        out.append((base, None, ward))
+        out += [(f"{base}{SEPARATOR}{f.name}", f, ward) for f in await s.server.store.list_folders(ward.id)]
+    return out
 
 
 async def cmd_list(s: Session, tag: str, p: Parser, uid: bool, lsub: bool = False) -> Reply:
@@ -500,32 +547,33 @@ async def cmd_list(s: Session, tag: str, p: Parser, uid: bool, lsub: bool = Fals
         p.sp()
         returns, status_items = p.list_return_options()
     p.end()
-    assert s.user is not None
-    folders = await s.server.store.list_folders(s.user.id)
-    names = {f.name for f in folders}
     if patterns == [""]:  # RFC 3501 §6.3.8: the hierarchy delimiter and root
         await s.send(b'* LIST (\\Noselect) "/" ""')
         return ok("LIST done")
+    entries = await _visible_folders(s)
+    names = {n for n, _, _ in entries}
     subscribed_only = lsub or "SUBSCRIBED" in selection
     special_only = "SPECIAL-USE" in selection
-    for f in folders:
-        full = [reference + pat if pat.upper() != "INBOX" else pat for pat in patterns]
-        if not any(_matches(pat, f.name) or (pat.upper() == "INBOX" and f.name == "INBOX") for pat in full):
+    full = [reference + pat if pat.upper() != "INBOX" else pat for pat in patterns]
+    verb = b"LSUB" if lsub else b"LIST"
+    for name, f, owner in entries:
+        if not any(_matches(pat, name) or (pat.upper() == "INBOX" and name == "INBOX") for pat in full):
             continue
-        if subscribed_only and not f.subscribed:
+        if f is not None and subscribed_only and not f.subscribed:
             continue
-        if special_only and not f.special_use:
+        if special_only and (f is None or not f.special_use):
             continue
-        attrs = [b"\\HasChildren" if any(n.startswith(f.name + SEPARATOR) for n in names)
+        attrs = [b"\\HasChildren" if any(n.startswith(name + SEPARATOR) for n in names)
                  else b"\\HasNoChildren"]
-        if f.special_use and (not lsub):
+        if f is None:
+            attrs.insert(0, b"\\Noselect")
+        elif f.special_use and not lsub:
             attrs.append(f.special_use.encode())
-        if f.subscribed and ("SUBSCRIBED" in returns or "SUBSCRIBED" in selection):
+        if f is not None and f.subscribed and ("SUBSCRIBED" in returns or "SUBSCRIBED" in selection):
             attrs.append(b"\\Subscribed")
-        verb = b"LSUB" if lsub else b"LIST"
-        await s.send(b"* " + verb + b" " + wire.plist(attrs) + b' "/" ' + s.encode_name(f.name))
-        if status_items:  # RFC 5819 LIST-STATUS
-            await s.send(await _status_line(s, f, status_items))
+        await s.send(b"* " + verb + b" " + wire.plist(attrs) + b' "/" ' + s.encode_name(name))
+        if status_items and f is not None:  # RFC 5819 LIST-STATUS
+            await s.send(await _status_line(s, owner, f, name, status_items))
     return ok(f"{'LSUB' if lsub else 'LIST'} done")
 
 
@@ -542,11 +590,11 @@ async def cmd_status(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     for item in items:
         if item not in STATUS_ITEMS:
             return bad(f"unknown STATUS item {item}")
-    assert s.user is not None
-    f = await s.server.store.folder(s.user.id, name)
+    owner, folder, _own = await resolve(s, name)
+    f = await s.server.store.folder(owner.id, folder)
     if f is None:
         return no(f"no folder {name}", "NONEXISTENT")
-    await s.send(await _status_line(s, f, items))
+    await s.send(await _status_line(s, owner, f, name, items))
     return ok("STATUS done")
 
 
@@ -565,6 +613,7 @@ async def cmd_append(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     content = p.literal_only()
     p.end()
     assert s.user is not None
+    name = await resolve_own(s, name)
     f = await s.server.store.folder(s.user.id, name)
     if f is None:
         return no(f"no folder {name}", "TRYCREATE")
@@ -775,9 +824,12 @@ async def _copy(s: Session, p: Parser, uid: bool, move: bool) -> Reply:
     assert sel is not None
     if move and sel.readonly:
         return no("mailbox is read-only", "READ-ONLY")
+    owner, target_folder, _own = await resolve(s, target)
+    if owner.id != sel.owner.id:  # the wrapped keys are per mailbox
+        return no("copy between two patients' mailboxes is not possible", "CANNOT")
     seqs = s._seqs(seqset, uid)
     uids = [sel.uids[i - 1] for i in seqs]
-    result = await s.server.store.copy(sel.owner.id, sel.name, uids, target, move=move)
+    result = await s.server.store.copy(sel.owner.id, sel.name, uids, target_folder, move=move)
     if not result.pairs:
         return ok("nothing to do")
     code = "COPYUID %d %s %s" % (result.uidvalidity, compress(x for x, _ in result.pairs),
