@@ -8,7 +8,7 @@ import re
 import pytest
 
 from policy.recipients import MailboxState
-from tests.integration.conftest import (INS_ACTIVE, INS_PENDING, PASSWORD, PASSWORD_HASH, RunningDaemon,
+from tests.integration.conftest import (INS_ACTIVE, INS_PENDING, PASSWORD_HASH, RunningDaemon,
                                         message)
 from tests.integration.test_cli import one_line_error, run
 
