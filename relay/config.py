@@ -48,6 +48,8 @@ class Config:
     imap_idle_timeout: float
     imap_max_sessions_per_ip: int
     imap_max_sessions_per_account: int
+    imap_command_rate: float
+    imap_command_burst: int
     tls_profile: str
     tls_cert: Path
     tls_key: Path
@@ -171,6 +173,9 @@ def load_config(path: Path) -> Config:
                                                _get(data, "imap", "max_sessions_per_ip", int, 50))),
         imap_max_sessions_per_account=int(_positive("imap.max_sessions_per_account",
                                                     _get(data, "imap", "max_sessions_per_account", int, 20))),
+        imap_command_rate=float(_positive("imap.command_rate",
+                                          _get(data, "imap", "command_rate", (int, float), 50))),
+        imap_command_burst=int(_positive("imap.command_burst", _get(data, "imap", "command_burst", int, 500))),
         tls_profile=profile,
         tls_cert=p("tls", "cert", "pki/server.pem"),
         tls_key=p("tls", "key", "pki/server.key"),

@@ -87,7 +87,13 @@ class Selected:
             self._expunged.add(change.uid)
             self._new.pop(change.uid, None)
         elif change.kind == "message.flags":
-            self._flag_changes[change.uid] = change.flags
+            pending = self._new.get(change.uid)
+            if change.uid in self._new:
+                # not announced yet: it will be announced with these flags
+                self._new[change.uid] = None if pending is None or change.flags is None else \
+                    MessageMeta(pending.uid, change.flags, pending.internal_date, pending.size)
+            else:
+                self._flag_changes[change.uid] = change.flags
         else:
             return
         self.wake.set()

@@ -89,6 +89,9 @@ class Session:
         self.peer = (writer.get_extra_info("peername") or ("?",))[0]
         self._listening = False
         self.busy = False  # inside a command: SIGTERM lets it finish
+        # token bucket: a client may burst, but a flood of commands is slowed down
+        self._tokens = float(server.config.imap_command_burst)
+        self._refilled = time.monotonic()
 
     # ---- I/O ------------------------------------------------------------------------
 
@@ -136,6 +139,18 @@ class Session:
                 raise ConnectionResetError from None
             total += size
 
+    async def _pace(self) -> None:
+        cfg = self.server.config
+        now = time.monotonic()
+        self._tokens = min(float(cfg.imap_command_burst),
+                           self._tokens + (now - self._refilled) * cfg.imap_command_rate)
+        self._refilled = now
+        if self._tokens < 1:
+            await asyncio.sleep((1 - self._tokens) / cfg.imap_command_rate)
+            self._tokens = 1.0
+            self._refilled = time.monotonic()
+        self._tokens -= 1
+
     def capabilities(self) -> bytes:
         caps = [b"IMAP4rev1", b"IMAP4rev2", b"LITERAL+", b"SASL-IR", b"ENABLE", b"ID", b"IDLE",
                 b"NAMESPACE", b"UIDPLUS", b"MOVE", b"UNSELECT", b"SPECIAL-USE", b"LIST-EXTENDED",
@@ -154,6 +169,7 @@ class Session:
                     data = await self.read_command()
                 except ValueError:
                     continue
+                await self._pace()
                 self.busy = True
                 try:
                     await self.execute(data)
