@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from email.utils import parseaddr
@@ -16,6 +17,7 @@ from typing import Any, NoReturn
 from argon2 import PasswordHasher
 from sqlalchemy.exc import SQLAlchemyError
 
+from certs.pki import write_private
 from mailbox_store.crypto import MasterKey
 from mailbox_store.store import NoSuchMailbox, Store, StoreError
 from policy.ins import InsError, parse_ins
@@ -25,6 +27,7 @@ from relay.config import Config, ConfigError, config_path, load_config
 from relay.instance import DEMO_INS, InstanceExists, init_instance
 
 DEV_DIR = Path("mssante-dev")
+DEMO_PASSWORD_FILE = "demo-password"
 EXIT_USAGE = 2
 
 
@@ -110,16 +113,18 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _newcomer_banner(config: Config, port: int) -> str:
+def _newcomer_banner(config: Config, port: int, imap_ports: tuple[int, int]) -> str:
     base = config.base_dir
     return "\n".join([
         "mssante-relay is running (development instance)",
         f"  MX (SMTP, STARTTLS + client certificate): {config.mx_listen.host}:{port}",
+        f"  IMAP for patients: {config.imap_listen.host}:{imap_ports[0]} (STARTTLS), "
+        f"{config.imap_listen_tls.host}:{imap_ports[1]} (TLS)",
         f"  configuration: {config.path}",
         f"  CA: {base / 'pki/ca.pem'}",
         f"  operator certificate: {base / 'pki/operator.pem'} + {base / 'pki/operator.key'}"
         " (sender domain test-operator.mssante.fr)",
-        f"  demo patient: {DEMO_INS}@{config.domain}",
+        f"  demo patient: {DEMO_INS}@{config.domain}, IMAP password in {base / DEMO_PASSWORD_FILE}",
         "  try: swaks --to {ins}@{dom} --from doc@test-operator.mssante.fr --server {host}:{port} "
         "--tls --tls-ca-path {ca} --tls-cert {cert} --tls-key {key}".format(
             ins=DEMO_INS, dom=config.domain, host=config.mx_listen.host, port=port,
@@ -137,14 +142,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cfg_file = DEV_DIR / "relay.toml"
         if not cfg_file.exists():
             _init(DEV_DIR)
-            _with_store(_load(args, cfg_file), lambda s: s.create_mailbox(DEMO_INS, MailboxState.ACTIVE))
+            # a random password for the demo patient, kept beside the instance (0600)
+            demo_password = secrets.token_urlsafe(12)
+            write_private(DEV_DIR / DEMO_PASSWORD_FILE, (demo_password + "\n").encode())
+            _with_store(_load(args, cfg_file), lambda s: s.create_mailbox(
+                DEMO_INS, MailboxState.ACTIVE, PasswordHasher().hash(demo_password)))
         args.config = str(cfg_file)
     config = _load(args)
     logs.configure(config.log_level)
 
     def ready(d: Daemon) -> None:
         if dev:
-            print(_newcomer_banner(config, d.mx_port), flush=True)
+            assert d.imap is not None
+            print(_newcomer_banner(config, d.mx_port, d.imap.ports), flush=True)
 
     try:
         asyncio.run(Daemon(config).serve_forever(ready))

@@ -1,6 +1,7 @@
 """The `mssante-relay` command line, run as a real process."""
 from __future__ import annotations
 
+import imaplib
 import json
 import os
 import signal
@@ -190,19 +191,27 @@ def test_sighup_reloads_the_trust_list(instance: Path) -> None:
 
 
 def test_serve_without_config_initialises_a_dev_instance(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", 2525)) == 0:
-            pytest.skip("port 2525 (the development default) is in use on this machine")
+    for port in (2525, 2143, 2993):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.skip(f"port {port} (a development default) is in use on this machine")
     env = {k: v for k, v in os.environ.items() if k != "MSSANTE_RELAY_CONFIG"}
     proc = subprocess.Popen([*CLI, "serve"], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
-        banner = [proc.stdout.readline() for _ in range(7)]
+        banner = [proc.stdout.readline() for _ in range(8)]
         text = "".join(banner)
         assert "127.0.0.1:2525" in text and "279035121518989@patient.mssante.fr" in text
         assert "operator.pem" in text
         assert (tmp_path / "mssante-dev/relay.toml").exists()
+        password_file = tmp_path / "mssante-dev/demo-password"
+        assert "demo-password" in text and oct(password_file.stat().st_mode & 0o777) == "0o600"
+        # the newcomer can read the demo patient's mail with the printed details
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "mssante-dev/pki/ca.pem"))
+        with imaplib.IMAP4_SSL("127.0.0.1", 2993, ssl_context=ctx, timeout=30) as imap:
+            assert imap.login("279035121518989@patient.mssante.fr", password_file.read_text().strip())[0] == "OK"
+            assert imap.select("INBOX")[0] == "OK"
         key = (tmp_path / "mssante-dev/keys/master.key").read_bytes()
     finally:
         proc.send_signal(signal.SIGTERM)
