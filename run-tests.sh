@@ -5,10 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Real peers the tests drive: swaks (SMTP client), curl (IMAP client). Root installs them; otherwise ask sudo.
+# Real peers the tests drive: swaks (SMTP client), curl and mbsync (IMAP clients). Root installs them; otherwise ask sudo.
 need=()
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v mbsync >/dev/null 2>&1 || need+=(isync)
 if ((${#need[@]})); then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
