@@ -78,3 +78,22 @@ def test_idle_ends_with_bye_when_the_daemon_stops(instance) -> None:  # type: ig
     assert line.startswith(b"* BYE"), line
     stopper.join(30)
     assert not relay.thread.is_alive()
+
+
+def test_another_sessions_expunge_reaches_a_selected_session(relay: RunningDaemon) -> None:
+    for i in range(3):
+        relay.deliver(message(subject=f"m{i}"))
+    a, b = relay.imap(), relay.imap()
+    a.select("INBOX")
+    b.select("INBOX")
+    b.store("2", "+FLAGS", "\\Deleted")
+    b.expunge()
+    # FETCH must not announce the expunge (RFC 3501 §7.4.1): numbers stay as A knows them
+    typ, data = a.fetch("3", "(UID)")
+    assert typ == "OK" and b"UID 3" in data[0] and "EXPUNGE" not in a.untagged_responses
+    typ, _ = a.noop()
+    assert a.untagged_responses.pop("EXPUNGE") == [b"2"]
+    typ, data = a.fetch("2", "(UID)")
+    assert b"UID 3" in data[0]  # former number 3 is now 2
+    a.logout()
+    b.logout()
