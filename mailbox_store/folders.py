@@ -18,6 +18,14 @@ if TYPE_CHECKING:
     from mailbox_store.writer import Writer
 
 SEPARATOR = "/"
+# Names under which IMAP shows other people's folders (RFC 2342); nobody's own folder
+# may take them, or a guardian's view and the patient's own folders would collide.
+RESERVED_ROOTS = ("other users",)
+
+
+def _valid_name(name: str) -> bool:
+    return (bool(name) and name.upper() != "INBOX" and all(name.split(SEPARATOR))
+            and name.split(SEPARATOR)[0].casefold() not in RESERVED_ROOTS)
 
 
 class FolderError(Exception):
@@ -79,8 +87,8 @@ class FolderOps:
 
     async def create_folder(self, mailbox_id: int, name: str) -> FolderInfo:
         name = name.rstrip(SEPARATOR)
-        if not name or name.upper() == "INBOX" or any(not p for p in name.split(SEPARATOR)):
-            raise FolderError(f"invalid folder name {name!r}")
+        if not _valid_name(name):
+            raise FolderError(f"invalid or reserved folder name {name!r}")
 
         def job(conn: Connection) -> tuple[FolderInfo, list[Change]]:
             existing = dict(conn.execute(select(Folder.name, Folder.uidvalidity)
@@ -127,8 +135,8 @@ class FolderOps:
 
     async def rename_folder(self, mailbox_id: int, old: str, new: str) -> None:
         new = new.rstrip(SEPARATOR)
-        if not new or new.upper() == "INBOX" or any(not p for p in new.split(SEPARATOR)):
-            raise FolderError(f"invalid folder name {new!r}")
+        if not _valid_name(new):
+            raise FolderError(f"invalid or reserved folder name {new!r}")
 
         def job(conn: Connection) -> tuple[None, list[Change]]:
             rows = dict(conn.execute(select(Folder.name, Folder.id).where(Folder.mailbox_id == mailbox_id)).all())

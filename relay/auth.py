@@ -9,11 +9,15 @@ credential check and its throttling.
 - Throttling: failures are counted per account and per client address over a sliding
   window; past the limit every attempt fails at once, whatever the password, until the
   window slides. Each failure also waits a short delay (slows guessing on one session).
-- The answer never says which of login or password was wrong.
+- The answer never says which of login or password was wrong, nor, by its timing,
+  whether the INS has a mailbox (argon2 runs against a dummy hash otherwise).
+- Logins that are not an INS of our domain are refused without an account key; their
+  attempts still count against the client's address.
 """
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,6 +34,7 @@ from policy.recipients import MailboxState
 
 log = structlog.get_logger("relay.auth")
 _HASHER = PasswordHasher()
+_DUMMY_HASH = _HASHER.hash("no account has this password")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,12 @@ class Throttle:
 
     def blocked(self, key: str, now: float) -> bool:
         return len(self._recent(key, now)) >= self.limit
+
+    def forgive(self, key: str) -> None:
+        """Take back the attempt counted for a login that succeeded."""
+        q = self._events.get(key)
+        if q:
+            q.pop()
 
     def fail(self, key: str, now: float) -> None:
         self._recent(key, now).append(now)
@@ -89,22 +100,28 @@ class Authenticator:
     async def login(self, login: str, password: str, ip: str) -> AuthResult:
         now = time.monotonic()
         ins = login_to_ins(login, self.domain)
-        account_key = ins or login.lower()[:320]
         ins_hash = self.master.pseudonym(ins) if ins else None
-        if self.accounts.blocked(account_key, now) or self.addresses.blocked(ip, now):
+        ip_key = client_key(ip)
+        if (ins and self.accounts.blocked(ins, now)) or self.addresses.blocked(ip_key, now):
             log.warning("auth.throttled", ins_hash=ins_hash, peer=ip)
             return AuthResult(None, "throttled")
+        # Count the attempt before the slow check, so concurrent sessions cannot try
+        # more passwords than the limit; a success takes it back.
+        if ins:
+            self.accounts.fail(ins, now)
+        self.addresses.fail(ip_key, now)
         found = await self.store.credentials(ins) if ins else None
-        verified = False
-        if found is not None and found[1]:
-            verified = await asyncio.to_thread(_verify, found[1], password)
+        # Always run argon2, against a dummy hash when there is no account (or no
+        # password yet): the answer's timing must not tell whether an INS has a mailbox.
+        hashed = found[1] if found is not None and found[1] else _DUMMY_HASH
+        verified = await asyncio.to_thread(_verify, hashed, password) and hashed is not _DUMMY_HASH
         if not verified:
-            self.accounts.fail(account_key, now)
-            self.addresses.fail(ip, now)
             log.info("auth.failed", ins_hash=ins_hash, peer=ip)
             await asyncio.sleep(self.failure_delay)
             return AuthResult(None, "bad_credentials")
-        assert found is not None
+        assert found is not None and ins is not None
+        self.accounts.forgive(ins)
+        self.addresses.forgive(ip_key)
         mailbox = found[0]
         if mailbox.state is not MailboxState.ACTIVE:
             log.info("auth.inactive", ins_hash=ins_hash, peer=ip, state=mailbox.state.value)
@@ -112,6 +129,20 @@ class Authenticator:
         await self.store.record_login(mailbox.id)
         log.info("auth.ok", ins_hash=ins_hash, peer=ip)
         return AuthResult(mailbox, "ok")
+
+
+def client_key(ip: str) -> str:
+    """The throttling key of a client address: IPv4 as is (also when mapped into IPv6),
+    IPv6 by its /64, the smallest block one subscriber usually gets."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr)
 
 
 def _verify(hashed: str, password: str) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import binascii
 import datetime as dt
 import ssl
@@ -36,7 +37,8 @@ from relay.imap import search as searchmod
 from relay.imap import utf7, wire
 from relay.imap.parser import BadCharset, ParseError, Parser, literal_announcement
 from relay.imap.selected import Selected, flag_list
-from relay.imap.sequence import compress, expand
+from relay.imap.sequence import compress, expand, intervals
+from policy.recipients import MailboxState
 from relay.imap.types import FetchAtt, SequenceSet
 
 if TYPE_CHECKING:
@@ -100,43 +102,55 @@ class Session:
             self.writer.write(line + b"\r\n")
         await self.writer.drain()
 
+    async def read_line(self, timeout: float) -> bytes:
+        """One CRLF-terminated line; the session ends (BYE) when it is too long or the
+        client stays silent past timeout (RFC 3501 §5.4)."""
+        try:
+            return await asyncio.wait_for(self.reader.readuntil(b"\r\n"), timeout)
+        except asyncio.LimitOverrunError:
+            raise Bye("command line too long") from None
+        except asyncio.IncompleteReadError:
+            raise ConnectionResetError from None
+        except asyncio.TimeoutError:
+            raise Bye("autologout: idle for too long") from None
+
     async def read_command(self) -> bytes:
         """One whole command: a line, and every literal it announces (RFC 9051 §4.3,
-        RFC 7888 LITERAL+), bounded by imap.max_line and imap.max_literal."""
+        RFC 7888 LITERAL+), bounded by imap.max_line and imap.max_literal, and before
+        login by PRELOGIN_LITERAL and PRELOGIN_TIMEOUT (an unauthenticated client
+        gets no room to hold memory or sessions)."""
         cfg = self.server.config
+        authenticated = self.user is not None
+        timeout = cfg.imap_idle_timeout if authenticated else PRELOGIN_TIMEOUT
+        max_literal = cfg.imap_max_literal if authenticated else PRELOGIN_LITERAL
         parts: list[bytes] = []
         total = 0
         while True:
-            try:
-                line = await asyncio.wait_for(self.reader.readuntil(b"\r\n"), cfg.imap_idle_timeout)
-            except asyncio.LimitOverrunError:
-                raise Bye("command line too long") from None
-            except asyncio.IncompleteReadError:
-                raise ConnectionResetError from None
-            except asyncio.TimeoutError:
-                raise Bye("autologout: idle for too long") from None  # RFC 3501 §5.4
+            line = await self.read_line(timeout)
             total += len(line)
-            if total > cfg.imap_max_line + cfg.imap_max_literal:
+            if total > cfg.imap_max_line + max_literal:
                 raise Bye("command too long")
             announced = literal_announcement(line[:-2])
             if announced is None:
                 parts.append(line[:-2])
                 return b"".join(parts)
             size, nonsync = announced
-            if size > cfg.imap_max_literal:
+            if size > max_literal:
                 if nonsync:  # RFC 7888 §4: the bytes are coming anyway; cannot resync
                     raise Bye("literal too large")
-                parts.clear()
-                await self.send(b"* BAD [TOOBIG] literal too large")
-                # the client will not send the literal; the rest of its line is lost
+                # RFC 7888 §4 / RFC 9051 §7.1: the client waits for "+" or a tagged reply
+                tag = (parts[0] if parts else line).split(b" ", 1)[0]
+                await self.send(tag + b" BAD [TOOBIG] literal too large")
                 raise ValueError("literal too large")
             parts.append(line)
             if not nonsync:
                 await self.send(b"+ go ahead")
             try:
-                parts.append(await asyncio.wait_for(self.reader.readexactly(size), cfg.imap_idle_timeout))
+                parts.append(await asyncio.wait_for(self.reader.readexactly(size), timeout))
             except asyncio.IncompleteReadError:
                 raise ConnectionResetError from None
+            except asyncio.TimeoutError:
+                raise Bye("autologout: stalled inside a literal") from None
             total += size
 
     async def _pace(self) -> None:
@@ -216,6 +230,8 @@ class Session:
         except ParseError as e:
             await self.send(f"{tag if e.tag is None else e.tag} BAD {e}".encode("utf-8", "replace"))
             return
+        if self.user is not None:
+            await self.check_access()
         handler = TABLES[self.state].get(name) or ANY_STATE.get(name)
         if handler is None:
             known = any(name in t for t in TABLES.values())
@@ -251,15 +267,36 @@ class Session:
         sel = self.selected
         assert sel is not None
         if not uid:
+            # RFC 9051 §6.4.5: a message sequence number above EXISTS is an error
+            for r in seqset.ranges:
+                for n in (r.start, r.end):
+                    if n is not None and n > sel.exists:
+                        raise ParseError(f"no message {n}: the mailbox has {sel.exists}")
             return expand(seqset, sel.exists)
+        # walk the session's UIDs inside each range: O(messages), never O(largest UID)
         largest = sel.uids[-1] if sel.uids else 0
-        wanted = expand(seqset, largest)
-        out = []
-        for u in wanted:
-            s = sel.seq_of(u)
-            if s is not None:
-                out.append(s)
+        out: list[int] = []
+        for lo, hi in intervals(seqset, largest):
+            i = bisect.bisect_left(sel.uids, lo)
+            while i < len(sel.uids) and sel.uids[i] <= hi:
+                out.append(i + 1)
+                i += 1
         return out
+
+    async def check_access(self) -> None:
+        """Before every command of a logged-in session: the account is still active and,
+        when a child's folder is selected, the user is still that child's guardian and
+        the child's mailbox still open. Rights withdrawn by the CLI (another process)
+        thus apply to sessions already open, at their next command."""
+        assert self.user is not None
+        me = await self.server.store.cached_mailbox(self.user.ins)
+        if me is None or me.state is not MailboxState.ACTIVE:
+            raise Bye("this mailbox is no longer active")
+        sel = self.selected
+        if sel is not None and sel.owner.id != self.user.id:
+            ward = next((w for w in await self.server.store.wards(self.user.id) if w.id == sel.owner.id), None)
+            if ward is None or not ward.state.receives:
+                raise Bye("access to this child's mailbox was withdrawn")
 
     def start_listening(self) -> None:
         if not self._listening:
@@ -384,7 +421,7 @@ async def cmd_authenticate(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         return no(f"mechanism {mech} not supported", "CANNOT")
     if initial is None:  # RFC 4959: without SASL-IR, ask for it
         await s.send(b"+ ")
-        line = await s.reader.readuntil(b"\r\n")
+        line = await s.read_line(PRELOGIN_TIMEOUT)
         initial = line[:-2].decode("ascii", "replace")
     if initial == "*":
         return bad("authentication cancelled")
@@ -427,8 +464,11 @@ async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
     assert s.user is not None
     s.selected = None
     s.state = AUTH
-    owner, folder, _own = await resolve(s, name)
+    owner, folder, own = await resolve(s, name)
     snap = await s.server.store.snapshot(owner.id, folder)
+    # a guardian reads (and answers by submission); deleting, moving or flagging the
+    # child's mail is not theirs to do: a child's folder is always opened read-only
+    readonly = readonly or not own
     sel = Selected.from_snapshot(owner, snap, readonly, client_name=name)
     lines = [b"* FLAGS (" + b" ".join(SYSTEM_FLAGS) + b")",
              b"* OK [PERMANENTFLAGS (" + (b"" if readonly else b" ".join(SYSTEM_FLAGS) + b" \\*") + b")] flags",
@@ -507,10 +547,28 @@ async def cmd_unsubscribe(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
 
 
 def _matches(pattern: str, name: str) -> bool:
-    """LIST wildcards (RFC 3501 §6.3.8): "*" matches anything, "%" anything but "/"."""
-    import re
-    rx = "".join(".*" if c == "*" else "[^/]*" if c == "%" else re.escape(c) for c in pattern)
-    return re.fullmatch(rx, name, re.DOTALL) is not None
+    """LIST wildcards (RFC 3501 §6.3.8): "*" matches anything, "%" anything but "/".
+
+    Dynamic programming over (pattern, name) positions: O(len(pattern) x len(name)),
+    whatever the wildcards. (A regular expression backtracked exponentially on runs of
+    "*": 45 of them froze the event loop for 7 s.)"""
+    # alive[j]: the pattern read so far matches name[:j]
+    alive = [True] + [False] * len(name)
+    for c in pattern:
+        if c == "*" or c == "%":
+            nxt = [False] * (len(name) + 1)
+            reach = False
+            for j in range(len(name) + 1):
+                reach = reach or alive[j]
+                if c == "%" and j > 0 and name[j - 1] == SEPARATOR and not alive[j]:
+                    reach = False  # "%" does not cross the hierarchy separator
+                nxt[j] = reach
+            alive = nxt
+        else:
+            alive = [False] + [alive[j] and name[j] == c for j in range(len(name))]
+        if not any(alive):
+            return False
+    return alive[len(name)]
 
 
 STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE", "DELETED")
@@ -563,6 +621,10 @@ async def cmd_list(s: Session, tag: str, p: Parser, uid: bool, lsub: bool = Fals
         p.sp()
         returns, status_items = p.list_return_options()
     p.end()
+    for item in status_items:
+        if item.upper() not in STATUS_ITEMS:
+            return bad(f"unknown STATUS item {item[:40]}")
+    status_items = [i.upper() for i in status_items]
     if patterns == [""]:  # RFC 3501 §6.3.8: the hierarchy delimiter and root
         await s.send(b'* LIST (\\Noselect) "/" ""')
         return ok("LIST done")
@@ -579,6 +641,8 @@ async def cmd_list(s: Session, tag: str, p: Parser, uid: bool, lsub: bool = Fals
             continue
         if special_only and (f is None or not f.special_use):
             continue
+        if lsub and f is None:
+            continue  # the namespace nodes are not subscribable folders
         attrs = [b"\\HasChildren" if any(n.startswith(name + SEPARATOR) for n in names)
                  else b"\\HasNoChildren"]
         if f is None:
@@ -643,7 +707,8 @@ async def cmd_idle(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.end()
     await s.send(b"+ idling")
     deadline = time.monotonic() + s.server.config.imap_idle_timeout
-    line_task = asyncio.ensure_future(s.reader.readuntil(b"\r\n"))
+    # the IDLE deadline below bounds the wait; read_line adds the length check
+    line_task = asyncio.ensure_future(s.read_line(s.server.config.imap_idle_timeout + 60))
     try:
         while True:
             sel = s.selected
@@ -655,7 +720,8 @@ async def cmd_idle(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
                 waits.add(wake)
             stop = asyncio.ensure_future(s.server.stopped.wait())
             waits.add(stop)
-            done, _ = await asyncio.wait(waits, timeout=max(deadline - time.monotonic(), 0),
+            # wake at least every ACCESS_RECHECK seconds to re-check the user's rights
+            done, _ = await asyncio.wait(waits, timeout=min(max(deadline - time.monotonic(), 0), ACCESS_RECHECK),
                                          return_when=asyncio.FIRST_COMPLETED)
             for w in (wake, stop):
                 if w is not None and w not in done:
@@ -667,8 +733,9 @@ async def cmd_idle(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
                 return ok("IDLE terminated")
             if stop in done:
                 raise Bye("server shutting down")
-            if not done:
+            if time.monotonic() >= deadline:
                 raise Bye("autologout: idle for too long")
+            await s.check_access()  # rights withdrawn while idling end the session too
     finally:
         if not line_task.done():
             line_task.cancel()
@@ -732,13 +799,21 @@ async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     largest_uid = sel.uids[-1] if sel.uids else 0
     hits: list[int] = []
     need = searchmod.needs_content(key)
-    for seq in range(1, sel.exists + 1):
-        view = sel.view(seq)
-        raw = await s.server.store.fetch_raw(sel.owner.ins, sel.name, view.uid) if need else None
-        if searchmod.matches(key, view, raw, sel.exists, largest_uid):
-            hits.append(view.uid if uid else seq)
-    if need:
-        s.server.audit_read(s, len(hits))
+    read = 0
+    for start in range(1, sel.exists + 1, SEARCH_CHUNK):
+        seqs = range(start, min(start + SEARCH_CHUNK, sel.exists + 1))
+        raws = (await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [sel.uids[i - 1] for i in seqs])
+                if need else {})
+        for seq in seqs:
+            view = sel.view(seq)
+            raw = raws.get(view.uid)
+            if need and raw is None:
+                continue  # expunged by another session, not yet announced: no match
+            read += raw is not None
+            if searchmod.matches(key, view, raw, sel.exists, largest_uid):
+                hits.append(view.uid if uid else seq)
+    if read:
+        s.server.audit_read(s, read)
     if returns is None and not s.rev2:
         await s.send(b"* SEARCH" + b"".join(b" %d" % h for h in hits))
     else:  # RFC 4731 / RFC 9051 §7.3.4 ESEARCH
@@ -771,8 +846,7 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     with_flags = atts if any(a.name == "FLAGS" for a in atts) else [*atts, FetchAtt("FLAGS")]
     reads = 0
     seqs = s._seqs(seqset, uid)
-    for start in range(0, len(seqs), FETCH_CHUNK):
-        chunk = seqs[start:start + FETCH_CHUNK]
+    for chunk in _chunks(sel, seqs, need):
         raws = (await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [sel.uids[i - 1] for i in chunk])
                 if need else {})
         if mark_seen:
@@ -783,23 +857,39 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
                     sel.set_flags(u, flags)
         else:
             unseen = []
-        lines = []
         for seq in chunk:
             view = sel.view(seq)
-            raw = raws.get(view.uid)
+            raw = raws.pop(view.uid, None)  # let each message go once written
             if need and raw is None:
                 continue  # expunged by another session, not yet announced (RFC 2180 §4.1.2)
             reads += raw is not None
             try:
-                # RFC 3501 §6.4.5: a fetch that sets \Seen returns the new FLAGS
+                # RFC 3501 §6.4.5: a fetch that sets \\Seen returns the new FLAGS
                 body = fetchmod.render(view, with_flags if view.uid in unseen else atts, raw, rev2=s.rev2)
             except fetchmod.UnknownCte:
                 return no("cannot decode this part", "UNKNOWN-CTE")
-            lines.append(b"* %d FETCH " % seq + body)
-        await s.send(*lines)
+            await s.send(b"* %d FETCH " % seq + body)
     if reads:
         s.server.audit_read(s, reads)
     return ok("FETCH done")
+
+
+def _chunks(sel: Selected, seqs: list[int], need_content: bool) -> list[list[int]]:
+    """FETCH works through the messages in chunks bounded in count and, when bodies are
+    read, in decrypted bytes: FETCH 1:* BODY[] must not hold a mailbox in memory."""
+    out: list[list[int]] = []
+    cur: list[int] = []
+    size = 0
+    for seq in seqs:
+        m = sel.meta[sel.uids[seq - 1]]
+        if cur and (len(cur) >= FETCH_CHUNK or (need_content and size + m.size > FETCH_CHUNK_BYTES)):
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(seq)
+        size += m.size
+    if cur:
+        out.append(cur)
+    return out
 
 
 async def cmd_store(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
@@ -882,7 +972,12 @@ TABLES: dict[str, dict[str, Handler]] = {
                "COPY": cmd_copy, "MOVE": cmd_move},
     LOGOUT: {},
 }
-FETCH_CHUNK = 256  # messages loaded, rendered and written together
+PRELOGIN_TIMEOUT = 60.0  # seconds a client may stay silent before logging in
+PRELOGIN_LITERAL = 8192  # largest literal before login (a password, not a message)
+ACCESS_RECHECK = 30.0  # seconds between rights checks while a session idles
+FETCH_CHUNK = 256  # at most this many messages...
+FETCH_CHUNK_BYTES = 16 * 1024 * 1024  # ...and about this many bytes decrypted at once
+SEARCH_CHUNK = 256  # messages loaded, rendered and written together
 UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"}
 # RFC 3501 §7.4.1: no EXPUNGE responses while the client may hold sequence numbers
 NO_UPDATES_AFTER = {"FETCH", "STORE", "SEARCH"}

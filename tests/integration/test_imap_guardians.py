@@ -3,6 +3,7 @@ nobody else can, whatever name they type (issue 4, DESIGN.md §4 "Minors and hel
 from __future__ import annotations
 
 import asyncio
+import imaplib
 import re
 
 import pytest
@@ -33,12 +34,16 @@ def test_guardian_lists_selects_and_reads_the_childs_mail(family: RunningDaemon)
     listed = b"\n".join(data)
     assert f'"/" "{CHILD_INBOX}"'.encode() in listed or f'"/" {CHILD_INBOX}'.encode() in listed
     assert b"\\Noselect" in listed
-    typ, data = c.select(f'"{CHILD_INBOX}"')
+    # a child's folder always opens read-only: the guardian reads, nothing more
+    with pytest.raises(imaplib.IMAP4.readonly):
+        c.select(f'"{CHILD_INBOX}"')
+    typ, data = c.select(f'"{CHILD_INBOX}"', readonly=True)
     assert typ == "OK" and data == [b"1"]
     typ, data = c.fetch("1", "(BODY[HEADER.FIELDS (SUBJECT)])")
     assert b"Vaccins" in data[0][1]
     typ, data = c.status(f'"{CHILD_INBOX}"', "(MESSAGES UNSEEN)")
-    assert b"MESSAGES 1" in data[0] and b"UNSEEN 0" in data[0]  # the guardian's read marked it seen
+    assert b"MESSAGES 1" in data[0] and b"UNSEEN 1" in data[0]  # still unread for the child
+    assert c.store("1", "+FLAGS", "\\Deleted")[0] == "NO"
     assert c.create(f'"Other Users/{CHILD}/Mine"')[0] == "NO"  # NOPERM: the child's folders stay his
     assert c.copy("1", "INBOX")[0] == "NO"                   # keys are per mailbox
     c.logout()
@@ -72,9 +77,13 @@ def test_nobody_else_can_open_it(family: RunningDaemon, name: str) -> None:
 
 def test_removed_guardian_loses_access_at_once(family: RunningDaemon) -> None:
     c = family.imap()
-    assert c.select(f'"{CHILD_INBOX}"')[0] == "OK"
+    assert c.select(f'"{CHILD_INBOX}"', readonly=True)[0] == "OK"
     family.call(family.store.remove_guardian(CHILD, INS_ACTIVE))
-    typ, _ = c.select(f'"{CHILD_INBOX}"')
+    # the session that has the child's folder open is ended at its next command
+    with pytest.raises((imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError)):
+        c.fetch("1", "(BODY.PEEK[])")
+    c = family.imap()
+    typ, _ = c.select(f'"{CHILD_INBOX}"', readonly=True)
     assert typ == "NO"
     c.logout()
 
