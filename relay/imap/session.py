@@ -857,6 +857,8 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
                     sel.set_flags(u, flags)
         else:
             unseen = []
+        pending: list[bytes] = []
+        pending_size = 0
         for seq in chunk:
             view = sel.view(seq)
             raw = raws.pop(view.uid, None)  # let each message go once written
@@ -868,7 +870,12 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
                 body = fetchmod.render(view, with_flags if view.uid in unseen else atts, raw, rev2=s.rev2)
             except fetchmod.UnknownCte:
                 return no("cannot decode this part", "UNKNOWN-CTE")
-            await s.send(b"* %d FETCH " % seq + body)
+            pending.append(b"* %d FETCH " % seq + body)
+            pending_size += len(body)
+            if pending_size > SEND_BATCH_BYTES:  # write in batches, bounded in memory
+                await s.send(*pending)
+                pending, pending_size = [], 0
+        await s.send(*pending)
     if reads:
         s.server.audit_read(s, reads)
     return ok("FETCH done")
@@ -977,7 +984,8 @@ PRELOGIN_LITERAL = 8192  # largest literal before login (a password, not a messa
 ACCESS_RECHECK = 30.0  # seconds between rights checks while a session idles
 FETCH_CHUNK = 256  # at most this many messages...
 FETCH_CHUNK_BYTES = 16 * 1024 * 1024  # ...and about this many bytes decrypted at once
-SEARCH_CHUNK = 256  # messages loaded, rendered and written together
+SEARCH_CHUNK = 256
+SEND_BATCH_BYTES = 256 * 1024  # messages loaded, rendered and written together
 UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"}
 # RFC 3501 §7.4.1: no EXPUNGE responses while the client may hold sequence numbers
 NO_UPDATES_AFTER = {"FETCH", "STORE", "SEARCH"}
