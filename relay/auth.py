@@ -105,23 +105,23 @@ class Authenticator:
         if (ins and self.accounts.blocked(ins, now)) or self.addresses.blocked(ip_key, now):
             log.warning("auth.throttled", ins_hash=ins_hash, peer=ip)
             return AuthResult(None, "throttled")
-        # Count the attempt before the slow check, so concurrent sessions cannot try
-        # more passwords than the limit; a success takes it back.
+        # Count the attempt on the account before the slow check, so concurrent sessions
+        # cannot try more passwords on it than the limit; a success takes it back. The
+        # address counts failures only: many people may log in at once behind one NAT.
         if ins:
             self.accounts.fail(ins, now)
-        self.addresses.fail(ip_key, now)
         found = await self.store.credentials(ins) if ins else None
         # Always run argon2, against a dummy hash when there is no account (or no
         # password yet): the answer's timing must not tell whether an INS has a mailbox.
         hashed = found[1] if found is not None and found[1] else _DUMMY_HASH
         verified = await asyncio.to_thread(_verify, hashed, password) and hashed is not _DUMMY_HASH
         if not verified:
+            self.addresses.fail(ip_key, now)
             log.info("auth.failed", ins_hash=ins_hash, peer=ip)
             await asyncio.sleep(self.failure_delay)
             return AuthResult(None, "bad_credentials")
         assert found is not None and ins is not None
         self.accounts.forgive(ins)
-        self.addresses.forgive(ip_key)
         mailbox = found[0]
         if mailbox.state is not MailboxState.ACTIVE:
             log.info("auth.inactive", ins_hash=ins_hash, peer=ip, state=mailbox.state.value)
