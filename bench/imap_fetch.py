@@ -13,12 +13,8 @@ import argparse
 import asyncio
 import imaplib
 import json
-import signal
-import socket
 import ssl
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,16 +27,10 @@ from mailbox_store.crypto import MasterKey  # noqa: E402
 from mailbox_store.store import Store  # noqa: E402
 from policy.recipients import MailboxState  # noqa: E402
 from relay.config import load_config  # noqa: E402
-from relay.instance import init_instance  # noqa: E402
+from bench.instance import free_port, new_instance, start_daemon, stop_daemon  # noqa: E402
 
 INS = "279035121518989"
 PASSWORD = "bench password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def message(i: int) -> bytes:
@@ -68,29 +58,14 @@ def main() -> int:
     ap.add_argument("-n", "--messages", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="mssante-imapbench-"))
-    inst = work / "inst"
-    init_instance(inst)
     port = free_port()
-    cfg = inst / "relay.toml"
-    cfg.write_text(cfg.read_text().replace('listen = "127.0.0.1:2525"', 'listen = "127.0.0.1:0"')
-                   .replace('listen = "127.0.0.1:2143"', 'listen = "127.0.0.1:0"')
-                   .replace('listen_tls = "127.0.0.1:2993"', f'listen_tls = "127.0.0.1:{port}"')
-                   .replace('level = "info"', 'level = "warning"'))
+    cfg = new_instance("mssante-imapbench-", imaps=port)
+    inst = cfg.parent
     t0 = time.perf_counter()
     asyncio.run(fill(cfg, a.messages))
     fill_s = time.perf_counter() - t0
-    daemon = subprocess.Popen([sys.executable, "-m", "relay.cli", "serve", "--config", str(cfg)], cwd=ROOT)
+    daemon = start_daemon(cfg, port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or daemon.poll() is not None:
-                    sys.exit("daemon did not start")
-                time.sleep(0.1)
         ctx = ssl.create_default_context(cafile=str(inst / "pki/ca.pem"))
         runs = []
         for _ in range(a.runs):
@@ -109,8 +84,7 @@ def main() -> int:
             if line.startswith("VmHWM:"):
                 rss = int(line.split()[1]) // 1024
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(60)
+        stop_daemon(daemon)
     fetch = sorted(r["fetch_s"] for r in runs)
     out = {"bench": "imap_fetch", "messages": a.messages, "fill_s": round(fill_s, 1), "runs": runs,
            "fetch_median_s": fetch[len(fetch) // 2], "all_returned": all(r["messages"] == a.messages for r in runs),

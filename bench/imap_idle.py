@@ -18,13 +18,9 @@ import argparse
 import asyncio
 import json
 import resource
-import signal
 import smtplib
-import socket
 import ssl
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,15 +34,9 @@ from mailbox_store.crypto import MasterKey  # noqa: E402
 from mailbox_store.store import Store  # noqa: E402
 from policy.recipients import MailboxState  # noqa: E402
 from relay.config import load_config  # noqa: E402
-from relay.instance import init_instance  # noqa: E402
+from bench.instance import free_port, new_instance, start_daemon, stop_daemon  # noqa: E402
 
 PASSWORD = "bench password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def create(cfg: Path, rcpts: list[str]) -> None:
@@ -164,33 +154,18 @@ def main() -> int:
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * a.sessions + 256)), hard))
-    inst = Path(tempfile.mkdtemp(prefix="mssante-idlebench-")) / "inst"
-    init_instance(inst)
     imap_port, mx_port = free_port(), free_port()
-    cfg = inst / "relay.toml"
     per_account = -(-a.sessions // a.mailboxes)
-    cfg.write_text(cfg.read_text().replace('listen = "127.0.0.1:2525"', f'listen = "127.0.0.1:{mx_port}"')
-                   .replace('listen = "127.0.0.1:2143"', 'listen = "127.0.0.1:0"')
-                   .replace('listen_tls = "127.0.0.1:2993"', f'listen_tls = "127.0.0.1:{imap_port}"')
-                   .replace("max_sessions_per_ip = 50\nmax_sessions_per_account = 20",
-                            f"max_sessions_per_ip = {a.sessions + 10}\nmax_sessions_per_account = {per_account}")
-                   .replace('level = "info"', 'level = "warning"'))
+    cfg = new_instance("mssante-idlebench-", mx=mx_port, imaps=imap_port, extra={
+        "max_sessions_per_ip = 50\nmax_sessions_per_account = 20":
+            f"max_sessions_per_ip = {a.sessions + 10}\nmax_sessions_per_account = {per_account}"})
+    inst = cfg.parent
     asyncio.run(create(cfg, make_rcpts(a.mailboxes)))
-    daemon = subprocess.Popen([sys.executable, "-m", "relay.cli", "serve", "--config", str(cfg)], cwd=ROOT)
+    daemon = start_daemon(cfg, imap_port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", imap_port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or daemon.poll() is not None:
-                    sys.exit("daemon did not start")
-                time.sleep(0.1)
         out = asyncio.run(run(a, inst, imap_port, mx_port, daemon.pid))
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(60)
+        stop_daemon(daemon)
     print(json.dumps(out))
     return 0 if out["woken"] == a.sessions else 1
 

@@ -21,12 +21,8 @@ import argparse
 import asyncio
 import json
 import random
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +33,7 @@ from mailbox_store.store import Store  # noqa: E402
 from policy.ins import ins_key  # noqa: E402
 from policy.recipients import MailboxState  # noqa: E402
 from relay.config import load_config  # noqa: E402
-from relay.instance import init_instance  # noqa: E402
+from bench.instance import free_port, new_instance, start_daemon, stop_daemon  # noqa: E402
 
 DEFAULT_LOADGEN = ROOT.parent / "shared/anchor/smtp_load.py"
 
@@ -56,12 +52,6 @@ def make_rcpts(n: int, seed: int = 7) -> list[str]:
             seen.add(base)
             out.append(base + f"{ins_key(base):02d}")
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _store_op(cfg_path: Path, fn):  # type: ignore[no-untyped-def]
@@ -119,32 +109,15 @@ def main() -> int:
     if not a.loadgen.exists():
         sys.exit(f"load generator not found: {a.loadgen} (the shared/ folder sits beside the project)")
 
-    work = a.workdir or Path(tempfile.mkdtemp(prefix="mssante-bench-"))
-    inst = work / "inst"
-    init_instance(inst, force=True)
     port = free_port()
-    cfg = inst / "relay.toml"
-    cfg.write_text(cfg.read_text().replace('listen = "127.0.0.1:2525"', f'listen = "127.0.0.1:{port}"')
-                   .replace('listen = "127.0.0.1:2143"', 'listen = "127.0.0.1:0"')
-                   .replace('listen_tls = "127.0.0.1:2993"', 'listen_tls = "127.0.0.1:0"')
-                   .replace('level = "info"', 'level = "warning"'))
+    cfg = new_instance("mssante-bench-", mx=port, workdir=a.workdir)
+    inst, work = cfg.parent, cfg.parent.parent
     rcpts = ([line.strip() for line in a.rcpt_file.read_text().split() if line.strip()]
              if a.rcpt_file else make_rcpts(a.recipients))
     rcpt_file = work / "rcpts.txt"
     rcpt_file.write_text("\n".join(rcpts) + "\n")
     asyncio.run(_store_op(cfg, lambda s: _create(s, rcpts)))
-
-    daemon = subprocess.Popen([sys.executable, "-m", "relay.cli", "serve", "--config", str(cfg)],
-                              cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                sys.exit("daemon did not start: " + (daemon.stderr.read() if daemon.stderr else ""))
-            time.sleep(0.1)
+    daemon = start_daemon(cfg, port, stderr=subprocess.PIPE)
 
     pki = inst / "pki"
     base_cmd = [a.python, str(a.loadgen), "--port", str(port), "-c", str(a.concurrency),
@@ -169,12 +142,7 @@ def main() -> int:
             print(json.dumps(res), flush=True)
         rss = rss_kib(daemon.pid)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            _, err = daemon.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            _, err = daemon.communicate()
+        err = stop_daemon(daemon)
     if daemon.returncode != 0:
         print(f"daemon exited with {daemon.returncode}: {err[-2000:]}", file=sys.stderr)
     stored, sampled = asyncio.run(_store_op(cfg, lambda s: _count(s, rcpts)))

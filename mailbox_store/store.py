@@ -331,19 +331,17 @@ class Store(FolderOps, MessageOps):
     async def wards(self, guardian_id: int) -> list[MailboxInfo]:
         """The mailboxes this one may read as a guardian (always asked fresh: a removed
         guardian loses access at once)."""
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email, Mailbox.created_at)
-                .join(Guardian, Guardian.child_id == Mailbox.id)
-                .where(Guardian.guardian_id == guardian_id).order_by(Mailbox.ins))).all()
-        return [self._info(r) for r in rows]
+        return await self._guardianship(Guardian.child_id, Guardian.guardian_id == guardian_id)
 
     async def guardians_of(self, child_id: int) -> list[MailboxInfo]:
+        return await self._guardianship(Guardian.guardian_id, Guardian.child_id == child_id)
+
+    async def _guardianship(self, side: Any, condition: Any) -> list[MailboxInfo]:
+        """The mailboxes on one side of the guardians relation, given the other."""
         async with self.engine.connect() as conn:
             rows = (await conn.execute(
                 select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email, Mailbox.created_at)
-                .join(Guardian, Guardian.guardian_id == Mailbox.id)
-                .where(Guardian.child_id == child_id).order_by(Mailbox.ins))).all()
+                .join(Guardian, side == Mailbox.id).where(condition).order_by(Mailbox.ins))).all()
         return [self._info(r) for r in rows]
 
     async def cached_mailbox(self, ins: str) -> MailboxInfo | None:

@@ -19,6 +19,7 @@ import unicodedata
 from collections.abc import Callable
 
 from relay.imap.mime import Part, decode_header, parse
+from relay.imap.sequence import contains
 from relay.imap.types import MessageView, SearchKey, SequenceSet
 
 _CONTENT_OPS = frozenset({"BCC", "BODY", "CC", "FROM", "HEADER", "SENTBEFORE", "SENTON",
@@ -93,17 +94,6 @@ def _match(key: SearchKey, ctx: _Context) -> bool:
     return handler(key.args, ctx)
 
 
-def _in_set(value: int, seqset: SequenceSet, largest: int) -> bool:
-    """RFC 3501 §9 sequence-set: "*" is the largest number in use; n:m and m:n are
-    the same range."""
-    for r in seqset.ranges:
-        lo = largest if r.start is None else r.start
-        hi = largest if r.end is None else r.end
-        if min(lo, hi) <= value <= max(lo, hi):
-            return True
-    return False
-
-
 def _contains(haystack: str, needle: object) -> bool:
     return fold(str(needle)) in fold(haystack)
 
@@ -163,7 +153,7 @@ def _seq_key(attr: str) -> Callable[[tuple[object, ...], _Context], bool]:
         seqset = args[0]
         assert isinstance(seqset, SequenceSet)
         largest = ctx.largest_uid if attr == "uid" else ctx.largest_seq
-        return _in_set(getattr(ctx.msg, attr), seqset, largest)
+        return contains(seqset, getattr(ctx.msg, attr), largest)
     return check
 
 
