@@ -16,6 +16,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from policy.decisions import SHUTTING_DOWN
+from relay import systemd
 from relay.config import Config
 from relay.imap.server import ImapServer
 from relay.runtime import Runtime
@@ -131,12 +132,21 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_notified)
         if on_ready:
             on_ready(self)
+        systemd.ready(f"MX on {self.config.mx_listen.host}:{self.mx_port}")
+        dog = asyncio.create_task(systemd.watchdog(), name="systemd-watchdog")
         try:
             await self._stop.wait()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            systemd.stopping()
             await self.stop()
+            dog.cancel()
+
+    def _reload_notified(self) -> None:
+        systemd.reloading()
+        ok = self.reload()
+        systemd.ready("configuration reloaded" if ok else "reload failed: previous configuration kept")
