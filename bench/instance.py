@@ -31,6 +31,7 @@ def new_instance(prefix: str, mx: int = 0, imap: int = 0, imaps: int = 0, extra:
     text = (cfg.read_text().replace('listen = "127.0.0.1:2525"', f'listen = "127.0.0.1:{mx}"')
             .replace('listen = "127.0.0.1:2143"', f'listen = "127.0.0.1:{imap}"')
             .replace('listen_tls = "127.0.0.1:2993"', f'listen_tls = "127.0.0.1:{imaps}"')
+            .replace('listen = "127.0.0.1:9325"', 'listen = "127.0.0.1:0"')
             .replace('level = "info"', 'level = "warning"'))
     for old, new in (extra or {}).items():
         assert old in text, old

@@ -206,6 +206,11 @@ class Store(FolderOps, MessageOps):
         await store.writer.submit(_migrate)
         return store
 
+    async def ping(self) -> None:
+        """A query round trip (health checks)."""
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
     async def close(self) -> None:
         await self.writer.close()
         self._write_engine.dispose()

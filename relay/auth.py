@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from argon2 import PasswordHasher
+from prometheus_client import Counter
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from mailbox_store.crypto import MasterKey
@@ -33,6 +34,7 @@ from policy.ins import InsError, parse_ins
 from policy.recipients import MailboxState
 
 log = structlog.get_logger("relay.auth")
+ATTEMPTS = Counter("mssante_auth_attempts_total", "Patient logins by result", ["result"])
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("no account has this password")
 
@@ -104,6 +106,7 @@ class Authenticator:
         ip_key = client_key(ip)
         if (ins and self.accounts.blocked(ins, now)) or self.addresses.blocked(ip_key, now):
             log.warning("auth.throttled", ins_hash=ins_hash, peer=ip)
+            ATTEMPTS.labels("throttled").inc()
             return AuthResult(None, "throttled")
         # Count the attempt on the account before the slow check, so concurrent sessions
         # cannot try more passwords on it than the limit; a success takes it back. The
@@ -118,6 +121,7 @@ class Authenticator:
         if not verified:
             self.addresses.fail(ip_key, now)
             log.info("auth.failed", ins_hash=ins_hash, peer=ip)
+            ATTEMPTS.labels("bad_credentials").inc()
             await asyncio.sleep(self.failure_delay)
             return AuthResult(None, "bad_credentials")
         assert found is not None and ins is not None
@@ -125,9 +129,11 @@ class Authenticator:
         mailbox = found[0]
         if mailbox.state is not MailboxState.ACTIVE:
             log.info("auth.inactive", ins_hash=ins_hash, peer=ip, state=mailbox.state.value)
+            ATTEMPTS.labels("inactive").inc()
             return AuthResult(None, "inactive")
         await self.store.record_login(mailbox.id)
         log.info("auth.ok", ins_hash=ins_hash, peer=ip)
+        ATTEMPTS.labels("ok").inc()
         return AuthResult(mailbox, "ok")
 
 

@@ -50,6 +50,8 @@ class Config:
     imap_max_sessions_per_account: int
     imap_command_rate: float
     imap_command_burst: int
+    admin_listen: Listen
+    trust_list_max_age_days: float
     tls_profile: str
     tls_cert: Path
     tls_key: Path
@@ -176,6 +178,9 @@ def load_config(path: Path) -> Config:
         imap_command_rate=float(_positive("imap.command_rate",
                                           _get(data, "imap", "command_rate", (int, float), 50))),
         imap_command_burst=int(_positive("imap.command_burst", _get(data, "imap", "command_burst", int, 500))),
+        admin_listen=parse_listen("admin.listen", _get(data, "admin", "listen", str, "127.0.0.1:9325")),
+        trust_list_max_age_days=float(_positive("trust_list.max_age_days",
+                                                _get(data, "trust_list", "max_age_days", (int, float), 7))),
         tls_profile=profile,
         tls_cert=p("tls", "cert", "pki/server.pem"),
         tls_key=p("tls", "key", "pki/server.key"),

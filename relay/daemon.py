@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from policy.decisions import SHUTTING_DOWN
 from relay import systemd
 from relay.config import Config
+from relay.admin import AdminServer
 from relay.imap.server import ImapServer
 from relay.runtime import Runtime
 from relay.smtp.mx import MxHandler, MxSMTP
@@ -49,6 +50,8 @@ class Daemon:
         self.config = config
         self.runtime: Runtime | None = None
         self.imap: ImapServer | None = None
+        self.admin: AdminServer | None = None
+        self.admin_port = 0
         self._server: asyncio.base_events.Server | None = None
         self._stop = asyncio.Event()
 
@@ -86,6 +89,8 @@ class Daemon:
         log.info("daemon.listening", front="mx", address=f"{cfg.mx_listen.host}:{self.mx_port}")
         self.imap = ImapServer(cfg, rt.store, rt.master, rt.imap_tls)
         await self.imap.start()
+        self.admin = AdminServer(rt)
+        self.admin_port = await self.admin.start()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -101,6 +106,8 @@ class Daemon:
         if rt is not None:
             rt.stopping = True  # a session's next MAIL gets 421 4.3.2
         try:
+            if self.admin is not None:
+                await self.admin.stop()
             if self.imap is not None:
                 await self.imap.stop(self.config.shutdown_grace)
             if rt is not None:

@@ -9,6 +9,7 @@ import asyncio
 import ssl
 
 import structlog
+from prometheus_client import Gauge, Histogram
 
 from mailbox_store.crypto import MasterKey
 from mailbox_store.store import MailboxInfo, Store
@@ -16,6 +17,10 @@ from relay.auth import Authenticator
 from relay.config import Config
 
 log = structlog.get_logger("relay.imap")
+
+SESSIONS = Gauge("mssante_imap_sessions", "Open IMAP sessions")
+COMMAND_SECONDS = Histogram("mssante_imap_command_seconds", "IMAP command duration", ["command"],
+                            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30))
 
 
 class ImapServer:
@@ -60,9 +65,11 @@ class ImapServer:
         self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         session = Session(self, reader, writer, tls)
         self.sessions.add(session)
+        SESSIONS.inc()
         try:
             await session.run()
         finally:
+            SESSIONS.dec()
             left = self._per_ip.get(ip, 1) - 1
             if left > 0:
                 self._per_ip[ip] = left

@@ -41,6 +41,8 @@ from relay.imap.sequence import compress, expand, intervals
 from policy.recipients import MailboxState
 from relay.imap.types import FetchAtt, SequenceSet
 
+from relay.imap.server import COMMAND_SECONDS
+
 if TYPE_CHECKING:
     from relay.imap.server import ImapServer
 
@@ -237,6 +239,7 @@ class Session:
             known = any(name in t for t in TABLES.values())
             await self.send(f"{tag} BAD {name} {'not allowed now' if known else 'unknown command'}".encode())
             return
+        started = time.monotonic()
         try:
             reply = await handler(self, tag, p, uid)
         except BadCharset as e:  # RFC 3501 §6.4.4: NO [BADCHARSET ...], not BAD
@@ -248,6 +251,7 @@ class Session:
         except StoreError as e:
             log.error("imap.store_error", error=type(e).__name__)
             reply = no("store unavailable, try again", "UNAVAILABLE")
+        COMMAND_SECONDS.labels(name).observe(time.monotonic() - started)
         if reply is None:
             return
         if self.selected is not None:

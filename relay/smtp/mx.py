@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
+from prometheus_client import Counter, Gauge, Histogram
 
 from certs.tls import peer_subject
 from mailbox_store.store import Delivered, MailboxInfo
@@ -42,6 +44,12 @@ if TYPE_CHECKING:
     from relay.runtime import Runtime
 
 log = structlog.get_logger("relay.mx")
+
+MESSAGES = Counter("mssante_mx_messages_total", "Messages accepted or refused by the MX",
+                   ["result", "code", "rule"])
+STORE_SECONDS = Histogram("mssante_mx_store_seconds", "From the end of DATA to the durable commit",
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+SESSIONS = Gauge("mssante_mx_sessions", "Open SMTP sessions on the MX")
 NULL_SENDER = "<>"
 
 
@@ -72,6 +80,7 @@ class MxSMTP(SMTP):
         rt.sessions_per_ip[ip] = rt.sessions_per_ip.get(ip, 0) + 1
         self._counted_ip = ip
         rt.sessions.add(self)
+        SESSIONS.inc()
 
     def connection_lost(self, error: Exception | None) -> None:
         rt = self.runtime
@@ -82,6 +91,7 @@ class MxSMTP(SMTP):
             else:
                 rt.sessions_per_ip.pop(self._counted_ip, None)
             self._counted_ip = None
+            SESSIONS.dec()
         rt.sessions.discard(self)
         super().connection_lost(error)
 
@@ -169,6 +179,7 @@ class MxHandler:
         peer = session.peer[0] if session is not None and session.peer else None
         log.info("message.refused", code=d.code, status=d.status, rule=d.rule, reason=d.en, stage=stage,
                  peer=peer, **kw)
+        MESSAGES.labels("refused", str(d.code), d.rule).inc()
         return d.smtp()
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
@@ -266,9 +277,12 @@ class MxHandler:
                 error = "cancelled" if fut.cancelled() else type(fut.exception()).__name__
                 log.error("store.deliver_failed", error=error, queue_id=queue_id)
             else:
+                STORE_SECONDS.observe(time.monotonic() - started)
+                MESSAGES.labels("accepted", "250", "ok").inc()
                 log.info("message.accepted", queue_id=queue_id, size=len(stored), recipients=len(mailboxes),
                          ins_hash=hashes, sender_domain=channel.sender_domain, tls=channel.tls_version)
 
+        started = time.monotonic()
         delivery = asyncio.ensure_future(self.rt.store.deliver(mailboxes, stored))
         delivery.add_done_callback(logged)
         try:

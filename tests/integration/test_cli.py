@@ -191,7 +191,7 @@ def test_sighup_reloads_the_trust_list(instance: Path) -> None:
 
 
 def test_serve_without_config_initialises_a_dev_instance(tmp_path: Path) -> None:
-    for port in (2525, 2143, 2993):
+    for port in (2525, 2143, 2993, 9325):
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 pytest.skip(f"port {port} (a development default) is in use on this machine")

@@ -1,0 +1,99 @@
+"""The admin port (127.0.0.1:9325 by default): /metrics for Prometheus and /healthz
+for load balancers and monitoring. Never exposed to patients: bind it to loopback or
+an operations network.
+
+/healthz answers 200 when every check passes, 503 otherwise, with the details as JSON:
+the store answers a query; our TLS certificate and the trust anchors are valid for at
+least 14 more days; the trust list was generated less than trust_list.max_age_days ago.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from cryptography import x509
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from relay.runtime import Runtime
+
+log = structlog.get_logger("relay.admin")
+CERT_MARGIN = dt.timedelta(days=14)
+
+
+def _certificates(paths: list[Path], now: dt.datetime) -> dict[str, Any]:
+    worst: tuple[dt.datetime, str] | None = None
+    for path in paths:
+        for cert in x509.load_pem_x509_certificates(path.read_bytes()):
+            end = cert.not_valid_after_utc
+            if worst is None or end < worst[0]:
+                worst = (end, cert.subject.rfc4514_string())
+    if worst is None:
+        return {"ok": False, "error": "no certificate"}
+    days = (worst[0] - now).total_seconds() / 86400
+    return {"ok": worst[0] - now > CERT_MARGIN, "first_expiry": worst[0].isoformat(),
+            "subject": worst[1], "days_left": round(days, 1)}
+
+
+def _trust_list_age(rt: Runtime, now: dt.datetime) -> dict[str, Any]:
+    generated = rt.trust.trust.generated
+    try:
+        when = dt.datetime.fromisoformat(generated.replace("Z", "+00:00"))
+    except ValueError:
+        return {"ok": False, "error": f"unreadable DateDeGeneration {generated!r}"}
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    age = (now - when).total_seconds() / 86400
+    return {"ok": age <= rt.config.trust_list_max_age_days, "generated": when.isoformat(),
+            "age_days": round(age, 2), "entries": rt.trust.trust.entries}
+
+
+async def health(rt: Runtime) -> tuple[bool, dict[str, Any]]:
+    now = dt.datetime.now(dt.timezone.utc)
+    checks: dict[str, Any] = {}
+    try:
+        await rt.store.ping()
+        checks["store"] = {"ok": True}
+    except Exception as e:  # any failure of the store is a failed check, reported
+        checks["store"] = {"ok": False, "error": type(e).__name__}
+    try:
+        checks["certificates"] = _certificates([rt.config.tls_cert, rt.config.trust_anchors], now)
+    except (OSError, ValueError) as e:
+        checks["certificates"] = {"ok": False, "error": str(e)}
+    checks["trust_list"] = _trust_list_age(rt, now)
+    ok = all(c.get("ok") for c in checks.values())
+    return ok, {"status": "ok" if ok else "fail", "checks": checks}
+
+
+def make_app(rt: Runtime) -> web.Application:
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_request: web.Request) -> web.Response:
+        ok, body = await health(rt)
+        return web.json_response(body, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+class AdminServer:
+    def __init__(self, rt: Runtime):
+        self.runner = web.AppRunner(make_app(rt), access_log=None)
+        self.rt = rt
+
+    async def start(self) -> int:
+        await self.runner.setup()
+        listen = self.rt.config.admin_listen
+        site = web.TCPSite(self.runner, listen.host, listen.port, reuse_address=True)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        log.info("daemon.listening", front="admin", address=f"{listen.host}:{port}")
+        return port
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
