@@ -264,11 +264,14 @@ class Store(FolderOps, MessageOps):
                                       .where(Mailbox.ins == ins))).first()
         return (self._info(row), row.password_hash) if row else None
 
-    async def record_login(self, mailbox_id: int) -> None:
+    async def record_login(self, mailbox_id: int, source: str = "", protocol: str = "imap") -> None:
+        """Last login time, and the login in the audit log (same transaction)."""
         when = dt.datetime.now(dt.timezone.utc)
 
         def job(conn: Connection) -> tuple[None, list[Change]]:
             conn.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(last_login_at=when))
+            conn.execute(insert(AuditEvent).values(mailbox_id=mailbox_id, at=when, actor="patient",
+                                                   action="login", detail=protocol, source=source[:64]))
             return None, []
 
         await self.writer.submit(job)
@@ -360,13 +363,17 @@ class Store(FolderOps, MessageOps):
                                               Mailbox.created_at).order_by(Mailbox.ins))).all()
         return [self._info(r) for r in rows]
 
-    async def set_state(self, ins: str, state: MailboxState) -> MailboxInfo:
+    async def set_state(self, ins: str, state: MailboxState, actor: str = "admin") -> MailboxInfo:
+        when = dt.datetime.now(dt.timezone.utc)
+
         def job(conn: Connection) -> tuple[MailboxInfo, list[Change]]:
             n = conn.execute(update(Mailbox).where(Mailbox.ins == ins).values(state=state.value)).rowcount
             if n != 1:
                 raise NoSuchMailbox(f"no mailbox for INS {ins}")
             row = conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
                                       Mailbox.created_at).where(Mailbox.ins == ins)).one()
+            conn.execute(insert(AuditEvent).values(mailbox_id=row.id, at=when, actor=actor, action="state",
+                                                   detail=state.value, source="cli"))
             return self._info(row), []
 
         info = await self.writer.submit(job)

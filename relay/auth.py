@@ -131,7 +131,7 @@ class Authenticator:
             log.info("auth.inactive", ins_hash=ins_hash, peer=ip, state=mailbox.state.value)
             ATTEMPTS.labels("inactive").inc()
             return AuthResult(None, "inactive")
-        await self.store.record_login(mailbox.id)
+        await self.store.record_login(mailbox.id, source=ip)
         log.info("auth.ok", ins_hash=ins_hash, peer=ip)
         ATTEMPTS.labels("ok").inc()
         return AuthResult(mailbox, "ok")

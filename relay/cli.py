@@ -245,6 +245,26 @@ def cmd_guardian_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    ins = _ins(args.ins)
+    config = _load(args)
+
+    async def events(s: Store) -> list[Any]:
+        mb = await s.get_mailbox(ins)
+        if mb is None:
+            raise NoSuchMailbox(f"no mailbox for INS {ins}")
+        return await s.audit_events(mb.id)
+
+    records = _with_store(config, events)
+    if args.json:
+        print(json.dumps([{"at": r.at.isoformat(), "actor": r.actor, "action": r.action, "detail": r.detail,
+                           "source": r.source} for r in records], indent=2))
+    else:
+        for r in records:
+            print(f"{r.at:%Y-%m-%d %H:%M:%S}Z  {r.actor:<28} {r.action:<16} {r.source:<16} {r.detail}")
+    return 0
+
+
 def cmd_mailbox_list(args: argparse.Namespace) -> int:
     config = _load(args)
     boxes = _with_store(config, lambda s: s.list_mailboxes())
@@ -291,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = msub.add_parser("list", parents=[common], help="list mailboxes")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_mailbox_list)
+    s = sub.add_parser("audit", parents=[common], help="who accessed a patient's data, when, from where")
+    s.add_argument("ins", metavar="INS")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_audit)
     g = msub.add_parser("guardian", help="legal representatives of a child")
     gsub = g.add_subparsers(dest="guardian_command", required=True, parser_class=_Parser)
     for action, helptext in (("add", "let PARENT_INS read and answer CHILD_INS's mailbox"),

@@ -252,3 +252,32 @@ def test_store_and_key_problems_are_one_line_errors(instance: Path, tmp_path: Pa
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     one_line_error(run("init", str(a_file)), "cannot write instance")
+
+
+def test_audit_command_shows_admin_actions_logins_and_reads(instance: Path) -> None:
+    cfg = instance / "relay.toml"
+    assert run("mailbox", "set-state", INS_ACTIVE, "opposed", config=cfg).returncode == 0
+    assert run("mailbox", "set-state", INS_ACTIVE, "active", config=cfg).returncode == 0
+    from tests.integration.conftest import RunningDaemon
+    relay = RunningDaemon(cfg).start()
+    try:
+        relay.deliver(message())
+        c = relay.imap()
+        c.select("INBOX")
+        c.fetch("1", "(BODY.PEEK[])")
+        c.logout()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            events = json.loads(run("audit", INS_ACTIVE, "--json", config=cfg).stdout)
+            if any(e["action"] == "message.read" for e in events):
+                break
+            time.sleep(0.1)
+    finally:
+        relay.stop()
+    actions = [(e["actor"], e["action"], e["detail"]) for e in events]
+    assert ("admin", "state", "opposed") in actions and ("admin", "state", "active") in actions
+    assert any(a == ("patient", "login", "imap") for a in actions)
+    assert any(e["action"] == "message.read" and e["source"] == "127.0.0.1" for e in events)
+    text = run("audit", INS_ACTIVE, config=cfg).stdout
+    assert "message.read" in text and "login" in text
+    one_line_error(run("audit", INS_UNKNOWN, config=cfg), "no mailbox")
