@@ -265,6 +265,30 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from relay.backup import BackupError, backup
+    config = _load(args)
+    try:
+        manifest = backup(config.store_url, MasterKey.load(config.master_key), Path(args.out))
+    except (BackupError, ValueError, OSError) as e:
+        raise UsageError(f"backup: {e}") from None
+    print(f"backup written to {args.out}: {manifest['mailboxes']} mailboxes, {manifest['messages']} messages "
+          f"(master key {manifest['master_key_ids']} is not in it: keep it apart)")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from relay.backup import BackupError, restore
+    config = _load(args)
+    try:
+        manifest = restore(Path(args.archive), config.store_url, MasterKey.load(config.master_key), args.force)
+    except (BackupError, ValueError, OSError) as e:
+        raise UsageError(f"restore: {e}") from None
+    print(f"restored {manifest['mailboxes']} mailboxes, {manifest['messages']} messages "
+          f"(backup of {manifest['created_at']})")
+    return 0
+
+
 def cmd_mailbox_list(args: argparse.Namespace) -> int:
     config = _load(args)
     boxes = _with_store(config, lambda s: s.list_mailboxes())
@@ -311,6 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = msub.add_parser("list", parents=[common], help="list mailboxes")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_mailbox_list)
+    s = sub.add_parser("backup", parents=[common], help="consistent online copy of the store (no master key)")
+    s.add_argument("--out", required=True, metavar="FILE")
+    s.set_defaults(func=cmd_backup)
+    s = sub.add_parser("restore", parents=[common], help="restore a backup into the configured store")
+    s.add_argument("archive", metavar="FILE")
+    s.add_argument("--force", action="store_true", help="overwrite an existing store")
+    s.set_defaults(func=cmd_restore)
     s = sub.add_parser("audit", parents=[common], help="who accessed a patient's data, when, from where")
     s.add_argument("ins", metavar="INS")
     s.add_argument("--json", action="store_true")
