@@ -31,38 +31,85 @@ class CryptoError(Exception):
     """Decryption failed: wrong key, tampered or misplaced ciphertext."""
 
 
+RETIRED_DIR = "retired"  # beside the master key: keys rotated out, still able to unwrap
+
+
+def _key_id(key: bytes) -> str:
+    return hashlib.sha256(b"mssante-relay/master-key-id/" + key).hexdigest()[:16]
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        raw = base64.b64decode(path.read_text().strip(), validate=True)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read master key {path}: {e}") from None
+    if len(raw) != KEY_LEN:
+        raise ValueError(f"cannot read master key {path}: not 32 bytes")
+    return raw
+
+
+def write_key(path: Path, key: bytes) -> None:
+    """A key file, 0600 from its creation, never over an existing one."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(key).decode() + "\n")
+
+
 class MasterKey:
-    def __init__(self, key: bytes):
+    """The current master key, which wraps new data keys, plus the retired ones found in
+    `retired/` beside it, which still unwrap data keys not yet re-wrapped (key
+    rotation without downtime: `mssante-relay keys rotate`)."""
+
+    def __init__(self, key: bytes, path: Path | None = None):
         if len(key) != KEY_LEN:
             raise ValueError("master key must be 32 bytes")
         self._aead = AESGCM(key)
         # key id: lets rotation (re-wrapping) tell which master key wrapped a data key
-        self.key_id = hashlib.sha256(b"mssante-relay/master-key-id/" + key).hexdigest()[:16]
+        self.key_id = _key_id(key)
         self._log_key = hmac.new(key, b"mssante-relay/log-pseudonym/v1", hashlib.sha256).digest()
+        self._path = path
+        self._retired: dict[str, AESGCM] = {}
+        self._load_retired()
+
+    def _load_retired(self) -> None:
+        if self._path is None:
+            return
+        for f in sorted((self._path.parent / RETIRED_DIR).glob("*.key")):
+            key = _read_key(f)
+            self._retired[_key_id(key)] = AESGCM(key)
+
+    def _aead_for(self, key_id: str | None) -> AESGCM:
+        if key_id is None or key_id == self.key_id:
+            return self._aead
+        if key_id not in self._retired:
+            self._load_retired()  # rotated since we started: the retired key is on disk now
+        if key_id in self._retired:
+            return self._retired[key_id]
+        if self._path is not None and self._path.exists():
+            current = _read_key(self._path)
+            if _key_id(current) == key_id:  # a rotation made it current under our feet
+                self._retired[key_id] = AESGCM(current)
+                return self._retired[key_id]
+        raise CryptoError(f"no master key {key_id} here (current {self.key_id})")
 
     @classmethod
     def generate(cls, path: Path) -> "MasterKey":
         key = AESGCM.generate_key(bit_length=256)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(base64.b64encode(key).decode() + "\n")
-        return cls(key)
+        write_key(path, key)
+        return cls(key, path)
 
     @classmethod
     def load(cls, path: Path) -> "MasterKey":
-        try:
-            raw = base64.b64decode(path.read_text().strip(), validate=True)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"cannot read master key {path}: {e}") from None
-        return cls(raw)
+        return cls(_read_key(path), path)
 
     def wrap(self, data_key: bytes, owner: str) -> bytes:
         nonce = os.urandom(NONCE_LEN)
         return nonce + self._aead.encrypt(nonce, data_key, _owner_aad(owner))
 
-    def unwrap(self, wrapped: bytes, owner: str) -> bytes:
+    def unwrap(self, wrapped: bytes, owner: str, key_id: str | None = None) -> bytes:
+        aead = self._aead_for(key_id)
         try:
-            return self._aead.decrypt(wrapped[:NONCE_LEN], wrapped[NONCE_LEN:], _owner_aad(owner))
+            return aead.decrypt(wrapped[:NONCE_LEN], wrapped[NONCE_LEN:], _owner_aad(owner))
         except (InvalidTag, ValueError):  # ValueError: too short to hold a nonce
             raise CryptoError("data key does not unwrap with this master key for this mailbox") from None
 

@@ -392,11 +392,36 @@ class Store(FolderOps, MessageOps):
         aead = self._keys.get(mailbox_id)
         if aead is None:
             async with self.engine.connect() as conn:
-                wrapped = (await conn.execute(select(Mailbox.data_key_wrapped)
-                                              .where(Mailbox.id == mailbox_id))).scalar_one()
-            aead = AESGCM(self.master.unwrap(wrapped, ins))
+                wrapped, key_id = (await conn.execute(select(Mailbox.data_key_wrapped, Mailbox.master_key_id)
+                                                      .where(Mailbox.id == mailbox_id))).one()
+            aead = AESGCM(self.master.unwrap(wrapped, ins, key_id))
             self._keys[mailbox_id] = aead
         return aead
+
+    async def rewrap_data_keys(self, new: MasterKey) -> int:
+        """Key rotation: every data key not yet under `new` is unwrapped (with whichever
+        master key wrapped it) and wrapped again with `new`, in batches, while the daemon
+        runs. The data keys themselves, hence every sealed message, do not change."""
+        done = 0
+        while True:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(
+                    select(Mailbox.id, Mailbox.ins, Mailbox.data_key_wrapped, Mailbox.master_key_id)
+                    .where(Mailbox.master_key_id != new.key_id).limit(500))).all()
+            if not rows:
+                return done
+            updates = [{"mid": r.id, "old": r.master_key_id, "w": new.wrap(
+                self.master.unwrap(r.data_key_wrapped, r.ins, r.master_key_id), r.ins)} for r in rows]
+
+            def job(conn: Connection, updates: list[dict[str, Any]] = updates) -> tuple[int, list[Change]]:
+                # only rows still under the key we read them with (no lost concurrent change)
+                n = conn.execute(update(Mailbox).where(Mailbox.id == bindparam("mid"),
+                                                       Mailbox.master_key_id == bindparam("old"))
+                                 .values(data_key_wrapped=bindparam("w"), master_key_id=new.key_id),
+                                 updates).rowcount
+                return n, []
+
+            done += await self.writer.submit(job)
 
     # ---- messages -------------------------------------------------------------------
 

@@ -289,6 +289,25 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from relay import keys
+    config = _load(args)
+    try:
+        if args.keys_command == "rotate":
+            r = asyncio.run(keys.rotate(config.store_url, config.master_key))
+            print(f"master key rotated: {r.old_id} -> {r.new_id}; {r.rewrapped} data keys re-wrapped. "
+                  f"The old key is in {config.master_key.parent / 'retired'}; "
+                  "`mssante-relay keys purge-retired` deletes it once nothing uses it.")
+        else:
+            removed = asyncio.run(keys.purge_retired(config.store_url, config.master_key))
+            print(f"retired keys deleted: {', '.join(removed) or 'none'}")
+    except (ValueError, OSError, SQLAlchemyError) as e:
+        raise UsageError(f"keys {args.keys_command}: {(str(e).splitlines() or [''])[0]}") from None
+    return 0
+
+
 def cmd_mailbox_list(args: argparse.Namespace) -> int:
     config = _load(args)
     boxes = _with_store(config, lambda s: s.list_mailboxes())
@@ -342,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("archive", metavar="FILE")
     s.add_argument("--force", action="store_true", help="overwrite an existing store")
     s.set_defaults(func=cmd_restore)
+    k = sub.add_parser("keys", help="master key rotation")
+    ksub = k.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+    s = ksub.add_parser("rotate", parents=[common], help="new master key, every data key re-wrapped, no downtime")
+    s.set_defaults(func=cmd_keys)
+    s = ksub.add_parser("purge-retired", parents=[common], help="delete retired master keys no longer used")
+    s.set_defaults(func=cmd_keys)
     s = sub.add_parser("audit", parents=[common], help="who accessed a patient's data, when, from where")
     s.add_argument("ins", metavar="INS")
     s.add_argument("--json", action="store_true")
