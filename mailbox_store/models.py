@@ -34,6 +34,8 @@ class Mailbox(Base):
     master_key_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # argon2id hash of the one-time activation code of a pending mailbox
+    activation_hash: Mapped[str | None] = mapped_column(String(255))
 
 
 class Folder(Base):

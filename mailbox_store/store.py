@@ -220,7 +220,8 @@ class Store(FolderOps, MessageOps):
 
     async def create_mailbox(self, ins: str, state: MailboxState = MailboxState.PENDING,
                              password_hash: str | None = None,
-                             notify_email: str | None = None) -> MailboxInfo:
+                             notify_email: str | None = None,
+                             activation_hash: str | None = None) -> MailboxInfo:
         wrapped = self.master.wrap(new_data_key(), ins)
         now = dt.datetime.now(dt.timezone.utc)
         uidvalidity = int(time.time())
@@ -230,7 +231,7 @@ class Store(FolderOps, MessageOps):
                 mid = conn.execute(insert(Mailbox).values(
                     ins=ins, state=state.value, password_hash=password_hash,
                     notify_email=notify_email, data_key_wrapped=wrapped,
-                    master_key_id=self.master.key_id, created_at=now)
+                    master_key_id=self.master.key_id, created_at=now, activation_hash=activation_hash)
                     .returning(Mailbox.id)).scalar_one()
             except IntegrityError:
                 raise MailboxExists(f"mailbox {ins} already exists") from None
@@ -275,6 +276,66 @@ class Store(FolderOps, MessageOps):
             return None, []
 
         await self.writer.submit(job)
+
+    async def activation(self, ins: str) -> tuple[MailboxInfo, str | None] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
+                                             Mailbox.created_at, Mailbox.activation_hash)
+                                      .where(Mailbox.ins == ins))).first()
+        return (self._info(row), row.activation_hash) if row else None
+
+    async def activate(self, ins: str, expected_hash: str) -> MailboxInfo:
+        """pending -> active, consuming the activation code whose hash was checked
+        (the update only happens if that very hash is still there: single use)."""
+        when = dt.datetime.now(dt.timezone.utc)
+
+        def job(conn: Connection) -> tuple[MailboxInfo, list[Change]]:
+            n = conn.execute(update(Mailbox).where(Mailbox.ins == ins, Mailbox.state == MailboxState.PENDING.value,
+                                                   Mailbox.activation_hash == expected_hash)
+                             .values(state=MailboxState.ACTIVE.value, activation_hash=None)).rowcount
+            if n != 1:
+                raise StoreError(f"mailbox {ins} is not waiting for this activation code")
+            row = conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
+                                      Mailbox.created_at).where(Mailbox.ins == ins)).one()
+            conn.execute(insert(AuditEvent).values(mailbox_id=row.id, at=when, actor="patient",
+                                                   action="activate", detail="", source="cli"))
+            return self._info(row), []
+
+        info = await self.writer.submit(job)
+        self._cache.forget(ins)
+        return info
+
+    async def remove_all_guardians(self, ins: str) -> list[str]:
+        """Majority (DESIGN.md §4 "Minors"): every guardian loses access; audited."""
+        child = await self.get_mailbox(ins)
+        if child is None:
+            raise NoSuchMailbox(f"no mailbox for INS {ins}")
+        removed = [g.ins for g in await self.guardians_of(child.id)]
+        when = dt.datetime.now(dt.timezone.utc)
+
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            conn.execute(delete(Guardian).where(Guardian.child_id == child.id))
+            conn.execute(insert(AuditEvent).values(mailbox_id=child.id, at=when, actor="admin", action="majority",
+                                                   detail=f"guardians removed: {', '.join(removed) or 'none'}",
+                                                   source="cli"))
+            return None, []
+
+        await self.writer.submit(job)
+        return removed
+
+    async def stale(self, since: dt.datetime) -> list[tuple[MailboxInfo, dt.datetime | None]]:
+        """Mailboxes with no login since `since` (never logged in: created before it)."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email, Mailbox.created_at,
+                       Mailbox.last_login_at)
+                .where(((Mailbox.last_login_at.is_(None)) & (Mailbox.created_at < since))
+                       | (Mailbox.last_login_at < since)).order_by(Mailbox.ins))).all()
+        out = []
+        for r in rows:
+            last = r.last_login_at
+            out.append((self._info(r), last.replace(tzinfo=dt.timezone.utc) if last and not last.tzinfo else last))
+        return out
 
     async def audit(self, mailbox_id: int, actor: str, action: str, detail: str = "", source: str = "") -> None:
         """Append one event to the mailbox's audit log (committed before returning)."""

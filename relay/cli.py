@@ -28,6 +28,7 @@ from relay.instance import DEMO_INS, InstanceExists, init_instance
 
 DEV_DIR = Path("mssante-dev")
 DEMO_PASSWORD_FILE = "demo-password"
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud or typed
 EXIT_USAGE = 2
 
 
@@ -179,8 +180,65 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
             raise UsageError("--password-stdin: empty password on standard input")
         pw_hash = PasswordHasher().hash(password)  # argon2id, RFC 9106 parameters
     config = _load(args)
-    info = _with_store(config, lambda s: s.create_mailbox(ins, state, pw_hash, email))
+    code = activation_hash = None
+    if state is MailboxState.PENDING:
+        # one-time code the patient gives back to activate (mailbox activate); only its
+        # argon2id hash is stored, the code is shown here once
+        code = "-".join("".join(secrets.choice(CODE_ALPHABET) for _ in range(5)) for _ in range(2))
+        activation_hash = PasswordHasher().hash(code)
+    info = _with_store(config, lambda s: s.create_mailbox(ins, state, pw_hash, email, activation_hash))
     print(f"mailbox {info.ins}@{config.domain} created ({info.state.value})")
+    if code:
+        print(f"activation code: {code} (shown once)")
+    return 0
+
+
+def cmd_mailbox_activate(args: argparse.Namespace) -> int:
+    ins = _ins(args.ins)
+    config = _load(args)
+    found = _with_store(config, lambda s: s.activation(ins))
+    if found is None:
+        raise UsageError(f"no mailbox for INS {ins}")
+    info, hashed = found
+    if info.state is not MailboxState.PENDING or not hashed:
+        raise UsageError(f"mailbox {ins} is {info.state.value}, not waiting for activation")
+    try:
+        PasswordHasher().verify(hashed, args.code.strip().upper())
+    except Exception:  # argon2's mismatch and malformed-input errors alike
+        raise UsageError("--code: activation code does not match") from None
+    _with_store(config, lambda s: s.activate(ins, hashed))
+    print(f"mailbox {ins} activated")
+    return 0
+
+
+def cmd_mailbox_state_shortcut(args: argparse.Namespace) -> int:
+    ins = _ins(args.ins)
+    config = _load(args)
+    info = _with_store(config, lambda s: s.set_state(ins, args.to_state))
+    print(f"mailbox {info.ins}: {info.state.value}")
+    return 0
+
+
+def cmd_mailbox_majority(args: argparse.Namespace) -> int:
+    ins = _ins(args.ins)
+    removed = _with_store(_load(args), lambda s: s.remove_all_guardians(ins))
+    print(f"{ins} is of age: guardians removed: {', '.join(removed) or 'none'}")
+    return 0
+
+
+def cmd_mailbox_stale(args: argparse.Namespace) -> int:
+    import datetime as dt
+    if args.days <= 0:
+        raise UsageError("--days: must be > 0")
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=args.days)
+    rows = [(mb, last) for mb, last in _with_store(_load(args), lambda s: s.stale(since)) if mb.ins != "postmaster"]
+    if args.json:
+        print(json.dumps([{"ins": mb.ins, "state": mb.state.value,
+                           "last_login": last.isoformat() if last else None} for mb, last in rows], indent=2))
+    else:
+        for mb, last in rows:
+            print(f"{mb.ins}  {mb.state.value:<8} last login: {last:%Y-%m-%d}" if last
+                  else f"{mb.ins}  {mb.state.value:<8} never logged in")
     return 0
 
 
@@ -371,6 +429,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("ins", metavar="INS")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_audit)
+    s = msub.add_parser("activate", parents=[common], help="activate a pending mailbox with its one-time code")
+    s.add_argument("ins", metavar="INS")
+    s.add_argument("--code", required=True, metavar="CODE")
+    s.set_defaults(func=cmd_mailbox_activate)
+    s = msub.add_parser("oppose", parents=[common], help="the patient opposes: mail is refused (550 5.2.1)")
+    s.add_argument("ins", metavar="INS")
+    s.set_defaults(func=cmd_mailbox_state_shortcut, to_state=MailboxState.OPPOSED)
+    s = msub.add_parser("majority", parents=[common], help="a child came of age: guardians lose access")
+    s.add_argument("ins", metavar="INS")
+    s.set_defaults(func=cmd_mailbox_majority)
+    s = msub.add_parser("stale", parents=[common], help="mailboxes with no login for a year")
+    s.add_argument("--days", type=int, default=365)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_mailbox_stale)
     g = msub.add_parser("guardian", help="legal representatives of a child")
     gsub = g.add_subparsers(dest="guardian_command", required=True, parser_class=_Parser)
     for action, helptext in (("add", "let PARENT_INS read and answer CHILD_INS's mailbox"),
