@@ -32,7 +32,7 @@ from mailbox_store import migrate
 from mailbox_store.cache import MailboxCache
 from mailbox_store.crypto import CONTENT, MasterKey, blob_aad, new_data_key, open_sealed, seal
 from mailbox_store.feed import Change, Feed, MessageMeta
-from mailbox_store.folders import FolderInfo, FolderOps
+from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
 from mailbox_store.messages import MessageOps
 from mailbox_store.models import DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Guardian, Mailbox, Message
 from mailbox_store.writer import GroupJob, Writer
@@ -304,6 +304,24 @@ class Store(FolderOps, MessageOps):
         info = await self.writer.submit(job)
         self._cache.forget(ins)
         return info
+
+    async def purge_messages(self, ins: str) -> int:
+        """Delete every message of a mailbox (after its archive is written, on close)."""
+        mb = await self.get_mailbox(ins)
+        if mb is None:
+            raise NoSuchMailbox(f"no mailbox for INS {ins}")
+        when = dt.datetime.now(dt.timezone.utc)
+
+        def job(conn: Connection) -> tuple[int, list[Change]]:
+            folder_ids = select(Folder.id).where(Folder.mailbox_id == mb.id).scalar_subquery()
+            blobs = set(conn.execute(select(Message.blob_id).where(Message.folder_id.in_(folder_ids))).scalars())
+            n = conn.execute(delete(Message).where(Message.folder_id.in_(folder_ids))).rowcount
+            delete_orphan_blobs(conn, blobs)
+            conn.execute(insert(AuditEvent).values(mailbox_id=mb.id, at=when, actor="admin", action="messages.purged",
+                                                   detail=f"{n} message(s)", source="cli"))
+            return n, []
+
+        return await self.writer.submit(job)
 
     async def remove_all_guardians(self, ins: str) -> list[str]:
         """Majority (DESIGN.md §4 "Minors"): every guardian loses access; audited."""

@@ -219,6 +219,70 @@ def cmd_mailbox_state_shortcut(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mailbox_export(args: argparse.Namespace) -> int:
+    from relay.export import ExportError, export
+    ins = _ins(args.ins)
+    config = _load(args)
+
+    async def run_export(s: Store) -> Any:
+        done = await export(s, ins, Path(args.out), args.gpg_recipient, config.gnupg_home)
+        mb = await s.get_mailbox(ins)
+        assert mb is not None
+        await s.audit(mb.id, "admin", "export", f"{done.messages} message(s), "
+                      f"{'encrypted' if done.encrypted else 'not encrypted'}", "cli")
+        return done
+
+    try:
+        done = _with_store(config, run_export)
+    except ExportError as e:
+        raise UsageError(f"--gpg-recipient: {e}") from None
+    print(f"{done.messages} messages exported to {done.path}"
+          + (" (GnuPG-encrypted)" if done.encrypted else " (NOT encrypted: give it to the patient securely)"))
+    return 0
+
+
+def cmd_mailbox_close(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from relay.export import ExportError, export
+    ins = _ins(args.ins)
+    config = _load(args)
+    if not config.archive_recipient:
+        raise UsageError("archive.gpg_recipient: not configured; closing a mailbox keeps an encrypted archive")
+    today = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
+    target = config.archive_dir / f"{ins}-{today}.tar.gpg"
+
+    async def close(s: Store) -> Any:
+        # archive first, then close, then purge: a failure leaves the mailbox as it was
+        done = await export(s, ins, target, config.archive_recipient, config.gnupg_home)
+        await s.set_state(ins, MailboxState.CLOSED)
+        await s.purge_messages(ins)
+        mb = await s.get_mailbox(ins)
+        assert mb is not None
+        await s.audit(mb.id, "admin", "close", f"archive {target.name}, kept {config.archive_retention_years} "
+                      "years", "cli")
+        return done
+
+    try:
+        done = _with_store(config, close)
+    except ExportError as e:
+        raise UsageError(f"archive.gpg_recipient: {e}") from None
+    print(f"mailbox {ins} closed; {done.messages} messages archived (encrypted) in {target}")
+    return 0
+
+
+def cmd_mailbox_purge_expired(args: argparse.Namespace) -> int:
+    from relay.export import expired_archives
+    config = _load(args)
+    if not config.archive_dir.exists():
+        print("no archive")
+        return 0
+    for f in expired_archives(config.archive_dir, config.archive_retention_years):
+        f.unlink()
+        print(f"deleted {f.name}")
+    return 0
+
+
 def cmd_mailbox_majority(args: argparse.Namespace) -> int:
     ins = _ins(args.ins)
     removed = _with_store(_load(args), lambda s: s.remove_all_guardians(ins))
@@ -436,6 +500,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = msub.add_parser("oppose", parents=[common], help="the patient opposes: mail is refused (550 5.2.1)")
     s.add_argument("ins", metavar="INS")
     s.set_defaults(func=cmd_mailbox_state_shortcut, to_state=MailboxState.OPPOSED)
+    s = msub.add_parser("export", parents=[common], help="all of a patient's data (messages, audit log)")
+    s.add_argument("ins", metavar="INS")
+    s.add_argument("--out", required=True, metavar="FILE")
+    s.add_argument("--gpg-recipient", metavar="KEY", help="encrypt to this GnuPG key (archive.gnupg_home)")
+    s.set_defaults(func=cmd_mailbox_export)
+    s = msub.add_parser("close", parents=[common], help="close: encrypted archive kept, mail refused, data purged")
+    s.add_argument("ins", metavar="INS")
+    s.set_defaults(func=cmd_mailbox_close)
+    s = msub.add_parser("purge-expired", parents=[common], help="delete archives past archive.retention_years")
+    s.set_defaults(func=cmd_mailbox_purge_expired)
     s = msub.add_parser("majority", parents=[common], help="a child came of age: guardians lose access")
     s.add_argument("ins", metavar="INS")
     s.set_defaults(func=cmd_mailbox_majority)

@@ -52,6 +52,10 @@ class Config:
     imap_command_burst: int
     admin_listen: Listen
     trust_list_max_age_days: float
+    archive_dir: Path
+    archive_recipient: str
+    gnupg_home: Path
+    archive_retention_years: int
     tls_profile: str
     tls_cert: Path
     tls_key: Path
@@ -181,6 +185,11 @@ def load_config(path: Path) -> Config:
         admin_listen=parse_listen("admin.listen", _get(data, "admin", "listen", str, "127.0.0.1:9325")),
         trust_list_max_age_days=float(_positive("trust_list.max_age_days",
                                                 _get(data, "trust_list", "max_age_days", (int, float), 7))),
+        archive_dir=p("archive", "dir", "archives"),
+        archive_recipient=_get(data, "archive", "gpg_recipient", str, ""),
+        gnupg_home=p("archive", "gnupg_home", "keys/gnupg"),
+        archive_retention_years=int(_positive("archive.retention_years",
+                                              _get(data, "archive", "retention_years", int, 10))),
         tls_profile=profile,
         tls_cert=p("tls", "cert", "pki/server.pem"),
         tls_key=p("tls", "key", "pki/server.key"),

@@ -41,6 +41,31 @@ def init_instance(target: Path, force: bool = False) -> Path:
     (target / "keys/master.key").unlink(missing_ok=True)
     MasterKey.generate(target / "keys/master.key")
     config = target / "relay.toml"
-    config.write_text(resources.files("relay").joinpath("templates/relay.toml").read_text(encoding="utf-8"),
-                      encoding="utf-8")
+    text = resources.files("relay").joinpath("templates/relay.toml").read_text(encoding="utf-8")
+    fingerprint = _dev_archive_key(target / "keys/gnupg")
+    if fingerprint:
+        text = text.replace('gpg_recipient = ""', f'gpg_recipient = "{fingerprint}"')
+    config.write_text(text, encoding="utf-8")
     return config
+
+
+def _dev_archive_key(home: Path) -> str | None:
+    """A development archive key (ed25519/cv25519) so that `mailbox close` works at
+    once; None when GnuPG is not installed (the config then says to set one)."""
+    import shutil
+
+    import gnupg
+    if shutil.which("gpg") is None:
+        return None
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(mode=0o700, parents=True)
+    gpg = gnupg.GPG(gnupghome=str(home))
+    key = gpg.gen_key(gpg.gen_key_input(
+        key_type="EDDSA", key_curve="ed25519", subkey_type="ECDH", subkey_curve="cv25519",
+        name_real="mssante-relay archives (development)", name_email="archives@patient.mssante.fr",
+        no_protection=True, expire_date=0))
+    # gpg started an agent for this home: stop it (it would outlive us, sockets and all)
+    import subprocess
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, timeout=30)
+    return key.fingerprint or None

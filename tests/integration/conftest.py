@@ -161,7 +161,7 @@ def seed_mailboxes(config_path: Path) -> None:
 @pytest.fixture
 def instance(template_instance: Path, tmp_path: Path) -> Path:
     d = tmp_path / "inst"
-    shutil.copytree(template_instance, d)
+    shutil.copytree(template_instance, d, ignore=shutil.ignore_patterns("S.gpg-agent*"))
     seed_mailboxes(d / "relay.toml")
     return d
 

@@ -65,3 +65,75 @@ def test_stale_mailboxes(instance: Path) -> None:
     assert any(r["last_login"] is None for r in rows.values())  # never logged in, created long ago
     assert "postmaster" not in rows
     one_line_error(run("mailbox", "stale", "--days", "0", config=cfg), "--days")
+
+
+def _gpg_decrypt(home: Path, data: bytes) -> bytes:
+    import gnupg
+    result = gnupg.GPG(gnupghome=str(home)).decrypt(data)
+    assert result.ok, result.status
+    return result.data
+
+
+def test_export_plain_and_encrypted(relay: RunningDaemon, tmp_path: Path) -> None:
+    import io
+    import tarfile
+    cfg = relay.base / "relay.toml"
+    relay.deliver(message(subject="Compte rendu"))
+    c = relay.imap()
+    c.select("INBOX")
+    c.fetch("1", "(BODY.PEEK[])")
+    c.logout()
+    plain = tmp_path / "export.tar"
+    assert run("mailbox", "export", INS_ACTIVE, "--out", str(plain), config=cfg).returncode == 0
+    with tarfile.open(plain) as tar:
+        names = tar.getnames()
+        assert "messages/INBOX/1.eml" in names and "audit.json" in names and "manifest.json" in names
+        assert tar.extractfile("messages/INBOX/1.eml").read() == relay.inbox(INS_ACTIVE)[0]  # type: ignore[union-attr]
+        audit = json.loads(tar.extractfile("audit.json").read())  # type: ignore[union-attr]
+        assert any(e["action"] == "message.read" for e in audit)
+    assert oct(plain.stat().st_mode & 0o777) == "0o600"
+    from relay.config import load_config
+    config = load_config(cfg)
+    enc = tmp_path / "export.tar.gpg"
+    p = run("mailbox", "export", INS_ACTIVE, "--out", str(enc), "--gpg-recipient", config.archive_recipient,
+            config=cfg)
+    assert p.returncode == 0, p.stderr
+    assert b"Compte rendu" not in enc.read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(_gpg_decrypt(config.gnupg_home, enc.read_bytes()))) as tar:
+        assert "messages/INBOX/1.eml" in tar.getnames()
+    one_line_error(run("mailbox", "export", INS_ACTIVE, "--out", str(tmp_path / "x"), "--gpg-recipient",
+                       "nobody@example.org", config=cfg), "no GnuPG public key")
+
+
+def test_close_archives_refuses_mail_and_purges(relay: RunningDaemon) -> None:
+    import io
+    import tarfile
+    cfg = relay.base / "relay.toml"
+    relay.deliver(message(subject="a garder dix ans"))
+    relay.daemon.runtime.store._cache._ttl = 0  # type: ignore[union-attr]
+    p = run("mailbox", "close", INS_ACTIVE, config=cfg)
+    assert p.returncode == 0, p.stderr
+    from relay.config import load_config
+    config = load_config(cfg)
+    archives = list(config.archive_dir.glob(f"{INS_ACTIVE}-*.tar.gpg"))
+    assert len(archives) == 1
+    with tarfile.open(fileobj=io.BytesIO(_gpg_decrypt(config.gnupg_home, archives[0].read_bytes()))) as tar:
+        assert b"a garder dix ans" in tar.extractfile("messages/INBOX/1.eml").read()  # type: ignore[union-attr]
+    shown = json.loads(run("mailbox", "show", INS_ACTIVE, "--json", config=cfg).stdout)
+    assert shown["state"] == "closed" and all(f["messages"] == 0 for f in shown["folders"])
+    with relay.smtp() as s:
+        s.mail("dr.martin@test-operator.mssante.fr")
+        assert s.rcpt(f"{INS_ACTIVE}@patient.mssante.fr")[0] == 550
+    # ten years later, purge-expired deletes it (an archive dated 2015 stands in for it)
+    old = config.archive_dir / f"{INS_ACTIVE}-20150101.tar.gpg"
+    old.write_bytes(archives[0].read_bytes())
+    p = run("mailbox", "purge-expired", config=cfg)
+    assert p.returncode == 0 and old.name in p.stdout and not old.exists() and archives[0].exists()
+
+
+def test_close_without_an_archive_key_is_refused(instance: Path) -> None:
+    cfg = instance / "relay.toml"
+    text = cfg.read_text()
+    cfg.write_text(re.sub(r'gpg_recipient = "[^"]*"', 'gpg_recipient = ""', text))
+    one_line_error(run("mailbox", "close", INS_ACTIVE, config=cfg), "archive.gpg_recipient")
+    assert json.loads(run("mailbox", "show", INS_ACTIVE, "--json", config=cfg).stdout)["state"] == "active"

@@ -214,3 +214,15 @@ def test_config_path_env_and_arg(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_CONFIG, "/etc/mssante/relay.toml")
     assert config_path(None) == Path("/etc/mssante/relay.toml")
     assert config_path("/tmp/other.toml") == Path("/tmp/other.toml")  # --config wins
+
+
+def test_expired_archives_by_name_date(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from relay.export import expired_archives
+    for name in ("279035121518989-20150101.tar.gpg", "279035121518989-20160229.tar.gpg",
+                 "185022A12345682-20250101.tar.gpg", "notes.txt", "bad-20150101.tar.gpg"):
+        (tmp_path / name).write_bytes(b"x")
+    got = [p.name for p in expired_archives(tmp_path, 10, dt.date(2026, 2, 28))]
+    assert got == ["279035121518989-20150101.tar.gpg", "279035121518989-20160229.tar.gpg"]
+    assert expired_archives(tmp_path, 10, dt.date(2026, 2, 27)) == [tmp_path / "279035121518989-20150101.tar.gpg"]

@@ -1,0 +1,113 @@
+"""A patient's data, whole: `mailbox export` (the patient's right of access) and the
+archive `mailbox close` keeps for 10 years (DESIGN.md §4 "Lifecycle").
+
+The export is a tar: every message as an .eml under messages/<folder>/<uid>.eml, the
+audit log as audit.json, and manifest.json. With a recipient key it is encrypted with
+GnuPG (python-gnupg) and nothing unencrypted touches the disk: the tar is built in a
+private temporary directory (0700) and removed. The dossier is not part of it yet: it
+does not exist before issue 5, and the manifest says so.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import gnupg
+
+from mailbox_store.store import NoSuchMailbox, Store
+
+ARCHIVE_NAME = re.compile(r"^(?P<ins>[0-9AB]{15})-(?P<date>\d{8})\.tar\.gpg$")
+
+
+class ExportError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Exported:
+    path: Path
+    messages: int
+    encrypted: bool
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes, when: dt.datetime) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o600, int(when.timestamp())
+    tar.addfile(info, io.BytesIO(data))
+
+
+async def _write_tar(store: Store, ins: str, target: Path) -> int:
+    mb = await store.get_mailbox(ins)
+    if mb is None:
+        raise NoSuchMailbox(f"no mailbox for INS {ins}")
+    now = dt.datetime.now(dt.timezone.utc)
+    count = 0
+    folders = await store.list_folders(mb.id)
+    with tarfile.open(target, "w") as tar:
+        for f in folders:
+            snap = await store.snapshot(mb.id, f.name)
+            uids = [m.uid for m in snap.messages]
+            for start in range(0, len(uids), 200):  # bounded memory, as FETCH
+                raws = await store.fetch_raw_many(ins, f.name, uids[start:start + 200])
+                for uid, raw in sorted(raws.items()):
+                    _add(tar, f"messages/{f.name}/{uid}.eml", raw, now)
+                    count += 1
+        audit = [{"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "detail": e.detail,
+                  "source": e.source} for e in await store.audit_events(mb.id)]
+        _add(tar, "audit.json", json.dumps(audit, indent=2, ensure_ascii=False).encode(), now)
+        manifest = {"ins": ins, "state": mb.state.value, "exported_at": now.isoformat(), "messages": count,
+                    "folders": [f.name for f in folders],
+                    "dossier": "not included: the dossier does not exist in this version"}
+        _add(tar, "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False).encode(), now)
+    return count
+
+
+async def export(store: Store, ins: str, out: Path, recipient: str | None = None,
+                 gnupg_home: Path | None = None) -> Exported:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if recipient is None:
+        partial = out.with_name(out.name + ".partial")
+        count = await _write_tar(store, ins, partial)
+        partial.chmod(0o600)
+        partial.replace(out)
+        return Exported(out, count, False)
+    gpg = gnupg.GPG(gnupghome=str(gnupg_home) if gnupg_home else None)
+    if not gpg.list_keys(keys=[recipient]):
+        raise ExportError(f"no GnuPG public key for {recipient!r}" + (f" in {gnupg_home}" if gnupg_home else ""))
+    with tempfile.TemporaryDirectory(prefix="mssante-export-") as tmp:  # 0700
+        plain = Path(tmp) / "export.tar"
+        count = await _write_tar(store, ins, plain)
+        partial = out.with_name(out.name + ".partial")
+        with plain.open("rb") as f:
+            result = gpg.encrypt_file(f, recipients=[recipient], output=str(partial), armor=False,
+                                      always_trust=True)
+        if not result.ok:
+            partial.unlink(missing_ok=True)
+            raise ExportError(f"GnuPG encryption failed: {result.status}")
+    partial.chmod(0o600)
+    partial.replace(out)
+    return Exported(out, count, True)
+
+
+def expired_archives(directory: Path, years: int, today: dt.date | None = None) -> list[Path]:
+    """Archives of closed mailboxes older than `years` (by the date in their name)."""
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    out = []
+    for f in sorted(directory.glob("*.tar.gpg")):
+        m = ARCHIVE_NAME.match(f.name)
+        if not m:
+            continue
+        made = dt.datetime.strptime(m.group("date"), "%Y%m%d").date()
+        try:
+            limit = made.replace(year=made.year + years)
+        except ValueError:  # 29 February
+            limit = made.replace(year=made.year + years, day=28)
+        if today >= limit:
+            out.append(f)
+    return out
