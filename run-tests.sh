@@ -11,6 +11,7 @@ command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v mbsync >/dev/null 2>&1 || need+=(isync)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 if ((${#need[@]})); then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
