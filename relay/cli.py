@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,7 @@ from mailbox_store.store import NoSuchMailbox, Store, StoreError
 from policy.ins import InsError, parse_ins
 from policy.recipients import MailboxState, parse_state
 from relay import logs
-from relay.config import Config, ConfigError, config_path, load_config
+from relay.config import ENV_CONFIG, Config, ConfigError, config_path, load_config
 from relay.instance import DEMO_INS, InstanceExists, init_instance
 
 DEV_DIR = Path("mssante-dev")
@@ -138,7 +139,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from relay.daemon import Daemon, StartupError
 
     dev = False
-    if args.config is None and not _env_config():
+    if args.config is None and not os.environ.get(ENV_CONFIG):
         dev = True
         cfg_file = DEV_DIR / "relay.toml"
         if not cfg_file.exists():
@@ -162,11 +163,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except StartupError as e:  # bad certificate, trust list, store, port in use
         raise UsageError(f"cannot start: {e}") from None
     return 0
-
-
-def _env_config() -> str | None:
-    import os
-    return os.environ.get("MSSANTE_RELAY_CONFIG")
 
 
 def cmd_mailbox_add(args: argparse.Namespace) -> int:
