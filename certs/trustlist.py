@@ -54,7 +54,7 @@ def parse_trust_list(data: bytes) -> tuple[TrustList, tuple[str, ...]]:
         raise TrustListError(f"trust list is not UTF-8 (byte {e.start}): refused") from None
     if _DTD_RE.search(text):
         raise TrustListError("trust list contains a DTD or entity declaration: refused")
-    parser = ET.XMLPullParser(events=("start", "end"))
+    parser: ET.XMLPullParser = ET.XMLPullParser(events=("start", "end"))
     stack: list[str] = []
     pairs: list[tuple[str, str]] = []
     generated = ""
@@ -62,8 +62,8 @@ def parse_trust_list(data: bytes) -> tuple[TrustList, tuple[str, ...]]:
     entry: dict[str, list[str]] | None = None
     try:
         parser.feed(text)
-        for event, item in parser.read_events():
-            elem = cast(ET.Element, item)  # start/end events always carry an element
+        for event, item in cast("list[tuple[str, ET.Element]]", parser.read_events()):
+            elem = item  # start/end events always carry an element
             name = _local(elem.tag)
             if event == "start":
                 if not stack and name != "ListeBlancheMSSante":

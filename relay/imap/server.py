@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import Gauge, Histogram
@@ -15,6 +16,9 @@ from mailbox_store.crypto import MasterKey
 from mailbox_store.store import MailboxInfo, Store
 from relay.auth import Authenticator
 from relay.config import Config
+
+if TYPE_CHECKING:
+    from relay.imap.session import Session
 
 log = structlog.get_logger("relay.imap")
 
@@ -30,7 +34,7 @@ class ImapServer:
         self.master = master
         self.tls_context = tls_context
         self.auth = Authenticator(store, master, config.domain)
-        self.sessions: set[object] = set()
+        self.sessions: set[Session] = set()
         self._per_ip: dict[str, int] = {}
         self._per_account: dict[int, int] = {}
         self._servers: list[asyncio.base_events.Server] = []
@@ -76,17 +80,17 @@ class ImapServer:
             else:
                 self._per_ip.pop(ip, None)
 
-    def admit_account(self, session: object, mailbox: MailboxInfo) -> bool:
+    def admit_account(self, session: "Session", mailbox: MailboxInfo) -> bool:
         n = self._per_account.get(mailbox.id, 0)
         if n >= self.config.imap_max_sessions_per_account:
             return False
         self._per_account[mailbox.id] = n + 1
         return True
 
-    def forget(self, session: object) -> None:
+    def forget(self, session: "Session") -> None:
         if session in self.sessions:
             self.sessions.discard(session)
-            user = getattr(session, "user", None)
+            user = session.user
             if user is not None:
                 left = self._per_account.get(user.id, 1) - 1
                 if left > 0:
@@ -94,39 +98,35 @@ class ImapServer:
                 else:
                     self._per_account.pop(user.id, None)
 
-    def audit_read(self, session: object, count: int) -> None:
+    def audit_read(self, session: "Session", count: int) -> None:
         """Every read of message content is audited (issue 4, DESIGN.md §4): the
         write is queued on the store's writer and committed with the next group."""
-        sel = getattr(session, "selected", None)
-        user = getattr(session, "user", None)
+        sel, user = session.selected, session.user
         if sel is None or user is None:
             return
         task = asyncio.ensure_future(self.store.audit(
             sel.owner.id, "patient" if sel.owner.id == user.id else f"guardian:{user.ins}",
-            "message.read", f"{sel.name}: {count} message(s)", getattr(session, "peer", "")))
+            "message.read", f"{sel.name}: {count} message(s)", session.peer))
         task.add_done_callback(lambda t: t.cancelled() or t.exception() and log.error(
             "audit.failed", error=type(t.exception()).__name__))
 
     async def stop(self, grace: float) -> None:
         self.stopping = True
-        for s in self._servers:
-            s.close()
+        for server in self._servers:
+            server.close()
         self.stopped.set()  # IDLE sessions answer BYE at once
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while loop.time() < deadline:
-            busy = [s for s in self.sessions if getattr(s, "busy", False)]
-            for s in list(self.sessions):
-                if not getattr(s, "busy", False) and s not in busy:
-                    writer = s.writer
-                    if not writer.is_closing():
-                        try:
-                            writer.write(b"* BYE server shutting down\r\n")
-                        except (ConnectionError, RuntimeError):
-                            pass
-                        writer.close()
-            if not busy:
+            for session in list(self.sessions):
+                if not session.busy and not session.writer.is_closing():
+                    try:
+                        session.writer.write(b"* BYE server shutting down\r\n")
+                    except (ConnectionError, RuntimeError):
+                        pass
+                    session.writer.close()
+            if not any(session.busy for session in self.sessions):
                 break
             await asyncio.sleep(0.05)
-        for s in self._servers:
-            await s.wait_closed()
+        for server in self._servers:
+            await server.wait_closed()

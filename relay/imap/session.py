@@ -24,7 +24,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -718,7 +718,7 @@ async def cmd_idle(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
             sel = s.selected
             if sel is not None and sel.has_pending:
                 await s.send(*await sel.updates(s.server.store, allow_expunge=True))
-            waits: set[asyncio.Future[object]] = {line_task}  # type: ignore[arg-type]
+            waits: set[asyncio.Future[Any]] = {line_task}
             wake = asyncio.ensure_future(sel.wake.wait()) if sel is not None else None
             if wake is not None:
                 waits.add(wake)
