@@ -48,11 +48,24 @@ def _read_key(path: Path) -> bytes:
     return raw
 
 
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in this directory durable (POSIX: fsync the directory)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_key(path: Path, key: bytes) -> None:
-    """A key file, 0600 from its creation, never over an existing one."""
+    """A key file, 0600 from its creation, never over an existing one, on disk (fsynced,
+    with its directory) before this returns: data will soon depend on it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(base64.b64encode(key).decode() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(path.parent)
 
 
 class MasterKey:
@@ -77,6 +90,14 @@ class MasterKey:
         for f in sorted((self._path.parent / RETIRED_DIR).glob("*.key")):
             key = _read_key(f)
             self._retired[_key_id(key)] = AESGCM(key)
+
+    def knows(self, key_id: str) -> bool:
+        """Whether this key or a retired one beside it is `key_id`."""
+        try:
+            self._aead_for(key_id)
+        except CryptoError:
+            return False
+        return True
 
     def _aead_for(self, key_id: str | None) -> AESGCM:
         if key_id is None or key_id == self.key_id:

@@ -305,17 +305,31 @@ class Store(FolderOps, MessageOps):
         self._cache.forget(ins)
         return info
 
-    async def purge_messages(self, ins: str) -> int:
-        """Delete every message of a mailbox (after its archive is written, on close)."""
+    async def purge_messages(self, ins: str, items: Sequence[tuple[str, int]]) -> int:
+        """Delete these (folder, uid) messages of a mailbox: those its archive holds, on
+        close; a message that arrived after the archive was written stays."""
         mb = await self.get_mailbox(ins)
         if mb is None:
             raise NoSuchMailbox(f"no mailbox for INS {ins}")
         when = dt.datetime.now(dt.timezone.utc)
+        by_folder: dict[str, list[int]] = {}
+        for folder, uid in items:
+            by_folder.setdefault(folder, []).append(uid)
 
         def job(conn: Connection) -> tuple[int, list[Change]]:
-            folder_ids = select(Folder.id).where(Folder.mailbox_id == mb.id).scalar_subquery()
-            blobs = set(conn.execute(select(Message.blob_id).where(Message.folder_id.in_(folder_ids))).scalars())
-            n = conn.execute(delete(Message).where(Message.folder_id.in_(folder_ids))).rowcount
+            n = 0
+            blobs: set[str] = set()
+            for folder, uids in by_folder.items():
+                fid = conn.execute(select(Folder.id).where(Folder.mailbox_id == mb.id,
+                                                           Folder.name == folder)).scalar()
+                if fid is None:
+                    continue
+                for start in range(0, len(uids), 500):
+                    chunk = uids[start:start + 500]
+                    blobs |= set(conn.execute(select(Message.blob_id).where(
+                        Message.folder_id == fid, Message.uid.in_(chunk))).scalars())
+                    n += conn.execute(delete(Message).where(Message.folder_id == fid,
+                                                            Message.uid.in_(chunk))).rowcount
             delete_orphan_blobs(conn, blobs)
             conn.execute(insert(AuditEvent).values(mailbox_id=mb.id, at=when, actor="admin", action="messages.purged",
                                                    detail=f"{n} message(s)", source="cli"))

@@ -46,7 +46,8 @@ def _trust_list_age(rt: Runtime, now: dt.datetime) -> dict[str, Any]:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
     age = (now - when).total_seconds() / 86400
-    return {"ok": age <= rt.config.trust_list_max_age_days, "generated": when.isoformat(),
+    # a list "generated" in the future is as wrong as an old one (5 minutes of clock skew allowed)
+    return {"ok": -300 / 86400 <= age <= rt.config.trust_list_max_age_days, "generated": when.isoformat(),
             "age_days": round(age, 2), "entries": rt.trust.trust.entries}
 
 

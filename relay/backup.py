@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 from mailbox_store.crypto import MasterKey
+from relay import storelock
+from relay.export import durable_replace, private_file
 
 MANIFEST = "manifest.json"
 DATABASE = "relay.db"
@@ -65,14 +67,18 @@ def backup(store_url: str, master: MasterKey, out: Path) -> dict[str, object]:
         manifest["sha256"] = hashlib.sha256(copy.read_bytes()).hexdigest()
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(out.name + ".partial")
-        with tarfile.open(partial, "w:gz") as tar:
-            data = json.dumps(manifest, indent=2).encode()
-            info = tarfile.TarInfo(MANIFEST)
-            info.size, info.mode = len(data), 0o600
-            tar.addfile(info, io.BytesIO(data))
-            tar.add(copy, arcname=DATABASE)
-        partial.chmod(0o600)
-        partial.replace(out)  # a backup file is whole or absent
+        private_file(partial)
+        try:
+            with tarfile.open(partial, "w:gz") as tar:
+                data = json.dumps(manifest, indent=2).encode()
+                info = tarfile.TarInfo(MANIFEST)
+                info.size, info.mode = len(data), 0o600
+                tar.addfile(info, io.BytesIO(data))
+                tar.add(copy, arcname=DATABASE)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        durable_replace(partial, out)  # a backup file is whole or absent
     return manifest
 
 
@@ -80,6 +86,17 @@ def restore(archive: Path, store_url: str, master: MasterKey, force: bool = Fals
     db = sqlite_path(store_url)
     if db.exists() and not force:
         raise BackupError(f"{db} exists; restore refuses to overwrite a store without --force")
+    try:
+        lock = storelock.acquire(store_url)  # held until the new database is in place
+    except storelock.StoreBusy as e:
+        raise BackupError(f"{e}: stop it before restoring") from None
+    try:
+        return _restore(archive, db, master)
+    finally:
+        storelock.release(lock)
+
+
+def _restore(archive: Path, db: Path, master: MasterKey) -> dict[str, object]:
     try:
         with tarfile.open(archive, "r:gz") as tar:
             names = set(tar.getnames())
@@ -93,9 +110,10 @@ def restore(archive: Path, store_url: str, master: MasterKey, force: bool = Fals
         raise BackupError(f"unknown backup format {manifest.get('format')!r}")
     if hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
         raise BackupError("backup damaged: the database does not match its sha256")
-    if manifest.get("master_key_ids") not in ([], [master.key_id]):
-        raise BackupError(f"this backup needs master key {manifest.get('master_key_ids')}, "
-                          f"the configured key is {master.key_id}")
+    needed = manifest.get("master_key_ids") or []
+    if not all(isinstance(k, str) and master.knows(k) for k in needed):
+        raise BackupError(f"this backup needs master key {needed}, the configured key is {master.key_id} "
+                          "(retired keys are looked for in keys/retired/)")
     db.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import json
 import os
+import sqlite3
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ from argon2 import PasswordHasher
 from sqlalchemy.exc import SQLAlchemyError
 
 from certs.pki import write_private
-from mailbox_store.crypto import MasterKey
+from mailbox_store.crypto import CryptoError, MasterKey
 from mailbox_store.store import NoSuchMailbox, Store, StoreError
 from policy.ins import InsError, parse_ins
 from policy.recipients import MailboxState, parse_state
@@ -199,7 +200,8 @@ def cmd_mailbox_activate(args: argparse.Namespace) -> int:
     if info.state is not MailboxState.PENDING or not hashed:
         raise UsageError(f"mailbox {ins} is {info.state.value}, not waiting for activation")
     try:
-        PasswordHasher().verify(hashed, args.code.strip().upper())
+        given = sys.stdin.readline() if args.code_stdin else args.code
+        PasswordHasher().verify(hashed, given.strip().upper())
     except Exception:  # argon2's mismatch and malformed-input errors alike
         raise UsageError("--code: activation code does not match") from None
     _with_store(config, lambda s: s.activate(ins, hashed))
@@ -249,10 +251,18 @@ def cmd_mailbox_close(args: argparse.Namespace) -> int:
     target = config.archive_dir / f"{ins}-{today}.tar.gpg"
 
     async def close(s: Store) -> Any:
-        # archive first, then close, then purge: a failure leaves the mailbox as it was
-        done = await export(s, ins, target, config.archive_recipient, config.gnupg_home)
+        mb = await s.get_mailbox(ins)
+        if mb is None:
+            raise NoSuchMailbox(f"no mailbox for INS {ins}")
+        if mb.state is MailboxState.CLOSED:
+            raise UsageError(f"mailbox {ins} is already closed (its archive is kept)")
+        # closed first, so the MX refuses new mail (daemons see it within their cache
+        # TTL); then the archive, on disk before anything is deleted; then only what
+        # the archive holds is purged: mail that slipped in meanwhile is not lost
         await s.set_state(ins, MailboxState.CLOSED)
-        await s.purge_messages(ins)
+        await asyncio.sleep(config.mailbox_cache_ttl)
+        done = await export(s, ins, target, config.archive_recipient, config.gnupg_home, exclusive=True)
+        await s.purge_messages(ins, done.items)
         mb = await s.get_mailbox(ins)
         assert mb is not None
         await s.audit(mb.id, "admin", "close", f"archive {target.name}, kept {config.archive_retention_years} "
@@ -262,7 +272,7 @@ def cmd_mailbox_close(args: argparse.Namespace) -> int:
     try:
         done = _with_store(config, close)
     except ExportError as e:
-        raise UsageError(f"archive.gpg_recipient: {e}") from None
+        raise UsageError(f"archive: {e}") from None
     print(f"mailbox {ins} closed; {done.messages} messages archived (encrypted) in {target}")
     return 0
 
@@ -388,7 +398,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     config = _load(args)
     try:
         manifest = backup(config.store_url, MasterKey.load(config.master_key), Path(args.out))
-    except (BackupError, ValueError, OSError) as e:
+    except (BackupError, ValueError, OSError, sqlite3.Error) as e:
         raise UsageError(f"backup: {e}") from None
     print(f"backup written to {args.out}: {manifest['mailboxes']} mailboxes, {manifest['messages']} messages "
           f"(master key {manifest['master_key_ids']} is not in it: keep it apart)")
@@ -400,7 +410,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     config = _load(args)
     try:
         manifest = restore(Path(args.archive), config.store_url, MasterKey.load(config.master_key), args.force)
-    except (BackupError, ValueError, OSError) as e:
+    except (BackupError, ValueError, OSError, sqlite3.Error) as e:
         raise UsageError(f"restore: {e}") from None
     print(f"restored {manifest['mailboxes']} mailboxes, {manifest['messages']} messages "
           f"(backup of {manifest['created_at']})")
@@ -421,7 +431,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         else:
             removed = asyncio.run(keys.purge_retired(config.store_url, config.master_key))
             print(f"retired keys deleted: {', '.join(removed) or 'none'}")
-    except (ValueError, OSError, SQLAlchemyError) as e:
+    except (ValueError, OSError, SQLAlchemyError, CryptoError) as e:
         raise UsageError(f"keys {args.keys_command}: {(str(e).splitlines() or [''])[0]}") from None
     return 0
 
@@ -491,7 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_audit)
     s = msub.add_parser("activate", parents=[common], help="activate a pending mailbox with its one-time code")
     s.add_argument("ins", metavar="INS")
-    s.add_argument("--code", required=True, metavar="CODE")
+    code = s.add_mutually_exclusive_group(required=True)
+    code.add_argument("--code", metavar="CODE")
+    code.add_argument("--code-stdin", action="store_true", help="read the code from standard input "
+                      "(keeps it out of the process list and shell history)")
     s.set_defaults(func=cmd_mailbox_activate)
     s = msub.add_parser("oppose", parents=[common], help="the patient opposes: mail is refused (550 5.2.1)")
     s.add_argument("ins", metavar="INS")

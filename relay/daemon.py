@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from policy.decisions import SHUTTING_DOWN
-from relay import systemd
+from relay import storelock, systemd
 from relay.config import Config
 from relay.admin import AdminServer
 from relay.imap.server import ImapServer
@@ -56,6 +56,7 @@ class Daemon:
         self.admin_port = 0
         self._server: asyncio.base_events.Server | None = None
         self._stop = asyncio.Event()
+        self._lock: int | None = None
 
     @property
     def mx_port(self) -> int:
@@ -69,11 +70,17 @@ class Daemon:
             if self.runtime is not None:
                 await self.runtime.store.close()
                 self.runtime = None
+            storelock.release(self._lock)
+            self._lock = None
             # one line: SQLAlchemy appends a "Background on this error" line
             raise StartupError((str(e).splitlines() or [type(e).__name__])[0]) from e
 
     async def _start(self) -> None:
         limit_tls_buffers()
+        try:
+            self._lock = storelock.acquire(self.config.store_url)
+        except storelock.StoreBusy as e:
+            raise ValueError(str(e)) from None
         rt = self.runtime = await Runtime.start(self.config)
         handler = MxHandler(rt)
         cfg = self.config
@@ -117,6 +124,8 @@ class Daemon:
         finally:
             if rt is not None:
                 await rt.store.close()  # commits every job already submitted
+            storelock.release(self._lock)
+            self._lock = None
             if self._server is not None:
                 await self._server.wait_closed()
             log.info("daemon.stopped")

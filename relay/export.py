@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 import json
 import re
 import tarfile
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import gnupg
 
+from mailbox_store.crypto import fsync_dir
 from mailbox_store.store import NoSuchMailbox, Store
 
 ARCHIVE_NAME = re.compile(r"^(?P<ins>[0-9AB]{15})-(?P<date>\d{8})\.tar\.gpg$")
@@ -29,11 +31,31 @@ class ExportError(Exception):
     pass
 
 
+def private_file(path: Path) -> None:
+    """Create an empty 0600 file (never readable by others, not even while written)."""
+    path.unlink(missing_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def durable_replace(partial: Path, out: Path) -> None:
+    """fsync the file, rename it into place, fsync the directory: whole or absent,
+    and on disk before anything (a purge) relies on it."""
+    partial.chmod(0o600)
+    fd = os.open(partial, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    partial.replace(out)
+    fsync_dir(out.parent)
+
+
 @dataclass(frozen=True)
 class Exported:
     path: Path
     messages: int
     encrypted: bool
+    items: tuple[tuple[str, int], ...] = ()  # (folder, uid) of every message written
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, when: dt.datetime) -> None:
@@ -42,12 +64,12 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, when: dt.datetime) -> Non
     tar.addfile(info, io.BytesIO(data))
 
 
-async def _write_tar(store: Store, ins: str, target: Path) -> int:
+async def _write_tar(store: Store, ins: str, target: Path) -> list[tuple[str, int]]:
     mb = await store.get_mailbox(ins)
     if mb is None:
         raise NoSuchMailbox(f"no mailbox for INS {ins}")
     now = dt.datetime.now(dt.timezone.utc)
-    count = 0
+    items: list[tuple[str, int]] = []
     folders = await store.list_folders(mb.id)
     with tarfile.open(target, "w") as tar:
         for f in folders:
@@ -57,32 +79,39 @@ async def _write_tar(store: Store, ins: str, target: Path) -> int:
                 raws = await store.fetch_raw_many(ins, f.name, uids[start:start + 200])
                 for uid, raw in sorted(raws.items()):
                     _add(tar, f"messages/{f.name}/{uid}.eml", raw, now)
-                    count += 1
+                    items.append((f.name, uid))
         audit = [{"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "detail": e.detail,
                   "source": e.source} for e in await store.audit_events(mb.id)]
         _add(tar, "audit.json", json.dumps(audit, indent=2, ensure_ascii=False).encode(), now)
-        manifest = {"ins": ins, "state": mb.state.value, "exported_at": now.isoformat(), "messages": count,
+        manifest = {"ins": ins, "state": mb.state.value, "exported_at": now.isoformat(), "messages": len(items),
                     "folders": [f.name for f in folders],
                     "dossier": "not included: the dossier does not exist in this version"}
         _add(tar, "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False).encode(), now)
-    return count
+    return items
 
 
 async def export(store: Store, ins: str, out: Path, recipient: str | None = None,
-                 gnupg_home: Path | None = None) -> Exported:
+                 gnupg_home: Path | None = None, exclusive: bool = False) -> Exported:
+    """exclusive: refuse when `out` exists (an archive is never replaced)."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    if exclusive and out.exists():
+        raise ExportError(f"{out} already exists: an archive is never overwritten")
     if recipient is None:
         partial = out.with_name(out.name + ".partial")
-        count = await _write_tar(store, ins, partial)
-        partial.chmod(0o600)
-        partial.replace(out)
-        return Exported(out, count, False)
+        private_file(partial)
+        try:
+            items = await _write_tar(store, ins, partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)  # never leave plaintext behind
+            raise
+        durable_replace(partial, out)
+        return Exported(out, len(items), False, tuple(items))
     gpg = gnupg.GPG(gnupghome=str(gnupg_home) if gnupg_home else None)
     if not gpg.list_keys(keys=[recipient]):
         raise ExportError(f"no GnuPG public key for {recipient!r}" + (f" in {gnupg_home}" if gnupg_home else ""))
     with tempfile.TemporaryDirectory(prefix="mssante-export-") as tmp:  # 0700
         plain = Path(tmp) / "export.tar"
-        count = await _write_tar(store, ins, plain)
+        items = await _write_tar(store, ins, plain)
         partial = out.with_name(out.name + ".partial")
         with plain.open("rb") as f:
             result = gpg.encrypt_file(f, recipients=[recipient], output=str(partial), armor=False,
@@ -90,9 +119,8 @@ async def export(store: Store, ins: str, out: Path, recipient: str | None = None
         if not result.ok:
             partial.unlink(missing_ok=True)
             raise ExportError(f"GnuPG encryption failed: {result.status}")
-    partial.chmod(0o600)
-    partial.replace(out)
-    return Exported(out, count, True)
+    durable_replace(partial, out)
+    return Exported(out, len(items), True, tuple(items))
 
 
 def expired_archives(directory: Path, years: int, today: dt.date | None = None) -> list[Path]:

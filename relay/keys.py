@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 
-from mailbox_store.crypto import RETIRED_DIR, MasterKey, _key_id, _read_key, write_key
+from mailbox_store.crypto import RETIRED_DIR, MasterKey, _key_id, _read_key, fsync_dir, write_key
 from mailbox_store.models import Mailbox
 from mailbox_store.store import Store
 
@@ -43,6 +43,7 @@ async def rotate(store_url: str, key_path: Path) -> Rotation:
     if not old_file.exists():
         write_key(old_file, old)
     os.replace(pending, key_path)  # atomic: the new key is current from here on
+    fsync_dir(key_path.parent)  # durable before any data key depends on it
     master = MasterKey.load(key_path)
     store = await Store.open(store_url, master)
     try:

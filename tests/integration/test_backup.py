@@ -77,3 +77,13 @@ def test_damaged_or_foreign_archives_are_refused(instance: Path, tmp_path: Path)
     with tarfile.open(other, "w:gz") as tar:
         tar.add(cfg, arcname="relay.toml")
     one_line_error(run("restore", str(other), config=target / "relay.toml"), "not a mssante-relay backup")
+
+
+def test_restore_refuses_while_the_daemon_runs_and_one_daemon_per_store(relay: RunningDaemon,
+                                                                         tmp_path: Path) -> None:
+    cfg = relay.base / "relay.toml"
+    archive = tmp_path / "b.tar.gz"
+    assert run("backup", "--out", str(archive), config=cfg).returncode == 0
+    one_line_error(run("restore", str(archive), "--force", config=cfg), "daemon is running")
+    second = run("serve", config=cfg)  # a second daemon on the same SQLite file
+    assert second.returncode == 2 and "daemon is running" in second.stderr.strip().splitlines()[-1]
