@@ -92,6 +92,7 @@ class Session:
         self.rev2 = False
         self.peer = (writer.get_extra_info("peername") or ("?",))[0]
         self._listening = False
+        self.selected_gone = False  # another session deleted or renamed the selected folder
         self.busy = False  # inside a command: SIGTERM lets it finish
         # token bucket: a client may burst, but a flood of commands is slowed down
         self._tokens = float(server.config.imap_command_burst)
@@ -293,6 +294,8 @@ class Session:
         the child's mailbox still open. Rights withdrawn by the CLI (another process)
         thus apply to sessions already open, at their next command."""
         assert self.user is not None
+        if self.selected_gone and self.selected is not None:
+            raise Bye("the selected mailbox was deleted or renamed by another session")
         me = await self.server.store.cached_mailbox(self.user.ins)
         if me is None or me.state is not MailboxState.ACTIVE:
             raise Bye("this mailbox is no longer active")
@@ -309,8 +312,16 @@ class Session:
 
     def on_change(self, change: Change) -> None:
         """Called by the feed at publish time: only queue, never I/O (selected.py)."""
-        if self.selected is not None:
-            self.selected.feed(change)
+        sel = self.selected
+        if sel is None:
+            return
+        if change.kind in ("folder.deleted", "folder.renamed") and change.mailbox_id == sel.owner.id \
+                and change.folder == sel.name:
+            # the folder this session shows is gone: its UIDs mean nothing any more
+            self.selected_gone = True
+            sel.wake.set()
+            return
+        sel.feed(change)
 
 
 OTHER_USERS = "Other Users"  # RFC 2342 "Other Users" namespace prefix (without the "/")
@@ -487,7 +498,7 @@ async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
     if s.rev2:
         lines.append(b'* LIST () "/" ' + s.encode_name(sel.client_name))
     await s.send(*lines)
-    s.selected = sel
+    s.selected, s.selected_gone = sel, False
     s.state = SELECTED
     return ok("selected", "READ-ONLY" if readonly else "READ-WRITE")
 
@@ -528,7 +539,10 @@ async def cmd_rename(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     new = p.mailbox()
     p.end()
     assert s.user is not None
-    await s.server.store.rename_folder(s.user.id, await resolve_own(s, old), await resolve_own(s, new))
+    old_folder = await resolve_own(s, old)
+    if s.selected is not None and s.selected.owner.id == s.user.id and s.selected.name == old_folder:
+        s.selected, s.state = None, AUTH  # as for DELETE: the old name's view is over
+    await s.server.store.rename_folder(s.user.id, old_folder, await resolve_own(s, new))
     return ok("RENAME done")
 
 

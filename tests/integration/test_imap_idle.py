@@ -97,3 +97,19 @@ def test_another_sessions_expunge_reaches_a_selected_session(relay: RunningDaemo
     assert b"UID 3" in data[0]  # former number 3 is now 2
     a.logout()
     b.logout()
+
+
+def test_a_session_whose_folder_another_session_deletes_is_ended(relay: RunningDaemon) -> None:
+    import imaplib
+
+    import pytest
+    a, b = relay.imap(), relay.imap()
+    assert b.create("Temporaire")[0] == "OK"
+    relay.call(relay.store.deliver([relay.call(relay.store.get_mailbox(INS_ACTIVE))], message(),
+                                   folder="Temporaire"))
+    assert a.select("Temporaire")[1] == [b"1"]
+    assert b.delete("Temporaire")[0] == "OK"
+    assert b.create("Temporaire")[0] == "OK"  # same name, new folder: old UIDs mean nothing
+    with pytest.raises((imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError)):
+        a.fetch("1", "(FLAGS)")
+    b.logout()
