@@ -257,6 +257,13 @@ class Store(FolderOps, MessageOps):
                                              Mailbox.created_at).where(Mailbox.ins == ins))).first()
         return self._info(row) if row else None
 
+    async def require_mailbox(self, ins: str) -> MailboxInfo:
+        """get_mailbox, or NoSuchMailbox naming the INS."""
+        mb = await self.get_mailbox(ins)
+        if mb is None:
+            raise NoSuchMailbox(f"no mailbox for INS {ins}")
+        return mb
+
     async def credentials(self, ins: str) -> tuple[MailboxInfo, str | None] | None:
         """The mailbox and its password hash (argon2id), for authentication only."""
         async with self.engine.connect() as conn:
@@ -308,9 +315,7 @@ class Store(FolderOps, MessageOps):
     async def purge_messages(self, ins: str, items: Sequence[tuple[str, int]]) -> int:
         """Delete these (folder, uid) messages of a mailbox: those its archive holds, on
         close; a message that arrived after the archive was written stays."""
-        mb = await self.get_mailbox(ins)
-        if mb is None:
-            raise NoSuchMailbox(f"no mailbox for INS {ins}")
+        mb = await self.require_mailbox(ins)
         when = dt.datetime.now(dt.timezone.utc)
         by_folder: dict[str, list[int]] = {}
         for folder, uid in items:
@@ -339,9 +344,7 @@ class Store(FolderOps, MessageOps):
 
     async def remove_all_guardians(self, ins: str) -> list[str]:
         """Majority (DESIGN.md §4 "Minors"): every guardian loses access; audited."""
-        child = await self.get_mailbox(ins)
-        if child is None:
-            raise NoSuchMailbox(f"no mailbox for INS {ins}")
+        child = await self.require_mailbox(ins)
         removed = [g.ins for g in await self.guardians_of(child.id)]
         when = dt.datetime.now(dt.timezone.utc)
 
@@ -393,11 +396,7 @@ class Store(FolderOps, MessageOps):
     async def add_guardian(self, child_ins: str, guardian_ins: str) -> None:
         if child_ins == guardian_ins:
             raise StoreError("a mailbox cannot be its own guardian")
-        child, guardian = await self.get_mailbox(child_ins), await self.get_mailbox(guardian_ins)
-        for ins, mb in ((child_ins, child), (guardian_ins, guardian)):
-            if mb is None:
-                raise NoSuchMailbox(f"no mailbox for INS {ins}")
-        assert child is not None and guardian is not None
+        child, guardian = await self.require_mailbox(child_ins), await self.require_mailbox(guardian_ins)
         when = dt.datetime.now(dt.timezone.utc)
 
         def job(conn: Connection) -> tuple[None, list[Change]]:
@@ -412,9 +411,7 @@ class Store(FolderOps, MessageOps):
         await self.writer.submit(job)
 
     async def remove_guardian(self, child_ins: str, guardian_ins: str) -> None:
-        child, guardian = await self.get_mailbox(child_ins), await self.get_mailbox(guardian_ins)
-        if child is None or guardian is None:
-            raise NoSuchMailbox(f"no mailbox for INS {child_ins if child is None else guardian_ins}")
+        child, guardian = await self.require_mailbox(child_ins), await self.require_mailbox(guardian_ins)
         when = dt.datetime.now(dt.timezone.utc)
 
         def job(conn: Connection) -> tuple[None, list[Change]]:
@@ -474,10 +471,7 @@ class Store(FolderOps, MessageOps):
         return info
 
     async def folders(self, ins: str) -> list[FolderInfo]:
-        mbox = await self.get_mailbox(ins)
-        if mbox is None:
-            raise NoSuchMailbox(f"no mailbox for INS {ins}")
-        return await self.list_folders(mbox.id)
+        return await self.list_folders((await self.require_mailbox(ins)).id)
 
     # ---- keys ---------------------------------------------------------------------
 

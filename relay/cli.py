@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from certs.pki import write_private
 from mailbox_store.crypto import CryptoError, MasterKey
-from mailbox_store.store import NoSuchMailbox, Store, StoreError
+from mailbox_store.store import Store, StoreError
 from policy.ins import InsError, parse_ins
 from policy.recipients import MailboxState, parse_state
 from relay import logs
@@ -224,9 +224,7 @@ def cmd_mailbox_export(args: argparse.Namespace) -> int:
 
     async def run_export(s: Store) -> Any:
         done = await export(s, ins, Path(args.out), args.gpg_recipient, config.gnupg_home)
-        mb = await s.get_mailbox(ins)
-        assert mb is not None
-        await s.audit(mb.id, "admin", "export", f"{done.messages} message(s), "
+        await s.audit((await s.require_mailbox(ins)).id, "admin", "export", f"{done.messages} message(s), "
                       f"{'encrypted' if done.encrypted else 'not encrypted'}", "cli")
         return done
 
@@ -251,9 +249,7 @@ def cmd_mailbox_close(args: argparse.Namespace) -> int:
     target = config.archive_dir / f"{ins}-{today}.tar.gpg"
 
     async def close(s: Store) -> Any:
-        mb = await s.get_mailbox(ins)
-        if mb is None:
-            raise NoSuchMailbox(f"no mailbox for INS {ins}")
+        mb = await s.require_mailbox(ins)
         if mb.state is MailboxState.CLOSED:
             raise UsageError(f"mailbox {ins} is already closed (its archive is kept)")
         # closed first, so the MX refuses new mail (daemons see it within their cache
@@ -263,8 +259,6 @@ def cmd_mailbox_close(args: argparse.Namespace) -> int:
         await asyncio.sleep(config.mailbox_cache_ttl)
         done = await export(s, ins, target, config.archive_recipient, config.gnupg_home, exclusive=True)
         await s.purge_messages(ins, done.items)
-        mb = await s.get_mailbox(ins)
-        assert mb is not None
         await s.audit(mb.id, "admin", "close", f"archive {target.name}, kept {config.archive_retention_years} "
                       "years", "cli")
         return done
@@ -317,10 +311,8 @@ def cmd_mailbox_show(args: argparse.Namespace) -> int:
     config = _load(args)
 
     async def show(s: Store) -> tuple[Any, Any]:
-        info = await s.get_mailbox(ins)
-        if info is None:
-            raise NoSuchMailbox(f"no mailbox for INS {ins}")
-        return info, await s.folders(ins)
+        info = await s.require_mailbox(ins)
+        return info, await s.list_folders(info.id)
 
     info, folders = _with_store(config, show)
     if args.json:
@@ -363,10 +355,7 @@ def cmd_guardian_list(args: argparse.Namespace) -> int:
     config = _load(args)
 
     async def listing(s: Store) -> list[Any]:
-        mb = await s.get_mailbox(child)
-        if mb is None:
-            raise NoSuchMailbox(f"no mailbox for INS {child}")
-        return await s.guardians_of(mb.id)
+        return await s.guardians_of((await s.require_mailbox(child)).id)
 
     for g in _with_store(config, listing):
         print(g.ins)
@@ -378,10 +367,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     config = _load(args)
 
     async def events(s: Store) -> list[Any]:
-        mb = await s.get_mailbox(ins)
-        if mb is None:
-            raise NoSuchMailbox(f"no mailbox for INS {ins}")
-        return await s.audit_events(mb.id)
+        return await s.audit_events((await s.require_mailbox(ins)).id)
 
     records = _with_store(config, events)
     if args.json:

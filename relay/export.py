@@ -22,7 +22,7 @@ from pathlib import Path
 import gnupg
 
 from mailbox_store.crypto import fsync_dir
-from mailbox_store.store import NoSuchMailbox, Store
+from mailbox_store.store import Store
 
 ARCHIVE_NAME = re.compile(r"^(?P<ins>[0-9AB]{15})-(?P<date>\d{8})\.tar\.gpg$")
 
@@ -65,9 +65,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, when: dt.datetime) -> Non
 
 
 async def _write_tar(store: Store, ins: str, target: Path) -> list[tuple[str, int]]:
-    mb = await store.get_mailbox(ins)
-    if mb is None:
-        raise NoSuchMailbox(f"no mailbox for INS {ins}")
+    mb = await store.require_mailbox(ins)
     now = dt.datetime.now(dt.timezone.utc)
     items: list[tuple[str, int]] = []
     folders = await store.list_folders(mb.id)
