@@ -15,6 +15,7 @@ from mailbox_store.crypto import MasterKey
 from mailbox_store.store import Store
 from policy.recipients import MailboxState
 from relay.config import Config, load_config
+from relay.limits import SlotCounter
 
 log = structlog.get_logger("relay.runtime")
 POSTMASTER = "postmaster"
@@ -49,7 +50,7 @@ class Runtime:
     tls: ssl.SSLContext
     imap_tls: ssl.SSLContext
     sessions: set[Any] = field(default_factory=set)
-    sessions_per_ip: dict[str, int] = field(default_factory=dict)
+    sessions_per_ip: SlotCounter = field(default_factory=SlotCounter)
     stopping: bool = False
 
     @classmethod

@@ -16,6 +16,7 @@ from mailbox_store.crypto import MasterKey
 from mailbox_store.store import MailboxInfo, Store
 from relay.auth import Authenticator
 from relay.config import Config
+from relay.limits import SlotCounter
 
 if TYPE_CHECKING:
     from relay.imap.session import Session
@@ -35,8 +36,8 @@ class ImapServer:
         self.tls_context = tls_context
         self.auth = Authenticator(store, master, config.domain)
         self.sessions: set[Session] = set()
-        self._per_ip: dict[str, int] = {}
-        self._per_account: dict[int, int] = {}
+        self._per_ip = SlotCounter()
+        self._per_account = SlotCounter()
         self._servers: list[asyncio.base_events.Server] = []
         self.stopping = False
         self.stopped = asyncio.Event()
@@ -62,11 +63,10 @@ class ImapServer:
         from relay.imap.session import Session  # the session module imports the parser stack
 
         ip = (writer.get_extra_info("peername") or ("?",))[0]
-        if self.stopping or self._per_ip.get(ip, 0) >= self.config.imap_max_sessions_per_ip:
+        if self.stopping or not self._per_ip.acquire(ip, self.config.imap_max_sessions_per_ip):
             writer.write(b"* BYE too many connections from your address\r\n")
             writer.close()
             return
-        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         session = Session(self, reader, writer, tls)
         self.sessions.add(session)
         SESSIONS.inc()
@@ -74,29 +74,17 @@ class ImapServer:
             await session.run()
         finally:
             SESSIONS.dec()
-            left = self._per_ip.get(ip, 1) - 1
-            if left > 0:
-                self._per_ip[ip] = left
-            else:
-                self._per_ip.pop(ip, None)
+            self._per_ip.release(ip)
 
     def admit_account(self, session: "Session", mailbox: MailboxInfo) -> bool:
-        n = self._per_account.get(mailbox.id, 0)
-        if n >= self.config.imap_max_sessions_per_account:
-            return False
-        self._per_account[mailbox.id] = n + 1
-        return True
+        return self._per_account.acquire(mailbox.id, self.config.imap_max_sessions_per_account)
 
     def forget(self, session: "Session") -> None:
         if session in self.sessions:
             self.sessions.discard(session)
             user = session.user
             if user is not None:
-                left = self._per_account.get(user.id, 1) - 1
-                if left > 0:
-                    self._per_account[user.id] = left
-                else:
-                    self._per_account.pop(user.id, None)
+                self._per_account.release(user.id)
 
     def audit_read(self, session: "Session", count: int) -> None:
         """Every read of message content is audited (issue 4, DESIGN.md §4): the

@@ -70,14 +70,13 @@ class MxSMTP(SMTP):
             return  # the TLS layer after STARTTLS: same session
         ip = (transport.get_extra_info("peername") or ("?",))[0]
         rt = self.runtime
-        if rt.sessions_per_ip.get(ip, 0) >= rt.config.max_sessions_per_ip:
+        if not rt.sessions_per_ip.acquire(ip, rt.config.max_sessions_per_ip):
             log.info("session.refused", code=TOO_MANY_CONNECTIONS.code, rule=TOO_MANY_CONNECTIONS.rule, peer=ip)
             if self._handler_coroutine is not None:
                 self._handler_coroutine.cancel()  # no 220 greeting
             transport.write((TOO_MANY_CONNECTIONS.smtp() + "\r\n").encode("ascii"))
             transport.close()
             return
-        rt.sessions_per_ip[ip] = rt.sessions_per_ip.get(ip, 0) + 1
         self._counted_ip = ip
         rt.sessions.add(self)
         SESSIONS.inc()
@@ -85,11 +84,7 @@ class MxSMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         rt = self.runtime
         if self._counted_ip is not None:
-            left = rt.sessions_per_ip.get(self._counted_ip, 1) - 1
-            if left > 0:
-                rt.sessions_per_ip[self._counted_ip] = left
-            else:
-                rt.sessions_per_ip.pop(self._counted_ip, None)
+            rt.sessions_per_ip.release(self._counted_ip)
             self._counted_ip = None
             SESSIONS.dec()
         rt.sessions.discard(self)
