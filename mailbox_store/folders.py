@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, case, delete, func, insert, select, update
 
 from mailbox_store.feed import Change
-from mailbox_store.models import Blob, Folder, Message
+from mailbox_store.models import Blob, Document, Folder, Message
 
 if TYPE_CHECKING:
     from mailbox_store.writer import Writer
@@ -56,10 +56,12 @@ def _folder_id(conn: Connection, mailbox_id: int, name: str) -> int:
 
 
 def delete_orphan_blobs(conn: Connection, blob_ids: set[str]) -> None:
-    """A blob lives as long as one message row points at it (copies share blobs)."""
+    """A blob lives as long as one message or dossier document points at it (copies
+    share blobs; a filed attachment outlives its message)."""
     if not blob_ids:
         return
     used = set(conn.execute(select(Message.blob_id).where(Message.blob_id.in_(blob_ids))).scalars())
+    used |= set(conn.execute(select(Document.blob_id).where(Document.blob_id.in_(blob_ids))).scalars())
     orphans = blob_ids - used
     if orphans:
         conn.execute(delete(Blob).where(Blob.id.in_(orphans)))

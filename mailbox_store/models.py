@@ -9,6 +9,9 @@ from sqlalchemy import (Boolean, DateTime, ForeignKey, Index, Integer, LargeBina
                         UniqueConstraint, true)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# DESIGN.md §4 "Dossier": copying a message into this folder files its attachments
+DOSSIER_FOLDER = "Dossier médical"
+
 # Folders every mailbox gets, with their RFC 6154 special-use attribute.
 DEFAULT_FOLDERS: tuple[tuple[str, str | None], ...] = (
     ("INBOX", None),
@@ -16,6 +19,7 @@ DEFAULT_FOLDERS: tuple[tuple[str, str | None], ...] = (
     ("Drafts", "\\Drafts"),
     ("Trash", "\\Trash"),
     ("Archive", "\\Archive"),
+    (DOSSIER_FOLDER, None),
 )
 
 
@@ -101,3 +105,23 @@ class Guardian(Base):
     guardian_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True,
                                              index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Document(Base):
+    """A document of the patient's dossier (DESIGN.md §4 "Dossier"). Its content is a
+    sealed blob like a message body; its metadata (title, category, author: health
+    content) is sealed with the mailbox's data key. `dedupe` is a keyed hash of the
+    source message and the content, so a redelivered message files nothing twice
+    without the database saying what either was."""
+
+    __tablename__ = "dossier_documents"
+    __table_args__ = (UniqueConstraint("mailbox_id", "dedupe"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random; the CLI's DOC_ID
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True)
+    dedupe: Mapped[str] = mapped_column(String(64))
+    blob_id: Mapped[str] = mapped_column(ForeignKey("blobs.id"), index=True)
+    key_wrapped: Mapped[bytes] = mapped_column(LargeBinary)  # the blob's content key, for this mailbox
+    meta_sealed: Mapped[bytes] = mapped_column(LargeBinary)  # JSON, sealed with the mailbox's data key
+    size: Mapped[int] = mapped_column(Integer)
+    filed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    filed_by: Mapped[str] = mapped_column(String(320))  # "mx", "patient", "guardian:<ins>"

@@ -15,6 +15,8 @@ Implementation notes:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import time
 import uuid
 from collections.abc import Sequence
@@ -31,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from mailbox_store import migrate
 from mailbox_store.cache import MailboxCache
 from mailbox_store.crypto import CONTENT, MasterKey, blob_aad, new_data_key, open_sealed, seal
+from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, insert_documents
 from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
 from mailbox_store.messages import MessageOps
@@ -132,6 +135,7 @@ class _Delivery(GroupJob):
     folder: str
     flags: str
     when: dt.datetime
+    documents: SealedDocuments  # filed in the same transaction as the message
 
     @classmethod
     def apply_group(cls, conn: Connection, jobs: list["_Delivery"]) -> list[tuple[Any, list[Change]]]:
@@ -173,10 +177,12 @@ class _Delivery(GroupJob):
                                          meta=MessageMeta(d.uid, meta_flags, job.when, job.size)) for d in out]))
         conn.execute(insert(Blob), blobs)
         conn.execute(insert(Message), messages)
+        for job, (_, changes) in zip(jobs, results):
+            changes.extend(insert_documents(conn, job.documents)[1])
         return results
 
 
-class Store(FolderOps, MessageOps):
+class Store(FolderOps, MessageOps, DocumentOps):
     def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,
                  max_batch: int = 64, mailbox_cache_ttl: float = 0.0):
         self.engine = engine
@@ -185,6 +191,7 @@ class Store(FolderOps, MessageOps):
         self.writer = Writer(write_engine, feed, max_batch=max_batch)
         self._write_engine = write_engine
         self._keys: dict[int, AESGCM] = {}
+        self._dedupe_keys: dict[int, bytes] = {}
         self._cache: MailboxCache[MailboxInfo] = MailboxCache(self.get_mailbox, mailbox_cache_ttl)
 
     @classmethod
@@ -481,9 +488,18 @@ class Store(FolderOps, MessageOps):
             async with self.engine.connect() as conn:
                 wrapped, key_id = (await conn.execute(select(Mailbox.data_key_wrapped, Mailbox.master_key_id)
                                                       .where(Mailbox.id == mailbox_id))).one()
-            aead = AESGCM(self.master.unwrap(wrapped, ins, key_id))
+            raw = self.master.unwrap(wrapped, ins, key_id)
+            aead = AESGCM(raw)
             self._keys[mailbox_id] = aead
+            # a separate key for the dossier's dedupe HMAC (documents.py), never the
+            # encryption key itself
+            self._dedupe_keys[mailbox_id] = hmac.new(raw, b"mssante-relay/dossier-dedupe/v1",
+                                                     hashlib.sha256).digest()
         return aead
+
+    async def _dedupe_key(self, mailbox_id: int, ins: str) -> bytes:
+        await self._data_key(mailbox_id, ins)
+        return self._dedupe_keys[mailbox_id]
 
     async def rewrap_data_keys(self, new: MasterKey) -> int:
         """Key rotation: every data key not yet under `new` is unwrapped (with whichever
@@ -514,16 +530,20 @@ class Store(FolderOps, MessageOps):
 
     async def deliver(self, mailboxes: Sequence[MailboxInfo], raw: bytes,
                       internal_date: dt.datetime | None = None, folder: str = "INBOX",
-                      flags: Sequence[str] = ()) -> list[Delivered]:
-        """Store one message in each mailbox's folder, all or nothing, durably."""
+                      flags: Sequence[str] = (),
+                      documents: Sequence[tuple[MailboxInfo, Sequence[NewDocument]]] = (),
+                      filed_by: str = "mx", source: str = "") -> list[Delivered]:
+        """Store one message in each mailbox's folder, and file its documents in their
+        dossiers, all or nothing, durably."""
         when = internal_date or dt.datetime.now(dt.timezone.utc)
         blob_id = uuid.uuid4().hex
         content_key = new_data_key()
         sealed = seal(AESGCM(content_key), raw, blob_aad(CONTENT, blob_id, "raw"))
         keys = [(mb, seal(await self._data_key(mb.id, mb.ins), content_key, blob_aad(mb.ins, blob_id, "key")))
                 for mb in mailboxes]
+        docs = await self.seal_documents(documents, filed_by, source)
         return await self.writer.submit(
-            _Delivery(blob_id, sealed, len(raw), keys, folder, " ".join(flags), when))
+            _Delivery(blob_id, sealed, len(raw), keys, folder, " ".join(flags), when, docs))
 
     async def messages(self, ins: str, folder: str = "INBOX") -> list[MessageInfo]:
         async with self.engine.connect() as conn:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from certs.tls import PROFILES
+from policy.attachments import AttachmentLimits
 
 ENV_CONFIG = "MSSANTE_RELAY_CONFIG"
 
@@ -68,6 +69,7 @@ class Config:
     group_commit_max: int
     mailbox_cache_ttl: float
     log_level: str
+    attachments: AttachmentLimits = AttachmentLimits()
 
     @property
     def base_dir(self) -> Path:
@@ -115,6 +117,18 @@ def _domain_name(field: str, value: str) -> str:
     if not _DOMAIN_RE.match(value):
         raise ConfigError(f"{field}: expected an ASCII domain name, got {value!r}")
     return value
+
+
+def _attachment_limits(data: dict[str, Any]) -> AttachmentLimits:
+    """[attachments]: each field of AttachmentLimits, a positive integer."""
+    defaults = AttachmentLimits()
+    values = {name: int(_positive(f"attachments.{name}", _get(data, "attachments", name, int,
+                                                               getattr(defaults, name))))
+              for name in AttachmentLimits.__dataclass_fields__}
+    unknown = set(data.get("attachments", {})) - set(values)
+    if unknown:
+        raise ConfigError(f"attachments.{sorted(unknown)[0]}: unknown key")
+    return AttachmentLimits(**values)
 
 
 def resolve_store_url(url: str, base: Path) -> str:
@@ -203,6 +217,7 @@ def load_config(path: Path) -> Config:
                                        _get(data, "store", "group_commit_max", int, 64))),
         mailbox_cache_ttl=float(ttl),
         log_level=level,
+        attachments=_attachment_limits(data),
     )
 
 

@@ -80,7 +80,7 @@ def test_mailbox_commands(instance: Path) -> None:
     assert p.returncode == 0, p.stderr
     shown = json.loads(run("mailbox", "show", new_ins, "--json", config=cfg).stdout)
     assert shown["state"] == "active" and shown["notify_email"] == "jeanne@example.org"
-    assert [f["name"] for f in shown["folders"]] == ["INBOX", "Sent", "Drafts", "Trash", "Archive"]
+    assert [f["name"] for f in shown["folders"]] == ["INBOX", "Sent", "Drafts", "Trash", "Archive", "Dossier médical"]
     assert all(f["messages"] == 0 for f in shown["folders"])
     assert run("mailbox", "set-state", new_ins, "opposed", "--config", str(cfg)).returncode == 0
     listed = {m["ins"]: m["state"] for m in json.loads(run("mailbox", "list", "--json", config=cfg).stdout)}

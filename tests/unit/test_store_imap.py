@@ -77,7 +77,7 @@ async def test_copy_and_move_share_blobs_and_keep_decrypting(store: Store, tmp_p
 async def test_folder_lifecycle(store: Store) -> None:
     mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
     names = [f.name for f in await store.list_folders(mb.id)]
-    assert names == ["INBOX", "Sent", "Drafts", "Trash", "Archive"]
+    assert names == ["INBOX", "Sent", "Drafts", "Trash", "Archive", "Dossier médical"]
     created = await store.create_folder(mb.id, "Santé/Analyses")
     assert created.name == "Santé/Analyses"
     assert {"Santé", "Santé/Analyses"} <= {f.name for f in await store.list_folders(mb.id)}

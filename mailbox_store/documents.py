@@ -1,0 +1,206 @@
+"""Documents of the patient's dossier in the store (DESIGN.md §4 "Dossier").
+
+Implementation notes:
+- A document's content is sealed like a message body (crypto.py): one blob per
+  distinct content, its content key wrapped for each mailbox that files it. Its
+  metadata (title, category, author) is health content too: sealed as JSON with the
+  mailbox's data key, bound to the document id.
+- Filing is idempotent: `dedupe` is an HMAC, under a key derived from the mailbox's
+  data key, of the source message id and the content's SHA-256. The unique constraint
+  (mailbox_id, dedupe) and a look-up inside the writer transaction file a redelivered
+  message, or a second COPY into "Dossier médical", exactly once. The key survives
+  master-key rotation (data keys do not change), unlike log pseudonyms.
+- Documents filed at delivery are inserted in the delivery's own transaction
+  (store._Delivery), so the MX says 250 only once they are committed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Connection, delete, insert, select, tuple_
+
+from mailbox_store.crypto import CONTENT, blob_aad, new_data_key, open_sealed, seal
+from mailbox_store.feed import Change
+from mailbox_store.folders import delete_orphan_blobs
+from mailbox_store.models import AuditEvent, Blob, Document
+
+if TYPE_CHECKING:
+    from mailbox_store.store import MailboxInfo
+    from mailbox_store.writer import Writer
+
+
+class NoSuchDocument(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class NewDocument:
+    """A document to file: its bytes and its metadata (JSON-serialisable; the dossier
+    bridge decides the fields)."""
+
+    source_id: str  # the source message's Message-ID, or a digest of a message without one
+    content: bytes
+    meta: Mapping[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    id: str
+    size: int
+    filed_at: dt.datetime
+    filed_by: str
+    meta: dict[str, Any]
+
+
+@dataclass
+class SealedDocuments:
+    """Documents sealed outside the writer, ready to insert (the writer only inserts)."""
+
+    blobs: dict[str, bytes] = field(default_factory=dict)  # blob id -> sealed content
+    rows: list[dict[str, Any]] = field(default_factory=list)  # dossier_documents rows
+    source: str = ""  # client address, for the audit log
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+
+def insert_documents(conn: Connection, sealed: SealedDocuments) -> tuple[list[tuple[int, str]], list[Change]]:
+    """Insert the documents not filed yet (inside the caller's transaction); returns
+    (mailbox id, document id) of those filed now, and their feed changes."""
+    if not sealed.rows:
+        return [], []
+    keys = {(r["mailbox_id"], r["dedupe"]) for r in sealed.rows}
+    existing = set()
+    pairs = list(keys)
+    for start in range(0, len(pairs), 400):
+        existing |= {tuple(r) for r in conn.execute(
+            select(Document.mailbox_id, Document.dedupe)
+            .where(tuple_(Document.mailbox_id, Document.dedupe).in_(pairs[start:start + 400])))}
+    rows, seen = [], set(existing)
+    for r in sealed.rows:
+        k = (r["mailbox_id"], r["dedupe"])
+        if k not in seen:  # also once only within the batch
+            seen.add(k)
+            rows.append(r)
+    if not rows:
+        return [], []
+    blob_ids = {r["blob_id"] for r in rows}
+    conn.execute(insert(Blob), [{"id": b, "sealed": sealed.blobs[b]} for b in sorted(blob_ids)])
+    conn.execute(insert(Document), rows)
+    conn.execute(insert(AuditEvent), [
+        {"mailbox_id": r["mailbox_id"], "at": r["filed_at"], "actor": r["filed_by"], "action": "dossier.filed",
+         "detail": f"document {r['id']}", "source": sealed.source[:64]} for r in rows])
+    filed = [(r["mailbox_id"], r["id"]) for r in rows]
+    return filed, [Change("dossier.new", mid, "", 0) for mid, _ in filed]
+
+
+def _utc(when: dt.datetime) -> dt.datetime:
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+class DocumentOps:
+    engine: Any
+    writer: "Writer"
+
+    if TYPE_CHECKING:  # provided by Store
+        async def _data_key(self, mailbox_id: int, ins: str) -> AESGCM: ...
+        async def _dedupe_key(self, mailbox_id: int, ins: str) -> bytes: ...
+        async def audit(self, mailbox_id: int, actor: str, action: str, detail: str = "",
+                        source: str = "") -> None: ...
+
+    async def seal_documents(self, per_mailbox: Sequence[tuple["MailboxInfo", Sequence[NewDocument]]],
+                             filed_by: str, source: str = "") -> SealedDocuments:
+        """Seal each distinct content once, and each mailbox's rows with its own keys."""
+        out = SealedDocuments(source=source)
+        now = dt.datetime.now(dt.timezone.utc)
+        by_content: dict[str, tuple[str, bytes]] = {}  # sha256 -> (blob id, content key)
+        for mb, docs in per_mailbox:
+            aead = await self._data_key(mb.id, mb.ins)
+            dedupe_key = await self._dedupe_key(mb.id, mb.ins)
+            for doc in docs:
+                digest = doc.sha256
+                if digest not in by_content:
+                    blob_id, content_key = uuid.uuid4().hex, new_data_key()
+                    out.blobs[blob_id] = seal(AESGCM(content_key), doc.content, blob_aad(CONTENT, blob_id, "raw"))
+                    by_content[digest] = (blob_id, content_key)
+                blob_id, content_key = by_content[digest]
+                doc_id = uuid.uuid4().hex
+                meta = json.dumps(dict(doc.meta), ensure_ascii=False, sort_keys=True).encode()
+                out.rows.append({
+                    "id": doc_id, "mailbox_id": mb.id,
+                    "dedupe": hmac.new(dedupe_key, f"{doc.source_id}\0{digest}".encode(), hashlib.sha256).hexdigest(),
+                    "blob_id": blob_id,
+                    "key_wrapped": seal(aead, content_key, blob_aad(mb.ins, blob_id, "key")),
+                    "meta_sealed": seal(aead, meta, blob_aad(mb.ins, doc_id, "meta")),
+                    "size": len(doc.content), "filed_at": now, "filed_by": filed_by[:320]})
+        return out
+
+    async def file_documents(self, mailbox: "MailboxInfo", docs: Sequence[NewDocument], filed_by: str,
+                             source: str = "") -> list[str]:
+        """File documents outside a delivery (the patient's "Dossier médical" folder);
+        returns the ids of those not filed before."""
+        sealed = await self.seal_documents([(mailbox, docs)], filed_by, source)
+
+        def job(conn: Connection) -> tuple[list[str], list[Change]]:
+            filed, changes = insert_documents(conn, sealed)
+            return [doc_id for _, doc_id in filed], changes
+
+        return await self.writer.submit(job) if sealed else []
+
+    async def documents(self, mailbox: "MailboxInfo") -> list[StoredDocument]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(Document.id, Document.size, Document.filed_at, Document.filed_by, Document.meta_sealed)
+                .where(Document.mailbox_id == mailbox.id).order_by(Document.filed_at, Document.id))).all()
+        aead = await self._data_key(mailbox.id, mailbox.ins)
+        return [StoredDocument(r.id, r.size, _utc(r.filed_at), r.filed_by,
+                               json.loads(open_sealed(aead, r.meta_sealed, blob_aad(mailbox.ins, r.id, "meta"))))
+                for r in rows]
+
+    async def document(self, mailbox: "MailboxInfo", doc_id: str, actor: str,
+                       source: str = "") -> tuple[StoredDocument, bytes]:
+        """One document and its content; the download is written to the audit log
+        before the content is returned (DESIGN.md §4 "Durability and trace")."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                select(Document.id, Document.size, Document.filed_at, Document.filed_by, Document.meta_sealed,
+                       Document.blob_id, Document.key_wrapped, Blob.sealed)
+                .join(Blob, Blob.id == Document.blob_id)
+                .where(Document.mailbox_id == mailbox.id, Document.id == doc_id))).first()
+        if row is None:
+            raise NoSuchDocument(f"no document {doc_id} in the dossier of {mailbox.ins}")
+        aead = await self._data_key(mailbox.id, mailbox.ins)
+        meta = json.loads(open_sealed(aead, row.meta_sealed, blob_aad(mailbox.ins, row.id, "meta")))
+        content_key = open_sealed(aead, row.key_wrapped, blob_aad(mailbox.ins, row.blob_id, "key"))
+        content = open_sealed(AESGCM(content_key), row.sealed, blob_aad(CONTENT, row.blob_id, "raw"))
+        await self.audit(mailbox.id, actor, "dossier.download", f"document {doc_id}", source)
+        return StoredDocument(row.id, row.size, _utc(row.filed_at), row.filed_by, meta), content
+
+    async def delete_document(self, mailbox: "MailboxInfo", doc_id: str, actor: str, source: str = "") -> None:
+        when = dt.datetime.now(dt.timezone.utc)
+
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            blob_id = conn.execute(select(Document.blob_id).where(Document.mailbox_id == mailbox.id,
+                                                                  Document.id == doc_id)).scalar()
+            if blob_id is None:
+                raise NoSuchDocument(f"no document {doc_id} in the dossier of {mailbox.ins}")
+            conn.execute(delete(Document).where(Document.id == doc_id))
+            delete_orphan_blobs(conn, {blob_id})
+            conn.execute(insert(AuditEvent).values(mailbox_id=mailbox.id, at=when, actor=actor[:320],
+                                                   action="dossier.delete", detail=f"document {doc_id}",
+                                                   source=source[:64]))
+            return None, []
+
+        await self.writer.submit(job)
