@@ -177,7 +177,7 @@ class _Delivery(GroupJob):
                                          meta=MessageMeta(d.uid, meta_flags, job.when, job.size)) for d in out]))
         conn.execute(insert(Blob), blobs)
         conn.execute(insert(Message), messages)
-        for job, (_, changes) in zip(jobs, results):
+        for job, (_, changes) in zip(jobs, results, strict=True):
             changes.extend(insert_documents(conn, job.documents)[1])
         return results
 
