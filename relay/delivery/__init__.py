@@ -1,0 +1,1 @@
+"""Outbound queue runner, SMTP client and delivery reports."""
