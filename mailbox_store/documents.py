@@ -71,14 +71,21 @@ class SealedDocuments:
     blobs: dict[str, bytes] = field(default_factory=dict)  # blob id -> sealed content
     rows: list[dict[str, Any]] = field(default_factory=list)  # dossier_documents rows
     source: str = ""  # client address, for the audit log
+    # documents not filed, for the audit log: (mailbox id, actor, reason)
+    not_filed: list[tuple[int, str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.rows)
+        return bool(self.rows or self.not_filed)
 
 
 def insert_documents(conn: Connection, sealed: SealedDocuments) -> tuple[list[tuple[int, str]], list[Change]]:
     """Insert the documents not filed yet (inside the caller's transaction); returns
     (mailbox id, document id) of those filed now, and their feed changes."""
+    if sealed.not_filed:
+        when = dt.datetime.now(dt.timezone.utc)
+        conn.execute(insert(AuditEvent), [
+            {"mailbox_id": mid, "at": when, "actor": actor[:320], "action": "dossier.not_filed",
+             "detail": reason[:1024], "source": sealed.source[:64]} for mid, actor, reason in sealed.not_filed])
     if not sealed.rows:
         return [], []
     keys = {(r["mailbox_id"], r["dedupe"]) for r in sealed.rows}
@@ -121,9 +128,11 @@ class DocumentOps:
                         source: str = "") -> None: ...
 
     async def seal_documents(self, per_mailbox: Sequence[tuple["MailboxInfo", Sequence[NewDocument]]],
-                             filed_by: str, source: str = "") -> SealedDocuments:
-        """Seal each distinct content once, and each mailbox's rows with its own keys."""
-        out = SealedDocuments(source=source)
+                             filed_by: str, source: str = "",
+                             not_filed: Sequence[tuple["MailboxInfo", str]] = ()) -> SealedDocuments:
+        """Seal each distinct content once, and each mailbox's rows with its own keys;
+        `not_filed` (mailbox, reason) go to the audit log in the same transaction."""
+        out = SealedDocuments(source=source, not_filed=[(mb.id, filed_by, reason) for mb, reason in not_filed])
         now = dt.datetime.now(dt.timezone.utc)
         by_content: dict[str, tuple[str, bytes]] = {}  # sha256 -> (blob id, content key)
         for mb, docs in per_mailbox:
@@ -148,10 +157,11 @@ class DocumentOps:
         return out
 
     async def file_documents(self, mailbox: "MailboxInfo", docs: Sequence[NewDocument], filed_by: str,
-                             source: str = "") -> list[str]:
+                             source: str = "", not_filed: Sequence[str] = ()) -> list[str]:
         """File documents outside a delivery (the patient's "Dossier médical" folder);
         returns the ids of those not filed before."""
-        sealed = await self.seal_documents([(mailbox, docs)], filed_by, source)
+        sealed = await self.seal_documents([(mailbox, docs)], filed_by, source,
+                                           [(mailbox, reason) for reason in not_filed])
 
         def job(conn: Connection) -> tuple[list[str], list[Change]]:
             filed, changes = insert_documents(conn, sealed)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, case, delete, func, insert, select, update
 
 from mailbox_store.feed import Change
-from mailbox_store.models import Blob, Document, Folder, Message
+from mailbox_store.models import Blob, Document, Folder, Message, OutboundEntry
 
 if TYPE_CHECKING:
     from mailbox_store.writer import Writer
@@ -56,12 +56,14 @@ def _folder_id(conn: Connection, mailbox_id: int, name: str) -> int:
 
 
 def delete_orphan_blobs(conn: Connection, blob_ids: set[str]) -> None:
-    """A blob lives as long as one message or dossier document points at it (copies
-    share blobs; a filed attachment outlives its message)."""
+    """A blob lives as long as one message, dossier document or queue entry points at
+    it (copies share blobs; a filed attachment outlives its message; a sent message's
+    Sent copy and its queue entries share one blob)."""
     if not blob_ids:
         return
     used = set(conn.execute(select(Message.blob_id).where(Message.blob_id.in_(blob_ids))).scalars())
     used |= set(conn.execute(select(Document.blob_id).where(Document.blob_id.in_(blob_ids))).scalars())
+    used |= set(conn.execute(select(OutboundEntry.blob_id).where(OutboundEntry.blob_id.in_(blob_ids))).scalars())
     orphans = blob_ids - used
     if orphans:
         conn.execute(delete(Blob).where(Blob.id.in_(orphans)))

@@ -125,3 +125,59 @@ class Document(Base):
     size: Mapped[int] = mapped_column(Integer)
     filed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     filed_by: Mapped[str] = mapped_column(String(320))  # "mx", "patient", "guardian:<ins>"
+
+
+class Correspondent(Base):
+    """A professional who wrote to the patient (DESIGN.md §4 "Professional initiates"):
+    the patient may write to them while the exchange is open; a [FIN] closes it, their
+    next message re-opens it (policy/conversation.py decides; this is the memory)."""
+
+    __tablename__ = "correspondents"
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)  # normalised (lower case)
+    state: Mapped[str] = mapped_column(String(8))  # "open" | "closed" (policy.conversation.Exchange)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ClosedMessage(Base):
+    """Message-IDs of professional messages marked `X-MSS-MES: FIN`: replies refused."""
+
+    __tablename__ = "closed_messages"
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(998), primary_key=True)
+
+
+class Pharmacy(Base):
+    """Organisational mailboxes of pharmacies (officines) the patient may write to first
+    (`mssante-relay pharmacy allow`)."""
+
+    __tablename__ = "pharmacies"
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OutboundEntry(Base):
+    """One recipient of a message in the outbound queue (DESIGN.md §2: patients' replies,
+    DSNs are delivered locally, TEST acknowledgements, MDNs, notifications). The queue
+    is the only source of truth (Postfix's law): a row exists until the recipient's
+    server acknowledged it or it failed for good. The content is a sealed blob whose
+    key is wrapped for `mailbox_id` (the sender, or the postmaster mailbox)."""
+
+    __tablename__ = "outbound"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    envelope_id: Mapped[str] = mapped_column(String(32), index=True)  # the message, all its recipients
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True)
+    blob_id: Mapped[str] = mapped_column(ForeignKey("blobs.id"), index=True)
+    key_wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    kind: Mapped[str] = mapped_column(String(16))  # reply, autoreply, mdn, notification
+    route: Mapped[str] = mapped_column(String(16))  # "mssante" (mutual TLS) or "smarthost"
+    mail_from: Mapped[str] = mapped_column(String(320))  # "" is the null reverse-path
+    rcpt: Mapped[str] = mapped_column(String(320))
+    domain: Mapped[str] = mapped_column(String(255), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str] = mapped_column(String(1024), default="")

@@ -33,12 +33,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from mailbox_store import migrate
 from mailbox_store.cache import MailboxCache
 from mailbox_store.crypto import CONTENT, MasterKey, blob_aad, new_data_key, open_sealed, seal
+from mailbox_store.conversations import ConversationOps, apply_effects
+from mailbox_store.outbound import QueueOps
 from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, insert_documents
 from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
 from mailbox_store.messages import MessageOps
 from mailbox_store.models import DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Guardian, Mailbox, Message
 from mailbox_store.writer import GroupJob, Writer
+from policy.conversation import ConversationEffects
 from policy.recipients import MailboxState
 
 class StoreError(Exception):
@@ -136,6 +139,7 @@ class _Delivery(GroupJob):
     flags: str
     when: dt.datetime
     documents: SealedDocuments  # filed in the same transaction as the message
+    conversation: ConversationEffects | None  # a professional message's, for each mailbox
 
     @classmethod
     def apply_group(cls, conn: Connection, jobs: list["_Delivery"]) -> list[tuple[Any, list[Change]]]:
@@ -179,10 +183,13 @@ class _Delivery(GroupJob):
         conn.execute(insert(Message), messages)
         for job, (_, changes) in zip(jobs, results, strict=True):
             changes.extend(insert_documents(conn, job.documents)[1])
+            if job.conversation is not None:
+                for mb, _ in job.keys:
+                    apply_effects(conn, mb.id, job.conversation, job.when)
         return results
 
 
-class Store(FolderOps, MessageOps, DocumentOps):
+class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps):
     def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,
                  max_batch: int = 64, mailbox_cache_ttl: float = 0.0):
         self.engine = engine
@@ -262,6 +269,12 @@ class Store(FolderOps, MessageOps, DocumentOps):
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
                                              Mailbox.created_at).where(Mailbox.ins == ins))).first()
+        return self._info(row) if row else None
+
+    async def mailbox_by_id(self, mailbox_id: int) -> MailboxInfo | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
+                                             Mailbox.created_at).where(Mailbox.id == mailbox_id))).first()
         return self._info(row) if row else None
 
     async def require_mailbox(self, ins: str) -> MailboxInfo:
@@ -477,6 +490,21 @@ class Store(FolderOps, MessageOps, DocumentOps):
         self._cache.forget(ins)
         return info
 
+    async def set_password(self, ins: str, password_hash: str, actor: str = "admin", source: str = "cli") -> None:
+        """A new argon2id password hash (`mailbox passwd`), audited."""
+        when = dt.datetime.now(dt.timezone.utc)
+
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            mid = conn.execute(select(Mailbox.id).where(Mailbox.ins == ins)).scalar()
+            if mid is None:
+                raise NoSuchMailbox(f"no mailbox for INS {ins}")
+            conn.execute(update(Mailbox).where(Mailbox.id == mid).values(password_hash=password_hash))
+            conn.execute(insert(AuditEvent).values(mailbox_id=mid, at=when, actor=actor, action="password",
+                                                   detail="changed", source=source))
+            return None, []
+
+        await self.writer.submit(job)
+
     async def folders(self, ins: str) -> list[FolderInfo]:
         return await self.list_folders((await self.require_mailbox(ins)).id)
 
@@ -532,18 +560,21 @@ class Store(FolderOps, MessageOps, DocumentOps):
                       internal_date: dt.datetime | None = None, folder: str = "INBOX",
                       flags: Sequence[str] = (),
                       documents: Sequence[tuple[MailboxInfo, Sequence[NewDocument]]] = (),
-                      filed_by: str = "mx", source: str = "") -> list[Delivered]:
+                      filed_by: str = "mx", source: str = "",
+                      not_filed: Sequence[tuple[MailboxInfo, str]] = (),
+                      conversation: ConversationEffects | None = None) -> list[Delivered]:
         """Store one message in each mailbox's folder, and file its documents in their
-        dossiers, all or nothing, durably."""
+        dossiers (`not_filed`: (mailbox, reason) for the audit log), and record the
+        conversation effects of a professional's message, all or nothing, durably."""
         when = internal_date or dt.datetime.now(dt.timezone.utc)
         blob_id = uuid.uuid4().hex
         content_key = new_data_key()
         sealed = seal(AESGCM(content_key), raw, blob_aad(CONTENT, blob_id, "raw"))
         keys = [(mb, seal(await self._data_key(mb.id, mb.ins), content_key, blob_aad(mb.ins, blob_id, "key")))
                 for mb in mailboxes]
-        docs = await self.seal_documents(documents, filed_by, source)
+        docs = await self.seal_documents(documents, filed_by, source, not_filed)
         return await self.writer.submit(
-            _Delivery(blob_id, sealed, len(raw), keys, folder, " ".join(flags), when, docs))
+            _Delivery(blob_id, sealed, len(raw), keys, folder, " ".join(flags), when, docs, conversation))
 
     async def messages(self, ins: str, folder: str = "INBOX") -> list[MessageInfo]:
         async with self.engine.connect() as conn:

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sqlite3
 import secrets
 import sys
@@ -170,12 +171,7 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
     ins = _ins(args.ins)
     state = _state(args.state)
     email = _email(args.notify_email) if args.notify_email else None
-    pw_hash = None
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise UsageError("--password-stdin: empty password on standard input")
-        pw_hash = PasswordHasher().hash(password)  # argon2id, RFC 9106 parameters
+    pw_hash = _password_from_stdin("--password-stdin") if args.password_stdin else None
     config = _load(args)
     code = activation_hash = None
     if state is MailboxState.PENDING:
@@ -187,6 +183,124 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
     print(f"mailbox {info.ins}@{config.domain} created ({info.state.value})")
     if code:
         print(f"activation code: {code} (shown once)")
+    return 0
+
+
+def _password_from_stdin(what: str) -> str:
+    """One line of standard input, hashed with argon2id (RFC 9106 parameters)."""
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UsageError(f"{what}: empty password on standard input")
+    return PasswordHasher().hash(password)
+
+
+def cmd_mailbox_passwd(args: argparse.Namespace) -> int:
+    ins = _ins(args.ins)
+    pw_hash = _password_from_stdin("mailbox passwd")
+    config = _load(args)
+    _with_store(config, lambda s: s.set_password(ins, pw_hash))
+    print(f"password of {ins}@{config.domain} changed")
+    return 0
+
+
+def _address(field: str, text: str) -> str:
+    from policy.conversation import normalise_address
+    norm = normalise_address(text.strip())
+    if norm is None:
+        raise UsageError(f"{field}: {text!r} is not an e-mail address")
+    return norm
+
+
+def cmd_pharmacy(args: argparse.Namespace) -> int:
+    from mailbox_store.conversations import PharmacyError
+    ins = _ins(args.ins)
+    config = _load(args)
+    if args.action == "list":
+        for a in _with_store(config, lambda s: _pharmacies(s, ins)):
+            print(a)
+        return 0
+    address = _address("ADDRESS", args.address)
+    domain = address.rpartition("@")[2]
+    if args.action == "allow":
+        from certs.trustlist import load_trust_list
+        try:
+            trust = load_trust_list(config.trust_list, config.trust_list_require_digest).trust
+        except (ValueError, OSError) as e:
+            raise UsageError(f"trust_list.path: {e}") from None
+        if domain not in trust.domains:
+            raise UsageError(f"ADDRESS: {domain} is not on the MSSante trust list (nothing leaves the trust space)")
+
+    async def change(s: Store) -> None:
+        mb = await s.require_mailbox(ins)
+        if args.action == "allow":
+            await s.allow_pharmacy(mb, address)
+        else:
+            await s.revoke_pharmacy(mb, address)
+
+    try:
+        _with_store(config, change)
+    except PharmacyError as e:
+        raise UsageError(str(e)) from None
+    print(f"pharmacy {address} {'allowed' if args.action == 'allow' else 'revoked'} for {ins}")
+    return 0
+
+
+async def _pharmacies(s: Store, ins: str) -> list[str]:
+    return await s.pharmacies(await s.require_mailbox(ins))
+
+
+def _queue_id(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{32}", text):
+        raise UsageError(f"ID: {text!r} is not a queue entry id (32 hexadecimal digits, see `queue list`)")
+    return text
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from mailbox_store.outbound import NoSuchEntry
+    config = _load(args)
+
+    async def run(s: Store) -> Any:
+        if args.action == "list":
+            return await s.queue_items()
+        entry = _queue_id(args.id)
+        if args.action == "show":
+            return await s.queue_item(entry)
+        if args.action == "retry":
+            return await s.queue_retry(entry)
+        return await s.queue_remove(entry)
+
+    try:
+        result = _with_store(config, run)
+    except NoSuchEntry as e:
+        raise UsageError(str(e)) from None
+    if args.action == "list":
+        if args.json:
+            print(json.dumps([_queue_json(i) for i in result], indent=2))
+        else:
+            for i in result:
+                when = i.next_attempt_at.strftime("%Y-%m-%d %H:%M:%S")
+                print(f"{i.id}  {i.kind:<12} {i.rcpt:<40} attempts={i.attempts} next={when}Z {i.last_error[:60]}")
+    elif args.action == "show":
+        print(json.dumps(_queue_json(result), indent=2))
+    else:
+        print(f"queue entry {args.id} {'due now' if args.action == 'retry' else 'deleted'}")
+    return 0
+
+
+def _queue_json(i: Any) -> dict[str, Any]:
+    return {"id": i.id, "envelope_id": i.envelope_id, "kind": i.kind, "route": i.route, "mail_from": i.mail_from,
+            "rcpt": i.rcpt, "size": i.size, "attempts": i.attempts, "next_attempt_at": i.next_attempt_at.isoformat(),
+            "created_at": i.created_at.isoformat(), "expires_at": i.expires_at.isoformat(),
+            "last_error": i.last_error}
+
+
+def cmd_dkim_dns(args: argparse.Namespace) -> int:
+    from certs.dkim import DkimError, DkimKey, dns_record
+    config = _load(args)
+    try:
+        print(dns_record(DkimKey.load(config.dkim_key, config.dkim_selector, config.domain)))
+    except DkimError as e:
+        raise UsageError(f"dkim.key: {e}") from None
     return 0
 
 
@@ -259,6 +373,8 @@ def cmd_mailbox_close(args: argparse.Namespace) -> int:
         await asyncio.sleep(config.mailbox_cache_ttl)
         done = await export(s, ins, target, config.archive_recipient, config.gnupg_home, exclusive=True)
         await s.purge_messages(ins, done.items)
+        for doc_id in done.documents:  # the archive holds them
+            await s.delete_document(mb, doc_id, actor="admin", source="cli:close")
         await s.audit(mb.id, "admin", "close", f"archive {target.name}, kept {config.archive_retention_years} "
                       "years", "cli")
         return done
@@ -267,7 +383,8 @@ def cmd_mailbox_close(args: argparse.Namespace) -> int:
         done = _with_store(config, close)
     except ExportError as e:
         raise UsageError(f"archive: {e}") from None
-    print(f"mailbox {ins} closed; {done.messages} messages archived (encrypted) in {target}")
+    print(f"mailbox {ins} closed; {done.messages} messages and {len(done.documents)} dossier documents archived "
+          f"(encrypted) in {target}")
     return 0
 
 
@@ -376,6 +493,74 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         for r in records:
             print(f"{r.at:%Y-%m-%d %H:%M:%S}Z  {r.actor:<28} {r.action:<16} {r.source:<16} {r.detail}")
+    return 0
+
+
+def _doc_id(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{32}", text):
+        raise UsageError(f"DOC_ID: {text!r} is not a document id (32 hexadecimal digits, see `dossier list`)")
+    return text
+
+
+def cmd_dossier_list(args: argparse.Namespace) -> int:
+    ins = _ins(args.ins)
+    config = _load(args)
+
+    async def listing(s: Store) -> list[Any]:
+        return await s.documents(await s.require_mailbox(ins))
+
+    docs = _with_store(config, listing)
+    if args.json:
+        print(json.dumps([{"id": d.id, "size": d.size, "filed_at": d.filed_at.isoformat(), "filed_by": d.filed_by,
+                           **d.meta} for d in docs], indent=2, ensure_ascii=False))
+    else:
+        for d in docs:
+            m = d.meta
+            print(f"{d.id}  {d.filed_at:%Y-%m-%d %H:%M}Z  {m.get('mime_type') or '-':<16} {d.size:>9}  "
+                  f"{m.get('category') or '-'} | {m.get('title') or '-'}")
+    return 0
+
+
+def cmd_dossier_get(args: argparse.Namespace) -> int:
+    from mailbox_store.documents import NoSuchDocument
+    from relay.export import durable_replace, private_file
+    ins, doc_id, out = _ins(args.ins), _doc_id(args.doc_id), Path(args.out)
+    if out.exists():
+        raise UsageError(f"--out: {out} exists; choose a new file")
+    config = _load(args)
+
+    async def get(s: Store) -> Any:
+        return await s.document(await s.require_mailbox(ins), doc_id, actor="admin", source="cli")
+
+    try:
+        doc, content = _with_store(config, get)
+    except NoSuchDocument as e:
+        raise UsageError(str(e)) from None
+    partial = out.with_name(out.name + ".partial")
+    try:
+        private_file(partial)  # health data: never readable by others, not even while written
+        partial.write_bytes(content)
+        durable_replace(partial, out)
+    except OSError as e:
+        partial.unlink(missing_ok=True)
+        raise UsageError(f"--out: cannot write {out}: {e.strerror or e}") from None
+    print(f"document {doc.id} ({doc.meta.get('mime_type')}, {doc.size} bytes) written to {out}")
+    return 0
+
+
+def cmd_dossier_delete(args: argparse.Namespace) -> int:
+    from mailbox_store.documents import NoSuchDocument
+    ins, doc_id = _ins(args.ins), _doc_id(args.doc_id)
+    config = _load(args)
+
+    async def delete(s: Store) -> None:
+        await s.delete_document(await s.require_mailbox(ins), doc_id, actor="admin", source="cli")
+
+    try:
+        _with_store(config, delete)
+    except NoSuchDocument as e:
+        raise UsageError(str(e)) from None
+    print(f"document {doc_id} deleted from the dossier of {ins}")
     return 0
 
 
@@ -523,6 +708,49 @@ def build_parser() -> argparse.ArgumentParser:
     s = gsub.add_parser("list", parents=[common], help="guardians of a child")
     s.add_argument("child", metavar="CHILD_INS")
     s.set_defaults(func=cmd_guardian_list)
+    s = msub.add_parser("passwd", parents=[common], help="set a mailbox's password (read from standard input)")
+    s.add_argument("ins", metavar="INS")
+    s.set_defaults(func=cmd_mailbox_passwd)
+    ph = sub.add_parser("pharmacy", help="pharmacies a patient may write to first")
+    phsub = ph.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    for action, helptext in (("allow", "allow the patient to write first to this pharmacy"),
+                             ("revoke", "withdraw that permission")):
+        s = phsub.add_parser(action, parents=[common], help=helptext)
+        s.add_argument("ins", metavar="INS")
+        s.add_argument("address", metavar="ADDRESS")
+        s.set_defaults(func=cmd_pharmacy)
+    s = phsub.add_parser("list", parents=[common], help="pharmacies allowed for a patient")
+    s.add_argument("ins", metavar="INS")
+    s.set_defaults(func=cmd_pharmacy)
+    q = sub.add_parser("queue", help="the outbound queue")
+    qsub = q.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    s = qsub.add_parser("list", parents=[common], help="entries of the outbound queue")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_queue)
+    for action, helptext in (("show", "one entry"), ("retry", "try this entry now"),
+                             ("delete", "remove this entry (it will not be delivered)")):
+        s = qsub.add_parser(action, parents=[common], help=helptext)
+        s.add_argument("id", metavar="ID")
+        s.set_defaults(func=cmd_queue)
+    dk = sub.add_parser("dkim", help="DKIM signing key")
+    dksub = dk.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    s = dksub.add_parser("dns", parents=[common], help="print the DNS TXT record of the signing key")
+    s.set_defaults(func=cmd_dkim_dns)
+    d = sub.add_parser("dossier", help="documents of a patient's medical dossier")
+    dsub = d.add_subparsers(dest="dossier_command", required=True, parser_class=_Parser)
+    s = dsub.add_parser("list", parents=[common], help="documents of a patient's dossier")
+    s.add_argument("ins")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_dossier_list)
+    s = dsub.add_parser("get", parents=[common], help="write one document's content to a file (audited)")
+    s.add_argument("ins")
+    s.add_argument("doc_id", metavar="DOC_ID")
+    s.add_argument("--out", required=True, help="file to write (must not exist)")
+    s.set_defaults(func=cmd_dossier_get)
+    s = dsub.add_parser("delete", parents=[common], help="delete one document from the dossier (audited)")
+    s.add_argument("ins")
+    s.add_argument("doc_id", metavar="DOC_ID")
+    s.set_defaults(func=cmd_dossier_delete)
     return p
 
 

@@ -32,6 +32,22 @@ class Listen:
 
 
 @dataclass(frozen=True)
+class DeliveryConfig:
+    """[delivery]: the outbound queue runner (issue 3 §3)."""
+
+    transport: dict[str, Listen]  # domain -> host:port; else DNS MX (RFC 5321 §5.1)
+    backoff: tuple[float, ...]  # seconds before attempt 2, 3, ...; the last one repeats
+    lifetime: float  # seconds before a message that cannot be delivered bounces
+    concurrency: int  # deliveries in flight
+    per_destination: int  # deliveries in flight to one domain
+    timeout: float  # per SMTP command (RFC 5321 §4.5.3.2 asks for minutes; we are less patient)
+    client_cert: Path
+    client_key: Path
+    auto_reply_per_sender: int  # TEST acknowledgements per sender ...
+    auto_reply_window: float  # ... per this many seconds (RFC 3834 §2)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     hostname: str
@@ -70,6 +86,15 @@ class Config:
     mailbox_cache_ttl: float
     log_level: str
     attachments: AttachmentLimits = AttachmentLimits()
+    submission_listen: Listen = Listen("127.0.0.1", 2587)
+    submission_listen_tls: Listen = Listen("127.0.0.1", 2465)
+    delivery: "DeliveryConfig | None" = None
+    dkim_selector: str = "mssante"
+    dkim_key: Path = Path("keys/dkim.key")
+    notify_smarthost: Listen | None = None
+    notify_from: str = "ne-pas-repondre@patient.mssante.fr"
+    notify_window: float = 3600.0
+    notify_webmail_url: str = ""
 
     @property
     def base_dir(self) -> Path:
@@ -119,6 +144,12 @@ def _domain_name(field: str, value: str) -> str:
     return value
 
 
+def _domain_label(field: str, value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", value):
+        raise ConfigError(f"{field}: expected a DNS label, got {value!r}")
+    return value
+
+
 def _attachment_limits(data: dict[str, Any]) -> AttachmentLimits:
     """[attachments]: each field of AttachmentLimits, a positive integer."""
     defaults = AttachmentLimits()
@@ -129,6 +160,42 @@ def _attachment_limits(data: dict[str, Any]) -> AttachmentLimits:
     if unknown:
         raise ConfigError(f"attachments.{sorted(unknown)[0]}: unknown key")
     return AttachmentLimits(**values)
+
+
+def _delivery(data: dict[str, Any], base: Path) -> DeliveryConfig:
+    raw = _get(data, "delivery", "transport", dict, {})
+    transport = {}
+    for domain, target in raw.items():
+        if not isinstance(target, str):
+            raise ConfigError(f"delivery.transport.{domain}: expected \"host:port\", got {target!r}")
+        transport[_domain_name(f"delivery.transport.{domain}", domain).lower()] = \
+            parse_listen(f"delivery.transport.{domain}", target)
+    backoff = _get(data, "delivery", "backoff", list, [60, 300, 900, 1800, 3600, 7200, 14400])
+    if not backoff:
+        raise ConfigError("delivery.backoff: must list at least one delay")
+    for i, b in enumerate(backoff):
+        if isinstance(b, bool) or not isinstance(b, (int, float)):
+            raise ConfigError(f"delivery.backoff[{i}]: expected seconds, got {b!r}")
+        _positive(f"delivery.backoff[{i}]", b)
+
+    def p(key: str, default: str) -> Path:
+        v = Path(_get(data, "delivery", key, str, default))
+        return v if v.is_absolute() else base / v
+
+    return DeliveryConfig(
+        transport=transport, backoff=tuple(float(b) for b in backoff),
+        lifetime=float(_positive("delivery.lifetime_days",
+                                 _get(data, "delivery", "lifetime_days", (int, float), 5))) * 86400,
+        concurrency=int(_positive("delivery.concurrency", _get(data, "delivery", "concurrency", int, 16))),
+        per_destination=int(_positive("delivery.per_destination",
+                                      _get(data, "delivery", "per_destination", int, 4))),
+        timeout=float(_positive("delivery.timeout", _get(data, "delivery", "timeout", (int, float), 60))),
+        client_cert=p("client_cert", "pki/server.pem"), client_key=p("client_key", "pki/server.key"),
+        auto_reply_per_sender=int(_positive("delivery.auto_reply_per_sender",
+                                            _get(data, "delivery", "auto_reply_per_sender", int, 10))),
+        auto_reply_window=float(_positive("delivery.auto_reply_window",
+                                          _get(data, "delivery", "auto_reply_window", (int, float), 3600))),
+    )
 
 
 def resolve_store_url(url: str, base: Path) -> str:
@@ -168,6 +235,7 @@ def load_config(path: Path) -> Config:
     ttl = _get(data, "store", "mailbox_cache_ttl", (int, float), 1.0)
     if not math.isfinite(ttl) or ttl < 0:
         raise ConfigError(f"store.mailbox_cache_ttl: must be >= 0, got {ttl!r}")
+    smarthost = _get(data, "notifications", "smarthost", str, "")
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: expected debug|info|warning|error, got {level!r}")
     return Config(
@@ -218,6 +286,18 @@ def load_config(path: Path) -> Config:
         mailbox_cache_ttl=float(ttl),
         log_level=level,
         attachments=_attachment_limits(data),
+        submission_listen=parse_listen("submission.listen",
+                                       _get(data, "submission", "listen", str, "127.0.0.1:2587")),
+        submission_listen_tls=parse_listen("submission.listen_tls",
+                                           _get(data, "submission", "listen_tls", str, "127.0.0.1:2465")),
+        delivery=_delivery(data, base),
+        dkim_selector=_domain_label("dkim.selector", _get(data, "dkim", "selector", str, "mssante")),
+        dkim_key=p("dkim", "key", "keys/dkim.key"),
+        notify_smarthost=parse_listen("notifications.smarthost", smarthost) if smarthost else None,
+        notify_from=_get(data, "notifications", "from", str, "ne-pas-repondre@patient.mssante.fr"),
+        notify_window=float(_positive("notifications.window",
+                                      _get(data, "notifications", "window", (int, float), 3600))),
+        notify_webmail_url=_get(data, "notifications", "webmail_url", str, ""),
     )
 
 

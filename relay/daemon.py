@@ -21,7 +21,12 @@ from relay.config import Config
 from relay.admin import AdminServer
 from relay.imap.server import ImapServer
 from relay.runtime import Runtime
+from relay.auth import Authenticator
+from relay.delivery.receipts import ReceiptSender
+from relay.delivery.runner import QueueRunner
+from relay.notify import Notifier
 from relay.smtp.mx import MxHandler, MxSMTP
+from relay.smtp.submission import SubmissionHandler, SubmissionSMTP
 
 log = structlog.get_logger("relay.daemon")
 SHUTDOWN_REPLY = SHUTTING_DOWN.smtp()
@@ -55,6 +60,10 @@ class Daemon:
         self.admin: AdminServer | None = None
         self.admin_port = 0
         self._server: asyncio.base_events.Server | None = None
+        self._submission: list[asyncio.base_events.Server] = []
+        self.queue: QueueRunner | None = None
+        self.receipts: ReceiptSender | None = None
+        self.notifier: Notifier | None = None
         self._stop = asyncio.Event()
         self._lock: int | None = None
 
@@ -62,6 +71,11 @@ class Daemon:
     def mx_port(self) -> int:
         assert self._server is not None
         return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def submission_ports(self) -> tuple[int, int]:
+        """(STARTTLS, implicit TLS)."""
+        return tuple(s.sockets[0].getsockname()[1] for s in self._submission)  # type: ignore[return-value]
 
     async def start(self) -> None:
         try:
@@ -98,8 +112,34 @@ class Daemon:
         log.info("daemon.listening", front="mx", address=f"{cfg.mx_listen.host}:{self.mx_port}")
         self.imap = ImapServer(cfg, rt.store, rt.master, rt.imap_tls)
         await self.imap.start()
+        await self._start_submission(rt)
+        self.queue = QueueRunner(rt)
+        self.queue.start()
+        self.receipts = ReceiptSender(rt)
+        self.receipts.start()
+        self.notifier = Notifier(rt)
+        self.notifier.start()
         self.admin = AdminServer(rt)
         self.admin_port = await self.admin.start()
+
+    async def _start_submission(self, rt: Runtime) -> None:
+        handler = SubmissionHandler(rt)
+        auth = Authenticator(rt.store, rt.master, rt.config.domain)
+        loop = asyncio.get_running_loop()
+        for listen, implicit in ((rt.config.submission_listen, False), (rt.config.submission_listen_tls, True)):
+            def factory(implicit: bool = implicit) -> SubmissionSMTP:
+                return SubmissionSMTP(handler, runtime=rt, authenticator=auth, hostname=rt.config.hostname,
+                                      ident="mssante-relay", tls_context=None if implicit else rt.imap_tls,
+                                      require_starttls=not implicit, auth_required=True, auth_require_tls=True,
+                                      decode_data=False, data_size_limit=rt.config.max_message_size,
+                                      enable_SMTPUTF8=True, timeout=rt.config.mx_timeout,
+                                      command_call_limit=COMMAND_CALL_LIMITS,
+                                      auth_exclude_mechanism=["CRAM-MD5"])
+            server = await loop.create_server(factory, listen.host, listen.port, reuse_address=True,
+                                              ssl=rt.imap_tls if implicit else None)
+            self._submission.append(server)
+            log.info("daemon.listening", front="submission" + ("s" if implicit else ""),
+                     address=f"{listen.host}:{server.sockets[0].getsockname()[1]}")
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -111,6 +151,8 @@ class Daemon:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        for server in self._submission:
+            server.close()
         rt = self.runtime
         if rt is not None:
             rt.stopping = True  # a session's next MAIL gets 421 4.3.2
@@ -121,6 +163,11 @@ class Daemon:
                 await self.imap.stop(self.config.shutdown_grace)
             if rt is not None:
                 await self._drain_sessions(rt)
+            for listener in (self.receipts, self.notifier):
+                if listener is not None:
+                    listener.stop()
+            if self.queue is not None:
+                await self.queue.stop(self.config.shutdown_grace)
         finally:
             if rt is not None:
                 await rt.store.close()  # commits every job already submitted

@@ -2,10 +2,10 @@
 archive `mailbox close` keeps for 10 years (DESIGN.md §4 "Lifecycle").
 
 The export is a tar: every message as an .eml under messages/<folder>/<uid>.eml, the
-audit log as audit.json, and manifest.json. With a recipient key it is encrypted with
-GnuPG (python-gnupg) and nothing unencrypted touches the disk: the tar is built in a
-private temporary directory (0700) and removed. The dossier is not part of it yet: it
-does not exist before issue 5, and the manifest says so.
+dossier's documents under dossier/<id>/<file name> with their metadata in
+dossier/documents.json, the audit log as audit.json, and manifest.json. With a
+recipient key it is encrypted with GnuPG (python-gnupg) and nothing unencrypted touches
+the disk: the tar is built in a private temporary directory (0700) and removed.
 """
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ class Exported:
     messages: int
     encrypted: bool
     items: tuple[tuple[str, int], ...] = ()  # (folder, uid) of every message written
+    documents: tuple[str, ...] = ()  # id of every dossier document written
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, when: dt.datetime) -> None:
@@ -64,7 +65,17 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, when: dt.datetime) -> Non
     tar.addfile(info, io.BytesIO(data))
 
 
-async def _write_tar(store: Store, ins: str, target: Path) -> list[tuple[str, int]]:
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]")
+
+
+def _member_name(doc_id: str, filename: object) -> str:
+    """dossier/<id>/<name>: the sender chose the file name, so only a plain, short,
+    non-hidden name is kept (no path, no '..')."""
+    name = _UNSAFE_NAME.sub("_", str(filename or ""))[:100].lstrip(".") or "document"
+    return f"dossier/{doc_id}/{name}"
+
+
+async def _write_tar(store: Store, ins: str, target: Path) -> tuple[list[tuple[str, int]], list[str]]:
     mb = await store.require_mailbox(ins)
     now = dt.datetime.now(dt.timezone.utc)
     items: list[tuple[str, int]] = []
@@ -78,14 +89,21 @@ async def _write_tar(store: Store, ins: str, target: Path) -> list[tuple[str, in
                 for uid, raw in sorted(raws.items()):
                     _add(tar, f"messages/{f.name}/{uid}.eml", raw, now)
                     items.append((f.name, uid))
+        documents = []
+        for d in await store.documents(mb):
+            _, content = await store.document(mb, d.id, actor="admin", source="cli:export")
+            member = _member_name(d.id, d.meta.get("filename"))
+            _add(tar, member, content, now)
+            documents.append({"id": d.id, "file": member, "size": d.size, "filed_at": d.filed_at.isoformat(),
+                              "filed_by": d.filed_by, **d.meta})
+        _add(tar, "dossier/documents.json", json.dumps(documents, indent=2, ensure_ascii=False).encode(), now)
         audit = [{"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "detail": e.detail,
                   "source": e.source} for e in await store.audit_events(mb.id)]
         _add(tar, "audit.json", json.dumps(audit, indent=2, ensure_ascii=False).encode(), now)
         manifest = {"ins": ins, "state": mb.state.value, "exported_at": now.isoformat(), "messages": len(items),
-                    "folders": [f.name for f in folders],
-                    "dossier": "not included: the dossier does not exist in this version"}
+                    "folders": [f.name for f in folders], "documents": len(documents)}
         _add(tar, "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False).encode(), now)
-    return items
+    return items, [d["id"] for d in documents]
 
 
 async def export(store: Store, ins: str, out: Path, recipient: str | None = None,
@@ -98,18 +116,18 @@ async def export(store: Store, ins: str, out: Path, recipient: str | None = None
         partial = out.with_name(out.name + ".partial")
         private_file(partial)
         try:
-            items = await _write_tar(store, ins, partial)
+            items, docs = await _write_tar(store, ins, partial)
         except BaseException:
             partial.unlink(missing_ok=True)  # never leave plaintext behind
             raise
         durable_replace(partial, out)
-        return Exported(out, len(items), False, tuple(items))
+        return Exported(out, len(items), False, tuple(items), tuple(docs))
     gpg = gnupg.GPG(gnupghome=str(gnupg_home) if gnupg_home else None)
     if not gpg.list_keys(keys=[recipient]):
         raise ExportError(f"no GnuPG public key for {recipient!r}" + (f" in {gnupg_home}" if gnupg_home else ""))
     with tempfile.TemporaryDirectory(prefix="mssante-export-") as tmp:  # 0700
         plain = Path(tmp) / "export.tar"
-        items = await _write_tar(store, ins, plain)
+        items, docs = await _write_tar(store, ins, plain)
         partial = out.with_name(out.name + ".partial")
         with plain.open("rb") as f:
             result = gpg.encrypt_file(f, recipients=[recipient], output=str(partial), armor=False,
@@ -118,7 +136,7 @@ async def export(store: Store, ins: str, out: Path, recipient: str | None = None
             partial.unlink(missing_ok=True)
             raise ExportError(f"GnuPG encryption failed: {result.status}")
     durable_replace(partial, out)
-    return Exported(out, len(items), True, tuple(items))
+    return Exported(out, len(items), True, tuple(items), tuple(docs))
 
 
 def expired_archives(directory: Path, years: int, today: dt.date | None = None) -> list[Path]:

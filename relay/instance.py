@@ -5,12 +5,14 @@ import datetime as dt
 from importlib import resources
 from pathlib import Path
 
+from certs.dkim import generate_key
 from certs.pki import OPERATOR_DOMAIN, write_dev_pki
 from certs.trustlist import render_trust_list
 from mailbox_store.crypto import MasterKey
 
 DEMO_INS = "279035121518989"  # the example of the Mon espace santé documentation
-KEY_FILES = ("pki/ca.key", "pki/server.key", "pki/operator.key", "pki/untrusted.key", "keys/master.key")
+KEY_FILES = ("pki/ca.key", "pki/server.key", "pki/operator.key", "pki/untrusted.key", "keys/master.key",
+             "keys/dkim.key")
 
 
 class InstanceExists(Exception):
@@ -40,6 +42,7 @@ def init_instance(target: Path, force: bool = False) -> Path:
     (target / "keys").mkdir(mode=0o700, exist_ok=True)
     (target / "keys/master.key").unlink(missing_ok=True)
     MasterKey.generate(target / "keys/master.key")
+    generate_key(target / "keys/dkim.key")  # `mssante-relay dkim dns` prints its TXT record
     config = target / "relay.toml"
     text = resources.files("relay").joinpath("templates/relay.toml").read_text(encoding="utf-8")
     fingerprint = _dev_archive_key(target / "keys/gnupg")

@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 
+from certs.dkim import DkimError, DkimKey
 from certs.tls import server_context
 from certs.trustlist import LoadedTrustList, load_trust_list
 from mailbox_store.crypto import MasterKey
@@ -41,6 +42,15 @@ def load_trust(config: Config) -> LoadedTrustList:
     return loaded
 
 
+def load_dkim(config: Config) -> DkimKey | None:
+    """The DKIM signing key; without one, outbound mail leaves unsigned (logged)."""
+    try:
+        return DkimKey.load(config.dkim_key, config.dkim_selector, config.domain)
+    except DkimError as e:
+        log.warning("dkim.no_key", error=str(e), effect="outbound mail is not signed")
+        return None
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -49,6 +59,7 @@ class Runtime:
     trust: LoadedTrustList
     tls: ssl.SSLContext
     imap_tls: ssl.SSLContext
+    dkim: DkimKey | None = None
     sessions: set[Any] = field(default_factory=set)
     sessions_per_ip: SlotCounter = field(default_factory=SlotCounter)
     stopping: bool = False
@@ -64,7 +75,7 @@ class Runtime:
         if await store.get_mailbox(POSTMASTER) is None:
             # RFC 5321 §4.5.1: postmaster@ our domain must be accepted; operations read it
             await store.create_mailbox(POSTMASTER, MailboxState.ACTIVE)
-        return cls(config, store, master, trust, tls, imap_tls)
+        return cls(config, store, master, trust, tls, imap_tls, load_dkim(config))
 
     def reload(self) -> bool:
         """Re-read trust list, certificates, CRLs and limits; on any error keep the old

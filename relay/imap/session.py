@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from dossier_bridge.filing import file_messages
 from mailbox_store.feed import Change
 from mailbox_store.folders import SEPARATOR, FolderError, FolderInfo
 from mailbox_store.messages import SEEN
+from mailbox_store.models import DOSSIER_FOLDER
 from mailbox_store.store import MailboxInfo, StoreError
 from relay.imap import fetch as fetchmod
 from relay.imap import search as searchmod
@@ -963,6 +965,8 @@ async def _copy(s: Session, p: Parser, uid: bool, move: bool) -> Reply:
     result = await s.server.store.copy(sel.owner.id, sel.name, uids, target_folder, move=move)
     if not result.pairs:
         return ok("nothing to do")
+    if target_folder == DOSSIER_FOLDER:
+        await _file_in_dossier(s, owner, [dst for _, dst in result.pairs])
     code = "COPYUID %d %s %s" % (result.uidvalidity, compress(x for x, _ in result.pairs),
                                  compress(y for _, y in result.pairs))
     if move:  # RFC 6851 §4.3: COPYUID in an untagged OK, then the expunges
@@ -971,6 +975,18 @@ async def _copy(s: Session, p: Parser, uid: bool, move: bool) -> Reply:
             sel.feed(_expunged(sel, src))
         return ok("MOVE done")
     return ok("COPY done", code)
+
+
+async def _file_in_dossier(s: Session, owner: MailboxInfo, uids: list[int]) -> None:
+    """Issue 5 §4: a message copied or moved into "Dossier médical" files its
+    attachments. The copy is done whatever happens here; a failure is logged."""
+    assert s.user is not None
+    actor = "patient" if owner.id == s.user.id else f"guardian:{s.user.ins}"
+    try:
+        await file_messages(s.server.store, owner, DOSSIER_FOLDER, uids, s.server.config.attachments, actor,
+                            s.peer)
+    except Exception as e:
+        log.error("dossier.filing_failed", error=type(e).__name__)
 
 
 async def cmd_copy(s: Session, tag: str, p: Parser, uid: bool) -> Reply:

@@ -12,13 +12,19 @@ Implementation notes:
 - Nothing a client sends reaches our trace headers unchecked: HELO must be a domain or
   an address literal, the recipient is written in its normalised form, the
   certificate subject is quoted with escapes (trace.py).
-- 250 after DATA means: stored durably in every accepted mailbox (one transaction).
-  The commit is shielded: a session cut while waiting for it does not cancel it.
+- Attachments (DESIGN.md §4): every part is checked by its real content before
+  anything is stored (554 5.6.1 / 552 5.3.4 name the part); the documents each
+  patient's dossier receives are filed in the delivery's own transaction.
+- 250 after DATA means: stored durably in every accepted mailbox, documents included
+  (one transaction). The commit is shielded: a session cut while waiting for it does
+  not cancel it.
 """
 from __future__ import annotations
 
 import asyncio
 import ssl
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -28,14 +34,17 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 from prometheus_client import Counter, Gauge, Histogram
 
 from certs.tls import peer_subject
+from dossier_bridge.dossier import inspect_message
 from mailbox_store.store import Delivered, MailboxInfo
-from policy.addresses import AddressKind, split_address, valid_helo
+from policy.addresses import TEST_LOCAL_PART, AddressKind, split_address, valid_helo
+from policy.conversation import professional_effects, professional_from_headers
 from policy.decisions import (BAD_HELO, BARE_LINE_ENDING, CLIENT_CERT_REQUIRED, MESSAGE_TOO_BIG,
                               SHUTTING_DOWN, STARTTLS_REQUIRED, STORE_UNAVAILABLE, TLS_ALREADY_ACTIVE,
-                              TOO_MANY_CONNECTIONS, TOO_MANY_RECIPIENTS, UNKNOWN_MAILBOX, Decision)
+                              TOO_MANY_CONNECTIONS, TOO_MANY_RECIPIENTS, Decision)
 from policy.recipients import classify_recipient, mailbox_decision
 from policy.trust import check_sender
 from relay.runtime import POSTMASTER
+from relay.smtp.autotest import AutoTest
 from relay.smtp.data import TooBig, read_dot_data
 from relay.smtp.replies import with_enhanced_code
 from relay.smtp.trace import Channel, has_bare_line_ending, strip_own_auth_results, trace_headers
@@ -51,6 +60,9 @@ STORE_SECONDS = Histogram("mssante_mx_store_seconds", "From the end of DATA to t
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 SESSIONS = Gauge("mssante_mx_sessions", "Open SMTP sessions on the MX")
 NULL_SENDER = "<>"
+# Messages larger than this are inspected (MIME, attachments, XDM) in a worker thread,
+# so that other sessions' commands are not held up behind one 25 MB parse.
+INSPECT_INLINE_MAX = 256 * 1024
 
 
 class MxSMTP(SMTP):
@@ -169,6 +181,10 @@ class MxSMTP(SMTP):
 class MxHandler:
     def __init__(self, runtime: "Runtime"):
         self.rt = runtime
+        self.autotest = AutoTest(runtime)
+
+    def _is_mssante(self, domain: str) -> bool:
+        return domain.lower().rstrip(".") in self.rt.trust.trust.domains
 
     def refuse(self, d: Decision, stage: str, session: Session | None, **kw: Any) -> str:
         peer = session.peer[0] if session is not None and session.peer else None
@@ -211,6 +227,7 @@ class MxHandler:
         envelope.mail_options.extend(mail_options)
         session.sender_domain = domain  # type: ignore[attr-defined]
         envelope.mailboxes = []  # type: ignore[attr-defined]
+        envelope.test_rcpt = False  # type: ignore[attr-defined]
         return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
@@ -221,9 +238,11 @@ class MxHandler:
         if isinstance(c, Decision):
             return self.refuse(c, "rcpt", session)
         if c.kind is AddressKind.TEST:
-            # The TEST auto-reply is not built yet (issue 3): say so rather than
-            # swallow the message.
-            return self.refuse(UNKNOWN_MAILBOX, "rcpt", session, test_address=True)
+            # DESIGN.md §4 "TEST address": accepted, answered after DATA (autotest.py)
+            envelope.test_rcpt = True  # type: ignore[attr-defined]
+            if not any(r.partition("@")[0] == TEST_LOCAL_PART for r in envelope.rcpt_tos):
+                envelope.rcpt_tos.append(f"{TEST_LOCAL_PART}@{self.rt.config.domain}")
+            return "250 2.1.5 OK"
         key = POSTMASTER if c.kind is AddressKind.POSTMASTER else str(c.ins)
         ins_hash = self.rt.master.pseudonym(key)
         try:
@@ -261,8 +280,29 @@ class MxHandler:
         hashes = [self.rt.master.pseudonym(m.ins) for m in mailboxes]
         if has_bare_line_ending(raw):
             return self.refuse(BARE_LINE_ENDING, "data", session, ins_hash=hashes)
-        queue_id = uuid.uuid4().hex[:16]
         channel = self._channel(session)
+        # a bounce (null sender) carries the patient's own message back: nothing to file
+        patients = [m for m in mailboxes if m.ins != POSTMASTER] if envelope.mail_from != NULL_SENDER else []
+        limits = self.rt.config.attachments
+        if len(raw) > INSPECT_INLINE_MAX:
+            filing = await asyncio.to_thread(inspect_message, raw, patients, limits, channel.cert_subject)
+        else:
+            filing = inspect_message(raw, patients, limits, channel.cert_subject)
+        if isinstance(filing, Decision):
+            return self.refuse(filing, "data", session, ins_hash=hashes)
+        queue_id = uuid.uuid4().hex[:16]
+        if envelope.test_rcpt:  # type: ignore[attr-defined]
+            try:
+                await self.autotest.answer(envelope.mail_from or "", raw, queue_id)
+            except Exception as e:  # the test message is still accepted; the reply is best effort
+                log.error("autotest.failed", queue_id=queue_id, error=type(e).__name__)
+            if not mailboxes:
+                return f"250 2.0.0 OK: message de test recu / test message received as {queue_id}"
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        # DESIGN.md §4 "Professional initiates": the conversation change is committed
+        # with the message (a bounce, from the null sender, opens nothing)
+        conversation = None if envelope.mail_from == NULL_SENDER else professional_effects(
+            professional_from_headers(headers), self._is_mssante, own_domain=self.rt.config.domain)
         single = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
         stored = trace_headers(channel, self.rt.config.hostname, queue_id, single) + \
             strip_own_auth_results(raw, self.rt.config.hostname)
@@ -275,10 +315,13 @@ class MxHandler:
                 STORE_SECONDS.observe(time.monotonic() - started)
                 MESSAGES.labels("accepted", "250", "ok").inc()
                 log.info("message.accepted", queue_id=queue_id, size=len(stored), recipients=len(mailboxes),
-                         ins_hash=hashes, sender_domain=channel.sender_domain, tls=channel.tls_version)
+                         ins_hash=hashes, sender_domain=channel.sender_domain, tls=channel.tls_version,
+                         documents=sum(len(d) for _, d in filing.documents), not_filed=len(filing.not_filed))
 
         started = time.monotonic()
-        delivery = asyncio.ensure_future(self.rt.store.deliver(mailboxes, stored))
+        delivery = asyncio.ensure_future(self.rt.store.deliver(
+            mailboxes, stored, documents=filing.documents, filed_by="mx", source=channel.peer_ip,
+            not_filed=filing.not_filed, conversation=conversation))
         delivery.add_done_callback(logged)
         try:
             await asyncio.shield(delivery)

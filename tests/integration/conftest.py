@@ -45,6 +45,8 @@ def template_instance(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    .replace('listen = "127.0.0.1:2143"', 'listen = "127.0.0.1:0"')
                    .replace('listen_tls = "127.0.0.1:2993"', 'listen_tls = "127.0.0.1:0"')
                    .replace('listen = "127.0.0.1:9325"', 'listen = "127.0.0.1:0"')
+                   .replace('listen = "127.0.0.1:2587"', 'listen = "127.0.0.1:0"')
+                   .replace('listen_tls = "127.0.0.1:2465"', 'listen_tls = "127.0.0.1:0"')
                    .replace("shutdown_grace = 30", "shutdown_grace = 5"))
     # a second certificate of the same CA whose DN is on no list
     ca = load_ca(d / "pki")
@@ -122,6 +124,15 @@ class RunningDaemon:
             s.ehlo()
         return s
 
+    def submission(self, ins: str = INS_ACTIVE, login: bool = True) -> smtplib.SMTP:
+        """smtplib on the submission port (STARTTLS), logged in as the patient."""
+        s = smtplib.SMTP("127.0.0.1", self.daemon.submission_ports[0], local_hostname="patient-laptop", timeout=30)
+        s.starttls(context=ssl.create_default_context(cafile=str(self.pki("ca.pem"))))
+        s.ehlo()
+        if login:
+            s.login(f"{ins}@patient.mssante.fr", PASSWORD)
+        return s
+
     @property
     def imap_ports(self) -> tuple[int, int]:
         assert self.daemon.imap is not None
@@ -174,7 +185,9 @@ def relay(instance: Path) -> Iterator[RunningDaemon]:
 
 
 def message(subject: str = "Compte rendu", body: str = "Bonjour,\r\nVoici le compte rendu.\r\n",
-            to: str = f"{INS_ACTIVE}@patient.mssante.fr", extra: str = "") -> bytes:
-    return (f"From: Dr Martin <{SENDER}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n"
-            f"Message-ID: <{abs(hash(subject + body))}@{OPERATOR_DOMAIN}>\r\n{extra}"
+            to: str = f"{INS_ACTIVE}@patient.mssante.fr", extra: str = "", message_id: str | None = None,
+            sender: str = SENDER) -> bytes:
+    message_id = message_id or f"<{abs(hash(subject + body))}@{OPERATOR_DOMAIN}>"
+    return (f"From: Dr Martin <{sender}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n"
+            f"Message-ID: {message_id}\r\n{extra}"
             f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}").encode()

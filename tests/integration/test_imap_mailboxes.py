@@ -24,7 +24,7 @@ def _list(c: imaplib.IMAP4) -> dict[str, str]:
 def test_list_shows_special_use_folders(relay: RunningDaemon) -> None:
     c = relay.imap()
     folders = _list(c)
-    assert set(folders) == {"INBOX", "Sent", "Drafts", "Trash", "Archive"}
+    assert set(folders) == {"INBOX", "Sent", "Drafts", "Trash", "Archive", "Dossier m&AOk-dical"}
     assert "\\Sent" in folders["Sent"] and "\\Trash" in folders["Trash"] and "\\Archive" in folders["Archive"]
     assert "\\HasNoChildren" in folders["INBOX"]
     typ, data = c._simple_command("LIST", '""', '""')  # type: ignore[attr-defined]

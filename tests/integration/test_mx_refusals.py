@@ -188,10 +188,3 @@ def test_too_many_recipients(instance: Path) -> None:
             assert s.data(message())[0] == 250
     finally:
         relay.stop()
-
-
-def test_test_address_not_yet_served(relay: RunningDaemon) -> None:
-    with relay.smtp() as s:
-        s.mail(SENDER)
-        code, text = s.rcpt("reponse.automatique-test@patient.mssante.fr")
-        assert (code, text[:5]) == (550, b"5.1.1")

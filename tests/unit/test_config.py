@@ -70,7 +70,7 @@ def test_paths_relative_to_the_config_folder(tmp_path: Path, template: str,
 
 
 def test_absolute_paths_and_other_urls_kept(tmp_path: Path, template: str) -> None:
-    text = edited(template, 'cert = "pki/server.pem"', 'cert = "/etc/ssl/mx.pem"')
+    text = edited(template, '\ncert = "pki/server.pem"', '\ncert = "/etc/ssl/mx.pem"')
     text = edited(text, 'url = "sqlite+aiosqlite:///relay.db"', 'url = "sqlite+aiosqlite:////srv/relay.db"')
     cfg = load_config(write(tmp_path, text))
     assert cfg.tls_cert == Path("/etc/ssl/mx.pem")
@@ -125,7 +125,7 @@ def test_defaults_when_sections_are_absent(tmp_path: Path) -> None:
     ("log.level", 'level = "info"', "level = 3"),
     ("store.url", 'url = "sqlite+aiosqlite:///relay.db"\n', 'url = 5\n'),
     ("store.master_key", 'master_key = "keys/master.key"\n', 'master_key = []\n'),
-    ("tls.cert", 'cert = "pki/server.pem"\n', 'cert = false\n'),
+    ("tls.cert", '\ncert = "pki/server.pem"\n', '\ncert = false\n'),
     ("server.hostname", 'hostname = "mx.patient.mssante.fr"\n', 'hostname = "mx.santé.fr"\n'),
     ("mx.timeout", 'timeout = 300\n', 'timeout = nan\n'),
     ("mx.shutdown_grace", 'shutdown_grace = 30\n', 'shutdown_grace = inf\n'),

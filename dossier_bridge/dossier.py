@@ -1,0 +1,232 @@
+"""From a professional's message to documents of the patient's dossier (DESIGN.md §4
+"Dossier").
+
+Implementation notes:
+- Two steps, so a message to several patients is parsed once: `candidates` reads every
+  accepted attachment (an IHE_XDM.ZIP is unpacked and its METADATA.XML mapped, a bare
+  CDA's header read) and may refuse the message when a package turns out hostile while
+  unpacking (its central directory passed policy.attachments, its real content did
+  not); `for_recipient` then keeps, for one patient, the documents that may be filed.
+- Identity: a document that names its patient (XDM `patientId`, CDA
+  `recordTarget/patientRole/id`) is filed only when that is the recipient's INS under
+  an INS OID; otherwise it is skipped with a reason (the message is still delivered).
+  A CDA that names no INS at all is skipped too: a dossier is no place for a document
+  about an unidentified patient. A PDF or an image names nobody and is filed.
+- Metadata precedence: the XDM DocumentEntry, then the CDA header, then the message
+  (Date, From), then the file name. The author's certificate subject comes from the
+  TLS session, the only author fact not written by the sender.
+- The headers X-MSS-CODECDA, X-MSS-INS and X-MSS-NIL that professional software sets
+  are kept with every document of the message (and the message keeps them too).
+"""
+from __future__ import annotations
+
+import email.utils
+import hashlib
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any
+
+from dossier_bridge.cda import INS_OIDS, CdaError, parse_cda
+from dossier_bridge.xdm import XdmError, read_xdm
+from mailbox_store.documents import NewDocument
+from mailbox_store.store import MailboxInfo
+from policy.attachments import Attachment, AttachmentLimits, Kind, check_message, mime_parts
+from policy.decisions import Decision
+
+MSS_HEADERS = ("X-MSS-CODECDA", "X-MSS-INS", "X-MSS-NIL")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMessage:
+    """What the message itself says about its documents."""
+
+    message_id: str  # Message-ID, or a digest of the message when it has none
+    date: str | None  # ISO 8601 from the Date header
+    from_address: str | None
+    cert_subject: str | None  # of the sending server's TLS client certificate (MX only)
+    mss_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A document read from an attachment, before the recipient is known."""
+
+    content: bytes
+    meta: dict[str, Any]
+    # INS the document names (under an INS OID); None: it names no patient (PDF, image)
+    patient_ins: frozenset[str] | None
+    names_patient: bool  # it carries a patient identity (which may hold no INS at all)
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    name: str
+    reason: str
+    sha256: str
+
+
+def _header(headers: Message, name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    text = " ".join(str(value).split())  # unfolded (RFC 5322 §2.2.3)
+    return text[:998] or None
+
+
+def source_of(headers: Message, raw: bytes, cert_subject: str | None = None) -> SourceMessage:
+    """The message's facts; `raw` is what the sender sent (no trace headers of ours),
+    so a redelivery of a message without Message-ID gets the same digest."""
+    message_id = _header(headers, "Message-ID") or "sha256:" + hashlib.sha256(raw).hexdigest()
+    date = None
+    if (text := _header(headers, "Date")) is not None:
+        try:
+            date = email.utils.parsedate_to_datetime(text).isoformat()
+        except (TypeError, ValueError, IndexError):
+            date = None
+    from_addr = None
+    if (text := _header(headers, "From")) is not None:
+        addrs = [a for _, a in email.utils.getaddresses([text]) if "@" in a]
+        from_addr = addrs[0].lower() if addrs else None
+    mss = {h: v for h in MSS_HEADERS if (v := _header(headers, h)) is not None}
+    return SourceMessage(message_id, date, from_addr, cert_subject, mss)
+
+
+def _base_meta(src: SourceMessage, att_name: str | None, content: bytes, mime_type: str,
+               origin: str) -> dict[str, Any]:
+    return {
+        "title": att_name or "Document",
+        "filename": att_name,
+        "mime_type": mime_type,
+        "size": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "category": None,
+        "type_code": None,
+        "type_display": None,
+        "date": src.date,
+        "author": {"address": src.from_address, "cert_subject": src.cert_subject, "id": None, "name": None},
+        "source_message_id": src.message_id,
+        "origin": origin,
+        "mss": dict(src.mss_headers),
+    }
+
+
+def _with_cda(meta: dict[str, Any], content: bytes) -> tuple[dict[str, Any], frozenset[str], bool]:
+    """The CDA header's facts over `meta` (only where the header has them)."""
+    try:
+        cda = parse_cda(content)
+    except CdaError:
+        return meta, frozenset(), True  # declared CDA yet unreadable: names no INS we can check
+    meta = dict(meta)
+    if cda.title:
+        meta["title"] = cda.title
+    if cda.code:
+        meta["type_code"], meta["type_display"] = cda.code, cda.code_display
+    if cda.effective_time is not None:
+        meta["date"] = cda.effective_time.isoformat()
+    author = dict(meta["author"])
+    if cda.author_rpps:
+        author["id"] = cda.author_rpps
+    if cda.author_name:
+        author["name"] = cda.author_name
+    meta["author"] = author
+    return meta, frozenset(cda.ins_ids), True
+
+
+def candidates(attachments: Sequence[Attachment], src: SourceMessage,
+               limits: AttachmentLimits) -> list[Candidate] | Decision:
+    out: list[Candidate] = []
+    for att in attachments:
+        name = att.part.filename
+        if att.kind is Kind.XDM:
+            try:
+                package = read_xdm(att.part.content, limits)
+            except XdmError as e:
+                return Decision(554, "5.6.1", f"Paquet IHE_XDM refuse ({_ascii(str(e))}): {_ascii(name or '')}",
+                                f"IHE_XDM package refused ({_ascii(str(e))}): {_ascii(name or '')}",
+                                "attachment_zip")
+            for d in package.documents:
+                meta = _base_meta(src, d.path.rsplit("/", 1)[-1], d.content, d.mime_type or "application/octet-stream",
+                                  "xdm")
+                if d.mime_type in ("text/xml", "application/xml", "application/hl7-v3+xml"):
+                    meta, _, _ = _with_cda(meta, d.content)  # XDM metadata below wins
+                if d.title:
+                    meta["title"] = d.title
+                if d.class_code is not None:
+                    meta["category"] = d.class_code.display or d.class_code.code
+                if d.type_code is not None:
+                    meta["type_code"], meta["type_display"] = d.type_code.code, d.type_code.display
+                if d.creation_time is not None:
+                    meta["date"] = d.creation_time.isoformat()
+                person = d.authors[0].person if d.authors else None
+                if person is not None:
+                    author = dict(meta["author"])
+                    author["id"] = person.id or author["id"]
+                    author["name"] = " ".join(x for x in (person.given, person.family) if x) or author["name"]
+                    meta["author"] = author
+                meta["xdm"] = {"unique_id": d.unique_id, "entry": d.path, "hash_ok": d.hash_ok}
+                pid = d.patient_id
+                ins = frozenset({pid[0]}) if pid is not None and pid[1] in INS_OIDS else frozenset()
+                out.append(Candidate(d.content, meta, ins, True))
+        elif att.kind is Kind.CDA:
+            meta, ins, names = _with_cda(_base_meta(src, name, att.part.content, att.mime_type, "cda"),
+                                         att.part.content)
+            out.append(Candidate(att.part.content, meta, ins, names))
+        else:
+            meta = _base_meta(src, name, att.part.content, att.mime_type, "attachment")
+            out.append(Candidate(att.part.content, meta, None, False))
+    return out
+
+
+def for_recipient(cands: Sequence[Candidate], ins: str, src: SourceMessage) -> tuple[list[NewDocument], list[Skipped]]:
+    """The documents one patient's dossier receives, and those skipped with why."""
+    docs: list[NewDocument] = []
+    skipped: list[Skipped] = []
+    for c in cands:
+        if c.names_patient and (not c.patient_ins or ins not in c.patient_ins):
+            reason = "patient_id_mismatch" if c.patient_ins else "no_ins_in_document"
+            skipped.append(Skipped(str(c.meta.get("filename") or c.meta.get("title")), reason, c.meta["sha256"]))
+            continue
+        docs.append(NewDocument(src.message_id, c.content, c.meta))
+    return docs, skipped
+
+
+@dataclass(frozen=True, slots=True)
+class Filing:
+    """What a delivery files: documents per mailbox, and (mailbox, reason) not filed."""
+
+    documents: list[tuple[MailboxInfo, list[NewDocument]]] = field(default_factory=list)
+    not_filed: list[tuple[MailboxInfo, str]] = field(default_factory=list)
+
+
+def inspect_message(raw: bytes, recipients: Sequence[MailboxInfo], limits: AttachmentLimits,
+                    cert_subject: str | None = None, file: bool = True) -> Filing | Decision:
+    """The attachment rules over a whole message (a refusal names the part), then, when
+    `file`, the documents each recipient's dossier receives. CPU-bound: parses the
+    message once for all recipients."""
+    parts = mime_parts(raw, limits)
+    if isinstance(parts, Decision):
+        return parts
+    attachments = check_message(parts, limits)
+    if isinstance(attachments, Decision):
+        return attachments
+    if not file or not attachments or not recipients:
+        return Filing()
+    src = source_of(BytesHeaderParser(policy=compat32).parsebytes(raw), raw, cert_subject)
+    cands = candidates(attachments, src, limits)
+    if isinstance(cands, Decision):
+        return cands
+    filing = Filing()
+    for mb in recipients:
+        docs, skipped = for_recipient(cands, mb.ins, src)
+        if docs:
+            filing.documents.append((mb, docs))
+        # the audit log says why, never what: no title nor file name (health content)
+        filing.not_filed.extend((mb, f"{s.reason} sha256:{s.sha256[:16]}") for s in skipped)
+    return filing
+
+
+def _ascii(text: str, limit: int = 60) -> str:
+    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)[:limit]

@@ -1,0 +1,52 @@
+"""Filing by the patient: the messages copied or moved into the "Dossier médical"
+folder have their attachments filed in the dossier (issue 5 §4). IMAP COPY/MOVE calls
+this; the webmail calls the same function. Idempotent: the store files a (message,
+content) pair once, however often the message is copied."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from dossier_bridge.dossier import inspect_message
+from mailbox_store.documents import NewDocument
+from mailbox_store.store import MailboxInfo, Store
+from policy.attachments import AttachmentLimits
+from policy.decisions import Decision
+
+log = structlog.get_logger("dossier_bridge.filing")
+CHUNK = 50  # messages decrypted and parsed at a time (bounded memory, as FETCH)
+
+
+@dataclass(frozen=True, slots=True)
+class Filed:
+    filed: int  # documents new in the dossier
+    not_filed: int  # documents (or messages) left out, with the reason in the audit log
+
+
+async def file_messages(store: Store, mailbox: MailboxInfo, folder: str, uids: Sequence[int],
+                        limits: AttachmentLimits, actor: str, source: str = "") -> Filed:
+    filed = not_filed = 0
+    for start in range(0, len(uids), CHUNK):
+        raws = await store.fetch_raw_many(mailbox.ins, folder, list(uids[start:start + CHUNK]))
+        docs: list[NewDocument] = []
+        reasons: list[str] = []
+        for uid in sorted(raws):
+            # CPU-bound (MIME, zip, XML): off the event loop
+            result = await asyncio.to_thread(inspect_message, raws[uid], [mailbox], limits)
+            if isinstance(result, Decision):
+                # a message that the rules refuse (one stored before a rule changed, or
+                # appended by the patient) files nothing
+                reasons.append(f"{result.rule} ({folder} uid {uid})")
+                continue
+            for _, ds in result.documents:
+                docs.extend(ds)
+            reasons.extend(reason for _, reason in result.not_filed)
+        new = await store.file_documents(mailbox, docs, actor, source, not_filed=reasons)
+        filed += len(new)
+        not_filed += len(reasons)
+    log.info("dossier.filed_by_patient", ins_hash=store.master.pseudonym(mailbox.ins), messages=len(uids),
+             filed=filed, not_filed=not_filed)
+    return Filed(filed, not_filed)

@@ -1,0 +1,111 @@
+"""The conversation memory of each patient's mailbox (DESIGN.md §4 "Professional
+initiates", "Closing"): correspondents with their exchange open or closed, the ids of
+messages marked `X-MSS-MES: FIN`, and the pharmacies allowed to receive a first message.
+
+policy/conversation.py decides; this module only remembers. A professional message's
+effects are written in its delivery's own transaction (store._Delivery), so the MX's
+250 means the conversation change is committed too (DESIGN.md §4 "Durability").
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mailbox_store.feed import Change
+from mailbox_store.models import AuditEvent, ClosedMessage, Correspondent, Pharmacy
+from policy.conversation import ConversationEffects, Exchange, RecipientFacts, replies_to_closed_message
+
+if TYPE_CHECKING:
+    from mailbox_store.store import MailboxInfo
+    from mailbox_store.writer import Writer
+
+
+class PharmacyError(LookupError):
+    pass
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    """INSERT with ON CONFLICT support on both dialects we run on."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def apply_effects(conn: Connection, mailbox_id: int, effects: ConversationEffects, when: dt.datetime) -> None:
+    """Record a delivered professional message's effects (inside the caller's
+    transaction): its correspondents open, or closed by [FIN] once it is delivered;
+    its id kept when it is marked X-MSS-MES: FIN."""
+    state = (Exchange.CLOSED if effects.close_exchange else Exchange.OPEN).value
+    for address in effects.correspondents:
+        stmt = _insert(conn, Correspondent).values(mailbox_id=mailbox_id, address=address, state=state,
+                                                   updated_at=when)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["mailbox_id", "address"],
+                                                set_={"state": state, "updated_at": when}))
+    if effects.closed_message is not None:
+        conn.execute(_insert(conn, ClosedMessage).values(mailbox_id=mailbox_id, message_id=effects.closed_message)
+                     .on_conflict_do_nothing())
+
+
+class ConversationOps:
+    engine: Any
+    writer: "Writer"
+
+    async def recipient_facts(self, mailbox_id: int, address: str, in_reply_to: Sequence[str] = (),
+                              references: Sequence[str] = ()) -> RecipientFacts:
+        """What policy.conversation needs to decide a patient's message to `address`
+        (normalised), answering the given message ids."""
+        answered = {*in_reply_to, *references}
+        async with self.engine.connect() as conn:
+            state = (await conn.execute(select(Correspondent.state).where(
+                Correspondent.mailbox_id == mailbox_id, Correspondent.address == address))).scalar()
+            pharmacy = (await conn.execute(select(Pharmacy.address).where(
+                Pharmacy.mailbox_id == mailbox_id, Pharmacy.address == address))).scalar() is not None
+            closed = set((await conn.execute(select(ClosedMessage.message_id).where(
+                ClosedMessage.mailbox_id == mailbox_id,
+                ClosedMessage.message_id.in_(sorted(answered)[:200])))).scalars()) if answered else set()
+        return RecipientFacts(Exchange(state) if state else Exchange.NONE, pharmacy,
+                              replies_to_closed_message(tuple(in_reply_to), tuple(references), closed))
+
+    async def correspondents(self, mailbox_id: int) -> list[tuple[str, str]]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(Correspondent.address, Correspondent.state)
+                                       .where(Correspondent.mailbox_id == mailbox_id)
+                                       .order_by(Correspondent.address))).all()
+        return [(r.address, r.state) for r in rows]
+
+    async def pharmacies(self, mailbox: "MailboxInfo") -> list[str]:
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(select(Pharmacy.address).where(Pharmacy.mailbox_id == mailbox.id)
+                                            .order_by(Pharmacy.address))).scalars())
+
+    async def allow_pharmacy(self, mailbox: "MailboxInfo", address: str, actor: str = "admin",
+                             source: str = "cli") -> None:
+        when = dt.datetime.now(dt.timezone.utc)
+
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            n = conn.execute(_insert(conn, Pharmacy).values(mailbox_id=mailbox.id, address=address, created_at=when)
+                             .on_conflict_do_nothing()).rowcount
+            if n != 1:
+                raise PharmacyError(f"{address} is already allowed for {mailbox.ins}")
+            conn.execute(insert(AuditEvent).values(mailbox_id=mailbox.id, at=when, actor=actor, action="pharmacy.allow",
+                                                   detail=address, source=source))
+            return None, []
+
+        await self.writer.submit(job)
+
+    async def revoke_pharmacy(self, mailbox: "MailboxInfo", address: str, actor: str = "admin",
+                              source: str = "cli") -> None:
+        when = dt.datetime.now(dt.timezone.utc)
+
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            n = conn.execute(delete(Pharmacy).where(Pharmacy.mailbox_id == mailbox.id,
+                                                    Pharmacy.address == address)).rowcount
+            if n != 1:
+                raise PharmacyError(f"{address} is not an allowed pharmacy of {mailbox.ins}")
+            conn.execute(insert(AuditEvent).values(mailbox_id=mailbox.id, at=when, actor=actor,
+                                                   action="pharmacy.revoke", detail=address, source=source))
+            return None, []
+
+        await self.writer.submit(job)

@@ -1,0 +1,205 @@
+"""The outbound queue in the store (issue 3 §3).
+
+Implementation notes:
+- One row per recipient; the message's bytes are one sealed blob shared by its rows
+  and, for a patient's message, by its copy in their Sent folder: the Sent copy and the
+  queue entries are written in one transaction, so a message acknowledged to the
+  patient (250 on submission) is both kept and queued, or neither.
+- A row is deleted only once the recipient's server acknowledged the message, or it
+  failed for good and its DSN is stored (the DSN first: a crash between the two can
+  repeat a DSN, never lose one): a restart resumes from the rows, and nothing whose
+  acknowledgement was committed is sent again.
+- Claiming is the runner's job (one process per SQLite store, storelock); on PostgreSQL
+  several nodes would claim with FOR UPDATE SKIP LOCKED (DESIGN.md §5), not built yet.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from mailbox_store.crypto import CONTENT, blob_aad, new_data_key, open_sealed, seal
+from mailbox_store.feed import Change, MessageMeta
+from mailbox_store.folders import FolderError, delete_orphan_blobs
+from mailbox_store.models import Blob, Folder, Mailbox, Message, OutboundEntry
+
+if TYPE_CHECKING:
+    from mailbox_store.store import MailboxInfo
+    from mailbox_store.writer import Writer
+
+
+class NoSuchEntry(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    address: str
+    domain: str  # lower case: routing and per-destination limits
+    route: str = "mssante"  # or "smarthost" (notifications to personal addresses)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    id: str
+    envelope_id: str
+    mailbox_id: int
+    ins: str  # of mailbox_id: unwraps the content key
+    kind: str
+    route: str
+    mail_from: str
+    rcpt: str
+    domain: str
+    size: int
+    attempts: int
+    next_attempt_at: dt.datetime
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    last_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    envelope_id: str
+    sent_uid: int | None  # UID of the copy in the Sent folder
+
+
+def _utc(when: dt.datetime) -> dt.datetime:
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+_COLUMNS = (OutboundEntry.id, OutboundEntry.envelope_id, OutboundEntry.mailbox_id, Mailbox.ins, OutboundEntry.kind,
+            OutboundEntry.route, OutboundEntry.mail_from, OutboundEntry.rcpt, OutboundEntry.domain,
+            OutboundEntry.size, OutboundEntry.attempts, OutboundEntry.next_attempt_at, OutboundEntry.created_at,
+            OutboundEntry.expires_at, OutboundEntry.last_error)
+
+
+def _item(r: Any) -> QueueItem:
+    return QueueItem(r.id, r.envelope_id, r.mailbox_id, r.ins, r.kind, r.route, r.mail_from, r.rcpt, r.domain,
+                     r.size, r.attempts, _utc(r.next_attempt_at), _utc(r.created_at), _utc(r.expires_at),
+                     r.last_error)
+
+
+class QueueOps:
+    engine: Any
+    writer: "Writer"
+
+    if TYPE_CHECKING:  # provided by Store
+        async def _data_key(self, mailbox_id: int, ins: str) -> AESGCM: ...
+
+    async def enqueue(self, mailbox: "MailboxInfo", raw: bytes, mail_from: str, recipients: Sequence[Recipient],
+                      kind: str, lifetime: dt.timedelta, sent_folder: str | None = None) -> Submitted:
+        """Queue `raw` for each recipient (and keep it in `sent_folder`, \\Seen), durably,
+        in one transaction. `mailbox` is the sender (or the postmaster mailbox)."""
+        now = dt.datetime.now(dt.timezone.utc)
+        blob_id, envelope_id = uuid.uuid4().hex, uuid.uuid4().hex
+        content_key = new_data_key()
+        sealed = seal(AESGCM(content_key), raw, blob_aad(CONTENT, blob_id, "raw"))
+        key_wrapped = seal(await self._data_key(mailbox.id, mailbox.ins), content_key,
+                           blob_aad(mailbox.ins, blob_id, "key"))
+        rows = [{"id": uuid.uuid4().hex, "envelope_id": envelope_id, "mailbox_id": mailbox.id, "blob_id": blob_id,
+                 "key_wrapped": key_wrapped, "kind": kind, "route": r.route, "mail_from": mail_from,
+                 "rcpt": r.address, "domain": r.domain.lower(), "size": len(raw), "attempts": 0,
+                 "next_attempt_at": now, "created_at": now, "expires_at": now + lifetime, "last_error": ""}
+                for r in recipients]
+
+        def job(conn: Connection) -> tuple[Submitted, list[Change]]:
+            conn.execute(insert(Blob).values(id=blob_id, sealed=sealed))
+            changes: list[Change] = []
+            uid = None
+            if sent_folder is not None:
+                folder = conn.execute(select(Folder.id, Folder.uidnext).where(
+                    Folder.mailbox_id == mailbox.id, Folder.name == sent_folder).with_for_update()).first()
+                if folder is None:
+                    raise FolderError(f"no folder {sent_folder}", "NONEXISTENT")
+                uid = folder.uidnext
+                conn.execute(update(Folder).where(Folder.id == folder.id).values(uidnext=uid + 1))
+                conn.execute(insert(Message).values(folder_id=folder.id, uid=uid, blob_id=blob_id,
+                                                    key_wrapped=key_wrapped, flags="\\Seen", internal_date=now,
+                                                    size=len(raw)))
+                changes.append(Change("message.new", mailbox.id, sent_folder, uid,
+                                      meta=MessageMeta(uid, frozenset({"\\Seen"}), now, len(raw))))
+            if rows:
+                conn.execute(insert(OutboundEntry), rows)
+                changes.append(Change("queue.new", mailbox.id, "", 0))
+            return Submitted(envelope_id, uid), changes
+
+        return await self.writer.submit(job)
+
+    async def queue_items(self, due_before: dt.datetime | None = None, limit: int = 1000) -> list[QueueItem]:
+        """Entries by next attempt time (only those due by `due_before` when given)."""
+        q = select(*_COLUMNS).join(Mailbox, Mailbox.id == OutboundEntry.mailbox_id)
+        if due_before is not None:
+            q = q.where(OutboundEntry.next_attempt_at <= due_before)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q.order_by(OutboundEntry.next_attempt_at, OutboundEntry.id)
+                                       .limit(limit))).all()
+        return [_item(r) for r in rows]
+
+    async def queue_item(self, entry_id: str) -> QueueItem:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(*_COLUMNS).join(Mailbox, Mailbox.id == OutboundEntry.mailbox_id)
+                                      .where(OutboundEntry.id == entry_id))).first()
+        if row is None:
+            raise NoSuchEntry(f"no queue entry {entry_id}")
+        return _item(row)
+
+    async def queue_content(self, item: QueueItem) -> bytes:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(OutboundEntry.blob_id, OutboundEntry.key_wrapped, Blob.sealed)
+                                      .join(Blob, Blob.id == OutboundEntry.blob_id)
+                                      .where(OutboundEntry.id == item.id))).first()
+        if row is None:
+            raise NoSuchEntry(f"no queue entry {item.id}")
+        content_key = open_sealed(await self._data_key(item.mailbox_id, item.ins), row.key_wrapped,
+                                  blob_aad(item.ins, row.blob_id, "key"))
+        return open_sealed(AESGCM(content_key), row.sealed, blob_aad(CONTENT, row.blob_id, "raw"))
+
+    async def queue_stats(self) -> tuple[int, dt.datetime | None, dt.datetime | None]:
+        """Depth, the creation time of the oldest entry (metrics), and the earliest
+        next attempt (when the runner must look again)."""
+        async with self.engine.connect() as conn:
+            n, oldest, due = (await conn.execute(select(func.count(), func.min(OutboundEntry.created_at),
+                                                        func.min(OutboundEntry.next_attempt_at))
+                                                 .select_from(OutboundEntry))).one()
+        return n, _utc(oldest) if oldest is not None else None, _utc(due) if due is not None else None
+
+    async def queue_remove(self, entry_id: str) -> None:
+        """Delete an entry: delivered, failed for good (after its DSN is stored), or
+        deleted by the operator."""
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            blob_id = conn.execute(select(OutboundEntry.blob_id).where(OutboundEntry.id == entry_id)).scalar()
+            if blob_id is None:
+                raise NoSuchEntry(f"no queue entry {entry_id}")
+            conn.execute(delete(OutboundEntry).where(OutboundEntry.id == entry_id))
+            delete_orphan_blobs(conn, {blob_id})
+            return None, []
+
+        await self.writer.submit(job)
+
+    async def queue_defer(self, entry_id: str, error: str, next_attempt_at: dt.datetime) -> None:
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            n = conn.execute(update(OutboundEntry).where(OutboundEntry.id == entry_id).values(
+                attempts=OutboundEntry.attempts + 1, last_error=error[:1024],
+                next_attempt_at=next_attempt_at)).rowcount
+            if n != 1:
+                raise NoSuchEntry(f"no queue entry {entry_id}")
+            return None, []
+
+        await self.writer.submit(job)
+
+    async def queue_retry(self, entry_id: str) -> None:
+        """Due now (`mssante-relay queue retry`)."""
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            n = conn.execute(update(OutboundEntry).where(OutboundEntry.id == entry_id).values(
+                next_attempt_at=dt.datetime.now(dt.timezone.utc))).rowcount
+            if n != 1:
+                raise NoSuchEntry(f"no queue entry {entry_id}")
+            return None, [Change("queue.new", 0, "", 0)]
+
+        await self.writer.submit(job)

@@ -1,0 +1,818 @@
+"""Attachment rules (DESIGN.md §4 "Size and attachments"): every MIME part classified by
+its real content, checked against the allow-list, with bounded sizes and zip packages.
+
+Pure decisions, no I/O: `mime_parts` turns a raw message into its leaf parts,
+`classify` decides one part, `check_message` decides them all. The allow-list:
+
+    PDF, JPEG, PNG, TIFF, plain text, RTF, Word (.doc OLE2 or .docx OOXML),
+    CDA R2 XML (root `{urn:hl7-org:v3}ClinicalDocument`), IHE XDM zip packages.
+
+Not attachments (never refused here): the message text itself (a text/* leaf with no file
+name whose disposition is not "attachment"), the machine parts of bounces and read
+receipts (RFC 3464, RFC 8098, RFC 6522 text/rfc822-headers) without a file name, and a
+detached S/MIME signature (RFC 8551 §3.5.3).
+
+Refusals, by `Decision.rule` (metrics and logs):
+
+- `mime_structure`    554 5.6.0  MIME nesting over `max_depth`, more than `max_parts`
+                                 leaves, or a structure the parser cannot walk. 5.6.0
+                                 ("other media error", RFC 3463) rather than 5.6.1: no
+                                 media type is at fault, the shape of the message is.
+- `attachment_too_big` 552 5.3.4 one part over `max_part_bytes`, or all attachments
+                                 together over `max_total_bytes`.
+- `attachment_forbidden` 554 5.6.1 real content not on the allow-list (executable, script,
+                                 HTML, other XML, other zip, Word with macros...) or a
+                                 file name extension that is not on it (".exe", ".js").
+- `attachment_mismatch` 554 5.6.1 the declared Content-Type or the file name extension
+                                 does not fit the real content (a PNG declared
+                                 application/pdf, a PDF named .png).
+- `attachment_zip`     554 5.6.1 a zip (XDM or docx) whose central directory breaks a
+                                 bound or a safety rule (entries, unpacked size, ratio,
+                                 encryption, method, unsafe names, symlinks).
+
+Implementation notes:
+- Nothing here may raise, whatever the bytes: the MX calls this on hostile input. The
+  stdlib parsers (email, zipfile, expat) are fenced with `except Exception` where they
+  read untrusted bytes, and a failure becomes a refusal, never an acceptance.
+- The allow-list is decided by our own signature table (`_SIGNATURES`), never by
+  puremagic: a data-file update of a dependency must not widen what a patient
+  receives. puremagic only *names* what a refused part is, so the sender reads
+  "executable Windows" rather than "unknown".
+- Reply texts are printable US-ASCII (RFC 5321 §4.2), French first, and name the part by
+  a sanitised file name (at most 80 characters) or its IMAP part number (RFC 9051 §6.4.5),
+  so the reply line stays under 512 octets (RFC 5321 §4.5.3.1.5).
+- Zip checks read the central directory only. Its sizes can lie; the real decompression
+  (dossier_bridge/xdm.py) enforces the same limits again while streaming.
+"""
+from __future__ import annotations
+
+import enum
+import io
+import re
+import stat
+import struct
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from email.errors import HeaderParseError
+from email.header import Header, decode_header, make_header
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import Policy, compat32
+from typing import NamedTuple
+from xml.parsers import expat
+
+# The one non-stdlib import of `policy`: puremagic is pure Python (no libmagic, no I/O on
+# bytes input) and knows ~1400 signatures. It is used only to say what a refused part
+# is; it never decides that a part is accepted.
+import puremagic
+
+from policy.decisions import Decision
+
+__all__ = [
+    "MIB",
+    "PATIENT_MAX_PART_BYTES",
+    "Attachment",
+    "AttachmentLimits",
+    "Kind",
+    "Part",
+    "check_message",
+    "check_zip",
+    "classify",
+    "mime_parts",
+    "sniff",
+]
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentLimits:
+    """Bounds on what a message may carry (relay.toml [attachments]; DESIGN.md §6
+    "Bounded everything")."""
+
+    max_part_bytes: int = 25 * MIB  # one attachment, decoded; patients' own: 5 MB
+    max_total_bytes: int = 25 * MIB  # all attachments of one message, decoded
+    max_parts: int = 100  # MIME leaf parts in one message
+    max_depth: int = 10  # MIME nesting (multipart, message/rfc822)
+    zip_max_entries: int = 100  # files in one zip (IHE_XDM.ZIP, .docx)
+    zip_max_unpacked_bytes: int = 100 * MIB  # sum of the unpacked sizes of one zip
+    zip_max_ratio: int = 100  # unpacked / packed size of any one entry
+
+
+PATIENT_MAX_PART_BYTES = 5 * MIB  # DESIGN.md §4: a patient's own attachments
+
+_DEFAULT_LIMITS = AttachmentLimits()
+
+
+# --- What a part may be ----------------------------------------------------------------
+
+_DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+class Kind(enum.Enum):
+    """An allowed kind of attachment; the value is its canonical MIME type."""
+
+    PDF = "application/pdf"
+    JPEG = "image/jpeg"
+    PNG = "image/png"
+    TIFF = "image/tiff"
+    TEXT = "text/plain"
+    RTF = "application/rtf"
+    WORD = "application/msword"  # OLE2 compound file with a WordDocument stream (.doc)
+    DOCX = _DOCX_TYPE  # OOXML WordprocessingML package (ECMA-376)
+    # text/xml, not application/hl7-cda+xml (never registered with IANA): it is the
+    # mimeType the ANS CI-SIS and the DMP give CDA R2 documents in XDS metadata, and what
+    # professional software sends.
+    CDA = "text/xml"
+    XDM = "application/zip"  # IHE ITI TF-1 §16 package (IHE_XDM.ZIP)
+
+    @property
+    def mime_type(self) -> str:
+        return self.value
+
+
+# What a sender may declare for each kind (RFC 2045 §5). Aliases are those real mailers
+# send. Word and docx accept each other's type and extension: a .docx saved as "x.doc"
+# opens in the same program, refusing it would only bounce real letters.
+_DECLARED: dict[Kind, frozenset[str]] = {
+    Kind.PDF: frozenset({"application/pdf", "application/x-pdf"}),
+    Kind.JPEG: frozenset({"image/jpeg", "image/jpg", "image/pjpeg"}),
+    Kind.PNG: frozenset({"image/png", "image/x-png"}),
+    Kind.TIFF: frozenset({"image/tiff", "image/x-tiff"}),
+    Kind.TEXT: frozenset({"text/plain"}),
+    Kind.RTF: frozenset({"application/rtf", "text/rtf", "application/x-rtf"}),
+    Kind.WORD: frozenset({"application/msword", _DOCX_TYPE}),
+    Kind.DOCX: frozenset({_DOCX_TYPE, "application/msword"}),
+    Kind.CDA: frozenset({"text/xml", "application/xml", "application/hl7-cda+xml", "application/hl7-v3+xml"}),
+    Kind.XDM: frozenset({"application/zip", "application/x-zip-compressed", "application/x-zip"}),
+}
+# A type that says nothing about the content (RFC 2046 §4.5.1), or no type at all.
+_DECLARES_NOTHING = frozenset({"", "application/octet-stream"})
+
+_EXTENSIONS: dict[Kind, frozenset[str]] = {
+    Kind.PDF: frozenset({"pdf"}),
+    Kind.JPEG: frozenset({"jpg", "jpeg", "jpe"}),
+    Kind.PNG: frozenset({"png"}),
+    Kind.TIFF: frozenset({"tif", "tiff"}),
+    Kind.TEXT: frozenset({"txt", "text"}),
+    Kind.RTF: frozenset({"rtf"}),
+    Kind.WORD: frozenset({"doc", "docx"}),
+    Kind.DOCX: frozenset({"docx", "doc"}),
+    Kind.CDA: frozenset({"xml"}),
+    Kind.XDM: frozenset({"zip"}),
+}
+_KNOWN_EXTENSIONS = frozenset().union(*_EXTENSIONS.values())
+
+# How a kind is named in a reply (French, English).
+_LABELS: dict[Kind, tuple[str, str]] = {
+    Kind.PDF: ("PDF", "PDF"),
+    Kind.JPEG: ("JPEG", "JPEG"),
+    Kind.PNG: ("PNG", "PNG"),
+    Kind.TIFF: ("TIFF", "TIFF"),
+    Kind.TEXT: ("texte", "text"),
+    Kind.RTF: ("RTF", "RTF"),
+    Kind.WORD: ("Word (.doc)", "Word (.doc)"),
+    Kind.DOCX: ("Word (.docx)", "Word (.docx)"),
+    Kind.CDA: ("CDA", "CDA"),
+    Kind.XDM: ("IHE XDM", "IHE XDM"),
+}
+
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# The allow-list by magic bytes at offset 0, vetted by hand. `None` marks OLE2, which is
+# Word only with a WordDocument stream (`_ole2_kind`).
+_SIGNATURES: tuple[tuple[bytes, Kind | None], ...] = (
+    (b"%PDF-", Kind.PDF),  # ISO 32000-1 §7.5.2
+    (b"\xff\xd8\xff", Kind.JPEG),  # SOI then any marker (JFIF, Exif, raw)
+    (b"\x89PNG\r\n\x1a\n", Kind.PNG),  # PNG §5.2
+    (b"II*\x00", Kind.TIFF),  # TIFF 6.0 §2, little-endian
+    (b"MM\x00*", Kind.TIFF),  # big-endian
+    (b"{\\rtf1", Kind.RTF),
+    (_OLE2, None),
+)
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")  # APPNOTE §4.3.7, 4.3.16, 8.5.3
+
+_HL7_V3 = "urn:hl7-org:v3"
+_CDA_ROOT = f"{_HL7_V3} ClinicalDocument"  # expat's name with namespace_separator=" "
+
+# Not attachments, when they carry no file name: the machine-readable parts of a DSN
+# (RFC 3464 §2), an MDN (RFC 8098 §3) and the returned headers (RFC 6522 §4), and their
+# UTF-8 forms (RFC 6533). Patients' bounces and read receipts must pass.
+_REPORT_TYPES = frozenset({
+    "message/delivery-status", "message/disposition-notification", "text/rfc822-headers",
+    "message/global-delivery-status", "message/global-disposition-notification", "message/global-headers",
+})
+_SMIME_SIGNATURES = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature"})
+_SMIME_SIGNATURE_MAX = 64 * 1024  # a CMS SignedData with a few certificates is a few KiB
+_ENCAPSULATED = frozenset({"message/rfc822", "message/global"})  # RFC 2046 §5.2.1, RFC 6532 §3.7
+
+_NAME_MAX = 80  # characters of a part's name quoted in a reply
+_DETAIL_MAX = 60  # characters of a found type, declared type or root element quoted
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One leaf of the MIME tree."""
+
+    path: str  # IMAP part number (RFC 9051 §6.4.5), e.g. "2" or "2.1": for logs and replies
+    filename: str | None  # decoded (RFC 2231, RFC 2047), None when absent
+    content_type: str  # as declared, lower-case, no parameters; "" when absent or invalid
+    disposition: str | None  # "attachment", "inline" or None (RFC 2183)
+    content: bytes = field(repr=False)  # transfer-decoded; never in a repr (health content)
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A part accepted as an attachment, with its real kind."""
+
+    part: Part
+    kind: Kind
+
+    @property
+    def mime_type(self) -> str:
+        return self.kind.mime_type
+
+
+class _Refusal(NamedTuple):
+    """Why a part is refused, before it is turned into a Decision naming it."""
+
+    rule: str
+    fr: str
+    en: str
+
+
+# --- Reply texts -------------------------------------------------------------------------
+
+
+def _ascii(text: str, limit: int) -> str:
+    """Printable US-ASCII (RFC 5321 §4.2), others as "?", cut at `limit` characters: the
+    text goes into an SMTP reply line, so no CR/LF either."""
+    safe = "".join(c if " " <= c <= "~" else "?" for c in text[:limit + 1])
+    return safe if len(safe) <= limit else safe[:limit - 3] + "..."
+
+
+def _names(part: Part) -> tuple[str, str]:
+    """How a reply names the part: its file name, else its MIME part number."""
+    if part.filename and part.filename.strip():
+        name = _ascii(part.filename.strip(), _NAME_MAX)
+        return name, name
+    path = _ascii(part.path, _NAME_MAX - 7)
+    return f"partie {path}", f"part {path}"
+
+
+def _size(n: int) -> tuple[str, str]:
+    if n >= MIB and n % MIB == 0:
+        return f"{n // MIB} Mo", f"{n // MIB} MB"
+    return f"{n} octets", f"{n} bytes"
+
+
+def _refuse(why: _Refusal, part: Part) -> Decision:
+    fr_name, en_name = _names(part)
+    # Parts are sanitised and bounded so the reply line stays far under 512 octets; the
+    # outer _ascii is a guard for future labels.
+    return Decision(554, "5.6.1", _ascii(f"Piece jointe refusee ({why.fr}): {fr_name}", 250),
+                    _ascii(f"Attachment refused ({why.en}): {en_name}", 250), why.rule)
+
+
+def _too_big(part: Part, limit: int) -> Decision:
+    fr_name, en_name = _names(part)
+    fr_size, en_size = _size(limit)
+    return Decision(552, "5.3.4", f"Piece jointe trop volumineuse ({fr_size} au plus): {fr_name}",
+                    f"Attachment too big ({en_size} at most): {en_name}", "attachment_too_big")
+
+
+def _mime_refusal(fr: str, en: str) -> Decision:
+    return Decision(554, "5.6.0", fr, en, "mime_structure")
+
+
+def _forbidden(fr: str, en: str) -> _Refusal:
+    return _Refusal("attachment_forbidden", f"type non autorise: {fr}", f"type not allowed: {en}")
+
+
+def _zip_refusal(fr: str, en: str) -> _Refusal:
+    return _Refusal("attachment_zip", f"zip: {fr}", f"zip: {en}")
+
+
+# --- MIME structure ------------------------------------------------------------------------
+
+
+class _TooManyParts(Exception):
+    pass
+
+
+def _counting_factory(limit: int) -> Callable[..., Message]:
+    """A message factory for the parser that stops it after `limit` objects.
+
+    The parser builds one object per part before we can count leaves: without this, a
+    25 MB message of empty parts costs millions of objects (about 1 GB, minutes of CPU).
+    """
+    made = 0
+
+    def factory(policy: Policy = compat32) -> Message:
+        nonlocal made
+        made += 1
+        if made > limit:
+            raise _TooManyParts
+        return Message(policy)
+
+    return factory
+
+
+def _declared_type(node: Message) -> str:
+    raw = node.get("Content-Type")
+    if raw is None:
+        return ""
+    declared = str(raw).split(";", 1)[0].strip().lower()
+    # RFC 2045 §5.2: an invalid type is no type at all (the reader defaults to text/plain).
+    return declared if declared.count("/") == 1 else ""
+
+
+def _disposition(node: Message) -> str | None:
+    value = node.get_content_disposition()
+    if value is None or value == "inline":
+        return value
+    return "attachment"  # RFC 2183 §2.8: an unknown disposition is treated as attachment
+
+
+def _raw_8bit(value: Header) -> str:
+    """A header compat32 kept as raw 8-bit bytes (RFC 6532 UTF-8, or an old mailer's
+    latin-1), as text: str() of it would turn every such byte into U+FFFD."""
+    out = []
+    for chunk, _ in decode_header(value):
+        if isinstance(chunk, bytes):
+            try:
+                out.append(chunk.decode("utf-8"))
+            except UnicodeDecodeError:
+                out.append(chunk.decode("latin-1"))
+        else:
+            out.append(chunk)
+    return "".join(out)
+
+
+def _decode_filename(node: Message) -> str | None:
+    source = node
+    raw = [(h, node.get(h)) for h in ("Content-Disposition", "Content-Type")]
+    if any(isinstance(v, Header) for _, v in raw):
+        source = Message()
+        for h, v in raw:
+            if v is not None:
+                source[h] = _raw_8bit(v) if isinstance(v, Header) else v
+    # get_filename() falls back to Content-Type "name" (RFC 2045 legacy) and already
+    # joins RFC 2231 continuations and charsets (collapse_rfc2231_value).
+    name = source.get_filename()
+    if not name:
+        return None
+    if "=?" in name:
+        # RFC 2047 §5 forbids encoded-words in a parameter, yet many mailers send them.
+        try:
+            name = str(make_header(decode_header(name)))
+        except (HeaderParseError, LookupError, UnicodeError, ValueError):
+            pass  # a name we cannot decode is still a name: keep it as sent
+    return name.strip() or None
+
+
+def _content(node: Message) -> bytes:
+    payload = node.get_payload(decode=True)  # RFC 2045 §6: base64, quoted-printable
+    if isinstance(payload, bytes):
+        return payload
+    if node.is_multipart():
+        # a message/* leaf the parser split into header blocks (delivery-status...)
+        return b"".join(sub.as_bytes() for sub in node.get_payload() if isinstance(sub, Message))
+    return b""
+
+
+def mime_parts(raw: bytes, limits: AttachmentLimits) -> list[Part] | Decision:
+    """The leaf parts of an RFC 5322 message, in order, or a `mime_structure` refusal.
+
+    Recurses into multipart/* (RFC 2046 §5.1) and message/rfc822 (§5.2.1); any other
+    message/* (delivery-status, partial, external-body...) is a leaf. The top message is
+    at depth 0, each multipart or encapsulated message adds one.
+    """
+    too_deep = _mime_refusal(f"Structure MIME trop profonde ({limits.max_depth} niveaux au plus)",
+                             f"MIME structure too deep ({limits.max_depth} levels at most)")
+    too_many = _mime_refusal(f"Trop de parties MIME ({limits.max_parts} au plus)",
+                             f"Too many MIME parts ({limits.max_parts} at most)")
+    try:
+        # Leaves, containers and the header blocks of a delivery-status all count: a
+        # generous bound for any real message, far below what hurts.
+        factory = _counting_factory((max(limits.max_parts, 0) + 1) * (max(limits.max_depth, 0) + 1))
+        message = BytesParser(factory, policy=compat32).parsebytes(raw)
+    except _TooManyParts:
+        return _mime_refusal(f"Structure MIME trop grande ou trop profonde ({limits.max_parts} parties et "
+                             f"{limits.max_depth} niveaux au plus)",
+                             f"MIME structure too large or too deep ({limits.max_parts} parts and "
+                             f"{limits.max_depth} levels at most)")
+    except RecursionError:  # the parser recurses once per nesting level
+        return too_deep
+    except Exception:  # the stdlib parser on hostile bytes: refuse, never crash the session
+        return _mime_refusal("Structure MIME illisible", "Unreadable MIME structure")
+    try:
+        return _walk(message, limits, too_deep, too_many)
+    except Exception:
+        return _mime_refusal("Structure MIME illisible", "Unreadable MIME structure")
+
+
+def _walk(message: Message, limits: AttachmentLimits, too_deep: Decision,
+          too_many: Decision) -> list[Part] | Decision:
+    leaves: list[Part] = []
+    # (node, IMAP number, depth, is a message): an explicit stack, no recursion.
+    stack: list[tuple[Message, str, int, bool]] = [(message, "", 0, True)]
+    while stack:
+        node, number, depth, is_message = stack.pop()
+        if depth > limits.max_depth:
+            return too_deep
+        ctype = node.get_content_type()
+        children = node.get_payload() if node.is_multipart() else None
+        if node.get_content_maintype() == "multipart":
+            if not isinstance(children, list):
+                # RFC 2046 §5.1.1: no boundary, or none found. Another reader may still
+                # find parts in it that we would never have checked.
+                return _mime_refusal("Structure MIME invalide (multipart sans delimiteur)",
+                                     "Invalid MIME structure (multipart without boundary)")
+            prefix = f"{number}." if number else ""
+            for i in range(len(children), 0, -1):
+                child = children[i - 1]
+                if isinstance(child, Message):
+                    stack.append((child, f"{prefix}{i}", depth + 1, False))
+        elif ctype in _ENCAPSULATED and isinstance(children, list) and children and isinstance(children[0], Message):
+            # RFC 9051 §6.4.5: the parts of an encapsulated message are numbered under it.
+            stack.append((children[0], number, depth + 1, True))
+        else:
+            if len(leaves) >= limits.max_parts:
+                return too_many
+            # a non-multipart message's own body is its part "1" (RFC 9051 §6.4.5)
+            path = (f"{number}.1" if number else "1") if is_message else number
+            leaves.append(Part(path, _decode_filename(node), _declared_type(node), _disposition(node),
+                               _content(node), depth))
+    return leaves
+
+
+# --- Content sniffing ------------------------------------------------------------------------
+
+
+_OLE2_ENTRY = 128  # [MS-CFB] §2.6: directory entries are 128 bytes, sectors 512 or 4096
+
+
+def _ole2_has(content: bytes, name: str, object_type: int) -> bool:
+    """Whether an OLE2 compound file has a directory entry `name` of `object_type`
+    (1 storage, 2 stream), [MS-CFB] §2.6.1.
+
+    A scan, not a FAT walk: directory sectors start at multiples of 512, so entries sit
+    at multiples of 128; an entry is its UTF-16LE name, then its byte length (with the
+    terminating NUL) and type.
+    """
+    encoded = name.encode("utf-16-le") + b"\x00\x00"
+    pos = content.find(encoded)
+    while pos >= 0:
+        if pos % _OLE2_ENTRY == 0 and pos + 67 <= len(content):
+            length, kind = struct.unpack_from("<HB", content, pos + 64)
+            if length == len(encoded) and kind == object_type:
+                return True
+        pos = content.find(encoded, pos + 1)
+    return False
+
+
+def _ole2_kind(content: bytes) -> Kind | _Refusal:
+    # OLE2 is a container: Excel, PowerPoint and Windows Installer (.msi) files are OLE2
+    # too. Only a WordDocument stream ([MS-DOC] §2.1.1) makes a .doc.
+    if not _ole2_has(content, "WordDocument", 2):
+        return _forbidden("document OLE2 autre que Word (Excel, PowerPoint, MSI...)",
+                          "OLE2 document other than Word (Excel, PowerPoint, MSI...)")
+    if _ole2_has(content, "Macros", 1) or _ole2_has(content, "VBA", 1):  # [MS-OVBA] §2.2
+        return _forbidden("document Word avec macros", "Word document with macros")
+    return Kind.WORD
+
+
+class _XmlStop(Exception):
+    def __init__(self, what: str, name: str) -> None:
+        super().__init__(what)
+        self.what = what
+        self.name = name
+
+
+_XML_CHUNK = 64 * 1024
+
+
+def _xml_root(content: bytes) -> tuple[str, str]:
+    """("root", name) for the first element (namespace URI, space, local name),
+    ("doctype", name) when a DTD comes first, ("error", "") when not well-formed.
+
+    Stops at the first start element: a DOCTYPE can only come before it (XML 1.0 §2.8),
+    so no entity is ever declared, let alone expanded (no XXE, no billion laughs).
+    """
+    parser = expat.ParserCreate(namespace_separator=" ")
+
+    def start(name: str, attrs: object) -> None:
+        raise _XmlStop("root", name)
+
+    def doctype(name: str, *_: object) -> None:
+        raise _XmlStop("doctype", name or "")
+
+    def entity(name: str, *_: object) -> None:
+        raise _XmlStop("doctype", "")
+
+    parser.StartElementHandler = start
+    parser.StartDoctypeDeclHandler = doctype
+    parser.EntityDeclHandler = entity
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    try:
+        for i in range(0, len(content), _XML_CHUNK):
+            parser.Parse(content[i:i + _XML_CHUNK], False)
+        parser.Parse(b"", True)
+    except _XmlStop as stop:
+        return stop.what, stop.name
+    except Exception:  # ExpatError, or a codec error on a declared encoding
+        return "error", ""
+    return "error", ""  # no element at all
+
+
+def _markup_kind(content: bytes) -> Kind | _Refusal:
+    what, name = _xml_root(content)
+    local = name.rsplit(" ", 1)[-1]
+    if what == "root" and name == _CDA_ROOT:
+        return Kind.CDA
+    if local.lower() == "html":
+        return _forbidden("page HTML", "HTML page")
+    if what == "doctype":
+        return _forbidden("XML avec DOCTYPE", "XML with a DOCTYPE")
+    if what == "root":
+        element = _ascii(local, _DETAIL_MAX)
+        return _forbidden(f"XML autre que CDA, element {element}", f"XML other than CDA, element {element}")
+    return _forbidden("XML mal forme ou HTML", "malformed XML or HTML")
+
+
+def _is_markup(content: bytes) -> bool:
+    if content.startswith((b"\xff\xfe<\x00", b"\xfe\xff\x00<")):  # UTF-16 with its BOM
+        return True
+    return content.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n").startswith(b"<")
+
+
+_CONTROLS = bytes(b for b in range(0x20) if b not in b"\t\n\x0c\r")
+
+
+def _is_text(content: bytes) -> bool:
+    if b"\x00" in content:
+        return False
+    try:
+        content.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        # a single-byte charset (latin-1, windows-1252): no C0 controls but layout ones
+        return len(content.translate(None, _CONTROLS)) == len(content)
+
+
+# puremagic signatures we name in French; other finds are named by puremagic's label.
+_FAMILIES: dict[bytes, tuple[str, str]] = {
+    b"MZ": ("executable Windows", "Windows executable"),
+    b"\x7fELF": ("executable ELF (Linux)", "ELF executable (Linux)"),
+}
+
+
+def _what_is(content: bytes) -> _Refusal:
+    """Name a refused content, as precisely as puremagic can."""
+    try:
+        matches = puremagic.magic_string(content)
+    except Exception:  # PureError (nothing known) or ValueError (empty): unnamed
+        matches = []
+    for match in matches:
+        if match.offset == 0 and match.byte_match in _FAMILIES:
+            return _forbidden(*_FAMILIES[match.byte_match])
+    if matches:
+        label = _ascii(str(matches[0].name), _DETAIL_MAX)
+        return _forbidden(label, label)
+    return _forbidden("contenu binaire non reconnu", "unrecognised binary content")
+
+
+def _identify(content: bytes, limits: AttachmentLimits) -> Kind | _Refusal:
+    """The real kind of a content, or why it is not allowed."""
+    for signature, kind in _SIGNATURES:
+        if content.startswith(signature):
+            return kind if kind is not None else _ole2_kind(content)
+    if content.startswith(_ZIP_SIGNATURES):
+        return _zip_kind(content, limits)
+    # Text-looking content that runs code when opened: refused before the text rule.
+    if content.startswith(b"#!"):
+        return _forbidden("script", "script")
+    if content.startswith(b"%!"):
+        return _forbidden("PostScript", "PostScript")
+    if content.startswith(b"MZ"):  # a DOS header can be all printable: never text
+        return _what_is(content)
+    if _is_markup(content):
+        # HTML and SVG can carry scripts; of all XML only CDA is on the list
+        return _markup_kind(content)
+    if _is_text(content):
+        return Kind.TEXT
+    return _what_is(content)
+
+
+def sniff(content: bytes, limits: AttachmentLimits | None = None) -> Kind | None:
+    """The allowed kind `content` really is, or None when it is none of them.
+
+    Zips are opened only after their central directory passed `check_zip` (under
+    `limits`, default `AttachmentLimits()`); an unsafe zip is None.
+    """
+    found = _identify(content, limits or _DEFAULT_LIMITS)
+    return found if isinstance(found, Kind) else None
+
+
+# --- Zip packages ------------------------------------------------------------------------------
+
+_EOCD_SIG = b"PK\x05\x06"  # APPNOTE §4.3.16
+_EOCD_SIZE = 22
+_ZIP64_LOCATOR_SIG = b"PK\x06\x07"  # APPNOTE §4.3.15, just before the end record
+_CENTRAL_SIG = b"PK\x01\x02"  # APPNOTE §4.3.12
+_CENTRAL_SIZE = 46
+_DRIVE_RE = re.compile(r"^[A-Za-z]:")
+_XDM_METADATA = "ihe_xdm/subset01/metadata.xml"  # IHE ITI TF-2b §3.32; any letter case
+# OOXML part names compare case-insensitively (ECMA-376 Part 2 §9.1.1).
+_DOCX_PARTS = ("[content_types].xml", "word/document.xml")
+_DOCX_MACROS = "word/vbaproject.bin"  # a .docm renamed .docx
+
+
+def _count_entries(content: bytes, limit: int) -> _Refusal | None:
+    """Refuse too many entries from the raw central directory, before zipfile builds one
+    ZipInfo per record (a 25 MB zip of empty records would cost hundreds of MB).
+
+    The end record is found as zipfile finds it, and records are walked as zipfile
+    walks them, so both count the same directory. Unreadable layouts are left to zipfile.
+    """
+    if content[-_EOCD_SIZE:-_EOCD_SIZE + 4] == _EOCD_SIG and content[-2:] == b"\x00\x00":
+        pos = len(content) - _EOCD_SIZE
+    else:
+        pos = content.rfind(_EOCD_SIG, max(0, len(content) - (1 << 16) - _EOCD_SIZE))
+        if pos < 0 or len(content) - pos < _EOCD_SIZE:
+            return None
+    if pos >= 20 and content[pos - 20:pos - 16] == _ZIP64_LOCATOR_SIG:
+        # A message-sized package never needs Zip64 (APPNOTE §4.3.14), and it would move
+        # the directory out of this count; dossier_bridge/xdm.py refuses it too.
+        return _zip_refusal("format Zip64 non accepte", "Zip64 not accepted")
+    total, size_cd = struct.unpack_from("<HI", content, pos + 10)
+    if total > limit:
+        return _zip_refusal(f"plus de {limit} fichiers", f"more than {limit} files")
+    offset, count = pos - size_cd, 0
+    while 0 <= offset and offset + _CENTRAL_SIZE <= pos and content[offset:offset + 4] == _CENTRAL_SIG:
+        name_len, extra_len, comment_len = struct.unpack_from("<HHH", content, offset + 28)
+        offset += _CENTRAL_SIZE + name_len + extra_len + comment_len
+        count += 1
+        if count > limit:
+            return _zip_refusal(f"plus de {limit} fichiers", f"more than {limit} files")
+    return None
+
+
+def _entry_problem(index: int, info: zipfile.ZipInfo, limits: AttachmentLimits) -> _Refusal | None:
+    # Entry names are never echoed: they may carry a patient's name. The number is enough
+    # for the sender's support to find the entry.
+    raw = info.orig_filename  # before zipfile cuts it at a NUL
+    name = info.filename
+    unsafe = (
+        ("NUL", "NUL") if "\x00" in raw else
+        ("nom vide", "empty name") if not name else
+        ("barre oblique inverse", "backslash") if "\\" in raw else
+        ("chemin absolu", "absolute path") if name.startswith("/") else
+        ("lettre de lecteur", "drive letter") if _DRIVE_RE.match(name) else
+        ("'..'", "'..'") if ".." in name.split("/") else
+        None)
+    if unsafe is not None:
+        return _zip_refusal(f"fichier {index}, nom dangereux ({unsafe[0]})",
+                            f"entry {index}, unsafe name ({unsafe[1]})")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return _zip_refusal(f"fichier {index}, lien symbolique", f"entry {index}, symbolic link")
+    if info.flag_bits & 0x41:  # APPNOTE §4.4.4: bit 0 encrypted, bit 6 strong encryption
+        return _zip_refusal(f"fichier {index} chiffre", f"entry {index} encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        return _zip_refusal(f"fichier {index}, methode de compression {info.compress_type} non acceptee",
+                            f"entry {index}, compression method {info.compress_type} not accepted")
+    # compress_size 0 with data is an infinite ratio: multiply, never divide.
+    if info.file_size > limits.zip_max_ratio * info.compress_size:
+        return _zip_refusal(f"fichier {index}, taux de compression suspect (bombe zip?)",
+                            f"entry {index}, suspicious compression ratio (zip bomb?)")
+    return None
+
+
+def _zip_problem(content: bytes, limits: AttachmentLimits) -> _Refusal | list[zipfile.ZipInfo]:
+    """The central directory's entries when it passes every bound, else why not."""
+    counted = _count_entries(content, limits.zip_max_entries)
+    if counted is not None:
+        return counted
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            infos = archive.infolist()
+    except Exception:  # BadZipFile, and whatever else zipfile raises on garbage
+        return _zip_refusal("archive illisible", "unreadable archive")
+    if len(infos) > limits.zip_max_entries:
+        return _zip_refusal(f"plus de {limits.zip_max_entries} fichiers", f"more than {limits.zip_max_entries} files")
+    seen: set[str] = set()
+    unpacked = 0
+    for index, info in enumerate(infos, 1):
+        problem = _entry_problem(index, info, limits)
+        if problem is not None:
+            return problem
+        if info.filename in seen:  # two readers could pick different copies
+            return _zip_refusal(f"fichier {index}, nom en double", f"entry {index}, duplicate name")
+        seen.add(info.filename)
+        unpacked += info.file_size
+    if unpacked > limits.zip_max_unpacked_bytes:
+        fr_size, en_size = _size(limits.zip_max_unpacked_bytes)
+        return _zip_refusal(f"plus de {fr_size} une fois decompresse", f"more than {en_size} unpacked")
+    return infos
+
+
+def check_zip(content: bytes, limits: AttachmentLimits, part: Part | None = None) -> Decision | None:
+    """A `attachment_zip` refusal when the zip's central directory breaks a bound or a
+    safety rule, else None. The refusal names `part` when given."""
+    found = _zip_problem(content, limits)
+    if isinstance(found, list):
+        return None
+    return _refuse(found, part or Part("?", "archive zip", "", None, b"", 0))
+
+
+def _zip_kind(content: bytes, limits: AttachmentLimits) -> Kind | _Refusal:
+    # Never puremagic's word for a zip: it calls any zip a .docx.
+    found = _zip_problem(content, limits)
+    if not isinstance(found, list):
+        return found
+    names = {info.filename.lower() for info in found}
+    if _XDM_METADATA in names:  # the part's own file name (IHE_XDM.ZIP) is not required
+        return Kind.XDM
+    if all(n in names for n in _DOCX_PARTS):
+        if _DOCX_MACROS in names:
+            return _forbidden("document Word avec macros", "Word document with macros")
+        return Kind.DOCX
+    return _forbidden("archive zip autre que IHE_XDM", "zip archive other than IHE_XDM")
+
+
+# --- Decisions ---------------------------------------------------------------------------------
+
+_EXTENSION_RE = re.compile(r"\.([A-Za-z0-9]{1,5})$")
+
+
+def _extension(filename: str | None) -> str | None:
+    """The final ".xyz" of a file name, lower-case; None when there is none.
+
+    Trailing dots and spaces are dropped first, as Windows drops them when it saves the
+    file ("x.js " would run as x.js). An all-digit suffix ("CR 12.2024") is no extension.
+    """
+    if not filename:
+        return None
+    m = _EXTENSION_RE.search(filename.rstrip(". \t"))
+    if m is None or m.group(1).isdigit():
+        return None
+    return m.group(1).lower()
+
+
+def _is_not_attachment(part: Part) -> bool:
+    ctype = part.content_type or "text/plain"  # RFC 2045 §5.2: no type is text/plain
+    if part.filename is None:
+        if ctype.startswith("text/") and part.disposition != "attachment":
+            return True  # the message text (RFC 2183 §2.1 for inline)
+        if ctype in _REPORT_TYPES:
+            return True
+    # a detached signature (RFC 8551 §3.5.3) is DER: a SEQUENCE, tag 0x30
+    return ctype in _SMIME_SIGNATURES and part.content[:1] == b"\x30" and len(part.content) < _SMIME_SIGNATURE_MAX
+
+
+def classify(part: Part, limits: AttachmentLimits) -> Attachment | Decision | None:
+    """None when the part is not an attachment (the message text, a report part, an
+    S/MIME signature); else the attachment with its real kind, or a refusal naming it."""
+    if _is_not_attachment(part):
+        return None
+    if len(part.content) > limits.max_part_bytes:
+        return _too_big(part, limits.max_part_bytes)
+    found = _identify(part.content, limits)
+    if isinstance(found, _Refusal):
+        return _refuse(found, part)
+    kind = found
+    fr_kind, en_kind = _LABELS[kind]
+    declared = part.content_type
+    if declared not in _DECLARES_NOTHING and declared not in _DECLARED[kind]:
+        shown = _ascii(declared, _DETAIL_MAX)
+        return _refuse(_Refusal("attachment_mismatch", f"declaree {shown} mais contenu {fr_kind}",
+                                f"declared {shown} but content is {en_kind}"), part)
+    extension = _extension(part.filename)
+    if extension is not None and extension not in _KNOWN_EXTENSIONS:
+        return _refuse(_Refusal("attachment_forbidden", f"extension .{extension} non autorisee",
+                                f"extension .{extension} not allowed"), part)
+    if extension is not None and extension not in _EXTENSIONS[kind]:
+        return _refuse(_Refusal("attachment_mismatch", f"extension .{extension} mais contenu {fr_kind}",
+                                f"extension .{extension} but content is {en_kind}"), part)
+    return Attachment(part, kind)
+
+
+def check_message(parts: Sequence[Part], limits: AttachmentLimits) -> list[Attachment] | Decision:
+    """The attachments of a message, in order, or the first refusal (part order)."""
+    attachments: list[Attachment] = []
+    total = 0
+    for part in parts:
+        found = classify(part, limits)
+        if isinstance(found, Decision):
+            return found
+        if found is None:
+            continue
+        total += len(part.content)
+        if total > limits.max_total_bytes:
+            fr_size, en_size = _size(limits.max_total_bytes)
+            return Decision(552, "5.3.4", f"Pieces jointes trop volumineuses ({fr_size} au total au plus)",
+                            f"Attachments too big ({en_size} in total at most)", "attachment_too_big")
+        attachments.append(found)
+    return attachments

@@ -1,0 +1,49 @@
+"""Putting a message of ours on the outbound queue: the headers every message must
+carry (RFC 5322 §3.6: Date and, RFC 5322 §3.6.4 SHOULD, Message-ID), the DKIM
+signature (RFC 6376, signed once here: the queue holds the final bytes), then the
+queue (mailbox_store/outbound.py)."""
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from certs.dkim import sign
+from mailbox_store.outbound import Recipient, Submitted
+from mailbox_store.store import MailboxInfo
+
+if TYPE_CHECKING:
+    from relay.runtime import Runtime
+
+
+def header_block(raw: bytes) -> bytes:
+    end = raw.find(b"\r\n\r\n")
+    return raw if end < 0 else raw[:end + 2]
+
+
+def has_header(raw: bytes, name: str) -> bool:
+    wanted = name.lower().encode() + b":"
+    return any(line.lower().startswith(wanted) for line in header_block(raw).split(b"\r\n"))
+
+
+def complete_headers(raw: bytes, hostname: str) -> bytes:
+    """Add Date and Message-ID when the client left them out (RFC 6409 §8.3, §8.4)."""
+    extra = b""
+    if not has_header(raw, "Date"):
+        extra += f"Date: {email.utils.format_datetime(dt.datetime.now(dt.timezone.utc))}\r\n".encode()
+    if not has_header(raw, "Message-ID"):
+        extra += f"Message-ID: <{uuid.uuid4().hex}@{hostname}>\r\n".encode()
+    return extra + raw
+
+
+async def queue_outgoing(rt: "Runtime", sender: MailboxInfo, raw: bytes, mail_from: str,
+                         recipients: Sequence[Recipient], kind: str, sent_folder: str | None = None) -> Submitted:
+    cfg = rt.config
+    assert cfg.delivery is not None
+    raw = complete_headers(raw, cfg.hostname)
+    if rt.dkim is not None and recipients and recipients[0].route == "mssante":
+        raw = sign(raw, rt.dkim) + raw
+    return await rt.store.enqueue(sender, raw, mail_from, recipients, kind,
+                                  dt.timedelta(seconds=cfg.delivery.lifetime), sent_folder)

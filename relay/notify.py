@@ -1,0 +1,71 @@
+"""Notifications (DESIGN.md §4): a patient with a personal address is told of a new
+message or dossier document, with no health content (reports.build_notification), at
+most once per `notifications.window` seconds, through the configured smarthost.
+
+The window is kept in memory: after a restart the next event notifies again, which
+errs on the side of telling the patient."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mailbox_store.feed import Change
+from mailbox_store.outbound import Recipient
+from relay.delivery.outgoing import queue_outgoing
+from relay.delivery.reports import build_notification
+
+if TYPE_CHECKING:
+    from relay.runtime import Runtime
+
+log = structlog.get_logger("relay.notify")
+
+
+class Notifier:
+    def __init__(self, runtime: "Runtime"):
+        self.rt = runtime
+        self._last: dict[int, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self.rt.store.feed.listen(self._on_change)
+
+    def stop(self) -> None:
+        self.rt.store.feed.unlisten(self._on_change)
+
+    def _on_change(self, change: Change) -> None:
+        if self.rt.config.notify_smarthost is None:
+            return
+        if change.kind == "message.new" and change.folder == "INBOX":
+            kind = "message"
+        elif change.kind == "dossier.new":
+            kind = "document"
+        else:
+            return
+        now = time.monotonic()
+        last = self._last.get(change.mailbox_id)
+        if last is not None and now - last < self.rt.config.notify_window:
+            return
+        self._last[change.mailbox_id] = now
+        task = asyncio.ensure_future(self._notify(change.mailbox_id, kind))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _notify(self, mailbox_id: int, kind: str) -> None:
+        try:
+            mailbox = await self.rt.store.mailbox_by_id(mailbox_id)
+            if mailbox is None or not mailbox.notify_email or mailbox.ins == "postmaster":
+                return
+            cfg = self.rt.config
+            to = mailbox.notify_email
+            notice = build_notification(from_addr=cfg.notify_from, to=to, kind=kind, count=1,
+                                        webmail_url=cfg.notify_webmail_url or None, hostname=cfg.hostname)
+            postmaster = await self.rt.store.cached_mailbox("postmaster")
+            assert postmaster is not None
+            await queue_outgoing(self.rt, postmaster, notice, "", [Recipient(to, to.rpartition("@")[2], "smarthost")],
+                                 "notification")
+            log.info("notification.queued", kind=kind, ins_hash=self.rt.master.pseudonym(mailbox.ins))
+        except Exception as e:
+            log.error("notification.failed", error=type(e).__name__)

@@ -1,0 +1,79 @@
+"""The TEST address (DESIGN.md §4): a professional's message to
+reponse.automatique-test@patient.mssante.fr whose subject and body both contain TEST
+gets the predefined acknowledgement, through the outbound queue like any mail.
+
+Loop safety (RFC 3834): policy/autoreply.py refuses null senders, automatic messages,
+lists and our own address; replies are marked Auto-Submitted: auto-replied and sent
+from the null reverse-path (RFC 3834 §3.3), at most `auto_reply_per_sender` per
+sender and window (kept in memory: a restart only resets the budget)."""
+from __future__ import annotations
+
+import email
+import time
+from collections import OrderedDict
+from email.policy import default
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mailbox_store.outbound import Recipient
+from policy.addresses import TEST_LOCAL_PART
+from policy.autoreply import auto_reply_refusal, is_test_request, recent, within_budget
+from policy.conversation import decode_subject, normalise_address
+from relay.delivery.outgoing import queue_outgoing
+from relay.delivery.reports import build_test_reply
+
+if TYPE_CHECKING:
+    from relay.runtime import Runtime
+
+log = structlog.get_logger("relay.autotest")
+MAX_TRACKED_SENDERS = 10_000  # bounded memory: the oldest senders are forgotten first
+
+
+class AutoTest:
+    def __init__(self, runtime: "Runtime"):
+        self.rt = runtime
+        self._sent: OrderedDict[str, list[float]] = OrderedDict()
+
+    async def answer(self, envelope_from: str, raw: bytes, queue_id: str) -> bool:
+        """Queue the acknowledgement when the rules allow it; True when queued."""
+        cfg = self.rt.config
+        assert cfg.delivery is not None
+        msg = email.message_from_bytes(raw, policy=default)
+        refusal = auto_reply_refusal(envelope_from, msg, domain=cfg.domain)
+        sender = normalise_address(envelope_from) if refusal is None else None
+        if refusal is None and sender is None:
+            refusal = "unusable_sender"
+        if refusal is None:
+            body = ""
+            try:
+                part = msg.get_body(preferencelist=("plain",))
+                body = part.get_content() if part is not None else ""
+            except (LookupError, ValueError, AttributeError):
+                body = ""
+            if not is_test_request(decode_subject(msg.get("Subject")), body):
+                refusal = "not_a_test_request"
+        now = time.monotonic()
+        if refusal is None:
+            assert sender is not None
+            history = recent(self._sent.get(sender, []), now, cfg.delivery.auto_reply_window)
+            if not within_budget(history, now, cfg.delivery.auto_reply_per_sender, cfg.delivery.auto_reply_window):
+                refusal = "budget_exhausted"
+        if refusal is not None:
+            log.info("autotest.not_answered", queue_id=queue_id, reason=refusal)
+            return False
+        assert sender is not None
+        self._sent[sender] = [*history, now]
+        self._sent.move_to_end(sender)
+        while len(self._sent) > MAX_TRACKED_SENDERS:
+            self._sent.popitem(last=False)
+        reply = build_test_reply(from_addr=f"{TEST_LOCAL_PART}@{cfg.domain}", to=sender,
+                                 original_message_id=msg.get("Message-ID"),
+                                 original_subject=decode_subject(msg.get("Subject")), hostname=cfg.hostname)
+        postmaster = await self.rt.store.cached_mailbox("postmaster")
+        assert postmaster is not None  # created at start (runtime.py)
+        done = await queue_outgoing(self.rt, postmaster, reply, "", [Recipient(sender, sender.rpartition("@")[2])],
+                                    "autoreply")
+        log.info("autotest.answered", queue_id=queue_id, envelope_id=done.envelope_id,
+                 sender_domain=sender.rpartition("@")[2])
+        return True

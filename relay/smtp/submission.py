@@ -1,0 +1,196 @@
+"""Submission for patients (RFC 6409) on 2587 (STARTTLS) and 2465 (implicit TLS,
+RFC 8314): aiosmtpd's engine with our handler, which asks policy for every decision.
+
+Implementation notes:
+- AUTH PLAIN and LOGIN (RFC 4616, RFC 4954) only after TLS; the password check is
+  relay/auth.py's (argon2id in a thread, throttled per account and per address), the
+  same as IMAP. aiosmtpd's authenticator hook is synchronous, so our auth_* methods
+  let aiosmtpd decode the exchange, then verify asynchronously.
+- A patient sends only as themselves or as a child they represent (MAIL FROM and the
+  From header): else 553 5.7.1.
+- RCPT asks policy/conversation.py with the store's facts (correspondent open or
+  closed, pharmacy): 550 5.7.1 with the rule in words. The reply-to-a-FIN-message
+  rule needs the message's In-Reply-To/References, so DATA asks again with them.
+- Attachments: the allow-list of the MX, 5 MB per file (DESIGN.md §4).
+- 250 after DATA means: kept in the sender's Sent folder and queued, one transaction.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from prometheus_client import Counter
+
+from dossier_bridge.dossier import inspect_message
+from mailbox_store.outbound import Recipient
+from mailbox_store.store import MailboxInfo
+from policy.attachments import PATIENT_MAX_PART_BYTES
+from policy.conversation import answered_ids, normalise_address, parse_msg_ids, patient_recipient_decision
+from policy.decisions import (BARE_LINE_ENDING, SHUTTING_DOWN, STORE_UNAVAILABLE, TOO_MANY_RECIPIENTS, Decision)
+from relay.delivery.outgoing import queue_outgoing
+from relay.smtp.replies import with_enhanced_code
+from relay.smtp.trace import has_bare_line_ending
+
+if TYPE_CHECKING:
+    from relay.auth import Authenticator
+    from relay.runtime import Runtime
+
+log = structlog.get_logger("relay.submission")
+MESSAGES = Counter("mssante_submission_messages_total", "Messages submitted by patients, by result and rule",
+                   ["result", "code", "rule"])
+NOT_YOUR_ADDRESS = Decision(553, "5.7.1", "Vous ne pouvez ecrire qu'en votre nom ou celui d'un enfant que vous "
+                            "representez", "You may only send as yourself or as a child you represent",
+                            "sender_not_owned")
+FROM_MISMATCH = Decision(553, "5.7.1", "L'en-tete From doit etre votre adresse (celle de MAIL FROM)",
+                         "The From header must be your own address (the MAIL FROM address)", "from_mismatch")
+NO_VALID_RECIPIENTS = Decision(554, "5.5.1", "Aucun destinataire valide", "No valid recipients", "no_recipients")
+
+
+class SubmissionSMTP(SMTP):
+    def __init__(self, *args: Any, runtime: "Runtime", authenticator: "Authenticator", **kwargs: Any):
+        # decode the exchange only; the real check is asynchronous (auth_PLAIN/LOGIN)
+        super().__init__(*args, authenticator=lambda *a: AuthResult(success=True, auth_data=a[-1]), **kwargs)
+        self.runtime = runtime
+        self.checker = authenticator
+
+    def connection_made(self, transport: Any) -> None:
+        implicit = self._original_transport is None and transport.get_extra_info("sslcontext") is not None
+        super().connection_made(transport)
+        if implicit and self.session is not None:
+            # RFC 8314 implicit TLS (port 465): aiosmtpd knows TLS only from its own
+            # STARTTLS, and would neither offer AUTH nor accept MAIL; the session is
+            # encrypted from the first byte, so tell it so.
+            self._tls_protocol = transport
+            self.session.ssl = {"ssl_object": transport.get_extra_info("ssl_object")}
+
+    async def _verify(self, result: AuthResult) -> AuthResult:
+        if not result.success or not isinstance(result.auth_data, LoginPassword):
+            return result
+        creds: LoginPassword = result.auth_data
+        peer = self.session.peer[0] if self.session is not None and self.session.peer else ""
+        outcome = await self.checker.login(creds.login.decode("utf-8", "replace"),
+                                           creds.password.decode("utf-8", "replace"), peer)
+        if outcome.mailbox is None:
+            return AuthResult(success=False, handled=False,
+                              message="535 5.7.8 Identifiants refuses / Authentication credentials invalid")
+        return AuthResult(success=True, auth_data=outcome.mailbox)
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._verify(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._verify(await super().auth_LOGIN(_, args))
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str) and self.session is not None and self.session.extended_smtp:
+            status = with_enhanced_code(status)
+        await super().push(status)
+
+
+class SubmissionHandler:
+    def __init__(self, runtime: "Runtime"):
+        self.rt = runtime
+
+    def _is_mssante(self, domain: str) -> bool:
+        return domain.lower().rstrip(".") in self.rt.trust.trust.domains
+
+    def refuse(self, d: Decision, stage: str, session: Session, **kw: Any) -> str:
+        log.info("submission.refused", code=d.code, status=d.status, rule=d.rule, stage=stage,
+                 peer=session.peer[0] if session.peer else None, **kw)
+        MESSAGES.labels("refused", str(d.code), d.rule).inc()
+        return d.smtp()
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        return responses[:1] + ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"] + responses[1:]
+
+    async def _sender(self, user: MailboxInfo, address: str) -> MailboxInfo | None:
+        """The mailbox the authenticated patient may send as: their own, or a ward's."""
+        norm = normalise_address(address)
+        if norm is None or norm.rpartition("@")[2] != self.rt.config.domain:
+            return None
+        local = norm.rpartition("@")[0].upper()
+        if local == user.ins:
+            return user
+        return next((w for w in await self.rt.store.wards(user.id) if w.ins == local), None)
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        if self.rt.stopping:
+            return self.refuse(SHUTTING_DOWN, "mail", session)
+        user = session.auth_data
+        assert isinstance(user, MailboxInfo)  # auth_required: aiosmtpd refused MAIL before AUTH
+        sender = await self._sender(user, address)
+        if sender is None:
+            return self.refuse(NOT_YOUR_ADDRESS, "mail", session, ins_hash=self.rt.master.pseudonym(user.ins))
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        envelope.sender_mailbox = sender  # type: ignore[attr-defined]
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.rt.config.max_recipients:
+            return self.refuse(TOO_MANY_RECIPIENTS, "rcpt", session)
+        sender: MailboxInfo = envelope.sender_mailbox  # type: ignore[attr-defined]
+        decision = await self._decide(sender, address, (), ())
+        if not decision.accepted:
+            return self.refuse(decision, "rcpt", session, ins_hash=self.rt.master.pseudonym(sender.ins))
+        envelope.rcpt_tos.append(normalise_address(address) or address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def _decide(self, sender: MailboxInfo, address: str, in_reply_to: tuple[str, ...],
+                      references: tuple[str, ...]) -> Decision:
+        norm = normalise_address(address)
+        facts = await self.rt.store.recipient_facts(sender.id, norm or "", in_reply_to, references)
+        return patient_recipient_decision(address, self.rt.config.domain, self._is_mssante, facts)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content
+        assert isinstance(raw, bytes)
+        sender: MailboxInfo = envelope.sender_mailbox  # type: ignore[attr-defined]
+        ins_hash = self.rt.master.pseudonym(sender.ins)
+        if has_bare_line_ending(raw):
+            return self.refuse(BARE_LINE_ENDING, "data", session, ins_hash=ins_hash)
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        froms = [a for _, a in getaddresses([str(v) for v in headers.get_all("From", [])])]
+        if len(froms) != 1 or normalise_address(froms[0]) != normalise_address(envelope.mail_from or ""):
+            return self.refuse(FROM_MISMATCH, "data", session, ins_hash=ins_hash)
+        limits = dataclasses.replace(self.rt.config.attachments, max_part_bytes=PATIENT_MAX_PART_BYTES)
+        checked = await asyncio.to_thread(inspect_message, raw, [], limits, None, False)
+        if isinstance(checked, Decision):
+            return self.refuse(checked, "data", session, ins_hash=ins_hash)
+        # the reply-to-a-closed-message rule needs the message itself (policy/conversation.py)
+        in_reply_to = parse_msg_ids(_text(headers.get("In-Reply-To")))
+        references = parse_msg_ids(_text(headers.get("References")))
+        if answered_ids(in_reply_to, references):
+            for rcpt in envelope.rcpt_tos:
+                decision = await self._decide(sender, rcpt, in_reply_to, references)
+                if not decision.accepted:
+                    return self.refuse(decision, "data", session, ins_hash=ins_hash)
+        recipients = [Recipient(r, r.rpartition("@")[2].lower()) for r in envelope.rcpt_tos]
+        try:
+            done = await asyncio.shield(queue_outgoing(self.rt, sender, raw, envelope.mail_from or "",
+                                                       recipients, "reply", sent_folder="Sent"))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.error("submission.queue_failed", error=type(e).__name__)
+            return self.refuse(STORE_UNAVAILABLE, "data", session, ins_hash=ins_hash)
+        MESSAGES.labels("accepted", "250", "ok").inc()
+        log.info("submission.queued", envelope_id=done.envelope_id, ins_hash=ins_hash, recipients=len(recipients),
+                 size=len(raw))
+        return f"250 2.0.0 OK: en file d'attente / queued as {done.envelope_id}"
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
