@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Real peers the tests drive: swaks (SMTP client), curl and mbsync (IMAP clients). Root installs them; otherwise ask sudo.
+# Real peers the tests drive: swaks (SMTP client), curl and mbsync (IMAP clients), Postfix (the
+# professional's operator, run privately by the end-to-end tests). Root installs them; otherwise ask sudo.
 need=()
+command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || need+=(postfix)
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v mbsync >/dev/null 2>&1 || need+=(isync)
@@ -15,6 +17,8 @@ command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 if ((${#need[@]})); then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
+    # Postfix unconfigured: the tests write their own main.cf; the system instance stays off
+    echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 

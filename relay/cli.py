@@ -117,13 +117,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _newcomer_banner(config: Config, port: int, imap_ports: tuple[int, int]) -> str:
+def _newcomer_banner(config: Config, port: int, imap_ports: tuple[int, int], submission: tuple[int, int]) -> str:
     base = config.base_dir
     return "\n".join([
         "mssante-relay is running (development instance)",
         f"  MX (SMTP, STARTTLS + client certificate): {config.mx_listen.host}:{port}",
         f"  IMAP for patients: {config.imap_listen.host}:{imap_ports[0]} (STARTTLS), "
         f"{config.imap_listen_tls.host}:{imap_ports[1]} (TLS)",
+        f"  submission for patients (AUTH after TLS): {config.submission_listen.host}:{submission[0]} (STARTTLS), "
+        f"{config.submission_listen_tls.host}:{submission[1]} (TLS)",
         f"  configuration: {config.path}",
         f"  CA: {base / 'pki/ca.pem'}",
         f"  operator certificate: {base / 'pki/operator.pem'} + {base / 'pki/operator.key'}"
@@ -158,7 +160,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def ready(d: Daemon) -> None:
         if dev:
             assert d.imap is not None
-            print(_newcomer_banner(config, d.mx_port, d.imap.ports), flush=True)
+            print(_newcomer_banner(config, d.mx_port, d.imap.ports, d.submission_ports), flush=True)
 
     try:
         asyncio.run(Daemon(config).serve_forever(ready))
