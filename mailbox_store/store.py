@@ -490,6 +490,23 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps):
         self._cache.forget(ins)
         return info
 
+    async def set_notify_email(self, ins: str, address: str | None, actor: str = "admin",
+                               source: str = "cli") -> None:
+        """The patient's personal address for notifications (None: no notifications)."""
+        when = dt.datetime.now(dt.timezone.utc)
+
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            mid = conn.execute(select(Mailbox.id).where(Mailbox.ins == ins)).scalar()
+            if mid is None:
+                raise NoSuchMailbox(f"no mailbox for INS {ins}")
+            conn.execute(update(Mailbox).where(Mailbox.id == mid).values(notify_email=address))
+            conn.execute(insert(AuditEvent).values(mailbox_id=mid, at=when, actor=actor, action="notify_email",
+                                                   detail="set" if address else "removed", source=source))
+            return None, []
+
+        await self.writer.submit(job)
+        self._cache.forget(ins)
+
     async def set_password(self, ins: str, password_hash: str, actor: str = "admin", source: str = "cli") -> None:
         """A new argon2id password hash (`mailbox passwd`), audited."""
         when = dt.datetime.now(dt.timezone.utc)

@@ -205,6 +205,17 @@ def cmd_mailbox_passwd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mailbox_notify(args: argparse.Namespace) -> int:
+    ins = _ins(args.ins)
+    if (args.email is None) == (not args.off):
+        raise UsageError("mailbox notify: give ADDR, or --off")
+    address = None if args.off else _email(args.email)
+    config = _load(args)
+    _with_store(config, lambda s: s.set_notify_email(ins, address))
+    print(f"notifications of {ins}: {address or 'off'}")
+    return 0
+
+
 def _address(field: str, text: str) -> str:
     from policy.conversation import normalise_address
     norm = normalise_address(text.strip())
@@ -710,6 +721,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = gsub.add_parser("list", parents=[common], help="guardians of a child")
     s.add_argument("child", metavar="CHILD_INS")
     s.set_defaults(func=cmd_guardian_list)
+    s = msub.add_parser("notify", parents=[common], help="personal address for notifications (no health content)")
+    s.add_argument("ins", metavar="INS")
+    s.add_argument("email", metavar="ADDR", nargs="?")
+    s.add_argument("--off", action="store_true", help="no notifications")
+    s.set_defaults(func=cmd_mailbox_notify)
     s = msub.add_parser("passwd", parents=[common], help="set a mailbox's password (read from standard input)")
     s.add_argument("ins", metavar="INS")
     s.set_defaults(func=cmd_mailbox_passwd)

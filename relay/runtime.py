@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ssl
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -60,6 +61,8 @@ class Runtime:
     tls: ssl.SSLContext
     imap_tls: ssl.SSLContext
     dkim: DkimKey | None = None
+    # DKIM key lookups (certs.dkim.Resolver); None: DNS. Tests put a table here.
+    dkim_resolver: Callable[[bytes], bytes | None] | None = None
     sessions: set[Any] = field(default_factory=set)
     sessions_per_ip: SlotCounter = field(default_factory=SlotCounter)
     stopping: bool = False

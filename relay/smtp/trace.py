@@ -106,7 +106,9 @@ class Channel:
 
 
 def trace_headers(ch: Channel, our_host: str, queue_id: str, single_rcpt: str | None,
-                  when: dt.datetime | None = None) -> bytes:
+                  when: dt.datetime | None = None, more_results: str = "") -> bytes:
+    """Received and Authentication-Results; `more_results`: further RFC 8601 resinfo
+    (the DKIM verdicts, certs.dkim.auth_results), written after ours."""
     now = format_datetime(when or dt.datetime.now(dt.timezone.utc))
     rcpt = f"\r\n\tfor <{single_rcpt}>" if single_rcpt else ""
     # RFC 5321 §4.4 trace; "ESMTPS" = ESMTP over TLS (RFC 3848).
@@ -121,5 +123,6 @@ def trace_headers(ch: Channel, our_host: str, queue_id: str, single_rcpt: str | 
     auth = (f"Authentication-Results: {our_host};\r\n"
             f"\tx-mssante-tls=pass{mailfrom}\r\n"
             f"\tpolicy.tls-version={ch.tls_version} policy.tls-cipher={ch.tls_cipher}\r\n"
-            f"\tpolicy.client-cert-subject={quoted(ch.cert_subject)}\r\n")
+            f"\tpolicy.client-cert-subject={quoted(ch.cert_subject)}"
+            + (f";\r\n\t{more_results}" if more_results else "") + "\r\n")
     return (received + auth).encode("ascii")

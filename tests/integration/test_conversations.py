@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from certs.dkim import DkimKey, txt_value, verify
+from certs.dkim import DkimKey, generate_key, sign, txt_value, verify
 from tests.integration.conftest import INS_ACTIVE, INS_PENDING, PASSWORD, SENDER, RunningDaemon, message
 
 PATIENT = f"{INS_ACTIVE}@patient.mssante.fr"
@@ -332,3 +332,74 @@ def test_queue_survives_a_restart(instance: Path) -> None:
     finally:
         rd.stop()
         controller.stop()
+
+
+def test_inbound_dkim_is_verified_into_authentication_results(world: tuple[RunningDaemon, ProHandler, Path],
+                                                              tmp_path: Path) -> None:
+    rd, _, _ = world
+    generate_key(tmp_path / "pro-dkim.key")
+    key = DkimKey.load(tmp_path / "pro-dkim.key", "pro1", "test-operator.mssante.fr")
+    assert rd.daemon.runtime is not None
+    rd.daemon.runtime.dkim_resolver = \
+        lambda name: txt_value(key) if name.rstrip(b".") == b"pro1._domainkey.test-operator.mssante.fr" else None
+    raw = message(subject="Signe", message_id="<dkim-1@test-operator.mssante.fr>")
+    signed = sign(raw, key) + raw
+    tampered = sign(raw, key) + raw.replace(b"Voici", b"Voila")
+    with rd.smtp() as s:
+        assert s.sendmail(SENDER, [PATIENT], signed) == {}
+        assert s.sendmail(SENDER, [PATIENT], tampered) == {}
+        assert s.sendmail(SENDER, [PATIENT], raw) == {}
+    verdicts = [email.message_from_bytes(m)["Authentication-Results"] for m in rd.inbox(INS_ACTIVE)]
+    assert "dkim=pass" in verdicts[0] and "header.d=test-operator.mssante.fr" in verdicts[0]
+    assert "header.s=pro1" in verdicts[0] and "x-mssante-tls=pass" in verdicts[0]
+    assert "dkim=fail" in verdicts[1]
+    assert "dkim=none" in verdicts[2]
+
+
+def test_notification_without_health_content_once_per_window(instance: Path) -> None:
+    port = free_port()
+    smarthost = ProHandler()
+    controller = Controller(smarthost, hostname="127.0.0.1", port=port, decode_data=False)
+    controller.start()
+    config = instance / "relay.toml"
+    config.write_text(config.read_text().replace('smarthost = ""', f'smarthost = "127.0.0.1:{port}"'))
+    rd = RunningDaemon(config).start()
+    try:
+        p = subprocess.run([sys.executable, "-m", "relay.cli", "mailbox", "notify", INS_ACTIVE,
+                            "patient.perso@example.org"], env=dict(os.environ, MSSANTE_RELAY_CONFIG=str(config)),
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        time.sleep(1.1)  # store.mailbox_cache_ttl: the daemon sees the CLI's change within it
+        for i in range(2):  # the second falls within notifications.window: no second notice
+            with rd.smtp() as s:
+                assert s.sendmail(SENDER, [PATIENT], message(subject=f"Resultat VIH {i}",
+                                                             body="Serologie positive.\r\n")) == {}
+        [notice] = smarthost.wait(1)
+        time.sleep(1.0)
+        assert len(smarthost.received) == 1
+        assert notice.rcpts == ["patient.perso@example.org"]
+        text = notice.content.decode()
+        assert "VIH" not in text and "Serologie" not in text and "test-operator" not in text
+        assert "Auto-Submitted: auto-generated" in text
+    finally:
+        rd.stop()
+        controller.stop()
+
+
+def test_queue_metrics_on_the_admin_port(world: tuple[RunningDaemon, ProHandler, Path]) -> None:
+    import urllib.request
+    rd, pro, _ = world
+    pro_writes(rd)
+    with rd.submission() as s:
+        assert s.sendmail(PATIENT, [SENDER], reply()) == {}
+    pro.wait(1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{rd.daemon.admin_port}/metrics", timeout=10) as r:
+            body = r.read().decode()
+        if 'mssante_delivery_attempts_total{kind="reply",result="sent"}' in body:
+            break
+        time.sleep(0.2)
+    assert 'mssante_delivery_attempts_total{kind="reply",result="sent"}' in body
+    assert "mssante_queue_depth" in body and "mssante_queue_oldest_age_seconds" in body
+    assert 'mssante_submission_messages_total{code="250",result="accepted",rule="ok"}' in body
