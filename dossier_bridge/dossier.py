@@ -140,6 +140,10 @@ def candidates(attachments: Sequence[Attachment], src: SourceMessage,
     out: list[Candidate] = []
     for att in attachments:
         name = att.part.filename
+        if name is None and att.part.disposition != "attachment":
+            # an image of the body itself (a logo in an HTML signature, RFC 2387
+            # multipart/related): checked like any part, but not a document
+            continue
         if att.kind is Kind.XDM:
             try:
                 package = read_xdm(att.part.content, limits)

@@ -262,3 +262,19 @@ def test_dossier_cli_list_get_delete_and_export(relay: RunningDaemon, instance: 
     actions = [e["action"] for e in json.loads(audit.stdout)]
     assert "dossier.filed" in actions and "dossier.download" in actions and "dossier.delete" in actions
 
+
+
+def test_inline_body_images_are_checked_but_not_filed(relay: RunningDaemon) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes.fromhex("0000000d49484452000000010000000108060000001f15c489") + \
+        bytes.fromhex("0000000d4944415478da63f8cfc0f01f0005000201a5d8d76d0000000049454e44ae426082")
+    m = EmailMessage()
+    m["From"] = f"Dr Martin <{SENDER}>"
+    m["To"] = RCPT
+    m["Subject"] = "Avec logo"
+    m["Message-ID"] = "<logo-1@test-operator.mssante.fr>"
+    m.set_content("Bonjour")
+    m.add_alternative('<p>Bonjour</p><img src="cid:logo">', subtype="html")
+    m.get_payload()[1].add_related(png, maintype="image", subtype="png", cid="<logo>")
+    code, _ = send(relay, m.as_bytes(policy=m.policy.clone(linesep="\r\n")))
+    assert code == 250
+    assert docs(relay) == [] and len(relay.inbox(INS_ACTIVE)) == 1
