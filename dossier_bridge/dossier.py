@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import Message
@@ -35,6 +33,7 @@ from mailbox_store.documents import NewDocument
 from mailbox_store.store import MailboxInfo
 from policy.attachments import Attachment, AttachmentLimits, Kind, check_message, mime_parts
 from policy.decisions import Decision
+from policy.headers import parse_headers
 
 MSS_HEADERS = ("X-MSS-CODECDA", "X-MSS-INS", "X-MSS-NIL")
 
@@ -218,7 +217,7 @@ def inspect_message(raw: bytes, recipients: Sequence[MailboxInfo], limits: Attac
         return attachments
     if not file or not attachments or not recipients:
         return Filing()
-    src = source_of(BytesHeaderParser(policy=compat32).parsebytes(raw), raw, cert_subject)
+    src = source_of(parse_headers(raw), raw, cert_subject)
     cands = candidates(attachments, src, limits)
     if isinstance(cands, Decision):
         return cands

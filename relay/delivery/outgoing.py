@@ -13,14 +13,10 @@ from typing import TYPE_CHECKING
 from certs.dkim import sign
 from mailbox_store.outbound import Recipient, Submitted
 from mailbox_store.store import MailboxInfo
+from policy.headers import header_block
 
 if TYPE_CHECKING:
     from relay.runtime import Runtime
-
-
-def header_block(raw: bytes) -> bytes:
-    end = raw.find(b"\r\n\r\n")
-    return raw if end < 0 else raw[:end + 2]
 
 
 def has_header(raw: bytes, name: str) -> bool:

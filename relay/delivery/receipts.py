@@ -8,8 +8,6 @@ headers, queuing) runs in a task, never in the feed callback."""
 from __future__ import annotations
 
 import asyncio
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from email.utils import getaddresses
 from typing import TYPE_CHECKING
 
@@ -19,6 +17,7 @@ from mailbox_store.feed import Change
 from mailbox_store.messages import SEEN
 from mailbox_store.outbound import Recipient
 from policy.conversation import decode_subject, normalise_address
+from policy.headers import parse_headers
 from relay.delivery.outgoing import queue_outgoing
 from relay.delivery.reports import build_mdn
 
@@ -60,7 +59,7 @@ class ReceiptSender:
         raw = (await self.rt.store.fetch_raw_many(mailbox.ins, change.folder, [change.uid])).get(change.uid)
         if raw is None:
             return
-        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        headers = parse_headers(raw)
         requested = [a for _, a in getaddresses([str(v) for v in headers.get_all("Disposition-Notification-To", [])])]
         to = normalise_address(requested[0]) if requested else None
         if to is None:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -45,6 +43,7 @@ from policy.decisions import (BAD_HELO, BARE_LINE_ENDING, CLIENT_CERT_REQUIRED, 
                               TOO_MANY_CONNECTIONS, TOO_MANY_RECIPIENTS, Decision)
 from policy.recipients import classify_recipient, mailbox_decision
 from policy.trust import check_sender
+from policy.headers import parse_headers
 from relay.runtime import POSTMASTER
 from relay.smtp.autotest import AutoTest
 from relay.smtp.data import TooBig, read_dot_data
@@ -308,7 +307,7 @@ class MxHandler:
                 log.error("autotest.failed", queue_id=queue_id, error=type(e).__name__)
             if not mailboxes:
                 return f"250 2.0.0 OK: message de test recu / test message received as {queue_id}"
-        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        headers = parse_headers(raw)
         # DESIGN.md §4 "Professional initiates": the conversation change is committed
         # with the message (a bounce, from the null sender, opens nothing)
         conversation = None if envelope.mail_from == NULL_SENDER else professional_effects(

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +31,7 @@ from mailbox_store.store import MailboxInfo
 from policy.attachments import PATIENT_MAX_PART_BYTES
 from policy.conversation import answered_ids, normalise_address, parse_msg_ids, patient_recipient_decision
 from policy.decisions import (BARE_LINE_ENDING, SHUTTING_DOWN, STORE_UNAVAILABLE, TOO_MANY_RECIPIENTS, Decision)
+from policy.headers import parse_headers
 from relay.delivery.outgoing import queue_outgoing
 from relay.smtp.replies import with_enhanced_code
 from relay.smtp.trace import has_bare_line_ending
@@ -160,7 +159,7 @@ class SubmissionHandler:
         ins_hash = self.rt.master.pseudonym(sender.ins)
         if has_bare_line_ending(raw):
             return self.refuse(BARE_LINE_ENDING, "data", session, ins_hash=ins_hash)
-        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        headers = parse_headers(raw)
         froms = [a for _, a in getaddresses([str(v) for v in headers.get_all("From", [])])]
         if len(froms) != 1 or normalise_address(froms[0]) != normalise_address(envelope.mail_from or ""):
             return self.refuse(FROM_MISMATCH, "data", session, ins_hash=ins_hash)
