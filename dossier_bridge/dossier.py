@@ -31,7 +31,7 @@ from dossier_bridge.cda import INS_OIDS, CdaError, parse_cda
 from dossier_bridge.xdm import XdmError, read_xdm
 from mailbox_store.documents import NewDocument
 from mailbox_store.store import MailboxInfo
-from policy.attachments import Attachment, AttachmentLimits, Kind, check_message, mime_parts
+from policy.attachments import Attachment, AttachmentLimits, Kind, Part, check_message, classify, mime_parts
 from policy.decisions import Decision
 from policy.headers import parse_headers
 
@@ -58,6 +58,7 @@ class Candidate:
     # INS the document names (under an INS OID); None: it names no patient (PDF, image)
     patient_ins: frozenset[str] | None
     names_patient: bool  # it carries a patient identity (which may hold no INS at all)
+    refused: str | None = None  # filed for nobody, and why (an XDM entry that fails the rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +152,20 @@ def candidates(attachments: Sequence[Attachment], src: SourceMessage,
                                 f"IHE_XDM package refused ({_ascii(str(e))}): {_ascii(name or '')}",
                                 "attachment_zip")
             for d in package.documents:
-                meta = _base_meta(src, d.path.rsplit("/", 1)[-1], d.content, d.mime_type or "application/octet-stream",
-                                  "xdm")
-                if d.mime_type in ("text/xml", "application/xml", "application/hl7-v3+xml"):
-                    meta, _, _ = _with_cda(meta, d.content)  # XDM metadata below wins
+                filename = d.path.rsplit("/", 1)[-1]
+                meta = _base_meta(src, filename, d.content, d.mime_type or "application/octet-stream", "xdm")
+                # each entry passes the rules a bare attachment passes (its declared
+                # mimeType is what a reader of the dossier will trust), and its hash
+                entry = classify(Part(d.path, filename, (d.mime_type or "").lower(), "attachment", d.content, 1),
+                                 limits)
+                refused = None
+                if not isinstance(entry, Attachment) or entry.kind is Kind.XDM:
+                    refused = "xdm_entry_not_allowed"
+                elif d.hash_ok is False:
+                    refused = "xdm_hash_mismatch"
+                cda_ins: frozenset[str] = frozenset()
+                if isinstance(entry, Attachment) and entry.kind is Kind.CDA:
+                    meta, cda_ins, _ = _with_cda(meta, d.content)  # XDM metadata below wins
                 if d.title:
                     meta["title"] = d.title
                 if d.class_code is not None:
@@ -172,7 +183,9 @@ def candidates(attachments: Sequence[Attachment], src: SourceMessage,
                 meta["xdm"] = {"unique_id": d.unique_id, "entry": d.path, "hash_ok": d.hash_ok}
                 pid = d.patient_id
                 ins = frozenset({pid[0]}) if pid is not None and pid[1] in INS_OIDS else frozenset()
-                out.append(Candidate(d.content, meta, ins, True))
+                if cda_ins:  # the document's own header must name the same patient
+                    ins &= cda_ins
+                out.append(Candidate(d.content, meta, ins, True, refused))
         elif att.kind is Kind.CDA:
             meta, ins, names = _with_cda(_base_meta(src, name, att.part.content, att.mime_type, "cda"),
                                          att.part.content)
@@ -188,11 +201,14 @@ def for_recipient(cands: Sequence[Candidate], ins: str, src: SourceMessage) -> t
     docs: list[NewDocument] = []
     skipped: list[Skipped] = []
     for c in cands:
+        if c.refused is not None:
+            skipped.append(Skipped(str(c.meta.get("filename")), c.refused, c.meta["sha256"]))
+            continue
         if c.names_patient and (not c.patient_ins or ins not in c.patient_ins):
             reason = "patient_id_mismatch" if c.patient_ins else "no_ins_in_document"
             skipped.append(Skipped(str(c.meta.get("filename") or c.meta.get("title")), reason, c.meta["sha256"]))
             continue
-        docs.append(NewDocument(src.message_id, c.content, c.meta))
+        docs.append(NewDocument(src.message_id, c.content, c.meta, c.meta["sha256"]))
     return docs, skipped
 
 

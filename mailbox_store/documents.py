@@ -47,12 +47,13 @@ class NewDocument:
     bridge decides the fields)."""
 
     source_id: str  # the source message's Message-ID, or a digest of a message without one
-    content: bytes
-    meta: Mapping[str, Any]
+    content: bytes = field(repr=False)
+    meta: Mapping[str, Any] = field(repr=False)
+    sha256: str = ""  # of the content; computed when not given (it is costly: give it)
 
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.content).hexdigest()
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            object.__setattr__(self, "sha256", hashlib.sha256(self.content).hexdigest())
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, case, delete, func, insert, select, update
 
 from mailbox_store.feed import Change
-from mailbox_store.models import Blob, Document, Folder, Message, OutboundEntry
+from mailbox_store.models import Blob, Document, Folder, Message, OutboundEntry, ReceiptRequest
 
 if TYPE_CHECKING:
     from mailbox_store.writer import Writer
@@ -66,6 +66,7 @@ def delete_orphan_blobs(conn: Connection, blob_ids: set[str]) -> None:
     used |= set(conn.execute(select(OutboundEntry.blob_id).where(OutboundEntry.blob_id.in_(blob_ids))).scalars())
     orphans = blob_ids - used
     if orphans:
+        conn.execute(delete(ReceiptRequest).where(ReceiptRequest.blob_id.in_(orphans)))
         conn.execute(delete(Blob).where(Blob.id.in_(orphans)))
 
 

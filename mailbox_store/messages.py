@@ -99,21 +99,6 @@ class MessageOps:
 
         return await self.writer.submit(job)
 
-    async def add_flag_once(self, mailbox_id: int, folder: str, uid: int, flag: str) -> bool:
-        """Add `flag` to one message; True only for the caller that added it (the writer
-        runs jobs one at a time: a test-and-set, e.g. RFC 3503 $MDNSent sent once)."""
-        def job(conn: Connection) -> tuple[bool, list[Change]]:
-            fid = _folder_id(conn, mailbox_id, folder)
-            text = conn.execute(select(Message.flags).where(Message.folder_id == fid, Message.uid == uid)).scalar()
-            if text is None or flag in _flags(text):
-                return False, []
-            new = _flags(text) | {flag}
-            conn.execute(update(Message).where(Message.folder_id == fid, Message.uid == uid)
-                         .values(flags=_flag_text(new)))
-            return True, [Change("message.flags", mailbox_id, folder, uid, flags=new)]
-
-        return await self.writer.submit(job)
-
     async def expunge(self, mailbox_id: int, folder: str, only_uids: Iterable[int] | None = None) -> list[int]:
         """Remove the messages flagged \\Deleted (among only_uids for UID EXPUNGE,
         RFC 4315 §2.1); returns their UIDs, ascending."""

@@ -181,3 +181,17 @@ class OutboundEntry(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str] = mapped_column(String(1024), default="")
+
+
+class ReceiptRequest(Base):
+    """A professional's read-receipt request (Disposition-Notification-To, RFC 8098),
+    recorded by the MX at delivery: only these get an MDN, once (`sent_at`), whatever
+    the patient does with IMAP flags or APPEND. Keyed by the message's blob, which its
+    copies in other folders share."""
+
+    __tablename__ = "receipt_requests"
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
+    blob_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    address: Mapped[str] = mapped_column(String(320))  # where the MDN goes (normalised)
+    message_id: Mapped[str | None] = mapped_column(String(998))  # Original-Message-ID
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

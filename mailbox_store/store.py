@@ -39,7 +39,8 @@ from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, i
 from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
 from mailbox_store.messages import MessageOps
-from mailbox_store.models import DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Guardian, Mailbox, Message
+from mailbox_store.models import (DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Guardian, Mailbox, Message,
+                                  ReceiptRequest)
 from mailbox_store.writer import GroupJob, Writer
 from policy.conversation import ConversationEffects
 from policy.recipients import MailboxState
@@ -140,6 +141,7 @@ class _Delivery(GroupJob):
     when: dt.datetime
     documents: SealedDocuments  # filed in the same transaction as the message
     conversation: ConversationEffects | None  # a professional message's, for each mailbox
+    receipt: tuple[str, str | None] | None  # requested read receipt: (address, Message-ID)
 
     @classmethod
     def apply_group(cls, conn: Connection, jobs: list["_Delivery"]) -> list[tuple[Any, list[Change]]]:
@@ -186,6 +188,10 @@ class _Delivery(GroupJob):
             if job.conversation is not None:
                 for mb, _ in job.keys:
                     apply_effects(conn, mb.id, job.conversation, job.when)
+            if job.receipt is not None:
+                conn.execute(insert(ReceiptRequest), [
+                    {"mailbox_id": mb.id, "blob_id": job.blob_id, "address": job.receipt[0],
+                     "message_id": job.receipt[1], "sent_at": None} for mb, _ in job.keys])
         return results
 
 
@@ -270,6 +276,27 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps):
             row = (await conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
                                              Mailbox.created_at).where(Mailbox.ins == ins))).first()
         return self._info(row) if row else None
+
+    async def claim_receipt(self, mailbox_id: int, folder: str, uid: int) -> tuple[str, str | None] | None:
+        """The read receipt this message's delivery recorded, if it was not sent yet;
+        marked sent in the same transaction (one caller only gets it: sent once)."""
+        when = dt.datetime.now(dt.timezone.utc)
+
+        def job(conn: Connection) -> tuple[tuple[str, str | None] | None, list[Change]]:
+            blob_id = conn.execute(select(Message.blob_id).join(Folder, Folder.id == Message.folder_id).where(
+                Folder.mailbox_id == mailbox_id, Folder.name == folder, Message.uid == uid)).scalar()
+            if blob_id is None:
+                return None, []
+            row = conn.execute(select(ReceiptRequest.address, ReceiptRequest.message_id).where(
+                ReceiptRequest.mailbox_id == mailbox_id, ReceiptRequest.blob_id == blob_id,
+                ReceiptRequest.sent_at.is_(None))).first()
+            if row is None:
+                return None, []
+            conn.execute(update(ReceiptRequest).where(ReceiptRequest.mailbox_id == mailbox_id,
+                                                      ReceiptRequest.blob_id == blob_id).values(sent_at=when))
+            return (row.address, row.message_id), []
+
+        return await self.writer.submit(job)
 
     async def mailbox_by_id(self, mailbox_id: int) -> MailboxInfo | None:
         async with self.engine.connect() as conn:
@@ -579,10 +606,12 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps):
                       documents: Sequence[tuple[MailboxInfo, Sequence[NewDocument]]] = (),
                       filed_by: str = "mx", source: str = "",
                       not_filed: Sequence[tuple[MailboxInfo, str]] = (),
-                      conversation: ConversationEffects | None = None) -> list[Delivered]:
+                      conversation: ConversationEffects | None = None,
+                      receipt: tuple[str, str | None] | None = None) -> list[Delivered]:
         """Store one message in each mailbox's folder, and file its documents in their
         dossiers (`not_filed`: (mailbox, reason) for the audit log), and record the
-        conversation effects of a professional's message, all or nothing, durably."""
+        conversation effects of a professional's message and its read-receipt request
+        (address, Message-ID), all or nothing, durably."""
         when = internal_date or dt.datetime.now(dt.timezone.utc)
         blob_id = uuid.uuid4().hex
         content_key = new_data_key()
@@ -591,7 +620,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps):
                 for mb in mailboxes]
         docs = await self.seal_documents(documents, filed_by, source, not_filed)
         return await self.writer.submit(
-            _Delivery(blob_id, sealed, len(raw), keys, folder, " ".join(flags), when, docs, conversation))
+            _Delivery(blob_id, sealed, len(raw), keys, folder, " ".join(flags), when, docs, conversation, receipt))
 
     async def messages(self, ins: str, folder: str = "INBOX") -> list[MessageInfo]:
         async with self.engine.connect() as conn:

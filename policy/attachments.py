@@ -51,14 +51,10 @@ import io
 import re
 import stat
 import struct
+import urllib.parse
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from email.errors import HeaderParseError
-from email.header import Header, decode_header, make_header
-from email.message import Message
-from email.parser import BytesParser
-from email.policy import Policy, compat32
 from typing import NamedTuple
 from xml.parsers import expat
 
@@ -67,6 +63,7 @@ from xml.parsers import expat
 # is; it never decides that a part is accepted.
 import puremagic
 
+from policy import mime
 from policy.decisions import Decision
 
 __all__ = [
@@ -297,89 +294,59 @@ def _zip_refusal(fr: str, en: str) -> _Refusal:
 # --- MIME structure ------------------------------------------------------------------------
 
 
-class _TooManyParts(Exception):
-    pass
+def _field_type(node: mime.Part) -> str | None:
+    """The Content-Type the part declares, lower-case, without parameters; None when it
+    declares none or an invalid one (RFC 2045 §5.2: then it is text/plain)."""
+    value = node.get("Content-Type")
+    if value is None:
+        return None
+    declared = value.decode("utf-8", "replace").split(";", 1)[0].strip().lower()
+    return declared if declared.count("/") == 1 and all(declared.split("/")) else None
 
 
-def _counting_factory(limit: int) -> Callable[..., Message]:
-    """A message factory for the parser that stops it after `limit` objects.
-
-    The parser builds one object per part before we can count leaves: without this, a
-    25 MB message of empty parts costs millions of objects (about 1 GB, minutes of CPU).
-    """
-    made = 0
-
-    def factory(policy: Policy = compat32) -> Message:
-        nonlocal made
-        made += 1
-        if made > limit:
-            raise _TooManyParts
-        return Message(policy)
-
-    return factory
-
-
-def _declared_type(node: Message) -> str:
-    raw = node.get("Content-Type")
-    if raw is None:
-        return ""
-    declared = str(raw).split(";", 1)[0].strip().lower()
-    # RFC 2045 §5.2: an invalid type is no type at all (the reader defaults to text/plain).
-    return declared if declared.count("/") == 1 else ""
-
-
-def _disposition(node: Message) -> str | None:
-    value = node.get_content_disposition()
+def _disposition(node: mime.Part) -> str | None:
+    value = (node.disposition or "").strip().lower() or None
     if value is None or value == "inline":
         return value
     return "attachment"  # RFC 2183 §2.8: an unknown disposition is treated as attachment
 
 
-def _raw_8bit(value: Header) -> str:
-    """A header compat32 kept as raw 8-bit bytes (RFC 6532 UTF-8, or an old mailer's
-    latin-1), as text: str() of it would turn every such byte into U+FFFD."""
-    out = []
-    for chunk, _ in decode_header(value):
-        if isinstance(chunk, bytes):
+def _unescape(text: str) -> str:
+    """A header value the parser kept with surrogate escapes: RFC 6532 raw UTF-8, or an
+    old mailer's latin-1."""
+    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _param(params: tuple[tuple[str, str], ...], name: str) -> str | None:
+    """A parameter, RFC 2231 encoded (name*=charset'lang'value) or not."""
+    for key, value in params:
+        k = key.lower()
+        if k == name + "*":  # RFC 2231 §4: charset'language'percent-encoded
+            charset, _, rest = value.partition("'")
+            _, _, encoded = rest.partition("'")
+            data = urllib.parse.unquote_to_bytes(encoded if rest else value)
             try:
-                out.append(chunk.decode("utf-8"))
-            except UnicodeDecodeError:
-                out.append(chunk.decode("latin-1"))
-        else:
-            out.append(chunk)
-    return "".join(out)
+                return data.decode(charset or "us-ascii")
+            except (LookupError, UnicodeError):
+                return data.decode("latin-1")
+        if k == name:
+            return _unescape(value)
+    return None
 
 
-def _decode_filename(node: Message) -> str | None:
-    source = node
-    raw = [(h, node.get(h)) for h in ("Content-Disposition", "Content-Type")]
-    if any(isinstance(v, Header) for _, v in raw):
-        source = Message()
-        for h, v in raw:
-            if v is not None:
-                source[h] = _raw_8bit(v) if isinstance(v, Header) else v
-    # get_filename() falls back to Content-Type "name" (RFC 2045 legacy) and already
-    # joins RFC 2231 continuations and charsets (collapse_rfc2231_value).
-    name = source.get_filename()
+def _decode_filename(node: mime.Part) -> str | None:
+    # Content-Disposition filename (RFC 2183 §2.3), else the legacy Content-Type name
+    name = _param(node.disposition_params, "filename") or _param(node.params, "name")
     if not name:
         return None
     if "=?" in name:
         # RFC 2047 §5 forbids encoded-words in a parameter, yet many mailers send them.
-        try:
-            name = str(make_header(decode_header(name)))
-        except (HeaderParseError, LookupError, UnicodeError, ValueError):
-            pass  # a name we cannot decode is still a name: keep it as sent
+        name = mime.decode_header(name.encode("utf-8", "surrogateescape"))
     return name.strip() or None
-
-
-def _content(node: Message) -> bytes:
-    payload = node.get_payload(decode=True)  # RFC 2045 §6: base64, quoted-printable
-    if isinstance(payload, bytes):
-        return payload
-    if node.is_multipart():
-        # a message/* leaf the parser split into header blocks (delivery-status...)
-        return b"".join(sub.as_bytes() for sub in node.get_payload() if isinstance(sub, Message))
-    return b""
 
 
 def mime_parts(raw: bytes, limits: AttachmentLimits) -> list[Part] | Decision:
@@ -387,64 +354,53 @@ def mime_parts(raw: bytes, limits: AttachmentLimits) -> list[Part] | Decision:
 
     Recurses into multipart/* (RFC 2046 §5.1) and message/rfc822 (§5.2.1); any other
     message/* (delivery-status, partial, external-body...) is a leaf. The top message is
-    at depth 0, each multipart or encapsulated message adds one.
+    at depth 0, each multipart or encapsulated message adds one. Parsed by policy/mime.py
+    (bounded, never raises), which reads a broken structure the tolerant way a mail
+    reader does; here anything it had to reinterpret is refused instead, since a reader
+    might see in it parts we never checked.
     """
+    try:
+        return _walk(mime.parse(raw), limits)
+    except Exception:  # never crash a session on hostile bytes
+        return _mime_refusal("Structure MIME illisible", "Unreadable MIME structure")
+
+
+def _walk(root: mime.Part, limits: AttachmentLimits) -> list[Part] | Decision:
     too_deep = _mime_refusal(f"Structure MIME trop profonde ({limits.max_depth} niveaux au plus)",
                              f"MIME structure too deep ({limits.max_depth} levels at most)")
     too_many = _mime_refusal(f"Trop de parties MIME ({limits.max_parts} au plus)",
                              f"Too many MIME parts ({limits.max_parts} at most)")
-    try:
-        # Leaves, containers and the header blocks of a delivery-status all count: a
-        # generous bound for any real message, far below what hurts.
-        factory = _counting_factory((max(limits.max_parts, 0) + 1) * (max(limits.max_depth, 0) + 1))
-        message = BytesParser(factory, policy=compat32).parsebytes(raw)
-    except _TooManyParts:
-        return _mime_refusal(f"Structure MIME trop grande ou trop profonde ({limits.max_parts} parties et "
-                             f"{limits.max_depth} niveaux au plus)",
-                             f"MIME structure too large or too deep ({limits.max_parts} parts and "
-                             f"{limits.max_depth} levels at most)")
-    except RecursionError:  # the parser recurses once per nesting level
-        return too_deep
-    except Exception:  # the stdlib parser on hostile bytes: refuse, never crash the session
-        return _mime_refusal("Structure MIME illisible", "Unreadable MIME structure")
-    try:
-        return _walk(message, limits, too_deep, too_many)
-    except Exception:
-        return _mime_refusal("Structure MIME illisible", "Unreadable MIME structure")
-
-
-def _walk(message: Message, limits: AttachmentLimits, too_deep: Decision,
-          too_many: Decision) -> list[Part] | Decision:
     leaves: list[Part] = []
     # (node, IMAP number, depth, is a message): an explicit stack, no recursion.
-    stack: list[tuple[Message, str, int, bool]] = [(message, "", 0, True)]
+    stack: list[tuple[mime.Part, str, int, bool]] = [(root, "", 0, True)]
     while stack:
         node, number, depth, is_message = stack.pop()
         if depth > limits.max_depth:
             return too_deep
-        ctype = node.get_content_type()
-        children = node.get_payload() if node.is_multipart() else None
-        if node.get_content_maintype() == "multipart":
-            if not isinstance(children, list):
-                # RFC 2046 §5.1.1: no boundary, or none found. Another reader may still
-                # find parts in it that we would never have checked.
-                return _mime_refusal("Structure MIME invalide (multipart sans delimiteur)",
-                                     "Invalid MIME structure (multipart without boundary)")
+        ctype = f"{node.type}/{node.subtype}".lower()
+        declared = _field_type(node)
+        if declared is not None and declared != ctype:
+            # the parser had to read the part as text: a multipart without (or with an
+            # unusable) boundary, an encoded message/rfc822 (RFC 2046 §5.2.1), or bounds
+            return _mime_refusal("Structure MIME invalide (partie illisible telle que declaree)",
+                                 "Invalid MIME structure (a part cannot be read as declared)")
+        if node.children:
             prefix = f"{number}." if number else ""
-            for i in range(len(children), 0, -1):
-                child = children[i - 1]
-                if isinstance(child, Message):
-                    stack.append((child, f"{prefix}{i}", depth + 1, False))
-        elif ctype in _ENCAPSULATED and isinstance(children, list) and children and isinstance(children[0], Message):
+            for i in range(len(node.children), 0, -1):
+                stack.append((node.children[i - 1], f"{prefix}{i}", depth + 1, False))
+        elif node.message is not None:
             # RFC 9051 §6.4.5: the parts of an encapsulated message are numbered under it.
-            stack.append((children[0], number, depth + 1, True))
+            stack.append((node.message, number, depth + 1, True))
         else:
             if len(leaves) >= limits.max_parts:
                 return too_many
+            try:
+                content = node.decoded()  # RFC 2045 §6: base64, quoted-printable
+            except mime.UnknownCte:
+                return _mime_refusal("Encodage de transfert inconnu", "Unknown transfer encoding")
             # a non-multipart message's own body is its part "1" (RFC 9051 §6.4.5)
             path = (f"{number}.1" if number else "1") if is_message else number
-            leaves.append(Part(path, _decode_filename(node), _declared_type(node), _disposition(node),
-                               _content(node), depth))
+            leaves.append(Part(path, _decode_filename(node), declared or "", _disposition(node), content, depth))
     return leaves
 
 
@@ -761,15 +717,35 @@ def _extension(filename: str | None) -> str | None:
     return m.group(1).lower()
 
 
+# The message text itself (RFC 2046 §4.1): other text/* subtypes (a shell script
+# declared text/x-shellscript) are attachments like any other part.
+_BODY_TYPES = frozenset({"text/plain", "text/html", "text/enriched"})
+
+
+def _der_sequence(content: bytes) -> bool:
+    """Exactly one DER SEQUENCE (X.690 §8.1: tag 0x30, definite length), nothing more:
+    what a detached CMS signature is, and not a script starting with "0"."""
+    if len(content) < 2 or content[0] != 0x30:
+        return False
+    first = content[1]
+    if first < 0x80:
+        return len(content) == 2 + first
+    n = first & 0x7F
+    if not 1 <= n <= 3 or len(content) < 2 + n:
+        return False
+    return len(content) == 2 + n + int.from_bytes(content[2:2 + n], "big")
+
+
 def _is_not_attachment(part: Part) -> bool:
     ctype = part.content_type or "text/plain"  # RFC 2045 §5.2: no type is text/plain
     if part.filename is None:
-        if ctype.startswith("text/") and part.disposition != "attachment":
+        if ctype in _BODY_TYPES and part.disposition != "attachment":
             return True  # the message text (RFC 2183 §2.1 for inline)
-        if ctype in _REPORT_TYPES:
-            return True
-    # a detached signature (RFC 8551 §3.5.3) is DER: a SEQUENCE, tag 0x30
-    return ctype in _SMIME_SIGNATURES and part.content[:1] == b"\x30" and len(part.content) < _SMIME_SIGNATURE_MAX
+        if ctype in _REPORT_TYPES and _is_text(part.content):
+            return True  # RFC 3464/8098 report fields: text, never a file
+    # a detached signature (RFC 8551 §3.5.3): one DER SEQUENCE, unnamed or *.p7s
+    return (ctype in _SMIME_SIGNATURES and len(part.content) < _SMIME_SIGNATURE_MAX
+            and (part.filename is None or part.filename.lower().endswith(".p7s")) and _der_sequence(part.content))
 
 
 def classify(part: Part, limits: AttachmentLimits) -> Attachment | Decision | None:

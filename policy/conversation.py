@@ -380,7 +380,8 @@ def _domain(address: str) -> str:
 
 
 def professional_effects(msg: ProfessionalMessage, is_mssante: Callable[[str], bool], *,
-                         own_domain: str = PATIENT_DOMAIN) -> ConversationEffects:
+                         own_domain: str = PATIENT_DOMAIN,
+                         sender_ok: Callable[[str], bool] | None = None) -> ConversationEffects:
     """The conversation change a delivered professional message makes.
 
     `is_mssante(domain)` says whether a (lower-case) domain is in the MSSante trust list.
@@ -398,7 +399,10 @@ def professional_effects(msg: ProfessionalMessage, is_mssante: Callable[[str], b
                 out.append(norm)
         return out
 
-    senders = trusted(msg.from_addresses)
+    # A From counts only in a domain the sending server was authenticated for
+    # (`sender_ok`: its certificate is listed for that domain), or any operator could
+    # open, or [FIN]-close, another operator's professional's exchange.
+    senders = [a for a in trusted(msg.from_addresses) if sender_ok is None or sender_ok(_domain(a))]
     correspondents = (*senders, *trusted(msg.reply_to)) if senders else ()
     own_id = parse_msg_ids(msg.message_id)
     return ConversationEffects(

@@ -1,13 +1,23 @@
 """Read receipts (DESIGN.md §4 "Read receipts", RFC 8098): a professional's message
 with Disposition-Notification-To gets an MDN "displayed" the first time the patient
 marks it \\Seen (IMAP or webmail), through the outbound queue. The patient cannot
-refuse it. Sent once: the message gets the RFC 3503 keyword $MDNSent with it.
+refuse it.
 
-The feed tells us of every flag change after its commit; the work (decrypting the
-headers, queuing) runs in a task, never in the feed callback."""
+Implementation notes:
+- The request is recorded by the MX at delivery (`receipt_request`), in the delivery's
+  transaction, only when the address is the From of a server authenticated for its
+  domain (RFC 8098 §2.1: a receipt to anyone else could be used to send mail). IMAP
+  APPEND or flags cannot create one: a patient cannot make us send mail this way.
+- Sent once: the store marks the request sent when it hands it out (claim_receipt),
+  whatever happens to the message's flags later. A crash between that mark and the
+  queue loses that receipt rather than sending two.
+- No content is read to send it: the MDN names the original Message-ID only.
+"""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from email.message import Message
 from email.utils import getaddresses
 from typing import TYPE_CHECKING
 
@@ -16,8 +26,7 @@ import structlog
 from mailbox_store.feed import Change
 from mailbox_store.messages import SEEN
 from mailbox_store.outbound import Recipient
-from policy.conversation import decode_subject, normalise_address
-from policy.headers import parse_headers
+from policy.conversation import ProfessionalMessage, normalise_address, parse_msg_ids
 from relay.delivery.outgoing import queue_outgoing
 from relay.delivery.reports import build_mdn
 
@@ -25,7 +34,20 @@ if TYPE_CHECKING:
     from relay.runtime import Runtime
 
 log = structlog.get_logger("relay.receipts")
-MDN_SENT = "$MDNSent"  # RFC 3503 §3.1
+
+
+def receipt_request(headers: Message, msg: ProfessionalMessage,
+                    sender_ok: Callable[[str], bool]) -> tuple[str, str | None] | None:
+    """(address, Message-ID) when the message asks for a receipt we may send."""
+    values = [str(v) for v in headers.get_all("Disposition-Notification-To", [])]
+    asked = [normalise_address(a) for _, a in getaddresses(values)]
+    froms = {normalise_address(a) for a in msg.from_addresses}
+    if len(asked) != 1 or asked[0] is None or asked[0] not in froms:
+        return None
+    if not sender_ok(asked[0].rpartition("@")[2]):
+        return None
+    ids = parse_msg_ids(msg.message_id)
+    return asked[0], ids[0] if ids else None
 
 
 class ReceiptSender:
@@ -40,8 +62,7 @@ class ReceiptSender:
         self.rt.store.feed.unlisten(self._on_change)
 
     def _on_change(self, change: Change) -> None:
-        if change.kind == "message.flags" and change.flags is not None and SEEN in change.flags \
-                and MDN_SENT not in change.flags and change.folder != "Sent":
+        if change.kind == "message.flags" and change.flags is not None and SEEN in change.flags:
             task = asyncio.ensure_future(self._maybe_send(change))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -53,34 +74,18 @@ class ReceiptSender:
             log.error("mdn.failed", error=type(e).__name__)
 
     async def _send(self, change: Change) -> None:
+        claimed = await self.rt.store.claim_receipt(change.mailbox_id, change.folder, change.uid)
+        if claimed is None:
+            return
         mailbox = await self.rt.store.mailbox_by_id(change.mailbox_id)
         if mailbox is None:
             return
-        raw = (await self.rt.store.fetch_raw_many(mailbox.ins, change.folder, [change.uid])).get(change.uid)
-        if raw is None:
-            return
-        headers = parse_headers(raw)
-        requested = [a for _, a in getaddresses([str(v) for v in headers.get_all("Disposition-Notification-To", [])])]
-        to = normalise_address(requested[0]) if requested else None
-        if to is None:
-            return
-        if to.rpartition("@")[2] not in self.rt.trust.trust.domains:
-            # nothing leaves the trust space (DESIGN.md §4), a receipt neither
-            log.info("mdn.not_sent", reason="outside_trust_space")
-            return
-        # flag first, atomically: of two \Seen changes racing, one only sends
-        if not await self.rt.store.add_flag_once(mailbox.id, change.folder, change.uid, MDN_SENT):
-            return
+        to, message_id = claimed
         cfg = self.rt.config
         patient = f"{mailbox.ins}@{cfg.domain}"
         mdn = build_mdn(reporting_ua=f"{cfg.hostname}; mssante-relay", from_addr=patient, to=to,
-                        original_message_id=_text(headers.get("Message-ID")), original_recipient=None,
-                        final_recipient=patient, original_subject=decode_subject(_text(headers.get("Subject"))),
-                        hostname=cfg.hostname)
+                        original_message_id=message_id, original_recipient=None, final_recipient=patient,
+                        original_subject=None, hostname=cfg.hostname)
         # RFC 8098 §2.1 (RFC 3798 §3): the envelope sender of an MDN is null
         done = await queue_outgoing(self.rt, mailbox, mdn, "", [Recipient(to, to.rpartition("@")[2])], "mdn")
         log.info("mdn.queued", envelope_id=done.envelope_id, ins_hash=self.rt.master.pseudonym(mailbox.ins))
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)

@@ -18,7 +18,7 @@ Implementation notes:
 from __future__ import annotations
 
 from relay.imap import wire
-from relay.imap.mime import (
+from policy.mime import (
     Address,
     Part,
     UnknownCte,

@@ -18,7 +18,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 
-from relay.imap.mime import Part, decode_header, parse
+from policy.mime import Part, decode_header, parse
 from relay.imap.sequence import contains
 from relay.imap.types import MessageView, SearchKey, SequenceSet
 

@@ -44,6 +44,7 @@ from policy.decisions import (BAD_HELO, BARE_LINE_ENDING, CLIENT_CERT_REQUIRED, 
 from policy.recipients import classify_recipient, mailbox_decision
 from policy.trust import check_sender
 from policy.headers import parse_headers
+from relay.delivery.receipts import receipt_request
 from relay.runtime import POSTMASTER
 from relay.smtp.autotest import AutoTest
 from relay.smtp.data import TooBig, read_dot_data
@@ -310,8 +311,17 @@ class MxHandler:
         headers = parse_headers(raw)
         # DESIGN.md §4 "Professional initiates": the conversation change is committed
         # with the message (a bounce, from the null sender, opens nothing)
-        conversation = None if envelope.mail_from == NULL_SENDER else professional_effects(
-            professional_from_headers(headers), self._is_mssante, own_domain=self.rt.config.domain)
+        subject = channel.cert_subject
+
+        def sender_ok(domain: str) -> bool:  # the sending server's certificate is listed for it
+            return check_sender(self.rt.trust.trust, domain, subject) is None
+
+        professional = professional_from_headers(headers)
+        conversation = receipt = None
+        if envelope.mail_from != NULL_SENDER:
+            conversation = professional_effects(professional, self._is_mssante, own_domain=self.rt.config.domain,
+                                                sender_ok=sender_ok)
+            receipt = receipt_request(headers, professional, sender_ok)
         single = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
         dkim = auth_results(await self._dkim(raw))
         stored = trace_headers(channel, self.rt.config.hostname, queue_id, single, more_results=dkim) + \
@@ -331,7 +341,7 @@ class MxHandler:
         started = time.monotonic()
         delivery = asyncio.ensure_future(self.rt.store.deliver(
             mailboxes, stored, documents=filing.documents, filed_by="mx", source=channel.peer_ip,
-            not_filed=filing.not_filed, conversation=conversation))
+            not_filed=filing.not_filed, conversation=conversation, receipt=receipt))
         delivery.add_done_callback(logged)
         try:
             await asyncio.shield(delivery)

@@ -279,6 +279,24 @@ def test_read_receipt_on_first_seen_only(world: tuple[RunningDaemon, ProHandler,
     assert "displayed" in mdn.get_payload()[1].as_string()
 
 
+def test_no_receipt_to_another_address_nor_for_an_appended_message(world: tuple[RunningDaemon, ProHandler, Path]) \
+        -> None:
+    rd, pro, _ = world
+    # a Disposition-Notification-To that is not the From: no receipt (RFC 8098 §2.1)
+    pro_writes(rd, extra="Disposition-Notification-To: dr.durand@test-operator.mssante.fr\r\n")
+    forged = message(subject="Appended", message_id="<app-1@test-operator.mssante.fr>",
+                     extra=f"Disposition-Notification-To: {SENDER}\r\n")
+    client = rd.imap()
+    try:
+        assert client.append("INBOX", None, None, forged)[0] == "OK"
+        client.select("INBOX")
+        assert client.uid("STORE", "1:*", "+FLAGS", "(\\Seen)")[0] == "OK"
+    finally:
+        client.logout()
+    time.sleep(1.5)
+    assert pro.received == []
+
+
 def test_pharmacy_may_be_written_to_first(world: tuple[RunningDaemon, ProHandler, Path]) -> None:
     rd, pro, instance = world
     pharmacy = "pharmacie.centrale@test-operator.mssante.fr"

@@ -278,3 +278,17 @@ def test_inline_body_images_are_checked_but_not_filed(relay: RunningDaemon) -> N
     code, _ = send(relay, m.as_bytes(policy=m.policy.clone(linesep="\r\n")))
     assert code == 250
     assert docs(relay) == [] and len(relay.inbox(INS_ACTIVE)) == 1
+
+
+def test_xdm_entries_pass_the_attachment_rules_and_their_hash(relay: RunningDaemon) -> None:
+    exe = b"MZ" + b"\x90" * 58 + b"\x40\x00\x00\x00" + b"PE\x00\x00" + b"\x00" * 200
+    pkg = package([ldl_entry(),
+                   biology_entry(content=exe, mime_type="application/pdf", uri="DOC0002.PDF"),
+                   certificate_entry(patient=ldl_entry().patient, hash="0" * 40)])
+    code, _ = send(relay, mail((pkg, "application/zip", "IHE_XDM.ZIP"), message_id="<xdm-evil@test-operator.mssante.fr>"))
+    assert code == 250
+    assert [d.meta["type_code"] for d in docs(relay)] == ["11490-0"]
+    mb = relay.call(relay.store.require_mailbox(INS_ACTIVE))
+    reasons = sorted(e.detail.split()[0] for e in relay.call(relay.store.audit_events(mb.id))
+                     if e.action == "dossier.not_filed")
+    assert reasons == ["xdm_entry_not_allowed", "xdm_hash_mismatch"]

@@ -569,7 +569,7 @@ def test_a_read_receipt_passes() -> None:
 
 
 def test_a_detached_smime_signature_is_not_an_attachment() -> None:
-    signature = b"\x30\x82\x05\x00" + b"\x06\x09" + b"\x00" * 200
+    signature = b"\x30\x81\xca" + b"\x06\x09" + b"\x00" * 200  # one DER SEQUENCE of 202 bytes
     assert classify(part(signature, "smime.p7s", "application/pkcs7-signature"), LIMITS) is None
     assert classify(part(signature, "smime.p7s", "application/x-pkcs7-signature"), LIMITS) is None
     # not DER, or too big to be a signature: classified by content like anything else
@@ -774,3 +774,35 @@ def test_sniff_and_check_zip_never_raise(data: bytes) -> None:
     assert sniff(data) is None or isinstance(sniff(data), Kind)
     assert check_zip(b"PK\x03\x04" + data, LIMITS) is None or True
     assert check_zip(data + b"PK\x05\x06" + data[:18], LIMITS) is None or True
+
+
+# --- review regressions: what the exemptions must not let through --------------------------------
+
+
+def _part(content: bytes, ctype: str, filename: str | None = None, disposition: str | None = "attachment") -> Part:
+    return Part("2", filename, ctype, disposition, content, 1)
+
+
+def test_a_script_declared_as_smime_signature_is_an_attachment() -> None:
+    script = b"0||new ActiveXObject('WScript.Shell').Run('calc.exe')"
+    got = classify(_part(script, "application/pkcs7-signature", "facture.js"), AttachmentLimits())
+    assert isinstance(got, Decision) and got.code == 554
+    got = classify(_part(script, "application/pkcs7-signature", None), AttachmentLimits())
+    assert isinstance(got, Decision) and got.code == 554  # not one DER SEQUENCE
+
+
+def test_a_real_detached_signature_shape_is_exempt() -> None:
+    body = b"\x02\x01\x01" * 100
+    der = b"\x30\x82" + len(body).to_bytes(2, "big") + body
+    assert classify(_part(der, "application/pkcs7-signature", "smime.p7s"), AttachmentLimits()) is None
+    assert classify(_part(der + b"junk", "application/pkcs7-signature", "smime.p7s"), AttachmentLimits()) \
+        is not None
+
+
+def test_other_text_subtypes_and_binary_report_parts_are_checked() -> None:
+    got = classify(_part(b"#!/bin/sh\nrm -rf ~\n", "text/x-shellscript", None, "inline"), AttachmentLimits())
+    assert isinstance(got, Decision) and got.code == 554
+    got = classify(_part(b"MZ\x90\x00" + b"\x00" * 100, "message/delivery-status", None, None), AttachmentLimits())
+    assert isinstance(got, Decision)
+    report = b"Reporting-MTA: dns; mx.example.fr\r\n\r\nFinal-Recipient: rfc822; a@b.fr\r\nAction: failed\r\n"
+    assert classify(_part(report, "message/delivery-status", None, None), AttachmentLimits()) is None

@@ -385,3 +385,13 @@ def test_texts_ascii_french_then_english() -> None:
         assert " / " not in d.fr and " / " not in d.en
     assert PROFESSIONAL_MUST_START.smtp() == \
         "550 5.7.1 Ce professionnel doit d'abord vous ecrire / This professional must write to you first"
+
+
+def test_a_from_outside_the_authenticated_domain_opens_and_closes_nothing() -> None:
+    msg = ProfessionalMessage(from_addresses=("dr@b.mssante.fr",), reply_to=("secretariat@a.mssante.fr",),
+                              subject="Fin de suivi [FIN]", mes=None, message_id="<x@a.mssante.fr>",
+                              in_reply_to=(), references=())
+    effects = professional_effects(msg, lambda d: True, sender_ok=lambda d: d == "a.mssante.fr")
+    assert effects.correspondents == ()  # neither the From nor, through it, the Reply-To
+    ok = professional_effects(msg, lambda d: True, sender_ok=lambda d: d == "b.mssante.fr")
+    assert ok.correspondents == ("dr@b.mssante.fr", "secretariat@a.mssante.fr") and ok.close_exchange

@@ -1,4 +1,4 @@
-"""relay/imap/mime.py: one parse of a stored message, reused by FETCH and SEARCH.
+"""policy/mime.py: one parse of a stored message, reused by FETCH, SEARCH and the attachment rules.
 
 The real-shaped messages below are shared with test_fetch.py and test_search.py. Each
 is built from its pieces, so the tests can state exact offsets and sizes.
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.imap import mime
-from relay.imap.mime import Address, decode_header, find, parse, parse_addresses
+from policy import mime
+from policy.mime import Address, decode_header, find, parse, parse_addresses
 
 
 def crlf(text: str) -> bytes:
