@@ -285,7 +285,8 @@ def test_xdm_entries_pass_the_attachment_rules_and_their_hash(relay: RunningDaem
     pkg = package([ldl_entry(),
                    biology_entry(content=exe, mime_type="application/pdf", uri="DOC0002.PDF"),
                    certificate_entry(patient=ldl_entry().patient, hash="0" * 40)])
-    code, _ = send(relay, mail((pkg, "application/zip", "IHE_XDM.ZIP"), message_id="<xdm-evil@test-operator.mssante.fr>"))
+    code, _ = send(relay, mail((pkg, "application/zip", "IHE_XDM.ZIP"),
+                               message_id="<xdm-evil@test-operator.mssante.fr>"))
     assert code == 250
     assert [d.meta["type_code"] for d in docs(relay)] == ["11490-0"]
     mb = relay.call(relay.store.require_mailbox(INS_ACTIVE))
