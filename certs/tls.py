@@ -44,21 +44,27 @@ def server_context(cert: Path, key: Path, anchors: Path, crls: Sequence[Path] = 
     _apply_profile(ctx, profile)
     ctx.load_cert_chain(cert, key)
     if require_client_cert:
-        ctx.load_verify_locations(cafile=str(anchors))
-        for crl in crls:
-            ctx.load_verify_locations(cafile=str(crl))
-        if crls:
-            ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+        _trust(ctx, anchors, crls)
         ctx.verify_mode = ssl.CERT_OPTIONAL
     return ctx
 
 
+def _trust(ctx: ssl.SSLContext, anchors: Path, crls: Sequence[Path]) -> None:
+    """The IGC-Santé anchors, and the CRLs that revoke the peer's certificate."""
+    ctx.load_verify_locations(cafile=str(anchors))
+    for crl in crls:
+        ctx.load_verify_locations(cafile=str(crl))
+    if crls:
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+
+
 def client_context(anchors: Path, cert: Path | None = None, key: Path | None = None,
-                   profile: str = "default") -> ssl.SSLContext:
-    """Client side (outbound delivery, tests): verify the server against the anchors."""
+                   profile: str = "default", crls: Sequence[Path] = ()) -> ssl.SSLContext:
+    """Client side (outbound delivery, tests): verify the server against the anchors
+    (and the CRLs: a revoked operator gets no mail from us either)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     _apply_profile(ctx, profile)
-    ctx.load_verify_locations(cafile=str(anchors))
+    _trust(ctx, anchors, crls)
     if cert is not None:
         ctx.load_cert_chain(cert, key)
     return ctx

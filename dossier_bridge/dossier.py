@@ -33,7 +33,7 @@ from mailbox_store.documents import NewDocument
 from mailbox_store.store import MailboxInfo
 from policy.attachments import Attachment, AttachmentLimits, Kind, Part, check_message, classify, mime_parts
 from policy.decisions import Decision
-from policy.headers import parse_headers
+from policy.headers import header_block, parse_headers
 
 MSS_HEADERS = ("X-MSS-CODECDA", "X-MSS-INS", "X-MSS-NIL")
 
@@ -79,7 +79,10 @@ def _header(headers: Message, name: str) -> str | None:
 def source_of(headers: Message, raw: bytes, cert_subject: str | None = None) -> SourceMessage:
     """The message's facts; `raw` is what the sender sent (no trace headers of ours),
     so a redelivery of a message without Message-ID gets the same digest."""
-    message_id = _header(headers, "Message-ID") or "sha256:" + hashlib.sha256(raw).hexdigest()
+    # without a Message-ID, the body's digest: the same whether the message is filed at
+    # delivery or later from the patient's copy (whose headers gained our trace fields)
+    message_id = _header(headers, "Message-ID") or \
+        "sha256:" + hashlib.sha256(raw[len(header_block(raw)):]).hexdigest()
     date = None
     if (text := _header(headers, "Date")) is not None:
         try:

@@ -131,11 +131,18 @@ class QueueOps:
 
         return await self.writer.submit(job)
 
-    async def queue_items(self, due_before: dt.datetime | None = None, limit: int = 1000) -> list[QueueItem]:
-        """Entries by next attempt time (only those due by `due_before` when given)."""
+    async def queue_items(self, due_before: dt.datetime | None = None, limit: int = 1000,
+                          exclude_ids: Sequence[str] = (), exclude_domains: Sequence[str] = ()) -> list[QueueItem]:
+        """Entries by next attempt time (only those due by `due_before` when given),
+        leaving out entries and domains the runner cannot take now (so one busy domain
+        does not hide the others behind it)."""
         q = select(*_COLUMNS).join(Mailbox, Mailbox.id == OutboundEntry.mailbox_id)
         if due_before is not None:
             q = q.where(OutboundEntry.next_attempt_at <= due_before)
+        if exclude_ids:
+            q = q.where(OutboundEntry.id.not_in(list(exclude_ids)))
+        if exclude_domains:
+            q = q.where(OutboundEntry.domain.not_in(list(exclude_domains)))
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q.order_by(OutboundEntry.next_attempt_at, OutboundEntry.id)
                                        .limit(limit))).all()
@@ -192,6 +199,16 @@ class QueueOps:
             return None, []
 
         await self.writer.submit(job)
+
+    async def queue_lease(self, entry_id: str, until: dt.datetime) -> bool:
+        """Before an attempt: the entry is not due again before `until`, whatever happens
+        to the attempt (a crash, a failed commit): never a tight loop of re-sends."""
+        def job(conn: Connection) -> tuple[bool, list[Change]]:
+            n = conn.execute(update(OutboundEntry).where(OutboundEntry.id == entry_id)
+                             .values(next_attempt_at=until)).rowcount
+            return n == 1, []
+
+        return await self.writer.submit(job)
 
     async def queue_retry(self, entry_id: str) -> None:
         """Due now (`mssante-relay queue retry`)."""

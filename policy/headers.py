@@ -16,3 +16,20 @@ def header_block(raw: bytes) -> bytes:
 
 def parse_headers(raw: bytes) -> Message:
     return BytesHeaderParser(policy=compat32).parsebytes(header_block(raw))
+
+
+def without_fields(raw: bytes, names: set[str]) -> bytes:
+    """The message without the header fields of these (lower-case) names, folded
+    continuation lines included (RFC 5322 §2.2.3); the body untouched."""
+    head = header_block(raw)
+    kept: list[bytes] = []
+    dropping = False
+    for line in head.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                kept.append(line)
+            continue
+        dropping = line.split(b":", 1)[0].strip().lower().decode("latin-1") in names
+        if not dropping:
+            kept.append(line)
+    return b"".join(kept) + raw[len(head):]

@@ -146,7 +146,10 @@ class Daemon:
 
     def reload(self) -> bool:
         assert self.runtime is not None
-        return self.runtime.reload()
+        ok = self.runtime.reload()
+        if ok and self.queue is not None:
+            self.queue.reset_tls()  # the next delivery reads the (new) certificate and CRLs
+        return ok
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -59,7 +59,7 @@ class QueueRunner:
             cfg = self.rt.config
             assert cfg.delivery is not None
             self._tls = client_context(cfg.trust_anchors, cfg.delivery.client_cert, cfg.delivery.client_key,
-                                       cfg.tls_profile)
+                                       cfg.tls_profile, cfg.crls)
         return self._tls
 
     def reset_tls(self) -> None:
@@ -109,7 +109,9 @@ class QueueRunner:
         depth, oldest, next_due = await self.rt.store.queue_stats()
         QUEUE_DEPTH.set(depth)
         QUEUE_OLDEST.set((now - oldest).total_seconds() if oldest else 0)
-        for item in await self.rt.store.queue_items(due_before=now, limit=cfg.concurrency * 8):
+        busy = [d for d, n in self._per_domain.items() if n >= cfg.per_destination]
+        for item in await self.rt.store.queue_items(due_before=now, limit=cfg.concurrency * 8,
+                                                    exclude_ids=list(self._inflight), exclude_domains=busy):
             if len(self._inflight) >= cfg.concurrency:
                 break
             if item.id in self._inflight or self._per_domain[item.domain] >= cfg.per_destination:
@@ -129,15 +131,18 @@ class QueueRunner:
             del self._per_domain[item.domain]
         self._wake.set()  # a slot is free: look again
 
+    def _delay(self, attempts: int) -> float:
+        cfg = self.rt.config.delivery
+        assert cfg is not None
+        return cfg.backoff[min(attempts, len(cfg.backoff) - 1)]
+
     async def _attempt(self, item: QueueItem) -> None:
         cfg = self.rt.config
         assert cfg.delivery is not None
-        now = dt.datetime.now(dt.timezone.utc)
+        lease = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self._delay(item.attempts))
+        if not await self.rt.store.queue_lease(item.id, lease):
+            return  # deleted meanwhile (`queue delete`)
         try:
-            if now >= item.expires_at:
-                await self._bounce(item, Outcome(0, f"delivery time expired after {item.attempts} attempt(s): "
-                                                 f"{item.last_error}", None), status="4.4.7")
-                return
             content = await self.rt.store.queue_content(item)
             if item.route == "smarthost":
                 if cfg.notify_smarthost is None:
@@ -157,11 +162,14 @@ class QueueRunner:
         except Exception as e:
             log.error("delivery.attempt_failed", queue_id=item.id, error=type(e).__name__)
             outcome = Outcome(0, f"internal error: {type(e).__name__}", None)
-        await self._settle(item, outcome)
+        try:
+            await self._settle(item, outcome)
+        except NoSuchEntry:
+            pass  # deleted by the operator during the attempt
+        except Exception as e:  # the lease keeps it from being retried before its time
+            log.error("delivery.settle_failed", queue_id=item.id, error=type(e).__name__)
 
     async def _settle(self, item: QueueItem, outcome: Outcome) -> None:
-        cfg = self.rt.config.delivery
-        assert cfg is not None
         if outcome.delivered:
             await self.rt.store.queue_remove(item.id)
             DELIVERIES.labels("sent", item.kind).inc()
@@ -169,8 +177,12 @@ class QueueRunner:
                      remote=outcome.remote_mta)
         elif outcome.permanent:
             await self._bounce(item, outcome)
+        elif dt.datetime.now(dt.timezone.utc) >= item.expires_at:
+            # tried until the end of its lifetime (RFC 5321 §4.5.4.1): it bounces
+            await self._bounce(item, Outcome(outcome.code, f"delivery time expired after {item.attempts + 1} "
+                                             f"attempt(s): {outcome.text}", outcome.remote_mta), status="4.4.7")
         else:
-            delay = cfg.backoff[min(item.attempts, len(cfg.backoff) - 1)]
+            delay = self._delay(item.attempts)
             when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=delay)
             error = f"{outcome.code} {outcome.text}" if outcome.code else outcome.text
             await self.rt.store.queue_defer(item.id, error, when)

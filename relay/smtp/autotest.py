@@ -8,6 +8,7 @@ from the null reverse-path (RFC 3834 §3.3), at most `auto_reply_per_sender` per
 sender and window (kept in memory: a restart only resets the budget)."""
 from __future__ import annotations
 
+import asyncio
 import email
 import time
 from collections import OrderedDict
@@ -39,7 +40,7 @@ class AutoTest:
         """Queue the acknowledgement when the rules allow it; True when queued."""
         cfg = self.rt.config
         assert cfg.delivery is not None
-        msg = email.message_from_bytes(raw, policy=default)
+        msg = await asyncio.to_thread(email.message_from_bytes, raw, policy=default)  # up to 25 MB
         refusal = auto_reply_refusal(envelope_from, msg, domain=cfg.domain)
         sender = normalise_address(envelope_from) if refusal is None else None
         if refusal is None and sender is None:

@@ -31,7 +31,7 @@ from mailbox_store.store import MailboxInfo
 from policy.attachments import PATIENT_MAX_PART_BYTES
 from policy.conversation import answered_ids, normalise_address, parse_msg_ids, patient_recipient_decision
 from policy.decisions import (BARE_LINE_ENDING, SHUTTING_DOWN, STORE_UNAVAILABLE, TOO_MANY_RECIPIENTS, Decision)
-from policy.headers import parse_headers
+from policy.headers import parse_headers, without_fields
 from relay.delivery.outgoing import queue_outgoing
 from relay.smtp.replies import with_enhanced_code
 from relay.smtp.trace import has_bare_line_ending
@@ -142,7 +142,10 @@ class SubmissionHandler:
         decision = await self._decide(sender, address, (), ())
         if not decision.accepted:
             return self.refuse(decision, "rcpt", session, ins_hash=self.rt.master.pseudonym(sender.ins))
-        envelope.rcpt_tos.append(normalise_address(address) or address)
+        rcpt = normalise_address(address) or address
+        if rcpt in envelope.rcpt_tos:  # the same person twice: one copy (RFC 5321 §3.3 allows)
+            return "250 2.1.5 OK (doublon / duplicate recipient)"
+        envelope.rcpt_tos.append(rcpt)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
 
@@ -177,7 +180,9 @@ class SubmissionHandler:
                     return self.refuse(decision, "data", session, ins_hash=ins_hash)
         recipients = [Recipient(r, r.rpartition("@")[2].lower()) for r in envelope.rcpt_tos]
         try:
-            done = await asyncio.shield(queue_outgoing(self.rt, sender, raw, envelope.mail_from or "",
+            # RFC 6409 §8.1 / RFC 5322 §3.6.3: Bcc never leaves with the message
+            outgoing = without_fields(raw, {"bcc"})
+            done = await asyncio.shield(queue_outgoing(self.rt, sender, outgoing, envelope.mail_from or "",
                                                        recipients, "reply", sent_folder="Sent"))
         except asyncio.CancelledError:
             raise

@@ -421,3 +421,19 @@ def test_queue_metrics_on_the_admin_port(world: tuple[RunningDaemon, ProHandler,
     assert 'mssante_delivery_attempts_total{kind="reply",result="sent"}' in body
     assert "mssante_queue_depth" in body and "mssante_queue_oldest_age_seconds" in body
     assert 'mssante_submission_messages_total{code="250",result="accepted",rule="ok"}' in body
+
+
+def test_bcc_never_leaves_and_a_duplicate_recipient_gets_one_copy(world: tuple[RunningDaemon, ProHandler, Path]) \
+        -> None:
+    rd, pro, _ = world
+    pro_writes(rd)
+    raw = reply().replace(b"Subject:", f"Bcc: {SENDER}\r\nSubject:".encode(), 1)
+    with rd.submission() as s:
+        s.mail(PATIENT)
+        assert s.rcpt(SENDER)[0] == 250
+        code, text = s.rcpt(SENDER.upper())
+        assert code == 250 and b"duplicate" in text
+        assert s.data(raw)[0] == 250
+    [got] = pro.wait(1)
+    time.sleep(1.0)
+    assert len(pro.received) == 1 and b"Bcc:" not in got.content
