@@ -33,19 +33,23 @@ def _insert(conn: Connection, table: Any) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-def apply_effects(conn: Connection, mailbox_id: int, effects: ConversationEffects, when: dt.datetime) -> None:
-    """Record a delivered professional message's effects (inside the caller's
-    transaction): its correspondents open, or closed by [FIN] once it is delivered;
-    its id kept when it is marked X-MSS-MES: FIN."""
-    state = (Exchange.CLOSED if effects.close_exchange else Exchange.OPEN).value
-    for address in effects.correspondents:
-        stmt = _insert(conn, Correspondent).values(mailbox_id=mailbox_id, address=address, state=state,
-                                                   updated_at=when)
+def apply_effects(conn: Connection, items: Sequence[tuple[int, ConversationEffects, dt.datetime]]) -> None:
+    """Record delivered professional messages' effects (inside the caller's transaction),
+    in delivery order, two statements for a whole group: each message's correspondents
+    open, or closed by [FIN] once it is delivered; its id kept when it is marked
+    X-MSS-MES: FIN. Rows are applied in order, so a later message's state wins."""
+    people = [{"mailbox_id": mid, "address": address,
+               "state": (Exchange.CLOSED if e.close_exchange else Exchange.OPEN).value, "updated_at": when}
+              for mid, e, when in items for address in e.correspondents]
+    if people:
+        stmt = _insert(conn, Correspondent)
         conn.execute(stmt.on_conflict_do_update(index_elements=["mailbox_id", "address"],
-                                                set_={"state": state, "updated_at": when}))
-    if effects.closed_message is not None:
-        conn.execute(_insert(conn, ClosedMessage).values(mailbox_id=mailbox_id, message_id=effects.closed_message)
-                     .on_conflict_do_nothing())
+                                                set_={"state": stmt.excluded.state,
+                                                      "updated_at": stmt.excluded.updated_at}), people)
+    closed = [{"mailbox_id": mid, "message_id": e.closed_message} for mid, e, _ in items
+              if e.closed_message is not None]
+    if closed:
+        conn.execute(_insert(conn, ClosedMessage).on_conflict_do_nothing(), closed)
 
 
 class ConversationOps:

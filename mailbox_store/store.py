@@ -185,13 +185,13 @@ class _Delivery(GroupJob):
         conn.execute(insert(Message), messages)
         for job, (_, changes) in zip(jobs, results, strict=True):
             changes.extend(insert_documents(conn, job.documents)[1])
-            if job.conversation is not None:
-                for mb, _ in job.keys:
-                    apply_effects(conn, mb.id, job.conversation, job.when)
-            if job.receipt is not None:
-                conn.execute(insert(ReceiptRequest), [
-                    {"mailbox_id": mb.id, "blob_id": job.blob_id, "address": job.receipt[0],
-                     "message_id": job.receipt[1], "sent_at": None} for mb, _ in job.keys])
+        apply_effects(conn, [(mb.id, job.conversation, job.when) for job in jobs if job.conversation is not None
+                             for mb, _ in job.keys])
+        receipts = [{"mailbox_id": mb.id, "blob_id": job.blob_id, "address": job.receipt[0],
+                     "message_id": job.receipt[1], "sent_at": None}
+                    for job in jobs if job.receipt is not None for mb, _ in job.keys]
+        if receipts:
+            conn.execute(insert(ReceiptRequest), receipts)
         return results
 
 
