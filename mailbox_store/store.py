@@ -520,34 +520,29 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps):
     async def set_notify_email(self, ins: str, address: str | None, actor: str = "admin",
                                source: str = "cli") -> None:
         """The patient's personal address for notifications (None: no notifications)."""
+        await self._update_mailbox(ins, {"notify_email": address}, "notify_email", "set" if address else "removed",
+                                   actor, source)
+
+    async def set_password(self, ins: str, password_hash: str, actor: str = "admin", source: str = "cli") -> None:
+        """A new argon2id password hash (`mailbox passwd`), audited."""
+        await self._update_mailbox(ins, {"password_hash": password_hash}, "password", "changed", actor, source)
+
+    async def _update_mailbox(self, ins: str, values: dict[str, Any], action: str, detail: str, actor: str,
+                              source: str) -> None:
+        """Change columns of one mailbox, with its audit event, in one transaction."""
         when = dt.datetime.now(dt.timezone.utc)
 
         def job(conn: Connection) -> tuple[None, list[Change]]:
             mid = conn.execute(select(Mailbox.id).where(Mailbox.ins == ins)).scalar()
             if mid is None:
                 raise NoSuchMailbox(f"no mailbox for INS {ins}")
-            conn.execute(update(Mailbox).where(Mailbox.id == mid).values(notify_email=address))
-            conn.execute(insert(AuditEvent).values(mailbox_id=mid, at=when, actor=actor, action="notify_email",
-                                                   detail="set" if address else "removed", source=source))
+            conn.execute(update(Mailbox).where(Mailbox.id == mid).values(**values))
+            conn.execute(insert(AuditEvent).values(mailbox_id=mid, at=when, actor=actor, action=action,
+                                                   detail=detail, source=source))
             return None, []
 
         await self.writer.submit(job)
         self._cache.forget(ins)
-
-    async def set_password(self, ins: str, password_hash: str, actor: str = "admin", source: str = "cli") -> None:
-        """A new argon2id password hash (`mailbox passwd`), audited."""
-        when = dt.datetime.now(dt.timezone.utc)
-
-        def job(conn: Connection) -> tuple[None, list[Change]]:
-            mid = conn.execute(select(Mailbox.id).where(Mailbox.ins == ins)).scalar()
-            if mid is None:
-                raise NoSuchMailbox(f"no mailbox for INS {ins}")
-            conn.execute(update(Mailbox).where(Mailbox.id == mid).values(password_hash=password_hash))
-            conn.execute(insert(AuditEvent).values(mailbox_id=mid, at=when, actor=actor, action="password",
-                                                   detail="changed", source=source))
-            return None, []
-
-        await self.writer.submit(job)
 
     async def folders(self, ins: str) -> list[FolderInfo]:
         return await self.list_folders((await self.require_mailbox(ins)).id)

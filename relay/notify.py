@@ -6,7 +6,6 @@ The window is kept in memory: after a restart the next event notifies again, whi
 errs on the side of telling the patient."""
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,7 @@ from mailbox_store.feed import Change
 from mailbox_store.outbound import Recipient
 from relay.delivery.outgoing import queue_outgoing
 from relay.delivery.reports import build_notification
+from relay.feedwork import FeedWorker
 
 if TYPE_CHECKING:
     from relay.runtime import Runtime
@@ -23,19 +23,12 @@ if TYPE_CHECKING:
 log = structlog.get_logger("relay.notify")
 
 
-class Notifier:
+class Notifier(FeedWorker):
     def __init__(self, runtime: "Runtime"):
-        self.rt = runtime
+        super().__init__(runtime)
         self._last: dict[int, float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self) -> None:
-        self.rt.store.feed.listen(self._on_change)
-
-    def stop(self) -> None:
-        self.rt.store.feed.unlisten(self._on_change)
-
-    def _on_change(self, change: Change) -> None:
+    def on_change(self, change: Change) -> None:
         if self.rt.config.notify_smarthost is None:
             return
         if change.kind == "message.new" and change.folder == "INBOX":
@@ -49,9 +42,7 @@ class Notifier:
         if last is not None and now - last < self.rt.config.notify_window:
             return
         self._last[change.mailbox_id] = now
-        task = asyncio.ensure_future(self._notify(change.mailbox_id, kind))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.spawn(self._notify(change.mailbox_id, kind))
 
     async def _notify(self, mailbox_id: int, kind: str) -> None:
         try:

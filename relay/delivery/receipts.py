@@ -15,11 +15,9 @@ Implementation notes:
 """
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from email.message import Message
 from email.utils import getaddresses
-from typing import TYPE_CHECKING
 
 import structlog
 
@@ -29,9 +27,7 @@ from mailbox_store.outbound import Recipient
 from policy.conversation import ProfessionalMessage, normalise_address, parse_msg_ids
 from relay.delivery.outgoing import queue_outgoing
 from relay.delivery.reports import build_mdn
-
-if TYPE_CHECKING:
-    from relay.runtime import Runtime
+from relay.feedwork import FeedWorker
 
 log = structlog.get_logger("relay.receipts")
 
@@ -50,22 +46,10 @@ def receipt_request(headers: Message, msg: ProfessionalMessage,
     return asked[0], ids[0] if ids else None
 
 
-class ReceiptSender:
-    def __init__(self, runtime: "Runtime"):
-        self.rt = runtime
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def start(self) -> None:
-        self.rt.store.feed.listen(self._on_change)
-
-    def stop(self) -> None:
-        self.rt.store.feed.unlisten(self._on_change)
-
-    def _on_change(self, change: Change) -> None:
+class ReceiptSender(FeedWorker):
+    def on_change(self, change: Change) -> None:
         if change.kind == "message.flags" and change.flags is not None and SEEN in change.flags:
-            task = asyncio.ensure_future(self._maybe_send(change))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.spawn(self._maybe_send(change))
 
     async def _maybe_send(self, change: Change) -> None:
         try:
