@@ -21,7 +21,6 @@ from relay.config import Config
 from relay.admin import AdminServer
 from relay.imap.server import ImapServer
 from relay.runtime import Runtime
-from relay.auth import Authenticator
 from relay.delivery.receipts import ReceiptSender
 from relay.delivery.runner import QueueRunner
 from relay.notify import Notifier
@@ -124,7 +123,9 @@ class Daemon:
 
     async def _start_submission(self, rt: Runtime) -> None:
         handler = SubmissionHandler(rt)
-        auth = Authenticator(rt.store, rt.master, rt.config.domain)
+        # IMAP's authenticator: one throttle per account and per address across both
+        assert self.imap is not None
+        auth = self.imap.auth
         loop = asyncio.get_running_loop()
         for listen, implicit in ((rt.config.submission_listen, False), (rt.config.submission_listen_tls, True)):
             def factory(implicit: bool = implicit) -> SubmissionSMTP:
