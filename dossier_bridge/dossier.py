@@ -20,6 +20,7 @@ Implementation notes:
 """
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import hashlib
 from collections.abc import Sequence
@@ -29,8 +30,8 @@ from typing import Any
 
 from dossier_bridge.cda import INS_OIDS, CdaError, parse_cda
 from dossier_bridge.xdm import XdmError, read_xdm
-from mailbox_store.documents import NewDocument
-from mailbox_store.store import MailboxInfo
+from mailbox_store.documents import NewDocument, StoredDocument
+from mailbox_store.store import MailboxInfo, Store
 from policy.attachments import Attachment, AttachmentLimits, Kind, Part, check_message, classify, mime_parts
 from policy.decisions import Decision
 from policy.headers import header_block, parse_headers
@@ -59,6 +60,7 @@ class Candidate:
     patient_ins: frozenset[str] | None
     names_patient: bool  # it carries a patient identity (which may hold no INS at all)
     refused: str | None = None  # filed for nobody, and why (an XDM entry that fails the rules)
+    locator: str | None = None  # where in the message the content lies (read_document)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,14 +190,15 @@ def candidates(attachments: Sequence[Attachment], src: SourceMessage,
                 ins = frozenset({pid[0]}) if pid is not None and pid[1] in INS_OIDS else frozenset()
                 if cda_ins:  # the document's own header must name the same patient
                     ins &= cda_ins
-                out.append(Candidate(d.content, meta, ins, True, refused))
+                out.append(Candidate(d.content, meta, ins, True, refused,
+                                     f"part:{att.part.path}|xdm:{d.path}"))
         elif att.kind is Kind.CDA:
             meta, ins, names = _with_cda(_base_meta(src, name, att.part.content, att.mime_type, "cda"),
                                          att.part.content)
-            out.append(Candidate(att.part.content, meta, ins, names))
+            out.append(Candidate(att.part.content, meta, ins, names, locator=f"part:{att.part.path}"))
         else:
             meta = _base_meta(src, name, att.part.content, att.mime_type, "attachment")
-            out.append(Candidate(att.part.content, meta, None, False))
+            out.append(Candidate(att.part.content, meta, None, False, locator=f"part:{att.part.path}"))
     return out
 
 
@@ -211,7 +214,7 @@ def for_recipient(cands: Sequence[Candidate], ins: str, src: SourceMessage) -> t
             reason = "patient_id_mismatch" if c.patient_ins else "no_ins_in_document"
             skipped.append(Skipped(str(c.meta.get("filename") or c.meta.get("title")), reason, c.meta["sha256"]))
             continue
-        docs.append(NewDocument(src.message_id, c.content, c.meta, c.meta["sha256"]))
+        docs.append(NewDocument(src.message_id, c.content, c.meta, c.meta["sha256"], c.locator))
     return docs, skipped
 
 
@@ -248,6 +251,43 @@ def inspect_message(raw: bytes, recipients: Sequence[MailboxInfo], limits: Attac
         # the audit log says why, never what: no title nor file name (health content)
         filing.not_filed.extend((mb, f"{s.reason} sha256:{s.sha256[:16]}") for s in skipped)
     return filing
+
+
+class DocumentUnreadable(ValueError):
+    pass
+
+
+def locate(raw: bytes, locator: str, limits: AttachmentLimits) -> bytes:
+    """The content a locator names in its message: the MIME part (decoded), and in an
+    IHE_XDM package, the entry. Raises DocumentUnreadable."""
+    where = dict(item.split(":", 1) for item in locator.split("|") if ":" in item)
+    parts = mime_parts(raw, limits)
+    if isinstance(parts, Decision):
+        raise DocumentUnreadable(f"message unreadable: {parts.en}")
+    part = next((p for p in parts if p.path == where.get("part")), None)
+    if part is None:
+        raise DocumentUnreadable(f"no part {where.get('part')} in the message")
+    if "xdm" not in where:
+        return part.content
+    try:
+        package = read_xdm(part.content, limits)
+    except XdmError as e:
+        raise DocumentUnreadable(f"package unreadable: {e}") from None
+    entry = next((d for d in package.documents if d.path == where["xdm"]), None)
+    if entry is None:
+        raise DocumentUnreadable("no such entry in the package")
+    return entry.content
+
+
+async def read_document(store: "Store", mailbox: MailboxInfo, doc_id: str, actor: str, source: str,
+                        limits: AttachmentLimits) -> tuple[StoredDocument, bytes]:
+    """A dossier document and its content (the download audited by the store), checked
+    against the sha256 recorded when it was filed."""
+    doc, blob = await store.document(mailbox, doc_id, actor=actor, source=source)
+    content = blob if doc.locator is None else await asyncio.to_thread(locate, blob, doc.locator, limits)
+    if hashlib.sha256(content).hexdigest() != doc.meta.get("sha256"):
+        raise DocumentUnreadable(f"document {doc_id} does not match its recorded sha256")
+    return doc, content
 
 
 def _ascii(text: str, limit: int = 60) -> str:

@@ -50,6 +50,9 @@ class NewDocument:
     content: bytes = field(repr=False)
     meta: Mapping[str, Any] = field(repr=False)
     sha256: str = ""  # of the content; computed when not given (it is costly: give it)
+    # where the content lies in the message it is delivered with (models.Document);
+    # None: the content is stored as a blob of its own
+    locator: str | None = None
 
     def __post_init__(self) -> None:
         if not self.sha256:
@@ -63,6 +66,7 @@ class StoredDocument:
     filed_at: dt.datetime
     filed_by: str
     meta: dict[str, Any]
+    locator: str | None = None  # set: document() returned the message the content lies in
 
 
 @dataclass
@@ -104,8 +108,9 @@ def insert_documents(conn: Connection, sealed: SealedDocuments) -> tuple[list[tu
             rows.append(r)
     if not rows:
         return [], []
-    blob_ids = {r["blob_id"] for r in rows}
-    conn.execute(insert(Blob), [{"id": b, "sealed": sealed.blobs[b]} for b in sorted(blob_ids)])
+    own_blobs = sorted({r["blob_id"] for r in rows} & set(sealed.blobs))  # the others: the message's
+    if own_blobs:
+        conn.execute(insert(Blob), [{"id": b, "sealed": sealed.blobs[b]} for b in own_blobs])
     conn.execute(insert(Document), rows)
     conn.execute(insert(AuditEvent), [
         {"mailbox_id": r["mailbox_id"], "at": r["filed_at"], "actor": r["filed_by"], "action": "dossier.filed",
@@ -130,9 +135,12 @@ class DocumentOps:
 
     async def seal_documents(self, per_mailbox: Sequence[tuple["MailboxInfo", Sequence[NewDocument]]],
                              filed_by: str, source: str = "",
-                             not_filed: Sequence[tuple["MailboxInfo", str]] = ()) -> SealedDocuments:
+                             not_filed: Sequence[tuple["MailboxInfo", str]] = (),
+                             message_blob: tuple[str, bytes] | None = None) -> SealedDocuments:
         """Seal each distinct content once, and each mailbox's rows with its own keys;
-        `not_filed` (mailbox, reason) go to the audit log in the same transaction."""
+        `not_filed` (mailbox, reason) go to the audit log in the same transaction. With
+        `message_blob` (blob id, content key of the message being delivered), documents
+        with a locator point into it and no bytes are sealed twice."""
         out = SealedDocuments(source=source, not_filed=[(mb.id, filed_by, reason) for mb, reason in not_filed])
         now = dt.datetime.now(dt.timezone.utc)
         by_content: dict[str, tuple[str, bytes]] = {}  # sha256 -> (blob id, content key)
@@ -141,11 +149,14 @@ class DocumentOps:
             dedupe_key = await self._dedupe_key(mb.id, mb.ins)
             for doc in docs:
                 digest = doc.sha256
-                if digest not in by_content:
-                    blob_id, content_key = uuid.uuid4().hex, new_data_key()
-                    out.blobs[blob_id] = seal(AESGCM(content_key), doc.content, blob_aad(CONTENT, blob_id, "raw"))
-                    by_content[digest] = (blob_id, content_key)
-                blob_id, content_key = by_content[digest]
+                if doc.locator is not None and message_blob is not None:
+                    blob_id, content_key = message_blob  # the message's own blob: nothing sealed twice
+                else:
+                    if digest not in by_content:
+                        new_id, new_key = uuid.uuid4().hex, new_data_key()
+                        out.blobs[new_id] = seal(AESGCM(new_key), doc.content, blob_aad(CONTENT, new_id, "raw"))
+                        by_content[digest] = (new_id, new_key)
+                    blob_id, content_key = by_content[digest]
                 doc_id = uuid.uuid4().hex
                 meta = json.dumps(dict(doc.meta), ensure_ascii=False, sort_keys=True).encode()
                 out.rows.append({
@@ -154,6 +165,7 @@ class DocumentOps:
                     "blob_id": blob_id,
                     "key_wrapped": seal(aead, content_key, blob_aad(mb.ins, blob_id, "key")),
                     "meta_sealed": seal(aead, meta, blob_aad(mb.ins, doc_id, "meta")),
+                    "locator": doc.locator if message_blob is not None else None,
                     "size": len(doc.content), "filed_at": now, "filed_by": filed_by[:320]})
         return out
 
@@ -173,21 +185,24 @@ class DocumentOps:
     async def documents(self, mailbox: "MailboxInfo") -> list[StoredDocument]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(
-                select(Document.id, Document.size, Document.filed_at, Document.filed_by, Document.meta_sealed)
+                select(Document.id, Document.size, Document.filed_at, Document.filed_by, Document.meta_sealed,
+                       Document.locator)
                 .where(Document.mailbox_id == mailbox.id).order_by(Document.filed_at, Document.id))).all()
         aead = await self._data_key(mailbox.id, mailbox.ins)
         return [StoredDocument(r.id, r.size, _utc(r.filed_at), r.filed_by,
-                               json.loads(open_sealed(aead, r.meta_sealed, blob_aad(mailbox.ins, r.id, "meta"))))
+                               json.loads(open_sealed(aead, r.meta_sealed, blob_aad(mailbox.ins, r.id, "meta"))),
+                               r.locator)
                 for r in rows]
 
     async def document(self, mailbox: "MailboxInfo", doc_id: str, actor: str,
                        source: str = "") -> tuple[StoredDocument, bytes]:
-        """One document and its content; the download is written to the audit log
-        before the content is returned (DESIGN.md §4 "Durability and trace")."""
+        """One document and its blob: its content, or (`locator` set) the message it
+        lies in, which dossier_bridge.dossier.read_document resolves. The download is
+        written to the audit log before anything is returned (DESIGN.md §4)."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(
                 select(Document.id, Document.size, Document.filed_at, Document.filed_by, Document.meta_sealed,
-                       Document.blob_id, Document.key_wrapped, Blob.sealed)
+                       Document.blob_id, Document.key_wrapped, Document.locator, Blob.sealed)
                 .join(Blob, Blob.id == Document.blob_id)
                 .where(Document.mailbox_id == mailbox.id, Document.id == doc_id))).first()
         if row is None:
@@ -197,7 +212,7 @@ class DocumentOps:
         content_key = open_sealed(aead, row.key_wrapped, blob_aad(mailbox.ins, row.blob_id, "key"))
         content = open_sealed(AESGCM(content_key), row.sealed, blob_aad(CONTENT, row.blob_id, "raw"))
         await self.audit(mailbox.id, actor, "dossier.download", f"document {doc_id}", source)
-        return StoredDocument(row.id, row.size, _utc(row.filed_at), row.filed_by, meta), content
+        return StoredDocument(row.id, row.size, _utc(row.filed_at), row.filed_by, meta, row.locator), content
 
     async def delete_document(self, mailbox: "MailboxInfo", doc_id: str, actor: str, source: str = "") -> None:
         when = dt.datetime.now(dt.timezone.utc)

@@ -122,6 +122,10 @@ class Document(Base):
     blob_id: Mapped[str] = mapped_column(ForeignKey("blobs.id"), index=True)
     key_wrapped: Mapped[bytes] = mapped_column(LargeBinary)  # the blob's content key, for this mailbox
     meta_sealed: Mapped[bytes] = mapped_column(LargeBinary)  # JSON, sealed with the mailbox's data key
+    # None: the blob is the document. Else the blob is the message it came in, and this
+    # says where in it ("part:2", "part:2|xdm:IHE_XDM/SUBSET01/DOC0001.XML"): filing
+    # at delivery writes no second copy of the bytes (dossier_bridge reads it back).
+    locator: Mapped[str | None] = mapped_column(String(1024))
     size: Mapped[int] = mapped_column(Integer)
     filed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     filed_by: Mapped[str] = mapped_column(String(320))  # "mx", "patient", "guardian:<ins>"

@@ -613,7 +613,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps):
         sealed = seal(AESGCM(content_key), raw, blob_aad(CONTENT, blob_id, "raw"))
         keys = [(mb, seal(await self._data_key(mb.id, mb.ins), content_key, blob_aad(mb.ins, blob_id, "key")))
                 for mb in mailboxes]
-        docs = await self.seal_documents(documents, filed_by, source, not_filed)
+        docs = await self.seal_documents(documents, filed_by, source, not_filed, (blob_id, content_key))
         return await self.writer.submit(
             _Delivery(blob_id, sealed, len(raw), keys, folder, " ".join(flags), when, docs, conversation, receipt))
 

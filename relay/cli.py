@@ -350,7 +350,8 @@ def cmd_mailbox_export(args: argparse.Namespace) -> int:
     config = _load(args)
 
     async def run_export(s: Store) -> Any:
-        done = await export(s, ins, Path(args.out), args.gpg_recipient, config.gnupg_home)
+        done = await export(s, ins, Path(args.out), args.gpg_recipient, config.gnupg_home,
+                            limits=config.attachments)
         await s.audit((await s.require_mailbox(ins)).id, "admin", "export", f"{done.messages} message(s), "
                       f"{'encrypted' if done.encrypted else 'not encrypted'}", "cli")
         return done
@@ -384,7 +385,8 @@ def cmd_mailbox_close(args: argparse.Namespace) -> int:
         # the archive holds is purged: mail that slipped in meanwhile is not lost
         await s.set_state(ins, MailboxState.CLOSED)
         await asyncio.sleep(config.mailbox_cache_ttl)
-        done = await export(s, ins, target, config.archive_recipient, config.gnupg_home, exclusive=True)
+        done = await export(s, ins, target, config.archive_recipient, config.gnupg_home, exclusive=True,
+                            limits=config.attachments)
         await s.purge_messages(ins, done.items)
         for doc_id in done.documents:  # the archive holds them
             await s.delete_document(mb, doc_id, actor="admin", source="cli:close")
@@ -535,6 +537,7 @@ def cmd_dossier_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dossier_get(args: argparse.Namespace) -> int:
+    from dossier_bridge.dossier import DocumentUnreadable, read_document
     from mailbox_store.documents import NoSuchDocument
     from relay.export import durable_replace, private_file
     ins, doc_id, out = _ins(args.ins), _doc_id(args.doc_id), Path(args.out)
@@ -543,11 +546,11 @@ def cmd_dossier_get(args: argparse.Namespace) -> int:
     config = _load(args)
 
     async def get(s: Store) -> Any:
-        return await s.document(await s.require_mailbox(ins), doc_id, actor="admin", source="cli")
+        return await read_document(s, await s.require_mailbox(ins), doc_id, "admin", "cli", config.attachments)
 
     try:
         doc, content = _with_store(config, get)
-    except NoSuchDocument as e:
+    except (NoSuchDocument, DocumentUnreadable) as e:
         raise UsageError(str(e)) from None
     partial = out.with_name(out.name + ".partial")
     try:

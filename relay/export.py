@@ -21,8 +21,11 @@ from pathlib import Path
 
 import gnupg
 
+from dossier_bridge.dossier import read_document
 from mailbox_store.crypto import fsync_dir
+from relay.instance import stop_gpg_agent
 from mailbox_store.store import Store
+from policy.attachments import AttachmentLimits
 
 ARCHIVE_NAME = re.compile(r"^(?P<ins>[0-9AB]{15})-(?P<date>\d{8})\.tar\.gpg$")
 
@@ -75,7 +78,8 @@ def _member_name(doc_id: str, filename: object) -> str:
     return f"dossier/{doc_id}/{name}"
 
 
-async def _write_tar(store: Store, ins: str, target: Path) -> tuple[list[tuple[str, int]], list[str]]:
+async def _write_tar(store: Store, ins: str, target: Path,
+                     limits: AttachmentLimits) -> tuple[list[tuple[str, int]], list[str]]:
     mb = await store.require_mailbox(ins)
     now = dt.datetime.now(dt.timezone.utc)
     items: list[tuple[str, int]] = []
@@ -91,7 +95,7 @@ async def _write_tar(store: Store, ins: str, target: Path) -> tuple[list[tuple[s
                     items.append((f.name, uid))
         documents = []
         for d in await store.documents(mb):
-            _, content = await store.document(mb, d.id, actor="admin", source="cli:export")
+            _, content = await read_document(store, mb, d.id, "admin", "cli:export", limits)
             member = _member_name(d.id, d.meta.get("filename"))
             _add(tar, member, content, now)
             documents.append({"id": d.id, "file": member, "size": d.size, "filed_at": d.filed_at.isoformat(),
@@ -107,8 +111,11 @@ async def _write_tar(store: Store, ins: str, target: Path) -> tuple[list[tuple[s
 
 
 async def export(store: Store, ins: str, out: Path, recipient: str | None = None,
-                 gnupg_home: Path | None = None, exclusive: bool = False) -> Exported:
-    """exclusive: refuse when `out` exists (an archive is never replaced)."""
+                 gnupg_home: Path | None = None, exclusive: bool = False,
+                 limits: AttachmentLimits | None = None) -> Exported:
+    """exclusive: refuse when `out` exists (an archive is never replaced); `limits`:
+    those documents filed at delivery are read back with (relay.toml [attachments])."""
+    limits = limits or AttachmentLimits()
     out.parent.mkdir(parents=True, exist_ok=True)
     if exclusive and out.exists():
         raise ExportError(f"{out} already exists: an archive is never overwritten")
@@ -116,7 +123,7 @@ async def export(store: Store, ins: str, out: Path, recipient: str | None = None
         partial = out.with_name(out.name + ".partial")
         private_file(partial)
         try:
-            items, docs = await _write_tar(store, ins, partial)
+            items, docs = await _write_tar(store, ins, partial, limits)
         except BaseException:
             partial.unlink(missing_ok=True)  # never leave plaintext behind
             raise
@@ -127,11 +134,15 @@ async def export(store: Store, ins: str, out: Path, recipient: str | None = None
         raise ExportError(f"no GnuPG public key for {recipient!r}" + (f" in {gnupg_home}" if gnupg_home else ""))
     with tempfile.TemporaryDirectory(prefix="mssante-export-") as tmp:  # 0700
         plain = Path(tmp) / "export.tar"
-        items, docs = await _write_tar(store, ins, plain)
+        items, docs = await _write_tar(store, ins, plain, limits)
         partial = out.with_name(out.name + ".partial")
-        with plain.open("rb") as f:
-            result = gpg.encrypt_file(f, recipients=[recipient], output=str(partial), armor=False,
-                                      always_trust=True)
+        try:
+            with plain.open("rb") as f:
+                result = gpg.encrypt_file(f, recipients=[recipient], output=str(partial), armor=False,
+                                          always_trust=True)
+        finally:
+            if gnupg_home is not None:
+                stop_gpg_agent(gnupg_home)
         if not result.ok:
             partial.unlink(missing_ok=True)
             raise ExportError(f"GnuPG encryption failed: {result.status}")

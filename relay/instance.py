@@ -68,7 +68,12 @@ def _dev_archive_key(home: Path) -> str | None:
         key_type="EDDSA", key_curve="ed25519", subkey_type="ECDH", subkey_curve="cv25519",
         name_real="mssante-relay archives (development)", name_email="archives@patient.mssante.fr",
         no_protection=True, expire_date=0))
-    # gpg started an agent for this home: stop it (it would outlive us, sockets and all)
+    stop_gpg_agent(home)
+    return key.fingerprint or None
+
+
+def stop_gpg_agent(home: Path) -> None:
+    """gpg starts an agent for its home directory on use: stop it (it would outlive the
+    command, sockets and all)."""
     import subprocess
     subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, timeout=30)
-    return key.fingerprint or None

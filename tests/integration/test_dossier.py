@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from dossier_bridge.dossier import read_document
+from policy.attachments import AttachmentLimits
 from tests.integration.conftest import INS_ACTIVE, INS_PENDING, SENDER, RunningDaemon
 from tests.unit.test_xdm import CDA_DIR, biology_entry, certificate_entry, ldl_entry, package
 
@@ -93,6 +95,12 @@ def test_xdm_package_is_filed_with_its_metadata_and_only_for_its_patient(relay: 
     assert ldl["mss"] == {"X-MSS-CODECDA": "11490-0", "X-MSS-INS": "279035121518989"}
     assert ldl["xdm"]["hash_ok"] is True
     assert ldl["sha256"] and ldl["size"] == len((CDA_DIR / "LDL-SES_2022.01.xml").read_bytes())
+    # read back from inside the package in the stored message (no second copy was written)
+    doc = filed["Lettre de liaison à la sortie de l'établissement de santé"]
+    assert doc.locator == "part:2|xdm:IHE_XDM/SUBSET01/DOC0001.XML"
+    mb = relay.call(relay.store.require_mailbox(INS_ACTIVE))
+    content = relay.call(read_document(relay.store, mb, doc.id, "test", "", AttachmentLimits()))[1]
+    assert content == (CDA_DIR / "LDL-SES_2022.01.xml").read_bytes()
     # the message itself is delivered, with its headers kept
     [stored] = relay.inbox(INS_ACTIVE)
     assert b"X-MSS-CODECDA: 11490-0" in stored
@@ -122,7 +130,10 @@ def test_pdf_to_two_patients_is_filed_for_each(relay: RunningDaemon) -> None:
         [d] = docs(relay, ins)
         assert (d.meta["title"], d.meta["mime_type"], d.size) == ("compte-rendu.pdf", "application/pdf", len(pdf))
         mb = relay.call(relay.store.require_mailbox(ins))
-        assert relay.call(relay.store.document(mb, d.id, actor="test"))[1] == pdf
+        # the document points into its message's blob: read back through the locator
+        assert d.locator == "part:2"
+        got = relay.call(read_document(relay.store, mb, d.id, "test", "", AttachmentLimits()))
+        assert got[1] == pdf
 
 
 @pytest.mark.parametrize("attachment, code, status, name", [
