@@ -18,29 +18,11 @@ import pytest
 from dossier_bridge.dossier import read_document
 from policy.attachments import AttachmentLimits
 from tests.integration.conftest import INS_ACTIVE, INS_PENDING, SENDER, RunningDaemon
+from tests.unit.test_attachments import pdf_bytes
 from tests.unit.test_xdm import CDA_DIR, biology_entry, certificate_entry, ldl_entry, package
 
 RCPT = f"{INS_ACTIVE}@patient.mssante.fr"
 DOSSIER_UTF7 = "Dossier m&AOk-dical"  # RFC 3501 §5.1.3 modified UTF-7 of "Dossier médical"
-
-
-def pdf_bytes(text: str = "Compte rendu") -> bytes:
-    """A small but well-formed PDF (one page, one text line), with a correct xref."""
-    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-               b"/Resources << /Font << /F1 5 0 R >> >> >>",
-               b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for i, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
 
 
 def mail(*attachments: tuple[bytes, str, str], subject: str = "Documents de sortie",
