@@ -437,3 +437,18 @@ def test_bcc_never_leaves_and_a_duplicate_recipient_gets_one_copy(world: tuple[R
     [got] = pro.wait(1)
     time.sleep(1.0)
     assert len(pro.received) == 1 and b"Bcc:" not in got.content
+
+
+def test_a_guardian_answers_as_the_child(world: tuple[RunningDaemon, ProHandler, Path]) -> None:
+    rd, pro, _ = world
+    child = f"{INS_PENDING}@patient.mssante.fr"
+    rd.call(rd.store.add_guardian(INS_PENDING, INS_ACTIVE))
+    with rd.smtp() as s:  # the professional writes to the child
+        assert s.sendmail(SENDER, [child], message(to=child, message_id="<child-1@test-operator.mssante.fr>")) == {}
+    with rd.submission() as s:  # the parent, logged in as themselves, answers as the child
+        assert s.sendmail(child, [SENDER], reply(sender=child, in_reply_to="<child-1@test-operator.mssante.fr>")) \
+            == {}
+    [got] = pro.wait(1)
+    assert got.mail_from == child
+    assert len(rd.call(rd.store.messages(INS_PENDING, "Sent"))) == 1  # kept in the child's Sent
+    assert rd.call(rd.store.messages(INS_ACTIVE, "Sent")) == []
