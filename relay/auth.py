@@ -99,7 +99,7 @@ class Authenticator:
         self.addresses = Throttle(per_ip, window)
         self.failure_delay = failure_delay
 
-    async def login(self, login: str, password: str, ip: str) -> AuthResult:
+    async def login(self, login: str, password: str, ip: str, protocol: str = "imap") -> AuthResult:
         now = time.monotonic()
         ins = login_to_ins(login, self.domain)
         ins_hash = self.master.pseudonym(ins) if ins else None
@@ -131,7 +131,7 @@ class Authenticator:
             log.info("auth.inactive", ins_hash=ins_hash, peer=ip, state=mailbox.state.value)
             ATTEMPTS.labels("inactive").inc()
             return AuthResult(None, "inactive")
-        await self.store.record_login(mailbox.id, source=ip)
+        await self.store.record_login(mailbox.id, source=ip, protocol=protocol)
         log.info("auth.ok", ins_hash=ins_hash, peer=ip)
         ATTEMPTS.labels("ok").inc()
         return AuthResult(mailbox, "ok")

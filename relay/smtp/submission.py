@@ -74,7 +74,7 @@ class SubmissionSMTP(SMTP):
         creds: LoginPassword = result.auth_data
         peer = self.session.peer[0] if self.session is not None and self.session.peer else ""
         outcome = await self.checker.login(creds.login.decode("utf-8", "replace"),
-                                           creds.password.decode("utf-8", "replace"), peer)
+                                           creds.password.decode("utf-8", "replace"), peer, "submission")
         if outcome.mailbox is None:
             return AuthResult(success=False, handled=False,
                               message="535 5.7.8 Identifiants refuses / Authentication credentials invalid")

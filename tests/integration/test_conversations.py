@@ -211,6 +211,9 @@ def test_auth_only_after_tls_and_bad_password(world: tuple[RunningDaemon, ProHan
         assert implicit.login(INS_ACTIVE, PASSWORD)[0] == 235  # the bare INS is a login too
     finally:
         implicit.close()
+    mb = rd.call(rd.store.require_mailbox(INS_ACTIVE))
+    logins = [e for e in rd.call(rd.store.audit_events(mb.id)) if e.action == "login"]
+    assert logins and logins[-1].detail == "submission"  # audited with its protocol
 
 
 def test_patient_attachment_over_5_mb_is_refused(world: tuple[RunningDaemon, ProHandler, Path]) -> None:
