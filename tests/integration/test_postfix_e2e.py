@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import INS_ACTIVE, PASSWORD, SENDER, seed_mailboxes
+from tests.integration.test_conversations import reply
 from tests.integration.postfix_peer import PostfixPeer, free_port, postfix_unavailable_reason
 
 pytestmark = pytest.mark.skipif(postfix_unavailable_reason() is not None,
@@ -152,16 +153,8 @@ def pro_message(subject: str, message_id: str, extra: dict[str, str] | None = No
     return m
 
 
-def patient_message(subject: str, in_reply_to: str | None, to: str = SENDER, body: str = "Merci.\n") -> bytes:
-    m = EmailMessage()
-    m["From"] = PATIENT
-    m["To"] = to
-    m["Subject"] = subject
-    if in_reply_to:
-        m["In-Reply-To"] = in_reply_to
-        m["References"] = in_reply_to
-    m.set_content(body)
-    return m.as_bytes(policy=m.policy.clone(linesep="\r\n"))
+def patient_message(subject: str, in_reply_to: str | None, to: str = SENDER) -> bytes:
+    return reply(to=to, subject=subject, in_reply_to=in_reply_to, body="Merci.\n")
 
 
 def subjects(messages: list[bytes]) -> list[str]:
