@@ -165,3 +165,22 @@ def open_sealed(aead: AESGCM, sealed: bytes, aad: bytes) -> bytes:
         return aead.decrypt(sealed[:NONCE_LEN], sealed[NONCE_LEN:], aad)
     except (InvalidTag, ValueError):  # ValueError: too short to hold a nonce
         raise CryptoError("blob does not decrypt: tampered, or not where it was stored") from None
+
+
+# The envelope of every stored content (a message, a document, a queued message): the
+# bytes sealed once with a fresh content key bound to the blob id; the content key
+# sealed for each mailbox that reads it, bound to that mailbox and blob.
+
+def seal_blob(blob_id: str, plaintext: bytes) -> tuple[bytes, bytes]:
+    """(content key, sealed bytes) of a new blob."""
+    content_key = new_data_key()
+    return content_key, seal(AESGCM(content_key), plaintext, blob_aad(CONTENT, blob_id, "raw"))
+
+
+def wrap_content_key(data_key: AESGCM, owner: str, blob_id: str, content_key: bytes) -> bytes:
+    return seal(data_key, content_key, blob_aad(owner, blob_id, "key"))
+
+
+def open_blob(data_key: AESGCM, owner: str, blob_id: str, key_wrapped: bytes, sealed: bytes) -> bytes:
+    content_key = open_sealed(data_key, key_wrapped, blob_aad(owner, blob_id, "key"))
+    return open_sealed(AESGCM(content_key), sealed, blob_aad(CONTENT, blob_id, "raw"))

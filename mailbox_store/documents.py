@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, delete, insert, select, tuple_
 
-from mailbox_store.crypto import CONTENT, blob_aad, new_data_key, open_sealed, seal
+from mailbox_store.crypto import blob_aad, open_blob, open_sealed, seal, seal_blob, wrap_content_key
 from mailbox_store.feed import Change
 from mailbox_store.folders import delete_orphan_blobs
 from mailbox_store.models import AuditEvent, Blob, Document
@@ -153,8 +153,8 @@ class DocumentOps:
                     blob_id, content_key = message_blob  # the message's own blob: nothing sealed twice
                 else:
                     if digest not in by_content:
-                        new_id, new_key = uuid.uuid4().hex, new_data_key()
-                        out.blobs[new_id] = seal(AESGCM(new_key), doc.content, blob_aad(CONTENT, new_id, "raw"))
+                        new_id = uuid.uuid4().hex
+                        new_key, out.blobs[new_id] = seal_blob(new_id, doc.content)
                         by_content[digest] = (new_id, new_key)
                     blob_id, content_key = by_content[digest]
                 doc_id = uuid.uuid4().hex
@@ -163,7 +163,7 @@ class DocumentOps:
                     "id": doc_id, "mailbox_id": mb.id,
                     "dedupe": hmac.new(dedupe_key, f"{doc.source_id}\0{digest}".encode(), hashlib.sha256).hexdigest(),
                     "blob_id": blob_id,
-                    "key_wrapped": seal(aead, content_key, blob_aad(mb.ins, blob_id, "key")),
+                    "key_wrapped": wrap_content_key(aead, mb.ins, blob_id, content_key),
                     "meta_sealed": seal(aead, meta, blob_aad(mb.ins, doc_id, "meta")),
                     "locator": doc.locator if message_blob is not None else None,
                     "size": len(doc.content), "filed_at": now, "filed_by": filed_by[:320]})
@@ -209,8 +209,7 @@ class DocumentOps:
             raise NoSuchDocument(f"no document {doc_id} in the dossier of {mailbox.ins}")
         aead = await self._data_key(mailbox.id, mailbox.ins)
         meta = json.loads(open_sealed(aead, row.meta_sealed, blob_aad(mailbox.ins, row.id, "meta")))
-        content_key = open_sealed(aead, row.key_wrapped, blob_aad(mailbox.ins, row.blob_id, "key"))
-        content = open_sealed(AESGCM(content_key), row.sealed, blob_aad(CONTENT, row.blob_id, "raw"))
+        content = open_blob(aead, mailbox.ins, row.blob_id, row.key_wrapped, row.sealed)
         await self.audit(mailbox.id, actor, "dossier.download", f"document {doc_id}", source)
         return StoredDocument(row.id, row.size, _utc(row.filed_at), row.filed_by, meta, row.locator), content
 

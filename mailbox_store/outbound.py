@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from mailbox_store.crypto import CONTENT, blob_aad, new_data_key, open_sealed, seal
+from mailbox_store.crypto import open_blob, seal_blob, wrap_content_key
 from mailbox_store.feed import Change, MessageMeta
 from mailbox_store.folders import FolderError, delete_orphan_blobs
 from mailbox_store.models import Blob, Folder, Mailbox, Message, OutboundEntry
@@ -98,10 +98,9 @@ class QueueOps:
         in one transaction. `mailbox` is the sender (or the postmaster mailbox)."""
         now = dt.datetime.now(dt.timezone.utc)
         blob_id, envelope_id = uuid.uuid4().hex, uuid.uuid4().hex
-        content_key = new_data_key()
-        sealed = seal(AESGCM(content_key), raw, blob_aad(CONTENT, blob_id, "raw"))
-        key_wrapped = seal(await self._data_key(mailbox.id, mailbox.ins), content_key,
-                           blob_aad(mailbox.ins, blob_id, "key"))
+        content_key, sealed = seal_blob(blob_id, raw)
+        key_wrapped = wrap_content_key(await self._data_key(mailbox.id, mailbox.ins), mailbox.ins, blob_id,
+                                       content_key)
         rows = [{"id": uuid.uuid4().hex, "envelope_id": envelope_id, "mailbox_id": mailbox.id, "blob_id": blob_id,
                  "key_wrapped": key_wrapped, "kind": kind, "route": r.route, "mail_from": mail_from,
                  "rcpt": r.address, "domain": r.domain.lower(), "size": len(raw), "attempts": 0,
@@ -163,9 +162,8 @@ class QueueOps:
                                       .where(OutboundEntry.id == item.id))).first()
         if row is None:
             raise NoSuchEntry(f"no queue entry {item.id}")
-        content_key = open_sealed(await self._data_key(item.mailbox_id, item.ins), row.key_wrapped,
-                                  blob_aad(item.ins, row.blob_id, "key"))
-        return open_sealed(AESGCM(content_key), row.sealed, blob_aad(CONTENT, row.blob_id, "raw"))
+        return open_blob(await self._data_key(item.mailbox_id, item.ins), item.ins, row.blob_id, row.key_wrapped,
+                         row.sealed)
 
     async def queue_stats(self) -> tuple[int, dt.datetime | None, dt.datetime | None]:
         """Depth, the creation time of the oldest entry (metrics), and the earliest

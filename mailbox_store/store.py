@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from mailbox_store import migrate
 from mailbox_store.cache import MailboxCache
-from mailbox_store.crypto import CONTENT, MasterKey, blob_aad, new_data_key, open_sealed, seal
+from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, wrap_content_key
 from mailbox_store.conversations import ConversationOps, apply_effects
 from mailbox_store.outbound import QueueOps
 from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, insert_documents
@@ -609,9 +609,8 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps):
         (address, Message-ID), all or nothing, durably."""
         when = internal_date or dt.datetime.now(dt.timezone.utc)
         blob_id = uuid.uuid4().hex
-        content_key = new_data_key()
-        sealed = seal(AESGCM(content_key), raw, blob_aad(CONTENT, blob_id, "raw"))
-        keys = [(mb, seal(await self._data_key(mb.id, mb.ins), content_key, blob_aad(mb.ins, blob_id, "key")))
+        content_key, sealed = seal_blob(blob_id, raw)
+        keys = [(mb, wrap_content_key(await self._data_key(mb.id, mb.ins), mb.ins, blob_id, content_key))
                 for mb in mailboxes]
         docs = await self.seal_documents(documents, filed_by, source, not_filed, (blob_id, content_key))
         return await self.writer.submit(
@@ -646,7 +645,6 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps):
                     .join(Blob, Blob.id == Message.blob_id)
                     .where(Mailbox.ins == ins, Folder.name == folder, Message.uid.in_(chunk)))).all()
             for row in rows:
-                content_key = open_sealed(await self._data_key(row.id, ins), row.key_wrapped,
-                                          blob_aad(ins, row.blob_id, "key"))
-                out[row.uid] = open_sealed(AESGCM(content_key), row.sealed, blob_aad(CONTENT, row.blob_id, "raw"))
+                out[row.uid] = open_blob(await self._data_key(row.id, ins), ins, row.blob_id, row.key_wrapped,
+                                         row.sealed)
         return out
