@@ -30,7 +30,7 @@ from sqlalchemy import Connection, delete, insert, select, tuple_
 from mailbox_store.crypto import blob_aad, open_blob, open_sealed, seal, seal_blob, wrap_content_key
 from mailbox_store.feed import Change
 from mailbox_store.folders import delete_orphan_blobs
-from mailbox_store.models import AuditEvent, Blob, Document
+from mailbox_store.models import AuditEvent, Blob, Document, utc
 
 if TYPE_CHECKING:
     from mailbox_store.store import MailboxInfo
@@ -119,9 +119,6 @@ def insert_documents(conn: Connection, sealed: SealedDocuments) -> tuple[list[tu
     return filed, [Change("dossier.new", mid, "", 0) for mid, _ in filed]
 
 
-def _utc(when: dt.datetime) -> dt.datetime:
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
-
 
 class DocumentOps:
     engine: Any
@@ -189,7 +186,7 @@ class DocumentOps:
                        Document.locator)
                 .where(Document.mailbox_id == mailbox.id).order_by(Document.filed_at, Document.id))).all()
         aead = await self._data_key(mailbox.id, mailbox.ins)
-        return [StoredDocument(r.id, r.size, _utc(r.filed_at), r.filed_by,
+        return [StoredDocument(r.id, r.size, utc(r.filed_at), r.filed_by,
                                json.loads(open_sealed(aead, r.meta_sealed, blob_aad(mailbox.ins, r.id, "meta"))),
                                r.locator)
                 for r in rows]
@@ -211,7 +208,7 @@ class DocumentOps:
         meta = json.loads(open_sealed(aead, row.meta_sealed, blob_aad(mailbox.ins, row.id, "meta")))
         content = open_blob(aead, mailbox.ins, row.blob_id, row.key_wrapped, row.sealed)
         await self.audit(mailbox.id, actor, "dossier.download", f"document {doc_id}", source)
-        return StoredDocument(row.id, row.size, _utc(row.filed_at), row.filed_by, meta, row.locator), content
+        return StoredDocument(row.id, row.size, utc(row.filed_at), row.filed_by, meta, row.locator), content
 
     async def delete_document(self, mailbox: "MailboxInfo", doc_id: str, actor: str, source: str = "") -> None:
         when = dt.datetime.now(dt.timezone.utc)

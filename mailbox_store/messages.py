@@ -3,7 +3,6 @@ from, flags, expunge, copy and move. All writes go through the writer; every cha
 published on the feed after its commit, so other sessions (IDLE) see it."""
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -12,7 +11,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from mailbox_store.feed import Change, MessageMeta
 from mailbox_store.folders import FolderError, _folder_id, delete_orphan_blobs
-from mailbox_store.models import Folder, Message
+from mailbox_store.models import Folder, Message, utc
 
 if TYPE_CHECKING:
     from mailbox_store.writer import Writer
@@ -35,9 +34,6 @@ class CopyResult:
     uidvalidity: int  # of the destination (RFC 4315 COPYUID)
     pairs: list[tuple[int, int]]  # (source uid, destination uid), ascending source uid
 
-
-def _utc(when: dt.datetime) -> dt.datetime:
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
 def _flags(text: str) -> frozenset[str]:
@@ -63,7 +59,7 @@ class MessageOps:
                 select(Message.uid, Message.flags, Message.internal_date, Message.size)
                 .where(Message.folder_id == folder.id, Message.uid > since_uid).order_by(Message.uid))).all()
         return Snapshot(folder.id, name, folder.uidvalidity, folder.uidnext,
-                        [MessageMeta(r.uid, _flags(r.flags), _utc(r.internal_date), r.size) for r in rows])
+                        [MessageMeta(r.uid, _flags(r.flags), utc(r.internal_date), r.size) for r in rows])
 
     async def flags_of(self, folder_id: int, uids: Iterable[int]) -> dict[int, frozenset[str]]:
         uid_list = list(uids)
@@ -145,7 +141,7 @@ class MessageOps:
                                "key_wrapped": m.key_wrapped, "flags": m.flags,
                                "internal_date": m.internal_date, "size": m.size})
             changes = [Change("message.new", mailbox_id, target, v["uid"],
-                              meta=MessageMeta(v["uid"], _flags(v["flags"]), _utc(v["internal_date"]), v["size"]))
+                              meta=MessageMeta(v["uid"], _flags(v["flags"]), utc(v["internal_date"]), v["size"]))
                        for v in values]
             if values:
                 conn.execute(insert(Message), values)

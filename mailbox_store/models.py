@@ -23,6 +23,11 @@ DEFAULT_FOLDERS: tuple[tuple[str, str | None], ...] = (
 )
 
 
+def utc(when: dt.datetime) -> dt.datetime:
+    """A stored time, zone-aware: SQLite drops the zone, and we always store UTC."""
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
 class Base(DeclarativeBase):
     pass
 

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from mailbox_store.crypto import open_blob, seal_blob, wrap_content_key
 from mailbox_store.feed import Change, MessageMeta
 from mailbox_store.folders import FolderError, delete_orphan_blobs
-from mailbox_store.models import Blob, Folder, Mailbox, Message, OutboundEntry
+from mailbox_store.models import Blob, Folder, Mailbox, Message, OutboundEntry, utc
 
 if TYPE_CHECKING:
     from mailbox_store.store import MailboxInfo
@@ -69,9 +69,6 @@ class Submitted:
     sent_uid: int | None  # UID of the copy in the Sent folder
 
 
-def _utc(when: dt.datetime) -> dt.datetime:
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
-
 
 _COLUMNS = (OutboundEntry.id, OutboundEntry.envelope_id, OutboundEntry.mailbox_id, Mailbox.ins, OutboundEntry.kind,
             OutboundEntry.route, OutboundEntry.mail_from, OutboundEntry.rcpt, OutboundEntry.domain,
@@ -81,7 +78,7 @@ _COLUMNS = (OutboundEntry.id, OutboundEntry.envelope_id, OutboundEntry.mailbox_i
 
 def _item(r: Any) -> QueueItem:
     return QueueItem(r.id, r.envelope_id, r.mailbox_id, r.ins, r.kind, r.route, r.mail_from, r.rcpt, r.domain,
-                     r.size, r.attempts, _utc(r.next_attempt_at), _utc(r.created_at), _utc(r.expires_at),
+                     r.size, r.attempts, utc(r.next_attempt_at), utc(r.created_at), utc(r.expires_at),
                      r.last_error)
 
 
@@ -172,7 +169,7 @@ class QueueOps:
             n, oldest, due = (await conn.execute(select(func.count(), func.min(OutboundEntry.created_at),
                                                         func.min(OutboundEntry.next_attempt_at))
                                                  .select_from(OutboundEntry))).one()
-        return n, _utc(oldest) if oldest is not None else None, _utc(due) if due is not None else None
+        return n, utc(oldest) if oldest is not None else None, utc(due) if due is not None else None
 
     async def queue_remove(self, entry_id: str) -> None:
         """Delete an entry: delivered, failed for good (after its DSN is stored), or

@@ -40,7 +40,7 @@ from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
 from mailbox_store.messages import MessageOps
 from mailbox_store.models import (DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Guardian, Mailbox, Message,
-                                  ReceiptRequest)
+                                  ReceiptRequest, utc)
 from mailbox_store.writer import GroupJob, Writer
 from policy.conversation import ConversationEffects
 from policy.recipients import MailboxState
@@ -266,10 +266,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps):
 
     @staticmethod
     def _info(row: Any) -> MailboxInfo:
-        created = row.created_at
-        if created.tzinfo is None:  # SQLite drops the zone; we always store UTC
-            created = created.replace(tzinfo=dt.timezone.utc)
-        return MailboxInfo(row.id, row.ins, MailboxState(row.state), row.notify_email, created)
+        return MailboxInfo(row.id, row.ins, MailboxState(row.state), row.notify_email, utc(row.created_at))
 
     async def get_mailbox(self, ins: str) -> MailboxInfo | None:
         async with self.engine.connect() as conn:
@@ -416,7 +413,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps):
         out = []
         for r in rows:
             last = r.last_login_at
-            out.append((self._info(r), last.replace(tzinfo=dt.timezone.utc) if last and not last.tzinfo else last))
+            out.append((self._info(r), utc(last) if last else None))
         return out
 
     async def audit(self, mailbox_id: int, actor: str, action: str, detail: str = "", source: str = "") -> None:
@@ -435,7 +432,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps):
             rows = (await conn.execute(select(AuditEvent.at, AuditEvent.actor, AuditEvent.action,
                                               AuditEvent.detail, AuditEvent.source)
                                        .where(AuditEvent.mailbox_id == mailbox_id).order_by(AuditEvent.id))).all()
-        return [AuditRecord(r.at if r.at.tzinfo else r.at.replace(tzinfo=dt.timezone.utc),
+        return [AuditRecord(utc(r.at),
                             r.actor, r.action, r.detail, r.source) for r in rows]
 
     # ---- guardians (DESIGN.md §4 "Minors and helpers") -----------------------------------

@@ -77,6 +77,10 @@ class TrustList:
     def dns_for(self, domain: str) -> frozenset[tuple[tuple[str, str], ...]]:
         return self.domains.get(domain.lower().rstrip("."), frozenset())
 
+    def lists(self, domain: str) -> bool:
+        """The domain is in the MSSante trust space (names are case-insensitive)."""
+        return domain.lower().rstrip(".") in self.domains
+
     def knows_dn(self, dn: str) -> bool:
         norm = normalize_dn(dn)
         return bool(norm) and any(norm in dns for dns in self.domains.values())

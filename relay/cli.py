@@ -240,7 +240,7 @@ def cmd_pharmacy(args: argparse.Namespace) -> int:
             trust = load_trust_list(config.trust_list, config.trust_list_require_digest).trust
         except (ValueError, OSError) as e:
             raise UsageError(f"trust_list.path: {e}") from None
-        if domain not in trust.domains:
+        if not trust.lists(domain):
             raise UsageError(f"ADDRESS: {domain} is not on the MSSante trust list (nothing leaves the trust space)")
 
     async def change(s: Store) -> None:

@@ -185,9 +185,6 @@ class MxHandler:
         self.rt = runtime
         self.autotest = AutoTest(runtime)
 
-    def _is_mssante(self, domain: str) -> bool:
-        return domain.lower().rstrip(".") in self.rt.trust.trust.domains
-
     def refuse(self, d: Decision, stage: str, session: Session | None, **kw: Any) -> str:
         peer = session.peer[0] if session is not None and session.peer else None
         log.info("message.refused", code=d.code, status=d.status, rule=d.rule, reason=d.en, stage=stage,
@@ -319,8 +316,8 @@ class MxHandler:
         professional = professional_from_headers(headers)
         conversation = receipt = None
         if envelope.mail_from != NULL_SENDER:
-            conversation = professional_effects(professional, self._is_mssante, own_domain=self.rt.config.domain,
-                                                sender_ok=sender_ok)
+            conversation = professional_effects(professional, self.rt.trust.trust.lists,
+                                                own_domain=self.rt.config.domain, sender_ok=sender_ok)
             receipt = receipt_request(headers, professional, sender_ok)
         single = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
         dkim = auth_results(await self._dkim(raw))

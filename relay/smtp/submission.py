@@ -96,9 +96,6 @@ class SubmissionHandler:
     def __init__(self, runtime: "Runtime"):
         self.rt = runtime
 
-    def _is_mssante(self, domain: str) -> bool:
-        return domain.lower().rstrip(".") in self.rt.trust.trust.domains
-
     def refuse(self, d: Decision, stage: str, session: Session, **kw: Any) -> str:
         log.info("submission.refused", code=d.code, status=d.status, rule=d.rule, stage=stage,
                  peer=session.peer[0] if session.peer else None, **kw)
@@ -153,7 +150,7 @@ class SubmissionHandler:
                       references: tuple[str, ...]) -> Decision:
         norm = normalise_address(address)
         facts = await self.rt.store.recipient_facts(sender.id, norm or "", in_reply_to, references)
-        return patient_recipient_decision(address, self.rt.config.domain, self._is_mssante, facts)
+        return patient_recipient_decision(address, self.rt.config.domain, self.rt.trust.trust.lists, facts)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content
