@@ -32,7 +32,8 @@ from dossier_bridge.cda import INS_OIDS, CdaError, parse_cda
 from dossier_bridge.xdm import XdmError, read_xdm
 from mailbox_store.documents import NewDocument, StoredDocument
 from mailbox_store.store import MailboxInfo, Store
-from policy.attachments import Attachment, AttachmentLimits, Kind, Part, check_message, classify, mime_parts
+from policy.attachments import (Attachment, AttachmentLimits, Kind, Part, check_message, classify, mime_parts,
+                                refuse_part)
 from policy.decisions import Decision
 from policy.headers import header_block, parse_headers
 
@@ -153,9 +154,7 @@ def candidates(attachments: Sequence[Attachment], src: SourceMessage,
             try:
                 package = read_xdm(att.part.content, limits)
             except XdmError as e:
-                return Decision(554, "5.6.1", f"Paquet IHE_XDM refuse ({_ascii(str(e))}): {_ascii(name or '')}",
-                                f"IHE_XDM package refused ({_ascii(str(e))}): {_ascii(name or '')}",
-                                "attachment_zip")
+                return refuse_part(att.part, "attachment_zip", f"paquet IHE_XDM: {e}", f"IHE_XDM package: {e}")
             for d in package.documents:
                 filename = d.path.rsplit("/", 1)[-1]
                 meta = _base_meta(src, filename, d.content, d.mime_type or "application/octet-stream", "xdm")
@@ -289,6 +288,3 @@ async def read_document(store: "Store", mailbox: MailboxInfo, doc_id: str, actor
         raise DocumentUnreadable(f"document {doc_id} does not match its recorded sha256")
     return doc, content
 
-
-def _ascii(text: str, limit: int = 60) -> str:
-    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)[:limit]

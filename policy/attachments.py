@@ -272,6 +272,12 @@ def _refuse(why: _Refusal, part: Part) -> Decision:
                     _ascii(f"Attachment refused ({why.en}): {en_name}", 250), why.rule)
 
 
+def refuse_part(part: Part, rule: str, fr: str, en: str) -> Decision:
+    """`554 5.6.1` naming the part, for a refusal decided after classification (an
+    IHE_XDM package whose content turns out unreadable while it is unpacked)."""
+    return _refuse(_Refusal(rule, _ascii(fr, _DETAIL_MAX), _ascii(en, _DETAIL_MAX)), part)
+
+
 def _too_big(part: Part, limit: int) -> Decision:
     fr_name, en_name = _names(part)
     fr_size, en_size = _size(limit)
