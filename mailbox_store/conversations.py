@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from mailbox_store.errors import StoreError
 from mailbox_store.feed import Change
 from mailbox_store.models import AuditEvent, ClosedMessage, Correspondent, Pharmacy
 from policy.conversation import ConversationEffects, Exchange, RecipientFacts, replies_to_closed_message
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from mailbox_store.writer import Writer
 
 
-class PharmacyError(LookupError):
+class PharmacyError(StoreError):
     pass
 
 

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, delete, insert, select, tuple_
 
 from mailbox_store.crypto import blob_aad, open_blob, open_sealed, seal, seal_blob, wrap_content_key
+from mailbox_store.errors import StoreError
 from mailbox_store.feed import Change
 from mailbox_store.folders import delete_orphan_blobs
 from mailbox_store.models import AuditEvent, Blob, Document, utc
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from mailbox_store.writer import Writer
 
 
-class NoSuchDocument(LookupError):
+class NoSuchDocument(StoreError):
     pass
 
 

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from mailbox_store.crypto import open_blob, seal_blob, wrap_content_key
+from mailbox_store.errors import StoreError
 from mailbox_store.feed import Change, MessageMeta
 from mailbox_store.folders import FolderError, delete_orphan_blobs
 from mailbox_store.models import Blob, Folder, Mailbox, Message, OutboundEntry, utc
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from mailbox_store.writer import Writer
 
 
-class NoSuchEntry(LookupError):
+class NoSuchEntry(StoreError):
     pass
 
 

@@ -41,12 +41,11 @@ from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
 from mailbox_store.messages import MessageOps
 from mailbox_store.models import (DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Guardian, Mailbox, Message,
                                   ReceiptRequest, utc)
+from mailbox_store.errors import StoreError
 from mailbox_store.writer import GroupJob, Writer
 from policy.conversation import ConversationEffects
 from policy.recipients import MailboxState
 
-class StoreError(Exception):
-    pass
 
 
 class MailboxExists(StoreError):

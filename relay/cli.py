@@ -87,7 +87,7 @@ def _with_store(config: Config, fn: Callable[[Store], Awaitable[Any]]) -> Any:
     """Run fn on the configured store; store-level failures become one-line errors."""
     try:
         return asyncio.run(_store_call(config, fn))
-    except StoreError as e:  # MailboxExists, NoSuchMailbox, guardian errors...
+    except StoreError as e:  # MailboxExists, NoSuchMailbox, NoSuchDocument, guardian errors...
         raise UsageError(str(e)) from None
     except ValueError as e:  # unreadable master key
         raise UsageError(str(e)) from None
@@ -225,7 +225,6 @@ def _address(field: str, text: str) -> str:
 
 
 def cmd_pharmacy(args: argparse.Namespace) -> int:
-    from mailbox_store.conversations import PharmacyError
     ins = _ins(args.ins)
     config = _load(args)
     if args.action == "list":
@@ -250,10 +249,7 @@ def cmd_pharmacy(args: argparse.Namespace) -> int:
         else:
             await s.revoke_pharmacy(mb, address)
 
-    try:
-        _with_store(config, change)
-    except PharmacyError as e:
-        raise UsageError(str(e)) from None
+    _with_store(config, change)
     print(f"pharmacy {address} {'allowed' if args.action == 'allow' else 'revoked'} for {ins}")
     return 0
 
@@ -269,7 +265,6 @@ def _queue_id(text: str) -> str:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    from mailbox_store.outbound import NoSuchEntry
     config = _load(args)
 
     async def run(s: Store) -> Any:
@@ -282,10 +277,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
             return await s.queue_retry(entry)
         return await s.queue_remove(entry)
 
-    try:
-        result = _with_store(config, run)
-    except NoSuchEntry as e:
-        raise UsageError(str(e)) from None
+    result = _with_store(config, run)
     if args.action == "list":
         if args.json:
             print(json.dumps([_queue_json(i) for i in result], indent=2))
@@ -537,8 +529,7 @@ def cmd_dossier_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dossier_get(args: argparse.Namespace) -> int:
-    from dossier_bridge.dossier import DocumentUnreadable, read_document
-    from mailbox_store.documents import NoSuchDocument
+    from dossier_bridge.dossier import read_document
     from relay.export import durable_replace, private_file
     ins, doc_id, out = _ins(args.ins), _doc_id(args.doc_id), Path(args.out)
     if out.exists():
@@ -548,10 +539,7 @@ def cmd_dossier_get(args: argparse.Namespace) -> int:
     async def get(s: Store) -> Any:
         return await read_document(s, await s.require_mailbox(ins), doc_id, "admin", "cli", config.attachments)
 
-    try:
-        doc, content = _with_store(config, get)
-    except (NoSuchDocument, DocumentUnreadable) as e:
-        raise UsageError(str(e)) from None
+    doc, content = _with_store(config, get)  # DocumentUnreadable is a ValueError: one line too
     partial = out.with_name(out.name + ".partial")
     try:
         private_file(partial)  # health data: never readable by others, not even while written
@@ -565,17 +553,13 @@ def cmd_dossier_get(args: argparse.Namespace) -> int:
 
 
 def cmd_dossier_delete(args: argparse.Namespace) -> int:
-    from mailbox_store.documents import NoSuchDocument
     ins, doc_id = _ins(args.ins), _doc_id(args.doc_id)
     config = _load(args)
 
     async def delete(s: Store) -> None:
         await s.delete_document(await s.require_mailbox(ins), doc_id, actor="admin", source="cli")
 
-    try:
-        _with_store(config, delete)
-    except NoSuchDocument as e:
-        raise UsageError(str(e)) from None
+    _with_store(config, delete)
     print(f"document {doc_id} deleted from the dossier of {ins}")
     return 0
 
