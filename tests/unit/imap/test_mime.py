@@ -180,7 +180,8 @@ Le centre sera fermé le 20 mai.
 
 # --- a real CDA document (a discharge letter) attached as text/xml, base64 -------------
 
-CDA_PATH = Path("/work/shared/data/cda/LDL-SES_2022.01.xml")
+# the shared folder sits beside the repository (../shared), wherever the checkout is
+CDA_PATH = Path(__file__).resolve().parents[4] / "shared/data/cda/LDL-SES_2022.01.xml"
 CDA_PART_HEADER = crlf("""\
 Content-Type: text/xml; charset=utf-8; name="LDL-SES.xml"
 Content-Transfer-Encoding: base64
