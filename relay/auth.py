@@ -1,79 +1,86 @@
-"""Patient authentication (IMAP now, submission and webmail later): one place for the
-credential check and its throttling.
+"""Patient authentication (IMAP, submission; webmail later): one place for the credential
+check and its throttling.
 
+Implementation notes (invariants a newcomer must not break):
 - The login is the patient's address (`<INS>@patient.mssante.fr`, domain in any case)
-  or the bare INS; the password is checked against its argon2id hash in a thread
-  (argon2 is deliberately slow: it must not stall the event loop).
+  or the bare INS; the password is checked against its argon2id hash in the
+  authenticator's own thread pool (argon2 is deliberately slow: it must not stall the
+  event loop, and a login spray must not starve the default pool that the store and
+  parsing use; DESIGN.md §6 "hashing in its own").
 - Only active mailboxes log in: pending ones wait for activation, opposed and closed
   ones are refused (DESIGN.md §4 "Lifecycle").
-- Throttling: failures are counted per account and per client address over a sliding
-  window; past the limit every attempt fails at once, whatever the password, until the
-  window slides. Each failure also waits a short delay (slows guessing on one session).
+- Throttling protects the owner (DESIGN.md §6, issue 10 §1): failures are charged to
+  (account, source network) and to the source network (policy/throttle.py holds the
+  arithmetic). Past its free failures a key waits an exponentially growing delay; no
+  key is ever held back by another key's failures, so a stranger's guesses never lock
+  the owner out from elsewhere, and a success from a network never pays back that
+  network's failures (a patient with an account of their own could otherwise launder
+  a spray with their own logins).
+- Source network: an IPv4 address as is (/32), IPv6 by its /64. A /24 would charge a
+  stranger's guesses to everyone in the same ISP pool or carrier-grade NAT block; one
+  IPv4 address is what an attacker pays for, while an IPv6 subscriber gets at least a
+  /64, which costs nothing to walk through address by address.
+- Concurrency: the attempts on one account are admitted one at a time (a lock per
+  account, held only while the password is checked, never across the failure delay),
+  and a source's attempts in flight count as failures until they settle, so fifty
+  sessions cannot check more passwords than the budgets allow, and twenty simultaneous
+  correct logins on one account all succeed (each waits its turn, none is refused).
 - The answer never says which of login or password was wrong, nor, by its timing,
-  whether the INS has a mailbox (argon2 runs against a dummy hash otherwise).
-- Logins that are not an INS of our domain are refused without an account key; their
-  attempts still count against the client's address.
+  whether the INS has a mailbox (argon2 runs against a dummy hash otherwise), and the
+  budgets are charged to any well-formed INS, with a mailbox or not.
+- Logins that are not an INS of our domain have no account key; their failures are
+  still charged to the source network.
+- A login whose audit record cannot be written (disk full, store failing) still
+  succeeds: the password was right, and the patient must be able to read their mail
+  while the operator frees space (issue 10 §6 "keeps reading possible"). The access is
+  then traced by the `auth.login_unrecorded` event (ins_hash, peer, protocol) and the
+  `mssante_auth_unrecorded_logins_total` counter, as reads already are when their audit
+  write fails (relay/imap/server.py `audit.failed`). A store that cannot even be read
+  answers "unavailable", a temporary refusal, never an exception.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import math
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import structlog
 from argon2 import PasswordHasher
-from prometheus_client import Counter
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from prometheus_client import Counter
 
 from mailbox_store.crypto import MasterKey
 from mailbox_store.store import MailboxInfo, Store
 from policy.addresses import split_address
 from policy.ins import InsError, parse_ins
 from policy.recipients import MailboxState
+from policy.throttle import Admission, Budget, Ledger
+from relay.config import AuthConfig
 
 log = structlog.get_logger("relay.auth")
 ATTEMPTS = Counter("mssante_auth_attempts_total", "Patient logins by result", ["result"])
+PASSWORD_CHECKS = Counter("mssante_auth_password_checks_total", "argon2 verifications performed")
+UNRECORDED = Counter("mssante_auth_unrecorded_logins_total",
+                     "Successful logins whose audit record could not be written")
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("no account has this password")
+BUSY_WAIT = 30.0  # longest wait for a source's attempts in flight to settle (one argon2 each)
 
 
 @dataclass(frozen=True)
 class AuthResult:
     mailbox: MailboxInfo | None
-    reason: str  # "ok", "bad_credentials", "throttled", "inactive"
+    reason: str  # "ok", "bad_credentials", "throttled", "inactive", "unavailable"
+    retry_after: int = 0  # throttled: whole seconds before this source may try again
 
     @property
     def ok(self) -> bool:
         return self.mailbox is not None
-
-
-@dataclass
-class Throttle:
-    limit: int
-    window: float
-    _events: dict[str, deque[float]] = field(default_factory=dict)
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._events.setdefault(key, deque())
-        while q and q[0] <= now - self.window:
-            q.popleft()
-        return q
-
-    def blocked(self, key: str, now: float) -> bool:
-        return len(self._recent(key, now)) >= self.limit
-
-    def forgive(self, key: str) -> None:
-        """Take back the attempt counted for a login that succeeded."""
-        q = self._events.get(key)
-        if q:
-            q.pop()
-
-    def fail(self, key: str, now: float) -> None:
-        self._recent(key, now).append(now)
-        if len(self._events) > 100_000:  # bounded memory under a spray of names
-            self._events = {k: v for k, v in self._events.items() if v and v[-1] > now - self.window}
 
 
 def login_to_ins(login: str, domain: str) -> str | None:
@@ -89,57 +96,164 @@ def login_to_ins(login: str, domain: str) -> str | None:
         return None
 
 
+class _KeyedLocks:
+    """One asyncio.Lock per key, existing only while someone holds or waits for it:
+    memory bounded by the attempts in flight, whatever the number of accounts."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[key]
+
+
 class Authenticator:
-    def __init__(self, store: Store, master: MasterKey, domain: str, per_account: int = 5,
-                 per_ip: int = 20, window: float = 900.0, failure_delay: float = 1.0):
+    def __init__(self, store: Store, master: MasterKey, domain: str, limits: AuthConfig = AuthConfig(),
+                 clock: Callable[[], float] = time.monotonic):
         self.store = store
         self.master = master
         self.domain = domain
-        self.accounts = Throttle(per_account, window)
-        self.addresses = Throttle(per_ip, window)
-        self.failure_delay = failure_delay
+        self.clock = clock
+
+        def budget(free: int) -> Budget:
+            return Budget(free, limits.first_delay, limits.max_delay, limits.forget_after)
+
+        self.pairs = Ledger(budget(limits.failures_per_account_source))  # "INS source" keys
+        self.sources = Ledger(budget(limits.failures_per_source))
+        self.failure_delay = limits.failure_reply_delay
+        self.password_checks = 0  # argon2 verifications run (tests, bench)
+        self._accounts = _KeyedLocks()
+        self._settled: dict[str, set[asyncio.Event]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=limits.hash_threads, thread_name_prefix="argon2")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def login(self, login: str, password: str, ip: str, protocol: str = "imap") -> AuthResult:
-        now = time.monotonic()
         ins = login_to_ins(login, self.domain)
         ins_hash = self.master.pseudonym(ins) if ins else None
-        ip_key = client_key(ip)
-        if (ins and self.accounts.blocked(ins, now)) or self.addresses.blocked(ip_key, now):
-            log.warning("auth.throttled", ins_hash=ins_hash, peer=ip)
-            ATTEMPTS.labels("throttled").inc()
-            return AuthResult(None, "throttled")
-        # Count the attempt on the account before the slow check, so concurrent sessions
-        # cannot try more passwords on it than the limit; a success takes it back. The
-        # address counts failures only: many people may log in at once behind one NAT.
-        if ins:
-            self.accounts.fail(ins, now)
-        found = await self.store.credentials(ins) if ins else None
-        # Always run argon2, against a dummy hash when there is no account (or no
-        # password yet): the answer's timing must not tell whether an INS has a mailbox.
-        hashed = found[1] if found is not None and found[1] else _DUMMY_HASH
-        verified = await asyncio.to_thread(_verify, hashed, password) and hashed is not _DUMMY_HASH
+        source = client_key(ip)
+        pair = f"{ins} {source}" if ins else None
+        # A source over budget is refused before it queues on the account: its attempts
+        # never make the owner wait behind them.
+        early = self._refusal(pair, source, self.clock())
+        if early is not None:
+            return self._throttled(early, ins_hash, ip)
+        async with self._accounts.hold(ins) if ins else contextlib.nullcontext():
+            admission = await self._admit(pair, source)  # again: others went first
+            if not admission.admitted:
+                return self._throttled(admission, ins_hash, ip)
+            now = self.clock()
+            self.sources.begin(source, now)
+            if pair:
+                self.pairs.begin(pair, now)
+            checked = verified = False
+            found = None
+            try:
+                found = await self.store.credentials(ins) if ins else None
+                # Always run argon2, against a dummy hash when there is no account (or no
+                # password yet): the answer's timing must not tell whether an INS has a mailbox.
+                hashed = found[1] if found is not None and found[1] else _DUMMY_HASH
+                checked = True  # from here a dropped session still pays for its guess
+                self.password_checks += 1
+                PASSWORD_CHECKS.inc()
+                verified = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, _verify, hashed, password) and hashed is not _DUMMY_HASH
+            except Exception as e:  # the store cannot be read: no guess was checked
+                log.error("auth.unavailable", ins_hash=ins_hash, peer=ip, error=type(e).__name__)
+                ATTEMPTS.labels("unavailable").inc()
+                return AuthResult(None, "unavailable")
+            finally:
+                self._settle(pair, source, checked, verified)
         if not verified:
-            self.addresses.fail(ip_key, now)
             log.info("auth.failed", ins_hash=ins_hash, peer=ip)
             ATTEMPTS.labels("bad_credentials").inc()
-            await asyncio.sleep(self.failure_delay)
+            await asyncio.sleep(self.failure_delay)  # one session cannot guess faster
             return AuthResult(None, "bad_credentials")
-        assert found is not None and ins is not None
-        self.accounts.forgive(ins)
+        assert found is not None
         mailbox = found[0]
         if mailbox.state is not MailboxState.ACTIVE:
             log.info("auth.inactive", ins_hash=ins_hash, peer=ip, state=mailbox.state.value)
             ATTEMPTS.labels("inactive").inc()
             return AuthResult(None, "inactive")
-        await self.store.record_login(mailbox.id, source=ip, protocol=protocol)
+        try:
+            await self.store.record_login(mailbox.id, source=ip, protocol=protocol)
+        except Exception as e:  # disk full, store closing: see the module notes
+            log.error("auth.login_unrecorded", ins_hash=ins_hash, peer=ip, protocol=protocol,
+                      error=type(e).__name__)
+            UNRECORDED.inc()
         log.info("auth.ok", ins_hash=ins_hash, peer=ip)
         ATTEMPTS.labels("ok").inc()
         return AuthResult(mailbox, "ok")
 
+    def _refusal(self, pair: str | None, source: str, now: float) -> Admission | None:
+        for ledger, key in ((self.pairs, pair), (self.sources, source)):
+            if key is not None:
+                a = ledger.admit(key, now)
+                if a.wait > 0:
+                    return a
+        return None
+
+    async def _admit(self, pair: str | None, source: str) -> Admission:
+        """Admission on both keys; while the only obstacle is the source's attempts in
+        flight, wait for one of them to settle and ask again."""
+        deadline = self.clock() + BUSY_WAIT
+        while True:
+            now = self.clock()
+            refused = self._refusal(pair, source, now)
+            if refused is not None:
+                return refused
+            a = self.sources.admit(source, now)
+            b = self.pairs.admit(pair, now) if pair else a
+            if not (a.busy or b.busy):
+                return a
+            if now >= deadline:
+                return Admission(wait=1.0)
+            settled = asyncio.Event()
+            waiters = self._settled.setdefault(source, set())
+            waiters.add(settled)
+            try:
+                await asyncio.wait_for(settled.wait(), deadline - now)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                waiters.discard(settled)
+                if not waiters:
+                    self._settled.pop(source, None)
+
+    def _settle(self, pair: str | None, source: str, checked: bool, verified: bool) -> None:
+        now = self.clock()
+        failed = checked and not verified
+        self.sources.end(source, now, failed)
+        if pair:
+            self.pairs.end(pair, now, failed)
+            if verified:
+                self.pairs.clear(pair)  # the owner proved the password from there
+        for settled in self._settled.get(source, ()):
+            settled.set()
+
+    def _throttled(self, admission: Admission, ins_hash: str | None, ip: str) -> AuthResult:
+        retry = max(1, math.ceil(admission.wait))
+        log.warning("auth.throttled", ins_hash=ins_hash, peer=ip, retry_after=retry)
+        ATTEMPTS.labels("throttled").inc()
+        return AuthResult(None, "throttled", retry)
+
 
 def client_key(ip: str) -> str:
-    """The throttling key of a client address: IPv4 as is (also when mapped into IPv6),
-    IPv6 by its /64, the smallest block one subscriber usually gets."""
+    """The source network of a client address: IPv4 as is (also when mapped into IPv6),
+    IPv6 by its /64 (see the module notes)."""
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
