@@ -62,6 +62,7 @@ class Ledger:
 
     budget: Budget
     max_keys: int = 100_000
+    max_in_flight: int = 0  # > 0: a key never has more attempts in flight than this (0: no cap)
     _tallies: dict[str, Tally] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -80,14 +81,17 @@ class Ledger:
 
     def admit(self, key: str, now: float) -> Admission:
         t = self._live(key, now)
-        if t is None or t.failures + t.in_flight < self.budget.free:
+        if t is None:
             return ADMITTED
         if t.failures >= self.budget.free:
             wait = t.last + self.budget.delay(t.failures - self.budget.free + 1) - now
             if wait > 0:
                 return Admission(wait=wait)
-        # the budget allows one more attempt, and only one: wait for those in flight
-        return Admission(busy=True) if t.in_flight else ADMITTED
+            # the budget allows one more attempt, and only one: wait for those in flight
+            return Admission(busy=True) if t.in_flight else ADMITTED
+        if t.failures + t.in_flight >= self.budget.free or 0 < self.max_in_flight <= t.in_flight:
+            return Admission(busy=True)
+        return ADMITTED
 
     def begin(self, key: str, now: float) -> None:
         t = self._live(key, now)

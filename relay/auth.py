@@ -69,6 +69,7 @@ UNRECORDED = Counter("mssante_auth_unrecorded_logins_total",
                      "Successful logins whose audit record could not be written")
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("no account has this password")
+LOG_EVERY = 10.0  # seconds between two auth.throttled events of one source network
 BUSY_WAIT = 30.0  # longest wait for a source's attempts in flight to settle (one argon2 each)
 
 
@@ -131,11 +132,15 @@ class Authenticator:
             return Budget(free, limits.first_delay, limits.max_delay, limits.forget_after)
 
         self.pairs = Ledger(budget(limits.failures_per_account_source))  # "INS source" keys
-        self.sources = Ledger(budget(limits.failures_per_source))
+        # One network never has more than half the hashing pool at once: the other half
+        # stays for everyone else, so a spray's checks queue behind each other, not
+        # ahead of the owner's (bench/auth_throttle.py measured 10 s without this cap).
+        self.sources = Ledger(budget(limits.failures_per_source), max_in_flight=max(1, limits.hash_threads // 2))
         self.failure_delay = limits.failure_reply_delay
         self.password_checks = 0  # argon2 verifications run (tests, bench)
         self._accounts = _KeyedLocks()
         self._settled: dict[str, set[asyncio.Event]] = {}
+        self._logged: dict[str, tuple[float, int]] = {}  # source -> (last event, refusals since)
         self._pool = ThreadPoolExecutor(max_workers=limits.hash_threads, thread_name_prefix="argon2")
 
     def close(self) -> None:
@@ -150,33 +155,16 @@ class Authenticator:
         # never make the owner wait behind them.
         early = self._refusal(pair, source, self.clock())
         if early is not None:
-            return self._throttled(early, ins_hash, ip)
+            return await self._throttled(early, ins_hash, ip, source)
         async with self._accounts.hold(ins) if ins else contextlib.nullcontext():
             admission = await self._admit(pair, source)  # again: others went first
-            if not admission.admitted:
-                return self._throttled(admission, ins_hash, ip)
-            now = self.clock()
-            self.sources.begin(source, now)
-            if pair:
-                self.pairs.begin(pair, now)
-            checked = verified = False
-            found = None
-            try:
-                found = await self.store.credentials(ins) if ins else None
-                # Always run argon2, against a dummy hash when there is no account (or no
-                # password yet): the answer's timing must not tell whether an INS has a mailbox.
-                hashed = found[1] if found is not None and found[1] else _DUMMY_HASH
-                checked = True  # from here a dropped session still pays for its guess
-                self.password_checks += 1
-                PASSWORD_CHECKS.inc()
-                verified = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, _verify, hashed, password) and hashed is not _DUMMY_HASH
-            except Exception as e:  # the store cannot be read: no guess was checked
-                log.error("auth.unavailable", ins_hash=ins_hash, peer=ip, error=type(e).__name__)
-                ATTEMPTS.labels("unavailable").inc()
-                return AuthResult(None, "unavailable")
-            finally:
-                self._settle(pair, source, checked, verified)
+            if admission.admitted:
+                outcome = await self._check(ins, password, pair, source, ins_hash, ip)
+        if not admission.admitted:
+            return await self._throttled(admission, ins_hash, ip, source)
+        if outcome is None:
+            return AuthResult(None, "unavailable")
+        found, verified = outcome
         if not verified:
             log.info("auth.failed", ins_hash=ins_hash, peer=ip)
             ATTEMPTS.labels("bad_credentials").inc()
@@ -197,6 +185,33 @@ class Authenticator:
         log.info("auth.ok", ins_hash=ins_hash, peer=ip)
         ATTEMPTS.labels("ok").inc()
         return AuthResult(mailbox, "ok")
+
+    async def _check(self, ins: str | None, password: str, pair: str | None, source: str,
+                     ins_hash: str | None, ip: str) -> tuple[tuple[MailboxInfo, str | None] | None, bool] | None:
+        """The password check of an admitted attempt (under the account's lock): the
+        account and whether the password is its own; None when the store cannot be read."""
+        now = self.clock()
+        self.sources.begin(source, now)
+        if pair:
+            self.pairs.begin(pair, now)
+        checked = verified = False
+        try:
+            found = await self.store.credentials(ins) if ins else None
+            # Always run argon2, against a dummy hash when there is no account (or no
+            # password yet): the answer's timing must not tell whether an INS has a mailbox.
+            hashed = found[1] if found is not None and found[1] else _DUMMY_HASH
+            checked = True  # from here a dropped session still pays for its guess
+            self.password_checks += 1
+            PASSWORD_CHECKS.inc()
+            verified = await asyncio.get_running_loop().run_in_executor(
+                self._pool, _verify, hashed, password) and hashed is not _DUMMY_HASH
+        except Exception as e:  # the store cannot be read: no guess was checked
+            log.error("auth.unavailable", ins_hash=ins_hash, peer=ip, error=type(e).__name__)
+            ATTEMPTS.labels("unavailable").inc()
+            return None
+        finally:
+            self._settle(pair, source, checked, verified)
+        return found, verified
 
     def _refusal(self, pair: str | None, source: str, now: float) -> Admission | None:
         for ledger, key in ((self.pairs, pair), (self.sources, source)):
@@ -244,10 +259,24 @@ class Authenticator:
         for settled in self._settled.get(source, ()):
             settled.set()
 
-    def _throttled(self, admission: Admission, ins_hash: str | None, ip: str) -> AuthResult:
+    async def _throttled(self, admission: Admission, ins_hash: str | None, ip: str, source: str) -> AuthResult:
         retry = max(1, math.ceil(admission.wait))
-        log.warning("auth.throttled", ins_hash=ins_hash, peer=ip, retry_after=retry)
         ATTEMPTS.labels("throttled").inc()
+        # One event per source network and LOG_EVERY seconds, with the refusals it stands
+        # for: a spray of 1,000 refusals a second must not become 1,000 log lines.
+        now = self.clock()
+        logged = self._logged.get(source)
+        if logged is None or now - logged[0] >= LOG_EVERY:
+            if len(self._logged) >= 10_000:
+                self._logged.clear()
+            log.info("auth.throttled", ins_hash=ins_hash, peer=ip, retry_after=retry,
+                     refused=1 + (logged[1] if logged else 0))
+            self._logged[source] = (now, 0)
+        else:
+            self._logged[source] = (logged[0], logged[1] + 1)
+        # a refusal waits like a failure: a session hammering a closed door gets one
+        # answer a second, not a thousand
+        await asyncio.sleep(self.failure_delay)
         return AuthResult(None, "throttled", retry)
 
 

@@ -202,3 +202,17 @@ async def test_passwords_are_checked_in_their_own_pool_and_a_dropped_session_pay
     assert auth.pairs.failures(f"{INS} {STRANGER_IP}", 0) == 1
     assert auth.sources.failures(STRANGER_IP, 0) == 1
     auth.close()
+
+
+async def test_a_spray_of_refusals_is_logged_once_per_network_and_period(store: Store, tmp_path: Path) -> None:
+    clock = Clock()
+    auth = authenticator(store, tmp_path, clock)
+    with capture_logs() as logs:
+        for i in range(300):
+            await auth.login(INS, f"g{i}", STRANGER_IP)
+        clock.now += auth_module.LOG_EVERY
+        assert (await auth.login(INS, "g", STRANGER_IP)).reason == "bad_credentials"  # its delay is over
+        assert (await auth.login(INS, "g", STRANGER_IP)).reason == "throttled"
+    # 5 checked, 295 refused: one event, then one standing for the 294 unlogged and itself
+    throttled = [e for e in logs if e["event"] == "auth.throttled"]
+    assert [e["refused"] for e in throttled] == [1, 295]

@@ -80,3 +80,12 @@ def test_memory_is_bounded_under_a_spray_of_keys() -> None:
     assert led.admit("busy", 2.0).admitted
     led.end("busy", 2.0, failed=True)
     assert led.failures("busy", 2.0) == 1
+
+
+def test_a_key_has_at_most_max_in_flight_attempts() -> None:
+    led = Ledger(Budget(free=20, first_delay=1.0, max_delay=8.0, forget_after=100.0), max_in_flight=1)
+    assert led.admit("net", 0).admitted
+    led.begin("net", 0)
+    assert led.admit("net", 0).busy  # well within the free failures, but one at a time
+    led.end("net", 0, failed=False)
+    assert led.admit("net", 0).admitted
