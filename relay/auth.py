@@ -25,6 +25,11 @@ Implementation notes (invariants a newcomer must not break):
   and a source's attempts in flight count as failures until they settle, so fifty
   sessions cannot check more passwords than the budgets allow, and twenty simultaneous
   correct logins on one account all succeed (each waits its turn, none is refused).
+  One network never has more than half the hashing pool busy, so a spray's checks
+  queue behind each other and not ahead of the owner's.
+- A refused attempt (over budget) checks no password and is answered after the same
+  pause as a failure; refusals are logged once per network per LOG_EVERY seconds with
+  their count, so a spray cannot flood the log.
 - The answer never says which of login or password was wrong, nor, by its timing,
   whether the INS has a mailbox (argon2 runs against a dummy hash otherwise), and the
   budgets are charged to any well-formed INS, with a mailbox or not.
