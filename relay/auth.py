@@ -25,8 +25,8 @@ Implementation notes (invariants a newcomer must not break):
   and a source's attempts in flight count as failures until they settle, so fifty
   sessions cannot check more passwords than the budgets allow, and twenty simultaneous
   correct logins on one account all succeed (each waits its turn, none is refused).
-  One network never has more than half the hashing pool busy, so a spray's checks
-  queue behind each other and not ahead of the owner's.
+  One network never has more checks in flight than the hashing pool has threads, so
+  a spray's checks queue behind each other and not ahead of the owner's.
 - A refused attempt (over budget) checks no password and is answered after the same
   pause as a failure; refusals are logged once per network per LOG_EVERY seconds with
   their count, so a spray cannot flood the log.
@@ -46,6 +46,7 @@ Implementation notes (invariants a newcomer must not break):
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import math
@@ -75,7 +76,7 @@ UNRECORDED = Counter("mssante_auth_unrecorded_logins_total",
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("no account has this password")
 LOG_EVERY = 10.0  # seconds between two auth.throttled events of one source network
-BUSY_WAIT = 30.0  # longest wait for a source's attempts in flight to settle (one argon2 each)
+BUSY_WAIT = 60.0  # longest wait in line behind a network's attempts in flight
 
 
 @dataclass(frozen=True)
@@ -137,14 +138,15 @@ class Authenticator:
             return Budget(free, limits.first_delay, limits.max_delay, limits.forget_after)
 
         self.pairs = Ledger(budget(limits.failures_per_account_source))  # "INS source" keys
-        # One network never has more than half the hashing pool at once: the other half
-        # stays for everyone else, so a spray's checks queue behind each other, not
-        # ahead of the owner's (bench/auth_throttle.py measured 10 s without this cap).
-        self.sources = Ledger(budget(limits.failures_per_source), max_in_flight=max(1, limits.hash_threads // 2))
+        # One network never has more checks in flight than the hashing pool has threads,
+        # so a spray's checks queue behind each other, not ahead of the owner's, who
+        # waits one round of the pool at most (bench/auth_throttle.py measured 10 s
+        # without this cap, its 20 free guesses all queued ahead).
+        self.sources = Ledger(budget(limits.failures_per_source), max_in_flight=limits.hash_threads)
         self.failure_delay = limits.failure_reply_delay
         self.password_checks = 0  # argon2 verifications run (tests, bench)
         self._accounts = _KeyedLocks()
-        self._settled: dict[str, set[asyncio.Event]] = {}
+        self._lines: dict[str, collections.deque[asyncio.Future[None]]] = {}  # waiting for a settle
         self._logged: dict[str, tuple[float, int]] = {}  # source -> (last event, refusals since)
         self._pool = ThreadPoolExecutor(max_workers=limits.hash_threads, thread_name_prefix="argon2")
 
@@ -228,30 +230,58 @@ class Authenticator:
 
     async def _admit(self, pair: str | None, source: str) -> Admission:
         """Admission on both keys; while the only obstacle is the source's attempts in
-        flight, wait for one of them to settle and ask again."""
-        deadline = self.clock() + BUSY_WAIT
+        flight, wait in line for one of them to settle and ask again. Each settle wakes
+        one waiter (first come, first served), and a waiter that is refused or leaves
+        wakes the next: a thousand waiters cost a thousand wake-ups, not a million."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BUSY_WAIT
+        woken = False
         while True:
             now = self.clock()
             refused = self._refusal(pair, source, now)
-            if refused is not None:
-                return refused
             a = self.sources.admit(source, now)
             b = self.pairs.admit(pair, now) if pair else a
-            if not (a.busy or b.busy):
-                return a
-            if now >= deadline:
+            if refused is not None or not (a.busy or b.busy):
+                if refused is not None and woken:
+                    self._wake_one(source)  # the turn we were given goes to the next in line
+                return refused or a
+            if loop.time() >= deadline:
+                if woken:
+                    self._wake_one(source)
                 return Admission(wait=1.0)
-            settled = asyncio.Event()
-            waiters = self._settled.setdefault(source, set())
-            waiters.add(settled)
+            turn: asyncio.Future[None] = loop.create_future()
+            line = self._lines.setdefault(source, collections.deque())
+            if woken:
+                line.appendleft(turn)  # still busy: back to the head of the line
+            else:
+                line.append(turn)
             try:
-                await asyncio.wait_for(settled.wait(), deadline - now)
+                await asyncio.wait_for(asyncio.shield(turn), deadline - loop.time())
+                woken = True
             except asyncio.TimeoutError:
-                pass
+                self._leave(turn, source)
+                woken = False
+            except asyncio.CancelledError:  # the session went away
+                self._leave(turn, source)
+                raise
             finally:
-                waiters.discard(settled)
-                if not waiters:
-                    self._settled.pop(source, None)
+                if turn in line:
+                    line.remove(turn)
+                if not line:
+                    self._lines.pop(source, None)
+
+    def _leave(self, turn: asyncio.Future[None], source: str) -> None:
+        if turn.done() and not turn.cancelled():
+            self._wake_one(source)  # woken just as we left: pass it on
+        turn.cancel()
+
+    def _wake_one(self, source: str) -> None:
+        line = self._lines.get(source)
+        while line:
+            turn = line.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
 
     def _settle(self, pair: str | None, source: str, checked: bool, verified: bool) -> None:
         now = self.clock()
@@ -261,8 +291,7 @@ class Authenticator:
             self.pairs.end(pair, now, failed)
             if verified:
                 self.pairs.clear(pair)  # the owner proved the password from there
-        for settled in self._settled.get(source, ()):
-            settled.set()
+        self._wake_one(source)
 
     async def _throttled(self, admission: Admission, ins_hash: str | None, ip: str, source: str) -> AuthResult:
         retry = max(1, math.ceil(admission.wait))
