@@ -141,7 +141,10 @@ class SubmissionSMTP(SMTP):
         return ins is not None and ins == login_to_ins(login.decode("utf-8", "replace"), domain)
 
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
-        return await self._verify(await super().auth_LOGIN(_, args))
+        result = await super().auth_LOGIN(_, args)
+        if not result.success:  # cancelled ("*") or not base64: aiosmtpd already answered 501
+            return AuthResult(success=False, handled=True)
+        return await self._verify(result)
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str) and self.session is not None and self.session.extended_smtp:

@@ -251,3 +251,15 @@ def test_an_unreadable_store_gives_a_clean_temporary_refusal(relay: RunningDaemo
         assert err.value.smtp_code == 454 and err.value.smtp_error.startswith(b"4.7.0 ")
         assert b"Error" not in err.value.smtp_error and b"\n" not in err.value.smtp_error
         assert s.noop()[0] == 250
+
+
+def test_a_cancelled_auth_gets_one_reply(relay: RunningDaemon) -> None:
+    """RFC 4954 §4: "*" cancels with 501; aiosmtpd's AUTH LOGIN answered 535 after it too."""
+    with submission(relay) as s:
+        for mechanism in ("LOGIN", "PLAIN"):
+            assert s.docmd("AUTH", mechanism)[0] == 334
+            if mechanism == "LOGIN":
+                assert s.docmd(base64.b64encode(ADDRESS.encode()).decode())[0] == 334
+            assert s.docmd("*")[0] == 501
+            assert s.noop()[0] == 250  # no stray reply left in the pipe
+        assert s.login(ADDRESS, PASSWORD)[0] == 235
