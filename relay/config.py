@@ -48,6 +48,19 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """[auth]: login throttling (policy/throttle.py, relay/auth.py; issue 10 §1)."""
+
+    failures_per_account_source: int = 5  # free failures of one account from one source network
+    failures_per_source: int = 20  # free failures of one source network, all accounts
+    first_delay: float = 1.0  # seconds required after the first failure beyond the free ones; doubles
+    max_delay: float = 900.0  # cap of the doubling
+    forget_after: float = 3600.0  # a key without failure for this long starts from zero
+    failure_reply_delay: float = 1.0  # every failed answer waits this long (one session guesses slowly)
+    hash_threads: int = 2  # argon2 checks in parallel (their own pool: DESIGN.md §6)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     hostname: str
@@ -95,6 +108,7 @@ class Config:
     notify_from: str = "ne-pas-repondre@patient.mssante.fr"
     notify_window: float = 3600.0
     notify_webmail_url: str = ""
+    auth: AuthConfig = AuthConfig()
 
     @property
     def base_dir(self) -> Path:
@@ -160,6 +174,35 @@ def _attachment_limits(data: dict[str, Any]) -> AttachmentLimits:
     if unknown:
         raise ConfigError(f"attachments.{sorted(unknown)[0]}: unknown key")
     return AttachmentLimits(**values)
+
+
+def _auth(data: dict[str, Any]) -> AuthConfig:
+    d = AuthConfig()
+    section = data.get("auth", {})
+    if not isinstance(section, dict):
+        raise ConfigError("auth: must be a table")
+    unknown = set(section) - set(AuthConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"auth.{sorted(unknown)[0]}: unknown key")
+
+    def num(key: str, typ: type | tuple[type, ...], zero_ok: bool = False) -> Any:
+        v = _get(data, "auth", key, typ, getattr(d, key))
+        if zero_ok and (not math.isfinite(v) or v < 0):
+            raise ConfigError(f"auth.{key}: must be >= 0, got {v!r}")
+        return v if zero_ok else _positive(f"auth.{key}", v)
+
+    cfg = AuthConfig(
+        failures_per_account_source=int(num("failures_per_account_source", int)),
+        failures_per_source=int(num("failures_per_source", int)),
+        first_delay=float(num("first_delay", (int, float))),
+        max_delay=float(num("max_delay", (int, float))),
+        forget_after=float(num("forget_after", (int, float))),
+        failure_reply_delay=float(num("failure_reply_delay", (int, float), zero_ok=True)),
+        hash_threads=int(num("hash_threads", int)),
+    )
+    if cfg.max_delay < cfg.first_delay:
+        raise ConfigError(f"auth.max_delay: must be >= auth.first_delay ({cfg.first_delay}), got {cfg.max_delay}")
+    return cfg
 
 
 def _delivery(data: dict[str, Any], base: Path) -> DeliveryConfig:
@@ -298,6 +341,7 @@ def load_config(path: Path) -> Config:
         notify_window=float(_positive("notifications.window",
                                       _get(data, "notifications", "window", (int, float), 3600))),
         notify_webmail_url=_get(data, "notifications", "webmail_url", str, ""),
+        auth=_auth(data),
     )
 
 

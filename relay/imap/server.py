@@ -34,7 +34,7 @@ class ImapServer:
         self.store = store
         self.master = master
         self.tls_context = tls_context
-        self.auth = Authenticator(store, master, config.domain)
+        self.auth = Authenticator(store, master, config.domain, config.auth)
         self.sessions: set[Session] = set()
         self._per_ip = SlotCounter()
         self._per_account = SlotCounter()

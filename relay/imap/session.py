@@ -399,8 +399,10 @@ async def cmd_starttls(s: Session, tag: str, p: Parser, uid: bool) -> Reply | No
 
 async def _authenticated(s: Session, login: str, password: str) -> Reply:
     result = await s.server.auth.login(login, password, s.peer)
-    if result.reason == "throttled":
-        return no("too many failed attempts, try again later", "UNAVAILABLE")
+    if result.reason == "throttled":  # RFC 5530 UNAVAILABLE: temporary, retry later
+        return no(f"too many failed attempts from your network, retry in {result.retry_after} s", "UNAVAILABLE")
+    if result.reason == "unavailable":
+        return no("authentication unavailable, try again later", "UNAVAILABLE")
     if result.reason == "inactive":
         return no("mailbox not active", "CONTACTADMIN")
     if result.mailbox is None:

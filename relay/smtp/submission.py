@@ -3,9 +3,11 @@ RFC 8314): aiosmtpd's engine with our handler, which asks policy for every decis
 
 Implementation notes:
 - AUTH PLAIN and LOGIN (RFC 4616, RFC 4954) only after TLS; the password check is
-  relay/auth.py's (argon2id in a thread, throttled per account and per address), the
-  same as IMAP. aiosmtpd's authenticator hook is synchronous, so our auth_* methods
-  let aiosmtpd decode the exchange, then verify asynchronously.
+  relay/auth.py's (argon2id in its own pool, throttled per account and source network,
+  and per source network), the same as IMAP. aiosmtpd's authenticator hook is
+  synchronous, so our auth_* methods decode the exchange, then verify asynchronously.
+  PLAIN is decoded here, not by aiosmtpd, which drops the authorization identity: one
+  naming anyone but the login is refused, as IMAP does.
 - A patient sends only as themselves or as a child they represent (MAIL FROM and the
   From header): else 553 5.7.1.
 - RCPT asks policy/conversation.py with the store's facts (correspondent open or
@@ -17,12 +19,14 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
+import binascii
 import dataclasses
+from base64 import b64decode
 from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 from prometheus_client import Counter
 
 from dossier_bridge.dossier import inspect_message
@@ -32,12 +36,13 @@ from policy.attachments import PATIENT_MAX_PART_BYTES
 from policy.conversation import answered_ids, normalise_address, parse_msg_ids, patient_recipient_decision
 from policy.decisions import (BARE_LINE_ENDING, SHUTTING_DOWN, STORE_UNAVAILABLE, TOO_MANY_RECIPIENTS, Decision)
 from policy.headers import parse_headers, without_fields
+from relay.auth import login_to_ins
 from relay.delivery.outgoing import queue_outgoing
 from relay.smtp.replies import with_enhanced_code
 from relay.smtp.trace import has_bare_line_ending
 
 if TYPE_CHECKING:
-    from relay.auth import Authenticator
+    from relay.auth import AuthResult as LoginResult, Authenticator
     from relay.runtime import Runtime
 
 log = structlog.get_logger("relay.submission")
@@ -48,6 +53,28 @@ NOT_YOUR_ADDRESS = Decision(553, "5.7.1", "Vous ne pouvez ecrire qu'en votre nom
                             "sender_not_owned")
 FROM_MISMATCH = Decision(553, "5.7.1", "L'en-tete From doit etre votre adresse (celle de MAIL FROM)",
                          "The From header must be your own address (the MAIL FROM address)", "from_mismatch")
+# RFC 4954 §6: 535 5.7.8 is "invalid or insufficient authentication credentials"; the
+# RFC has no code of its own for an authorization identity the client may not assume,
+# and RFC 4422 §3.4.1 makes that an authentication failure.
+AUTH_INVALID = "535 5.7.8 Identifiants refuses / Authentication credentials invalid"
+AUTHZID_REFUSED = ("535 5.7.8 Identite d'autorisation refusee, utilisez votre propre identifiant / "
+                   "Authorization identity not permitted, use your own login")
+# RFC 4954 §6: 454 4.7.0 is the temporary authentication failure; a client may retry
+AUTH_UNAVAILABLE = ("454 4.7.0 Authentification momentanement indisponible, reessayez plus tard / "
+                    "Temporary authentication failure, try again later")
+
+
+def auth_reply(outcome: "LoginResult") -> str:
+    """The reply to an AUTH whose check did not log the patient in."""
+    if outcome.reason == "throttled":
+        n = outcome.retry_after
+        return (f"454 4.7.0 Trop d'echecs depuis votre reseau, reessayez dans {n} s / "
+                f"Too many failed attempts from your network, retry in {n} s")
+    if outcome.reason == "unavailable":
+        return AUTH_UNAVAILABLE
+    return AUTH_INVALID
+
+
 NO_VALID_RECIPIENTS = Decision(554, "5.5.1", "Aucun destinataire valide", "No valid recipients", "no_recipients")
 
 
@@ -76,15 +103,48 @@ class SubmissionSMTP(SMTP):
         outcome = await self.checker.login(creds.login.decode("utf-8", "replace"),
                                            creds.password.decode("utf-8", "replace"), peer, "submission")
         if outcome.mailbox is None:
-            return AuthResult(success=False, handled=False,
-                              message="535 5.7.8 Identifiants refuses / Authentication credentials invalid")
+            return AuthResult(success=False, handled=False, message=auth_reply(outcome))
         return AuthResult(success=True, auth_data=outcome.mailbox)
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
-        return await self._verify(await super().auth_PLAIN(_, args))
+        # RFC 4616 §2: message = [authzid] NUL authcid NUL passwd
+        if len(args) == 1:  # RFC 4954 §4: no initial response, ask for it
+            response = await self.challenge_auth("")
+            if response is MISSING:  # cancelled or not base64: already answered
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                response = b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        assert isinstance(response, bytes)
+        try:
+            authzid, login, password = response.split(b"\x00")
+        except ValueError:
+            await self.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        if authzid and not self._same_identity(authzid, login):
+            # decided before the password is checked: nothing learnt, nothing charged
+            log.info("submission.authzid_refused", peer=self.session.peer[0] if self.session
+                     and self.session.peer else None)
+            return AuthResult(success=False, handled=False, message=AUTHZID_REFUSED)
+        return await self._verify(AuthResult(success=True, auth_data=LoginPassword(login, password)))
+
+    def _same_identity(self, authzid: bytes, login: bytes) -> bool:
+        """An authorization identity is allowed only when it names the login itself
+        (its address or bare INS, in any case)."""
+        if authzid == login:
+            return True
+        domain = self.runtime.config.domain
+        ins = login_to_ins(authzid.decode("utf-8", "replace"), domain)
+        return ins is not None and ins == login_to_ins(login.decode("utf-8", "replace"), domain)
 
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
-        return await self._verify(await super().auth_LOGIN(_, args))
+        result = await super().auth_LOGIN(_, args)
+        if not result.success:  # cancelled ("*") or not base64: aiosmtpd already answered 501
+            return AuthResult(success=False, handled=True)
+        return await self._verify(result)
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str) and self.session is not None and self.session.extended_smtp:

@@ -111,10 +111,18 @@ def test_throttled_after_repeated_failures(relay: RunningDaemon) -> None:
     for _ in range(5):
         with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
             c.login(INS_ACTIVE, "guess")
-    # now even the right password is refused for this account
-    with pytest.raises(imaplib.IMAP4.error, match="UNAVAILABLE"):
+    # now this address must wait, even with the right password (RFC 5530 UNAVAILABLE)...
+    with pytest.raises(imaplib.IMAP4.error, match=r"UNAVAILABLE\] .*retry in 1 s"):
         c.login(INS_ACTIVE, PASSWORD)
     c.shutdown()
+    # ...but the patient from another address is not concerned (tests/integration/test_auth_throttle.py)
+    other = socket.create_connection(("127.0.0.1", relay.imap_ports[1]), timeout=30, source_address=("127.0.0.9", 0))
+    tls = ssl.create_default_context(cafile=str(relay.pki("ca.pem"))).wrap_socket(other, server_hostname="127.0.0.1")
+    f = tls.makefile("rb")
+    assert f.readline().startswith(b"* OK")
+    tls.sendall(f'a LOGIN {INS_ACTIVE} "{PASSWORD}"\r\n'.encode())
+    assert _until_tagged(f, b"a")[-1].startswith(b"a OK")
+    tls.close()
 
 
 def test_starttls_discards_pipelined_plaintext(relay: RunningDaemon) -> None:

@@ -151,6 +151,29 @@ def test_missing_keys_take_the_documented_defaults(tmp_path: Path) -> None:
     assert cfg.mx_listen.port == 2525 and cfg.max_sessions_per_ip == 50
 
 
+def test_auth_section(tmp_path: Path, template: str) -> None:
+    cfg = load_config(write(tmp_path, template))
+    assert (cfg.auth.failures_per_account_source, cfg.auth.failures_per_source) == (5, 20)
+    assert (cfg.auth.first_delay, cfg.auth.max_delay, cfg.auth.forget_after) == (1.0, 900.0, 3600.0)
+    assert cfg.auth.failure_reply_delay == 1.0 and cfg.auth.hash_threads == 2
+    cfg = load_config(write(tmp_path, edited(template, "failure_reply_delay = 1", "failure_reply_delay = 0")))
+    assert cfg.auth.failure_reply_delay == 0
+
+
+@pytest.mark.parametrize("field, old, new", [
+    ("auth.failures_per_source", "failures_per_source = 20", "failures_per_source = 0"),
+    ("auth.failures_per_account_source", "failures_per_account_source = 5", "failures_per_account_source = 1.5"),
+    ("auth.first_delay", "first_delay = 1\n", "first_delay = -1\n"),
+    ("auth.max_delay", "max_delay = 900", "max_delay = 0.5"),
+    ("auth.failure_reply_delay", "failure_reply_delay = 1", "failure_reply_delay = -1"),
+    ("auth.hash_threads", "hash_threads = 2", "hash_threads = true"),
+    ("auth.lockout", "hash_threads = 2", "hash_threads = 2\nlockout = 5"),
+])
+def test_auth_errors_name_the_field(tmp_path: Path, template: str, field: str, old: str, new: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{field}:"):
+        load_config(write(tmp_path, edited(template, old, new)))
+
+
 def test_section_not_a_table(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^mx: must be a table"):
         load_config(write(tmp_path, 'mx = "oops"\n'))
