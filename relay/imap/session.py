@@ -22,7 +22,7 @@ import binascii
 import datetime as dt
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,7 @@ from relay.imap.parser import BadCharset, ParseError, Parser, literal_announceme
 from relay.imap.selected import Selected, flag_list
 from relay.imap.sequence import compress, expand, intervals
 from policy.recipients import MailboxState
-from relay.imap.types import FetchAtt, SequenceSet
+from relay.imap.types import FetchAtt, MessageView, SequenceSet
 
 from relay.imap.server import COMMAND_SECONDS
 
@@ -816,22 +816,25 @@ async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.end()
     sel = s.selected
     assert sel is not None
-    largest_uid = sel.uids[-1] if sel.uids else 0
+    # compiled once: sequence sets as sorted ranges, tested by bisect (search.py)
+    search = searchmod.Search(key, sel.exists, sel.uids[-1] if sel.uids else 0)
+    need = search.needs_content
     hits: list[int] = []
-    need = searchmod.needs_content(key)
     read = 0
-    for start in range(1, sel.exists + 1, SEARCH_CHUNK):
-        seqs = range(start, min(start + SEARCH_CHUNK, sel.exists + 1))
-        raws = (await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [sel.uids[i - 1] for i in seqs])
-                if need else {})
-        for seq in seqs:
-            view = sel.view(seq)
-            raw = raws.get(view.uid)
-            if need and raw is None:
-                continue  # expunged by another session, not yet announced: no match
-            read += raw is not None
-            if searchmod.matches(key, view, raw, sel.exists, largest_uid):
-                hits.append(view.uid if uid else seq)
+    for chunk in _chunks(sel, range(1, sel.exists + 1), need):
+        views = [sel.view(seq) for seq in chunk]
+        if need:
+            raws = await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [v.uid for v in views])
+            # expunged by another session, not yet announced: no match
+            pairs = [(v, raws[v.uid]) for v in views if v.uid in raws]
+            del raws
+            read += len(pairs)
+            # parsing and folding bodies is long work: a worker thread, never the loop
+            found = await s.server.offload(lambda pairs=pairs: [v for v, raw in pairs if search.matches(v, raw)])
+        else:
+            found = [v for v in views if search.matches(v, None)]
+            await asyncio.sleep(0)  # between chunks, other sessions' commands run
+        hits.extend(v.uid if uid else v.seq for v in found)
     if read:
         s.server.audit_read(s, read)
     if returns is None and not s.rev2:
@@ -869,41 +872,62 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     for chunk in _chunks(sel, seqs, need):
         raws = (await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [sel.uids[i - 1] for i in chunk])
                 if need else {})
+        unseen: set[int] = set()
         if mark_seen:
-            unseen = [sel.uids[i - 1] for i in chunk if SEEN not in sel.meta[sel.uids[i - 1]].flags]
+            unseen = {sel.uids[i - 1] for i in chunk if SEEN not in sel.meta[sel.uids[i - 1]].flags}
             if unseen:
-                for u, flags in (await s.server.store.store_flags(sel.owner.id, sel.name, unseen, "+",
+                for u, flags in (await s.server.store.store_flags(sel.owner.id, sel.name, sorted(unseen), "+",
                                                                   [SEEN])).items():
                     sel.set_flags(u, flags)
-        else:
-            unseen = []
-        pending: list[bytes] = []
-        pending_size = 0
+        group: list[tuple[MessageView, bytes | None, list[FetchAtt]]] = []
+        group_size = 0
         for seq in chunk:
             view = sel.view(seq)
             raw = raws.pop(view.uid, None)  # let each message go once written
             if need and raw is None:
                 continue  # expunged by another session, not yet announced (RFC 2180 §4.1.2)
             reads += raw is not None
-            try:
-                # RFC 3501 §6.4.5: a fetch that sets \\Seen returns the new FLAGS
-                body = fetchmod.render(view, with_flags if view.uid in unseen else atts, raw, rev2=s.rev2)
-            except fetchmod.UnknownCte:
-                return no("cannot decode this part", "UNKNOWN-CTE")
-            pending.append(b"* %d FETCH " % seq + body)
-            pending_size += len(body)
-            if pending_size > SEND_BATCH_BYTES:  # write in batches, bounded in memory
-                await s.send(*pending)
-                pending, pending_size = [], 0
-        await s.send(*pending)
+            # RFC 3501 §6.4.5: a fetch that sets \\Seen returns the new FLAGS
+            group.append((view, raw, with_flags if view.uid in unseen else atts))
+            group_size += len(raw) if raw is not None else 64
+            if group_size > SEND_BATCH_BYTES:  # rendered and written in batches, bounded in memory
+                if not await _send_rendered(s, group, need):
+                    return no("cannot decode this part", "UNKNOWN-CTE")
+                group, group_size = [], 0
+        if not await _send_rendered(s, group, need):
+            return no("cannot decode this part", "UNKNOWN-CTE")
+        if not need:
+            await asyncio.sleep(0)  # between chunks, other sessions' commands run
     if reads:
         s.server.audit_read(s, reads)
     return ok("FETCH done")
 
 
-def _chunks(sel: Selected, seqs: list[int], need_content: bool) -> list[list[int]]:
-    """FETCH works through the messages in chunks bounded in count and, when bodies are
-    read, in decrypted bytes: FETCH 1:* BODY[] must not hold a mailbox in memory."""
+async def _send_rendered(s: Session, group: list[tuple[MessageView, bytes | None, list[FetchAtt]]],
+                         need: bool) -> bool:
+    """Render and send one batch of FETCH responses; False on a part we cannot decode.
+    With bodies (ENVELOPE, BODYSTRUCTURE, sections) rendering parses messages: long
+    work, done in a worker thread so that other sessions are not held up."""
+    if not group:
+        return True
+    rev2 = s.rev2
+
+    def render() -> list[bytes]:
+        return [b"* %d FETCH " % view.seq + fetchmod.render(view, atts, raw, rev2=rev2)
+                for view, raw, atts in group]
+
+    try:
+        lines = await s.server.offload(render) if need else render()
+    except fetchmod.UnknownCte:
+        return False
+    await s.send(*lines)
+    return True
+
+
+def _chunks(sel: Selected, seqs: Sequence[int], need_content: bool) -> list[list[int]]:
+    """FETCH and SEARCH work through the messages in chunks bounded in count and, when
+    bodies are read, in decrypted bytes: FETCH 1:* BODY[] must not hold a mailbox in
+    memory (nor SEARCH BODY, which read 256 messages at once whatever their size)."""
     out: list[list[int]] = []
     cur: list[int] = []
     size = 0
@@ -1018,7 +1042,6 @@ PRELOGIN_LITERAL = 8192  # largest literal before login (a password, not a messa
 ACCESS_RECHECK = 30.0  # seconds between rights checks while a session idles
 FETCH_CHUNK = 256  # at most this many messages...
 FETCH_CHUNK_BYTES = 16 * 1024 * 1024  # ...and about this many bytes decrypted at once
-SEARCH_CHUNK = 256
 SEND_BATCH_BYTES = 256 * 1024  # messages loaded, rendered and written together
 UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"}
 # RFC 3501 §7.4.1: no EXPUNGE responses while the client may hold sequence numbers
