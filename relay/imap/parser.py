@@ -116,8 +116,12 @@ class Parser:
     mailbox names are UTF-8 and not modified UTF-7.
     """
 
-    def __init__(self, data: bytes, *, utf8: bool = False, max_depth: int = MAX_SEARCH_DEPTH) -> None:
+    def __init__(self, data: bytes, *, utf8: bool = False, max_depth: int = MAX_SEARCH_DEPTH,
+                 spooled_at: int | None = None) -> None:
         self.data = data
+        # where the reader took a literal's octets out of data (an APPEND message
+        # sealed into the spool as it arrived): its "{n}" CRLF is followed by nothing
+        self.spooled_at = spooled_at
         self.pos = 0
         self.utf8 = utf8
         self.max_depth = max_depth
@@ -260,6 +264,8 @@ class Parser:
         self.expect(b"}")
         if not self.take(b"\r\n"):
             raise self.error("CRLF attendu apres la taille du litteral / expected CRLF after literal size")
+        if self.pos == self.spooled_at:  # only message_literal() may take it
+            raise self.error("litteral trop grand a cet endroit / literal too large here")
         if size > len(self.data) - self.pos:
             raise self.error("litteral plus court qu'annonce / literal shorter than announced")
         value = self.data[self.pos:self.pos + size]
@@ -323,6 +329,20 @@ class Parser:
         if self._byte() != 0x7B:
             raise self.error("litteral attendu / expected literal")
         return self._literal(binary=binary)
+
+    def message_literal(self) -> bytes | None:
+        """literal_only() for APPEND's message, or None when the reader sealed that
+        literal into its spool (spooled_at): the octets are not in this command."""
+        if self.spooled_at is not None:
+            start = self.pos
+            self.take(b"~")
+            if self.take(b"{"):
+                self.number64()
+                self.take(b"+")
+                if self.take(b"}\r\n") and self.pos == self.spooled_at:
+                    return None
+            self.pos = start
+        return self.literal_only()
 
     # -- mailboxes -----------------------------------------------------------------
 

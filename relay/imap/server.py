@@ -16,8 +16,10 @@ from prometheus_client import Gauge, Histogram
 
 from mailbox_store.crypto import MasterKey
 from mailbox_store.store import MailboxInfo, Store
+from mailbox_store.spool import private_dir
 from relay.auth import Authenticator
 from relay.config import Config
+from relay.imap.budget import LiteralBudget
 from relay.limits import SlotCounter
 
 if TYPE_CHECKING:
@@ -48,6 +50,9 @@ class ImapServer:
         self._servers: list[asyncio.base_events.Server] = []
         self.stopping = False
         self.stopped = asyncio.Event()
+        self.literals = LiteralBudget(config.imap_max_append_bytes_per_account,
+                                      config.imap_max_append_bytes_in_flight)
+        self.spool_dir = config.base_dir / "spool"  # APPEND messages, sealed as they arrive
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="imap-work")
 
     async def offload(self, work: Callable[[], T]) -> T:
@@ -56,6 +61,7 @@ class ImapServer:
 
     async def start(self) -> None:
         cfg = self.config
+        private_dir(self.spool_dir)
         limit = cfg.imap_max_line + 2
         plain = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=False),
                                            cfg.imap_listen.host, cfg.imap_listen.port, limit=limit,

@@ -33,11 +33,13 @@ from mailbox_store.feed import Change
 from mailbox_store.folders import SEPARATOR, FolderError, FolderInfo
 from mailbox_store.messages import SEEN
 from mailbox_store.models import DOSSIER_FOLDER
+from mailbox_store.spool import SpooledMessage
 from mailbox_store.store import MailboxInfo, StoreError
 from relay.imap import fetch as fetchmod
 from relay.imap import search as searchmod
 from relay.imap import utf7, wire
-from relay.imap.parser import BadCharset, ParseError, Parser, literal_announcement
+from relay.imap.budget import Reservation
+from relay.imap.parser import TAG_CHARS, BadCharset, ParseError, Parser, literal_announcement
 from relay.imap.selected import Selected, flag_list
 from relay.imap.sequence import compress, expand, intervals
 from policy.recipients import MailboxState
@@ -77,6 +79,19 @@ def bad(text: str, code: str | None = None) -> Reply:
     return Reply("BAD", text, code)
 
 
+def _tag_of(first_line: bytes) -> bytes:
+    """The tag of a command's first line, to answer it before it is parsed; "*" when
+    it is not a valid tag (never echo raw bytes into a reply)."""
+    tag = first_line.split(b" ", 1)[0]
+    return tag if tag and all(c in TAG_CHARS for c in tag) else b"*"
+
+
+def _is_append(first_line: bytes) -> bool:
+    """Whether the line starts an APPEND (RFC 9051 §6.3.12: tag SP "APPEND" SP ...)."""
+    words = first_line.split(b" ", 2)
+    return len(words) == 3 and words[1].upper() == b"APPEND"
+
+
 # A handler returns the tagged reply, or None when it already sent it (STARTTLS).
 Handler = Callable[["Session", str, Parser, bool], Awaitable[Reply | None]]
 
@@ -99,6 +114,11 @@ class Session:
         # token bucket: a client may burst, but a flood of commands is slowed down
         self._tokens = float(server.config.imap_command_burst)
         self._refilled = time.monotonic()
+        # the command being read or run: its APPEND message sealed into the spool (and
+        # where the parser meets it), and its literal bytes reserved (budget.py)
+        self.spool: SpooledMessage | None = None
+        self.spool_at: int | None = None
+        self._reservations: list[Reservation] = []
 
     # ---- I/O ------------------------------------------------------------------------
 
@@ -123,40 +143,142 @@ class Session:
         """One whole command: a line, and every literal it announces (RFC 9051 §4.3,
         RFC 7888 LITERAL+), bounded by imap.max_line and imap.max_literal, and before
         login by PRELOGIN_LITERAL and PRELOGIN_TIMEOUT (an unauthenticated client
-        gets no room to hold memory or sessions)."""
+        gets no room to hold memory or sessions).
+
+        Issue 10: a command's literals must all arrive within imap.literal_timeout
+        (a client trickling one byte per idle timeout held its slot for ever); an
+        APPEND's literals are bytes in flight, reserved against the per-account and
+        global bounds (budget.py) before "+"; its message, when larger than
+        SPOOL_MIN, is sealed into the spool as it arrives (self.spool), never held
+        whole in memory. A command refused on the way (bounds, NUL in a literal) is
+        read to its end, with bounded memory, answered, and never run: ValueError."""
         cfg = self.server.config
         authenticated = self.user is not None
         timeout = cfg.imap_idle_timeout if authenticated else PRELOGIN_TIMEOUT
         max_literal = cfg.imap_max_literal if authenticated else PRELOGIN_LITERAL
+        self._end_command()
         parts: list[bytes] = []
         total = 0
+        deadline: float | None = None  # set by the first literal
+        refusal: Reply | None = None
+        append = False
         while True:
-            line = await self.read_line(timeout)
+            line = await self._read_line_until(timeout, deadline, parts)
             total += len(line)
             if total > cfg.imap_max_line + max_literal:
                 raise Bye("command too long")
+            if not parts:
+                append = authenticated and _is_append(line)
             announced = literal_announcement(line[:-2])
             if announced is None:
                 parts.append(line[:-2])
+                if refusal is not None:
+                    await self._answer_refused(parts[0], refusal)
+                    raise ValueError("command refused while it was received")
                 return b"".join(parts)
             size, nonsync = announced
-            if size > max_literal:
+            # only APPEND carries a message; any other literal is a string of the line's order
+            limit = max_literal if append or not authenticated else min(max_literal, cfg.imap_max_line)
+            if size > limit:
                 if nonsync:  # RFC 7888 §4: the bytes are coming anyway; cannot resync
                     raise Bye("literal too large")
                 # RFC 7888 §4 / RFC 9051 §7.1: the client waits for "+" or a tagged reply
-                tag = (parts[0] if parts else line).split(b" ", 1)[0]
-                await self.send(tag + b" BAD [TOOBIG] literal too large")
+                await self.send(_tag_of(parts[0] if parts else line) + b" BAD [TOOBIG] literal too large")
                 raise ValueError("literal too large")
+            if append and refusal is None:
+                assert self.user is not None
+                held = self.server.literals.reserve(self.user.id, size)
+                if held is None:
+                    refusal = no("trop de messages en cours d'envoi, reessayez plus tard / "
+                                 "too many APPEND bytes in flight, try again later", "LIMIT")
+                    log.warning("imap.append_refused", reason="bytes_in_flight", size=size)
+                    if not nonsync:
+                        # RFC 9051 §7.5 / RFC 7888 §3: instead of "+", a tagged reply; the
+                        # client abandons the command and sends no literal
+                        await self._answer_refused(parts[0] if parts else line, refusal)
+                        raise ValueError("literal refused before continuation")
+                else:
+                    self._reservations.append(held)
             parts.append(line)
             if not nonsync:
                 await self.send(b"+ go ahead")
-            try:
-                parts.append(await asyncio.wait_for(self.reader.readexactly(size), timeout))
-            except asyncio.IncompleteReadError:
-                raise ConnectionResetError from None
-            except asyncio.TimeoutError:
-                raise Bye("autologout: stalled inside a literal") from None
+            if deadline is None:
+                deadline = time.monotonic() + cfg.imap_literal_timeout
+            if refusal is not None:  # LITERAL+: the octets come anyway; read and drop them
+                await self._receive(size, deadline, parts, None)
+            elif append and size > SPOOL_MIN and self.spool is None:
+                binary = line[:-2].rstrip(b"0123456789+}").endswith(b"~{")  # RFC 3516 literal8
+                self.spool = SpooledMessage(self.server.spool_dir)
+                self.spool_at = sum(len(x) for x in parts)
+                await self._receive(size, deadline, parts, self.spool)
+                self.spool.finish()
+                if self.spool.has_nul and not binary:
+                    refusal = bad("octet NUL dans un litteral / NUL octet in literal")
+            else:
+                parts.append(await self._receive(size, deadline, parts, None, keep=True))
             total += size
+
+    async def _read_line_until(self, timeout: float, deadline: float | None, parts: list[bytes]) -> bytes:
+        """read_line, within the command's literal deadline once one has begun."""
+        if deadline is None:
+            return await self.read_line(timeout)
+        try:
+            return await asyncio.wait_for(self.read_line(timeout), max(deadline - time.monotonic(), 0))
+        except asyncio.TimeoutError:
+            await self._literal_too_slow(parts)
+            raise  # not reached: _literal_too_slow raises Bye
+
+    async def _receive(self, size: int, deadline: float, parts: list[bytes], spool: SpooledMessage | None,
+                       keep: bool = False) -> bytes:
+        """size octets of a literal, read in pieces of at most LITERAL_PIECE: kept
+        (keep), sealed into the spool, or dropped; each piece within the idle timeout,
+        all of them before the deadline (imap.literal_timeout)."""
+        idle = self.server.config.imap_idle_timeout
+        kept: list[bytes] = []
+        left = size
+        while left > 0:
+            wait = min(idle, deadline - time.monotonic())
+            try:
+                if wait <= 0:
+                    raise asyncio.TimeoutError
+                piece = await asyncio.wait_for(self.reader.read(min(left, LITERAL_PIECE)), wait)
+            except asyncio.TimeoutError:
+                if time.monotonic() >= deadline:
+                    await self._literal_too_slow(parts)
+                raise Bye("autologout: stalled inside a literal") from None
+            if not piece:
+                raise ConnectionResetError
+            left -= len(piece)
+            if keep:
+                kept.append(piece)
+            elif spool is not None:
+                spool.write(piece)
+        return b"".join(kept)
+
+    async def _literal_too_slow(self, parts: list[bytes]) -> None:
+        """imap.literal_timeout passed inside a command's literals: the rest of the
+        bytes may still come and cannot be told from a next command, so the command
+        gets its tagged NO and the session ends; its reservation and spool go."""
+        log.warning("imap.literal_timeout")
+        self._end_command()
+        if parts:
+            await self._answer_refused(parts[0], no("litteral trop lent / literal not received in time", "LIMIT"))
+        raise Bye("autologout: literal not received in time")
+
+    async def _answer_refused(self, first_line: bytes, reply: "Reply") -> None:
+        self._end_command()
+        code = f"[{reply.code}] " if reply.code else ""
+        await self.send(_tag_of(first_line) + f" {reply.status} {code}{reply.text}".encode("ascii", "replace"))
+
+    def _end_command(self) -> None:
+        """The command is answered (or abandoned): its literal bytes leave the budget
+        and its spool file goes."""
+        for held in self._reservations:
+            held.release()
+        self._reservations.clear()
+        if self.spool is not None:
+            self.spool.close()
+            self.spool, self.spool_at = None, None
 
     async def _pace(self) -> None:
         cfg = self.server.config
@@ -194,6 +316,7 @@ class Session:
                     await self.execute(data)
                 finally:
                     self.busy = False
+                    self._end_command()
                 if self.server.stopping:
                     raise Bye("server shutting down")
         except Bye as e:
@@ -210,6 +333,7 @@ class Session:
             pass
 
     async def close(self) -> None:
+        self._end_command()
         if self._listening:
             self.server.store.feed.unlisten(self.on_change)
         self.server.forget(self)
@@ -219,7 +343,8 @@ class Session:
             pass
 
     async def execute(self, data: bytes) -> None:
-        p = Parser(data, utf8=self.rev2)  # RFC 9051 §5.1.3: UTF-8 names once rev2 is enabled
+        # RFC 9051 §5.1.3: UTF-8 names once rev2 is enabled
+        p = Parser(data, utf8=self.rev2, spooled_at=self.spool_at)
         tag = "*"
         try:
             tag = p.tag()
@@ -244,7 +369,7 @@ class Session:
             return
         started = time.monotonic()
         try:
-            reply = await handler(self, tag, p, uid)
+            reply = await self.bounded(name, handler, tag, p, uid)
         except BadCharset as e:  # RFC 3501 §6.4.4: NO [BADCHARSET ...], not BAD
             reply = no(str(e))
         except ParseError as e:
@@ -262,6 +387,26 @@ class Session:
             await self.send(*await self.selected.updates(self.server.store, allow_expunge=allow))
         code = f"[{reply.code}] " if reply.code else ""
         await self.send(f"{tag} {reply.status} {code}{reply.text}".encode("utf-8", "replace"))
+
+    async def bounded(self, name: str, handler: Handler, tag: str, p: Parser, uid: bool) -> Reply | None:
+        """The handler, within imap.command_timeout (issue 10: no command may hold a
+        session, a worker or the store for ever). Past it the command is cancelled
+        where it waits (between chunks: long work yields or runs in a worker) and
+        answered NO [LIMIT], RFC 9051 §7.1 (RFC 5530 §3): an administrative limit
+        refused it; the session goes on. What the command wrote before (untagged
+        FETCH data, flags already committed) stays: the next updates tell the client.
+        IDLE is bounded by its own timeout."""
+        if name in UNBOUNDED_COMMANDS:
+            return await handler(self, tag, p, uid)
+        limit = asyncio.timeout(self.server.config.imap_command_timeout)
+        try:
+            async with limit:
+                return await handler(self, tag, p, uid)
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            log.warning("imap.command_timeout", command=name)
+            return no("commande trop longue, interrompue / command took too long and was stopped", "LIMIT")
 
     # ---- helpers --------------------------------------------------------------------
 
@@ -710,13 +855,18 @@ async def cmd_append(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     if p.peek() == b'"':
         when = p.date_time()
         p.sp()
-    content = p.literal_only()
+    content = p.message_literal()  # None: the reader sealed it into s.spool as it came
     p.end()
     assert s.user is not None
     name = await resolve_own(s, name)
     f = await s.server.store.folder(s.user.id, name)
     if f is None:
         return no(f"no folder {name}", "TRYCREATE")
+    if content is None:
+        assert s.spool is not None and s.spool.finished
+        delivered = await s.server.store.deliver_spooled([s.user], s.spool, internal_date=when, folder=name,
+                                                         flags=flags)
+        return ok("APPEND done", f"APPENDUID {f.uidvalidity} {delivered[0].uid}")
     if not content:
         return no("empty message")
     delivered = await s.server.store.deliver([s.user], content, internal_date=when, folder=name, flags=flags)
@@ -1039,10 +1189,13 @@ TABLES: dict[str, dict[str, Handler]] = {
 }
 PRELOGIN_TIMEOUT = 60.0  # seconds a client may stay silent before logging in
 PRELOGIN_LITERAL = 8192  # largest literal before login (a password, not a message)
+SPOOL_MIN = 65536  # an APPEND message larger than this is sealed into the spool as it arrives
+LITERAL_PIECE = 65536  # literal octets read (and sealed) at a time
 ACCESS_RECHECK = 30.0  # seconds between rights checks while a session idles
 FETCH_CHUNK = 256  # at most this many messages...
 FETCH_CHUNK_BYTES = 16 * 1024 * 1024  # ...and about this many bytes decrypted at once
 SEND_BATCH_BYTES = 256 * 1024  # messages loaded, rendered and written together
+UNBOUNDED_COMMANDS = {"IDLE"}  # waits for the client, with its own timeout
 UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"}
 # RFC 3501 §7.4.1: no EXPUNGE responses while the client may hold sequence numbers
 NO_UPDATES_AFTER = {"FETCH", "STORE", "SEARCH"}
