@@ -203,13 +203,16 @@ def part_search(port: int, mx_port: int, inst: Path, n: int, runs: int) -> dict[
                 ("SEARCH odd UNSEEN TEXT", b"SEARCH " + odd + b" UNSEEN TEXT \"compte rendu 77\"")]
     hostile_results: dict[str, object] = {}
     attack_start = time.monotonic()
+    windows: dict[str, list[tuple[float, float]]] = {}
     for label, text in commands:
         times, replies = [], set()
         for _ in range(runs):
             t = time.monotonic()
             tagged, untagged = hostile.command(text)
             times.append(time.monotonic() - t)
+            windows.setdefault(label, []).append((t, time.monotonic()))
             replies.add(tagged.split(b" ", 2)[1].decode())
+            time.sleep(0.2)  # a few probes between two runs, outside the windows
         hostile_results[label] = {"median_ms": round(statistics.median(times) * 1000, 1),
                                   "max_ms": round(max(times) * 1000, 1), "replies": sorted(replies)}
     attack_end = time.monotonic()
@@ -218,6 +221,10 @@ def part_search(port: int, mx_port: int, inst: Path, n: int, runs: int) -> dict[
         p.stop.set()
     for p in probes:
         p.join(30)
+    for label, spans in windows.items():
+        during = {p.name: [d for a, b in spans for d in p.between(a, b)] for p in probes if p.name != "mx"}
+        hostile_results[label]["others_meanwhile"] = {  # type: ignore[index]
+            name: {"n": len(v), "p50_ms": pct(v, 0.5), "p99_ms": pct(v, 0.99)} for name, v in during.items()}
     for c in (hostile, noop, fetcher):
         c.close()
     smtp.quit()
