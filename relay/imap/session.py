@@ -158,16 +158,21 @@ class Session:
         authenticated = self.user is not None
         timeout = cfg.imap_idle_timeout if authenticated else PRELOGIN_TIMEOUT
         max_literal = cfg.imap_max_literal if authenticated else PRELOGIN_LITERAL
+        # octets held in memory (lines and unspooled literals): a line's worth of
+        # literals at most; only an APPEND message may be larger, and it is spooled
+        max_kept = cfg.imap_max_line + (cfg.imap_max_line if authenticated else PRELOGIN_LITERAL)
+        spool_min = min(SPOOL_MIN, cfg.imap_max_line)
         self._end_command()
         parts: list[bytes] = []
-        total = 0
+        kept = total = 0
         deadline: float | None = None  # set by the first literal
         refusal: Reply | None = None
         append = False
         while True:
             line = await self._read_line_until(timeout, deadline, parts)
             total += len(line)
-            if total > cfg.imap_max_line + max_literal:
+            kept += len(line)
+            if total > cfg.imap_max_line + max_literal or kept > max_kept:
                 raise Bye("command too long")
             if not parts:
                 append = authenticated and _is_append(line)
@@ -179,9 +184,10 @@ class Session:
                     raise ValueError("command refused while it was received")
                 return b"".join(parts)
             size, nonsync = announced
-            # only APPEND carries a message; any other literal is a string of the line's order
-            limit = max_literal if append or not authenticated else min(max_literal, cfg.imap_max_line)
-            if size > limit:
+            spooled = append and size > spool_min and self.spool is None and refusal is None
+            # APPEND's message (spooled) is the only literal that may be large: any
+            # other is a string of the line's order, kept in memory
+            if size > (max_literal if spooled else min(max_literal, max_kept - kept)):
                 if nonsync:  # RFC 7888 §4: the bytes are coming anyway; cannot resync
                     raise Bye("literal too large")
                 # RFC 7888 §4 / RFC 9051 §7.1: the client waits for "+" or a tagged reply
@@ -193,6 +199,7 @@ class Session:
                 if held is None:
                     refusal = no("trop de messages en cours d'envoi, reessayez plus tard / "
                                  "too many APPEND bytes in flight, try again later", "LIMIT")
+                    spooled = False
                     log.warning("imap.append_refused", reason="bytes_in_flight", size=size)
                     if not nonsync:
                         # RFC 9051 §7.5 / RFC 7888 §3: instead of "+", a tagged reply; the
@@ -208,16 +215,17 @@ class Session:
                 deadline = time.monotonic() + cfg.imap_literal_timeout
             if refusal is not None:  # LITERAL+: the octets come anyway; read and drop them
                 await self._receive(size, deadline, parts, None)
-            elif append and size > SPOOL_MIN and self.spool is None:
+            elif spooled:
                 binary = line[:-2].rstrip(b"0123456789+}").endswith(b"~{")  # RFC 3516 literal8
                 self.spool = SpooledMessage(self.server.spool_dir)
-                self.spool_at = sum(len(x) for x in parts)
+                self.spool_at = kept
                 await self._receive(size, deadline, parts, self.spool)
                 self.spool.finish()
                 if self.spool.has_nul and not binary:
                     refusal = bad("octet NUL dans un litteral / NUL octet in literal")
             else:
                 parts.append(await self._receive(size, deadline, parts, None, keep=True))
+                kept += size
             total += size
 
     async def _read_line_until(self, timeout: float, deadline: float | None, parts: list[bytes]) -> bytes:

@@ -106,6 +106,38 @@ def test_spooled_literal_is_refused_as_a_mailbox_name(relay: RunningDaemon) -> N
     tls.close()
 
 
+def test_only_one_big_literal_per_append(relay: RunningDaemon) -> None:
+    """After its spooled message, an APPEND has nothing large to carry: a second big
+    literal would be held in memory, so it is refused before "+"."""
+    raw = _big(100_000)
+    tls, f = _login(relay)
+    tls.sendall(b"b APPEND INBOX {%d}\r\n" % len(raw))
+    assert f.readline().startswith(b"+")
+    tls.sendall(raw + b" {5000000}\r\n")
+    assert f.readline().startswith(b"b BAD [TOOBIG]")
+    tls.sendall(b"c NOOP\r\n")
+    assert _until_tagged(f, b"c")[-1].startswith(b"c OK")
+    tls.close()
+    assert _inbox(relay) == []
+
+
+def test_literals_of_other_commands_share_a_line_budget(relay: RunningDaemon) -> None:
+    """SEARCH strings are of a command line's order: five 30,000-octet literals (150 KB
+    held in memory for one command) are more than a session may hold."""
+    tls, f = _login(relay)
+    tls.sendall(b"a2 SELECT INBOX\r\n")
+    _until_tagged(f, b"a2")
+    tls.sendall(b"b SEARCH TEXT {30000}\r\n")
+    for _ in range(4):
+        assert f.readline().startswith(b"+")
+        tls.sendall(b"a" * 30000 + b" TEXT {30000}\r\n")
+    reply = f.readline()
+    assert reply.startswith(b"b BAD [TOOBIG]"), reply
+    tls.sendall(b"c NOOP\r\n")
+    assert _until_tagged(f, b"c")[-1].startswith(b"c OK")
+    tls.close()
+
+
 # ---- bytes in flight ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("bounded", [{"max_append_bytes_per_account": 1_000_000}], indirect=True)
