@@ -202,8 +202,8 @@ class Session:
                     spooled = False
                     log.warning("imap.append_refused", reason="bytes_in_flight", size=size)
                     if not nonsync:
-                        # RFC 9051 §7.5 / RFC 7888 §3: instead of "+", a tagged reply; the
-                        # client abandons the command and sends no literal
+                        # RFC 9051 §7.5: instead of "+", a tagged reply; the client
+                        # abandons the command and sends no literal
                         await self._answer_refused(parts[0] if parts else line, refusal)
                         raise ValueError("literal refused before continuation")
                 else:
@@ -213,7 +213,9 @@ class Session:
                 await self.send(b"+ go ahead")
             if deadline is None:
                 deadline = time.monotonic() + cfg.imap_literal_timeout
-            if refusal is not None:  # LITERAL+: the octets come anyway; read and drop them
+            if refusal is not None:
+                # LITERAL+ (RFC 7888): the octets come anyway; read and dropped in
+                # pieces, as RFC 7888 §4 has a server do with a literal it refuses
                 await self._receive(size, deadline, parts, None)
             elif spooled:
                 binary = line[:-2].rstrip(b"0123456789+}").endswith(b"~{")  # RFC 3516 literal8
