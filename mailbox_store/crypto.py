@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_LEN = 12
@@ -175,6 +176,28 @@ def seal_blob(blob_id: str, plaintext: bytes) -> tuple[bytes, bytes]:
     """(content key, sealed bytes) of a new blob."""
     content_key = new_data_key()
     return content_key, seal(AESGCM(content_key), plaintext, blob_aad(CONTENT, blob_id, "raw"))
+
+
+class BlobSealer:
+    """seal_blob for bytes that arrive in pieces (an APPEND literal): the same envelope
+    (nonce, ciphertext, 16-byte tag; NIST SP 800-38D GCM), produced piece by piece so
+    the plaintext is never whole in memory. `update` returns the sealed bytes to keep
+    (the nonce comes first), `finish` the tag that ends them."""
+
+    def __init__(self, blob_id: str) -> None:
+        self.content_key = new_data_key()
+        nonce = os.urandom(NONCE_LEN)
+        self._encryptor = Cipher(algorithms.AES(self.content_key), modes.GCM(nonce)).encryptor()
+        self._encryptor.authenticate_additional_data(blob_aad(CONTENT, blob_id, "raw"))
+        self._head = nonce
+
+    def update(self, plaintext: bytes) -> bytes:
+        head, self._head = self._head, b""
+        return head + self._encryptor.update(plaintext)
+
+    def finish(self) -> bytes:
+        head, self._head = self._head, b""
+        return head + self._encryptor.finalize() + self._encryptor.tag
 
 
 def wrap_content_key(data_key: AESGCM, owner: str, blob_id: str, content_key: bytes) -> bytes:

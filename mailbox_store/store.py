@@ -14,6 +14,7 @@ Implementation notes:
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -42,10 +43,17 @@ from mailbox_store.messages import MessageOps
 from mailbox_store.models import (DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Guardian, Mailbox, Message,
                                   ReceiptRequest, utc)
 from mailbox_store.errors import StoreError
+from mailbox_store.spool import SpooledMessage
 from mailbox_store.writer import GroupJob, Writer
 from policy.conversation import ConversationEffects
 from policy.recipients import MailboxState
 
+
+
+# Spooled messages (IMAP APPEND) whose sealed bytes are in memory at once, read back
+# for their commit: the memory an APPEND flood can take is this times 25 MB (x2 while
+# SQLite copies the bound value), whatever the number of sessions.
+SPOOLED_COMMITS = 2
 
 
 class MailboxExists(StoreError):
@@ -205,6 +213,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps):
         self._keys: dict[int, AESGCM] = {}
         self._dedupe_keys: dict[int, bytes] = {}
         self._cache: MailboxCache[MailboxInfo] = MailboxCache(self.get_mailbox, mailbox_cache_ttl)
+        self._spooled_commits = asyncio.Semaphore(SPOOLED_COMMITS)
 
     @classmethod
     async def open(cls, url: str, master: MasterKey, feed: Feed | None = None,
@@ -611,6 +620,22 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps):
         docs = await self.seal_documents(documents, filed_by, source, not_filed, (blob_id, content_key))
         return await self.writer.submit(
             _Delivery(blob_id, sealed, len(raw), keys, folder, " ".join(flags), when, docs, conversation, receipt))
+
+    async def deliver_spooled(self, mailboxes: Sequence[MailboxInfo], spooled: SpooledMessage,
+                              internal_date: dt.datetime | None = None, folder: str = "INBOX",
+                              flags: Sequence[str] = ()) -> list[Delivered]:
+        """deliver() for a message sealed while it was received (spool.py), an IMAP
+        APPEND's: its plaintext is never whole in memory. The sealed bytes are read
+        back once, in a worker thread, and at most SPOOLED_COMMITS messages at a time
+        hold theirs in memory: 50 APPENDs ending together must not all load 25 MB."""
+        when = internal_date or dt.datetime.now(dt.timezone.utc)
+        keys = [(mb, wrap_content_key(await self._data_key(mb.id, mb.ins), mb.ins, spooled.blob_id,
+                                      spooled.content_key)) for mb in mailboxes]
+        async with self._spooled_commits:
+            sealed = await asyncio.to_thread(spooled.sealed)
+            return await self.writer.submit(
+                _Delivery(spooled.blob_id, sealed, spooled.size, keys, folder, " ".join(flags), when,
+                          SealedDocuments(), None, None))
 
     async def messages(self, ins: str, folder: str = "INBOX") -> list[MessageInfo]:
         async with self.engine.connect() as conn:

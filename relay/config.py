@@ -109,6 +109,11 @@ class Config:
     notify_window: float = 3600.0
     notify_webmail_url: str = ""
     auth: AuthConfig = AuthConfig()
+    # [imap] bounds on time and on bytes in flight (issue 10)
+    imap_command_timeout: float = 120.0
+    imap_literal_timeout: float = 600.0
+    imap_max_append_bytes_per_account: int = 104_857_600
+    imap_max_append_bytes_in_flight: int = 536_870_912
 
     @property
     def base_dir(self) -> Path:
@@ -307,6 +312,15 @@ def load_config(path: Path) -> Config:
         imap_command_rate=float(_positive("imap.command_rate",
                                           _get(data, "imap", "command_rate", (int, float), 50))),
         imap_command_burst=int(_positive("imap.command_burst", _get(data, "imap", "command_burst", int, 500))),
+        imap_command_timeout=float(_positive("imap.command_timeout",
+                                             _get(data, "imap", "command_timeout", (int, float), 120))),
+        imap_literal_timeout=float(_positive("imap.literal_timeout",
+                                             _get(data, "imap", "literal_timeout", (int, float), 600))),
+        imap_max_append_bytes_per_account=int(_positive(
+            "imap.max_append_bytes_per_account",
+            _get(data, "imap", "max_append_bytes_per_account", int, 104_857_600))),
+        imap_max_append_bytes_in_flight=int(_positive(
+            "imap.max_append_bytes_in_flight", _get(data, "imap", "max_append_bytes_in_flight", int, 536_870_912))),
         admin_listen=parse_listen("admin.listen", _get(data, "admin", "listen", str, "127.0.0.1:9325")),
         trust_list_max_age_days=float(_positive("trust_list.max_age_days",
                                                 _get(data, "trust_list", "max_age_days", (int, float), 7))),

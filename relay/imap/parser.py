@@ -43,6 +43,7 @@ ASTRING_CHARS = ATOM_CHARS | {ord("]")}
 TAG_CHARS = ASTRING_CHARS - {ord("+")}
 LIST_CHARS = ASTRING_CHARS | frozenset(b"%*")
 _SEQSET_CHARS = frozenset(b"0123456789:*,$")
+_SEQSET_RUN = re.compile(rb"[0-9:*,$]*")  # the same characters, matched in C: a set may be 60 KB
 _LETTERS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _DIGITS = frozenset(b"0123456789")
 _FETCH_WORD_CHARS = _LETTERS | _DIGITS | {ord(".")}
@@ -116,8 +117,12 @@ class Parser:
     mailbox names are UTF-8 and not modified UTF-7.
     """
 
-    def __init__(self, data: bytes, *, utf8: bool = False, max_depth: int = MAX_SEARCH_DEPTH) -> None:
+    def __init__(self, data: bytes, *, utf8: bool = False, max_depth: int = MAX_SEARCH_DEPTH,
+                 spooled_at: int | None = None) -> None:
         self.data = data
+        # where the reader took a literal's octets out of data (an APPEND message
+        # sealed into the spool as it arrived): its "{n}" CRLF is followed by nothing
+        self.spooled_at = spooled_at
         self.pos = 0
         self.utf8 = utf8
         self.max_depth = max_depth
@@ -260,6 +265,8 @@ class Parser:
         self.expect(b"}")
         if not self.take(b"\r\n"):
             raise self.error("CRLF attendu apres la taille du litteral / expected CRLF after literal size")
+        if self.pos == self.spooled_at:  # only message_literal() may take it
+            raise self.error("litteral trop grand a cet endroit / literal too large here")
         if size > len(self.data) - self.pos:
             raise self.error("litteral plus court qu'annonce / literal shorter than announced")
         value = self.data[self.pos:self.pos + size]
@@ -323,6 +330,20 @@ class Parser:
         if self._byte() != 0x7B:
             raise self.error("litteral attendu / expected literal")
         return self._literal(binary=binary)
+
+    def message_literal(self) -> bytes | None:
+        """literal_only() for APPEND's message, or None when the reader sealed that
+        literal into its spool (spooled_at): the octets are not in this command."""
+        if self.spooled_at is not None:
+            start = self.pos
+            self.take(b"~")
+            if self.take(b"{"):
+                self.number64()
+                self.take(b"+")
+                if self.take(b"}\r\n") and self.pos == self.spooled_at:
+                    return None
+            self.pos = start
+        return self.literal_only()
 
     # -- mailboxes -----------------------------------------------------------------
 
@@ -436,7 +457,9 @@ class Parser:
     # -- sequence sets, dates -------------------------------------------------------
 
     def sequence_set(self) -> SequenceSet:
-        raw = self._run(_SEQSET_CHARS)
+        m = _SEQSET_RUN.match(self.data, self.pos)
+        raw = m.group() if m else b""
+        self.pos += len(raw)
         if not raw:
             raise self.error("ensemble de numeros attendu / expected sequence set")
         try:

@@ -11,7 +11,9 @@ parser.py re-exports it so handlers only ever import it from there.
 """
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from relay.imap.types import SeqRange, SequenceSet
 
@@ -102,8 +104,36 @@ def expand(seqset: SequenceSet, largest: int) -> list[int]:
     return [n for low, high in intervals(seqset, largest) for n in range(low, high + 1)]
 
 
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A set's intervals ready for membership tests: O(log ranges) per number.
+
+    Built once per command (O(ranges log ranges)) and then asked for each message: a
+    SEARCH of a 10,000-element set over 10,000 messages walked every range for every
+    message (10^8 steps, 10 s on the event loop) before this existed."""
+
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+
+    def __contains__(self, n: object) -> bool:
+        if not isinstance(n, int):
+            return False
+        i = bisect.bisect_right(self.starts, n) - 1
+        return i >= 0 and n <= self.ends[i]
+
+    def __len__(self) -> int:
+        """How many numbers the set covers."""
+        return sum(e - s + 1 for s, e in zip(self.starts, self.ends, strict=True))
+
+
+def membership(seqset: SequenceSet, largest: int) -> Membership:
+    merged = intervals(seqset, largest)
+    return Membership(tuple(a for a, _ in merged), tuple(b for _, b in merged))
+
+
 def contains(seqset: SequenceSet, n: int, largest: int) -> bool:
-    """Whether n (a number in 1..largest) is in the set, without expanding it."""
+    """Whether n (a number in 1..largest) is in the set, without expanding it. One
+    number: O(ranges). To test many numbers against one set, build `membership` once."""
     if n < 1 or n > largest:
         return False
     for rng in seqset.ranges:

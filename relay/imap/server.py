@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 from prometheus_client import Gauge, Histogram
 
 from mailbox_store.crypto import MasterKey
 from mailbox_store.store import MailboxInfo, Store
+from mailbox_store.spool import private_dir
 from relay.auth import Authenticator
 from relay.config import Config
+from relay.imap.budget import LiteralBudget
 from relay.limits import SlotCounter
 
 if TYPE_CHECKING:
@@ -24,6 +28,11 @@ if TYPE_CHECKING:
 log = structlog.get_logger("relay.imap")
 
 SESSIONS = Gauge("mssante_imap_sessions", "Open IMAP sessions")
+T = TypeVar("T")
+# Threads for long pure work of IMAP commands (SEARCH on bodies, FETCH ENVELOPE /
+# BODYSTRUCTURE): few, so that many sessions share them instead of taking every core.
+WORKERS = 2
+
 COMMAND_SECONDS = Histogram("mssante_imap_command_seconds", "IMAP command duration", ["command"],
                             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30))
 
@@ -41,9 +50,18 @@ class ImapServer:
         self._servers: list[asyncio.base_events.Server] = []
         self.stopping = False
         self.stopped = asyncio.Event()
+        self.literals = LiteralBudget(config.imap_max_append_bytes_per_account,
+                                      config.imap_max_append_bytes_in_flight)
+        self.spool_dir = config.base_dir / "spool"  # APPEND messages, sealed as they arrive
+        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="imap-work")
+
+    async def offload(self, work: Callable[[], T]) -> T:
+        """Run pure, bounded work (one chunk of a command) in the IMAP worker threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
 
     async def start(self) -> None:
         cfg = self.config
+        private_dir(self.spool_dir)
         limit = cfg.imap_max_line + 2
         plain = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=False),
                                            cfg.imap_listen.host, cfg.imap_listen.port, limit=limit,
@@ -118,3 +136,4 @@ class ImapServer:
             await asyncio.sleep(0.05)
         for server in self._servers:
             await server.wait_closed()
+        self._pool.shutdown(wait=False, cancel_futures=True)

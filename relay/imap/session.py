@@ -22,7 +22,7 @@ import binascii
 import datetime as dt
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,15 +33,17 @@ from mailbox_store.feed import Change
 from mailbox_store.folders import SEPARATOR, FolderError, FolderInfo
 from mailbox_store.messages import SEEN
 from mailbox_store.models import DOSSIER_FOLDER
+from mailbox_store.spool import SpooledMessage
 from mailbox_store.store import MailboxInfo, StoreError
 from relay.imap import fetch as fetchmod
 from relay.imap import search as searchmod
 from relay.imap import utf7, wire
-from relay.imap.parser import BadCharset, ParseError, Parser, literal_announcement
+from relay.imap.budget import Reservation
+from relay.imap.parser import TAG_CHARS, BadCharset, ParseError, Parser, literal_announcement
 from relay.imap.selected import Selected, flag_list
 from relay.imap.sequence import compress, expand, intervals
 from policy.recipients import MailboxState
-from relay.imap.types import FetchAtt, SequenceSet
+from relay.imap.types import FetchAtt, MessageView, SequenceSet
 
 from relay.imap.server import COMMAND_SECONDS
 
@@ -77,6 +79,19 @@ def bad(text: str, code: str | None = None) -> Reply:
     return Reply("BAD", text, code)
 
 
+def _tag_of(first_line: bytes) -> bytes:
+    """The tag of a command's first line, to answer it before it is parsed; "*" when
+    it is not a valid tag (never echo raw bytes into a reply)."""
+    tag = first_line.split(b" ", 1)[0]
+    return tag if tag and all(c in TAG_CHARS for c in tag) else b"*"
+
+
+def _is_append(first_line: bytes) -> bool:
+    """Whether the line starts an APPEND (RFC 9051 §6.3.12: tag SP "APPEND" SP ...)."""
+    words = first_line.split(b" ", 2)
+    return len(words) == 3 and words[1].upper() == b"APPEND"
+
+
 # A handler returns the tagged reply, or None when it already sent it (STARTTLS).
 Handler = Callable[["Session", str, Parser, bool], Awaitable[Reply | None]]
 
@@ -99,12 +114,19 @@ class Session:
         # token bucket: a client may burst, but a flood of commands is slowed down
         self._tokens = float(server.config.imap_command_burst)
         self._refilled = time.monotonic()
+        # the command being read or run: its APPEND message sealed into the spool (and
+        # where the parser meets it), and its literal bytes reserved (budget.py)
+        self.spool: SpooledMessage | None = None
+        self.spool_at: int | None = None
+        self._reservations: list[Reservation] = []
 
     # ---- I/O ------------------------------------------------------------------------
 
     async def send(self, *lines: bytes) -> None:
-        for line in lines:
-            self.writer.write(line + b"\r\n")
+        # one write: over TLS each write became its own record (10,000 FETCH lines after
+        # a big STORE held the event loop for a quarter of a second)
+        if lines:
+            self.writer.write(b"".join(part for line in lines for part in (line, b"\r\n")))
         await self.writer.drain()
 
     async def read_line(self, timeout: float) -> bytes:
@@ -123,40 +145,152 @@ class Session:
         """One whole command: a line, and every literal it announces (RFC 9051 §4.3,
         RFC 7888 LITERAL+), bounded by imap.max_line and imap.max_literal, and before
         login by PRELOGIN_LITERAL and PRELOGIN_TIMEOUT (an unauthenticated client
-        gets no room to hold memory or sessions)."""
+        gets no room to hold memory or sessions).
+
+        Issue 10: a command's literals must all arrive within imap.literal_timeout
+        (a client trickling one byte per idle timeout held its slot for ever); an
+        APPEND's literals are bytes in flight, reserved against the per-account and
+        global bounds (budget.py) before "+"; its message, when larger than
+        SPOOL_MIN, is sealed into the spool as it arrives (self.spool), never held
+        whole in memory. A command refused on the way (bounds, NUL in a literal) is
+        read to its end, with bounded memory, answered, and never run: ValueError."""
         cfg = self.server.config
         authenticated = self.user is not None
         timeout = cfg.imap_idle_timeout if authenticated else PRELOGIN_TIMEOUT
         max_literal = cfg.imap_max_literal if authenticated else PRELOGIN_LITERAL
+        # octets held in memory (lines and unspooled literals): a line's worth of
+        # literals at most; only an APPEND message may be larger, and it is spooled
+        max_kept = cfg.imap_max_line + (cfg.imap_max_line if authenticated else PRELOGIN_LITERAL)
+        spool_min = min(SPOOL_MIN, cfg.imap_max_line)
+        self._end_command()
         parts: list[bytes] = []
-        total = 0
+        kept = total = 0
+        deadline: float | None = None  # set by the first literal
+        refusal: Reply | None = None
+        append = False
         while True:
-            line = await self.read_line(timeout)
+            line = await self._read_line_until(timeout, deadline, parts)
             total += len(line)
-            if total > cfg.imap_max_line + max_literal:
+            kept += len(line)
+            if total > cfg.imap_max_line + max_literal or kept > max_kept:
                 raise Bye("command too long")
+            if not parts:
+                append = authenticated and _is_append(line)
             announced = literal_announcement(line[:-2])
             if announced is None:
                 parts.append(line[:-2])
+                if refusal is not None:
+                    await self._answer_refused(parts[0], refusal)
+                    raise ValueError("command refused while it was received")
                 return b"".join(parts)
             size, nonsync = announced
-            if size > max_literal:
+            spooled = append and size > spool_min and self.spool is None and refusal is None
+            # APPEND's message (spooled) is the only literal that may be large: any
+            # other is a string of the line's order, kept in memory
+            if size > (max_literal if spooled else min(max_literal, max_kept - kept)):
                 if nonsync:  # RFC 7888 §4: the bytes are coming anyway; cannot resync
                     raise Bye("literal too large")
                 # RFC 7888 §4 / RFC 9051 §7.1: the client waits for "+" or a tagged reply
-                tag = (parts[0] if parts else line).split(b" ", 1)[0]
-                await self.send(tag + b" BAD [TOOBIG] literal too large")
+                await self.send(_tag_of(parts[0] if parts else line) + b" BAD [TOOBIG] literal too large")
                 raise ValueError("literal too large")
+            if append and refusal is None:
+                assert self.user is not None
+                held = self.server.literals.reserve(self.user.id, size)
+                if held is None:
+                    refusal = no("trop de messages en cours d'envoi, reessayez plus tard / "
+                                 "too many APPEND bytes in flight, try again later", "LIMIT")
+                    spooled = False
+                    log.warning("imap.append_refused", reason="bytes_in_flight", size=size)
+                    if not nonsync:
+                        # RFC 9051 §7.5: instead of "+", a tagged reply; the client
+                        # abandons the command and sends no literal
+                        await self._answer_refused(parts[0] if parts else line, refusal)
+                        raise ValueError("literal refused before continuation")
+                else:
+                    self._reservations.append(held)
             parts.append(line)
             if not nonsync:
                 await self.send(b"+ go ahead")
-            try:
-                parts.append(await asyncio.wait_for(self.reader.readexactly(size), timeout))
-            except asyncio.IncompleteReadError:
-                raise ConnectionResetError from None
-            except asyncio.TimeoutError:
-                raise Bye("autologout: stalled inside a literal") from None
+            if deadline is None:
+                deadline = time.monotonic() + cfg.imap_literal_timeout
+            if refusal is not None:
+                # LITERAL+ (RFC 7888): the octets come anyway; read and dropped in
+                # pieces, as RFC 7888 §4 has a server do with a literal it refuses
+                await self._receive(size, deadline, parts, None)
+            elif spooled:
+                binary = line[:-2].rstrip(b"0123456789+}").endswith(b"~{")  # RFC 3516 literal8
+                self.spool = SpooledMessage(self.server.spool_dir)
+                self.spool_at = kept
+                await self._receive(size, deadline, parts, self.spool)
+                self.spool.finish()
+                if self.spool.has_nul and not binary:
+                    refusal = bad("octet NUL dans un litteral / NUL octet in literal")
+            else:
+                parts.append(await self._receive(size, deadline, parts, None, keep=True))
+                kept += size
             total += size
+
+    async def _read_line_until(self, timeout: float, deadline: float | None, parts: list[bytes]) -> bytes:
+        """read_line, within the command's literal deadline once one has begun."""
+        if deadline is None:
+            return await self.read_line(timeout)
+        try:
+            return await asyncio.wait_for(self.read_line(timeout), max(deadline - time.monotonic(), 0))
+        except asyncio.TimeoutError:
+            await self._literal_too_slow(parts)
+            raise  # not reached: _literal_too_slow raises Bye
+
+    async def _receive(self, size: int, deadline: float, parts: list[bytes], spool: SpooledMessage | None,
+                       keep: bool = False) -> bytes:
+        """size octets of a literal, read in pieces of at most LITERAL_PIECE: kept
+        (keep), sealed into the spool, or dropped; each piece within the idle timeout,
+        all of them before the deadline (imap.literal_timeout)."""
+        idle = self.server.config.imap_idle_timeout
+        kept: list[bytes] = []
+        left = size
+        while left > 0:
+            wait = min(idle, deadline - time.monotonic())
+            try:
+                if wait <= 0:
+                    raise asyncio.TimeoutError
+                piece = await asyncio.wait_for(self.reader.read(min(left, LITERAL_PIECE)), wait)
+            except asyncio.TimeoutError:
+                if time.monotonic() >= deadline:
+                    await self._literal_too_slow(parts)
+                raise Bye("autologout: stalled inside a literal") from None
+            if not piece:
+                raise ConnectionResetError
+            left -= len(piece)
+            if keep:
+                kept.append(piece)
+            elif spool is not None:
+                spool.write(piece)
+        return b"".join(kept)
+
+    async def _literal_too_slow(self, parts: list[bytes]) -> None:
+        """imap.literal_timeout passed inside a command's literals: the rest of the
+        bytes may still come and cannot be told from a next command, so the command
+        gets its tagged NO and the session ends; its reservation and spool go."""
+        log.warning("imap.literal_timeout")
+        self._end_command()
+        if parts:
+            await self._answer_refused(parts[0], no("litteral trop lent / literal not received in time", "LIMIT"))
+        raise Bye("autologout: literal not received in time")
+
+    async def _answer_refused(self, first_line: bytes, reply: "Reply") -> None:
+        self._end_command()
+        code = f"[{reply.code}] " if reply.code else ""
+        await self.send(_tag_of(first_line) + f" {reply.status} {code}{reply.text}".encode("ascii", "replace"))
+
+    def _end_command(self) -> None:
+        """The command is answered (or abandoned): its literal bytes leave the budget
+        and its spool file goes."""
+        for held in self._reservations:
+            held.release()
+        self._reservations.clear()
+        if self.spool is not None:
+            self.spool.close()
+            self.spool, self.spool_at = None, None
 
     async def _pace(self) -> None:
         cfg = self.server.config
@@ -194,6 +328,7 @@ class Session:
                     await self.execute(data)
                 finally:
                     self.busy = False
+                    self._end_command()
                 if self.server.stopping:
                     raise Bye("server shutting down")
         except Bye as e:
@@ -210,6 +345,7 @@ class Session:
             pass
 
     async def close(self) -> None:
+        self._end_command()
         if self._listening:
             self.server.store.feed.unlisten(self.on_change)
         self.server.forget(self)
@@ -219,7 +355,8 @@ class Session:
             pass
 
     async def execute(self, data: bytes) -> None:
-        p = Parser(data, utf8=self.rev2)  # RFC 9051 §5.1.3: UTF-8 names once rev2 is enabled
+        # RFC 9051 §5.1.3: UTF-8 names once rev2 is enabled
+        p = Parser(data, utf8=self.rev2, spooled_at=self.spool_at)
         tag = "*"
         try:
             tag = p.tag()
@@ -244,7 +381,7 @@ class Session:
             return
         started = time.monotonic()
         try:
-            reply = await handler(self, tag, p, uid)
+            reply = await self.bounded(name, handler, tag, p, uid)
         except BadCharset as e:  # RFC 3501 §6.4.4: NO [BADCHARSET ...], not BAD
             reply = no(str(e))
         except ParseError as e:
@@ -262,6 +399,26 @@ class Session:
             await self.send(*await self.selected.updates(self.server.store, allow_expunge=allow))
         code = f"[{reply.code}] " if reply.code else ""
         await self.send(f"{tag} {reply.status} {code}{reply.text}".encode("utf-8", "replace"))
+
+    async def bounded(self, name: str, handler: Handler, tag: str, p: Parser, uid: bool) -> Reply | None:
+        """The handler, within imap.command_timeout (issue 10: no command may hold a
+        session, a worker or the store for ever). Past it the command is cancelled
+        where it waits (between chunks: long work yields or runs in a worker) and
+        answered NO [LIMIT], RFC 9051 §7.1 (RFC 5530 §3): an administrative limit
+        refused it; the session goes on. What the command wrote before (untagged
+        FETCH data, flags already committed) stays: the next updates tell the client.
+        IDLE is bounded by its own timeout."""
+        if name in UNBOUNDED_COMMANDS:
+            return await handler(self, tag, p, uid)
+        limit = asyncio.timeout(self.server.config.imap_command_timeout)
+        try:
+            async with limit:
+                return await handler(self, tag, p, uid)
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            log.warning("imap.command_timeout", command=name)
+            return no("commande trop longue, interrompue / command took too long and was stopped", "LIMIT")
 
     # ---- helpers --------------------------------------------------------------------
 
@@ -712,13 +869,18 @@ async def cmd_append(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     if p.peek() == b'"':
         when = p.date_time()
         p.sp()
-    content = p.literal_only()
+    content = p.message_literal()  # None: the reader sealed it into s.spool as it came
     p.end()
     assert s.user is not None
     name = await resolve_own(s, name)
     f = await s.server.store.folder(s.user.id, name)
     if f is None:
         return no(f"no folder {name}", "TRYCREATE")
+    if content is None:
+        assert s.spool is not None and s.spool.finished
+        delivered = await s.server.store.deliver_spooled([s.user], s.spool, internal_date=when, folder=name,
+                                                         flags=flags)
+        return ok("APPEND done", f"APPENDUID {f.uidvalidity} {delivered[0].uid}")
     if not content:
         return no("empty message")
     delivered = await s.server.store.deliver([s.user], content, internal_date=when, folder=name, flags=flags)
@@ -818,22 +980,25 @@ async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.end()
     sel = s.selected
     assert sel is not None
-    largest_uid = sel.uids[-1] if sel.uids else 0
+    # compiled once: sequence sets as sorted ranges, tested by bisect (search.py)
+    search = searchmod.Search(key, sel.exists, sel.uids[-1] if sel.uids else 0)
+    need = search.needs_content
     hits: list[int] = []
-    need = searchmod.needs_content(key)
     read = 0
-    for start in range(1, sel.exists + 1, SEARCH_CHUNK):
-        seqs = range(start, min(start + SEARCH_CHUNK, sel.exists + 1))
-        raws = (await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [sel.uids[i - 1] for i in seqs])
-                if need else {})
-        for seq in seqs:
-            view = sel.view(seq)
-            raw = raws.get(view.uid)
-            if need and raw is None:
-                continue  # expunged by another session, not yet announced: no match
-            read += raw is not None
-            if searchmod.matches(key, view, raw, sel.exists, largest_uid):
-                hits.append(view.uid if uid else seq)
+    for chunk in _chunks(sel, range(1, sel.exists + 1), need):
+        views = [sel.view(seq) for seq in chunk]
+        if need:
+            raws = await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [v.uid for v in views])
+            # expunged by another session, not yet announced: no match
+            pairs = [(v, raws[v.uid]) for v in views if v.uid in raws]
+            del raws
+            read += len(pairs)
+            # parsing and folding bodies is long work: a worker thread, never the loop
+            found = await s.server.offload(lambda pairs=pairs: [v for v, raw in pairs if search.matches(v, raw)])
+        else:
+            found = [v for v in views if search.matches(v, None)]
+            await asyncio.sleep(0)  # between chunks, other sessions' commands run
+        hits.extend(v.uid if uid else v.seq for v in found)
     if read:
         s.server.audit_read(s, read)
     if returns is None and not s.rev2:
@@ -871,41 +1036,62 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     for chunk in _chunks(sel, seqs, need):
         raws = (await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [sel.uids[i - 1] for i in chunk])
                 if need else {})
+        unseen: set[int] = set()
         if mark_seen:
-            unseen = [sel.uids[i - 1] for i in chunk if SEEN not in sel.meta[sel.uids[i - 1]].flags]
+            unseen = {sel.uids[i - 1] for i in chunk if SEEN not in sel.meta[sel.uids[i - 1]].flags}
             if unseen:
-                for u, flags in (await s.server.store.store_flags(sel.owner.id, sel.name, unseen, "+",
+                for u, flags in (await s.server.store.store_flags(sel.owner.id, sel.name, sorted(unseen), "+",
                                                                   [SEEN])).items():
                     sel.set_flags(u, flags)
-        else:
-            unseen = []
-        pending: list[bytes] = []
-        pending_size = 0
+        group: list[tuple[MessageView, bytes | None, list[FetchAtt]]] = []
+        group_size = 0
         for seq in chunk:
             view = sel.view(seq)
             raw = raws.pop(view.uid, None)  # let each message go once written
             if need and raw is None:
                 continue  # expunged by another session, not yet announced (RFC 2180 §4.1.2)
             reads += raw is not None
-            try:
-                # RFC 3501 §6.4.5: a fetch that sets \\Seen returns the new FLAGS
-                body = fetchmod.render(view, with_flags if view.uid in unseen else atts, raw, rev2=s.rev2)
-            except fetchmod.UnknownCte:
-                return no("cannot decode this part", "UNKNOWN-CTE")
-            pending.append(b"* %d FETCH " % seq + body)
-            pending_size += len(body)
-            if pending_size > SEND_BATCH_BYTES:  # write in batches, bounded in memory
-                await s.send(*pending)
-                pending, pending_size = [], 0
-        await s.send(*pending)
+            # RFC 3501 §6.4.5: a fetch that sets \\Seen returns the new FLAGS
+            group.append((view, raw, with_flags if view.uid in unseen else atts))
+            group_size += len(raw) if raw is not None else 64
+            if group_size > SEND_BATCH_BYTES:  # rendered and written in batches, bounded in memory
+                if not await _send_rendered(s, group, need):
+                    return no("cannot decode this part", "UNKNOWN-CTE")
+                group, group_size = [], 0
+        if not await _send_rendered(s, group, need):
+            return no("cannot decode this part", "UNKNOWN-CTE")
+        if not need:
+            await asyncio.sleep(0)  # between chunks, other sessions' commands run
     if reads:
         s.server.audit_read(s, reads)
     return ok("FETCH done")
 
 
-def _chunks(sel: Selected, seqs: list[int], need_content: bool) -> list[list[int]]:
-    """FETCH works through the messages in chunks bounded in count and, when bodies are
-    read, in decrypted bytes: FETCH 1:* BODY[] must not hold a mailbox in memory."""
+async def _send_rendered(s: Session, group: list[tuple[MessageView, bytes | None, list[FetchAtt]]],
+                         need: bool) -> bool:
+    """Render and send one batch of FETCH responses; False on a part we cannot decode.
+    With bodies (ENVELOPE, BODYSTRUCTURE, sections) rendering parses messages: long
+    work, done in a worker thread so that other sessions are not held up."""
+    if not group:
+        return True
+    rev2 = s.rev2
+
+    def render() -> list[bytes]:
+        return [b"* %d FETCH " % view.seq + fetchmod.render(view, atts, raw, rev2=rev2)
+                for view, raw, atts in group]
+
+    try:
+        lines = await s.server.offload(render) if need else render()
+    except fetchmod.UnknownCte:
+        return False
+    await s.send(*lines)
+    return True
+
+
+def _chunks(sel: Selected, seqs: Sequence[int], need_content: bool) -> list[list[int]]:
+    """FETCH and SEARCH work through the messages in chunks bounded in count and, when
+    bodies are read, in decrypted bytes: FETCH 1:* BODY[] must not hold a mailbox in
+    memory (nor SEARCH BODY, which read 256 messages at once whatever their size)."""
     out: list[list[int]] = []
     cur: list[int] = []
     size = 0
@@ -940,12 +1126,18 @@ async def cmd_store(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     seqs = s._seqs(seqset, uid)
     uids = [sel.uids[i - 1] for i in seqs]
     new = await s.server.store.store_flags(sel.owner.id, sel.name, uids, mode, flags)
-    for seq, u in zip(seqs, uids, strict=True):
+    lines: list[bytes] = []
+    for i, (seq, u) in enumerate(zip(seqs, uids, strict=True)):
         if u in new:
             sel.set_flags(u, new[u])
             if base == "FLAGS":
                 uid_part = b"UID %d " % u if uid else b""
-                await s.send(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, flag_list(new[u])))
+                lines.append(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, flag_list(new[u])))
+        if i % FETCH_CHUNK == FETCH_CHUNK - 1:  # in batches, between which other sessions run
+            await s.send(*lines)
+            lines = []
+            await asyncio.sleep(0)
+    await s.send(*lines)
     return ok("STORE done")
 
 
@@ -1017,11 +1209,13 @@ TABLES: dict[str, dict[str, Handler]] = {
 }
 PRELOGIN_TIMEOUT = 60.0  # seconds a client may stay silent before logging in
 PRELOGIN_LITERAL = 8192  # largest literal before login (a password, not a message)
+SPOOL_MIN = 65536  # an APPEND message larger than this is sealed into the spool as it arrives
+LITERAL_PIECE = 65536  # literal octets read (and sealed) at a time
 ACCESS_RECHECK = 30.0  # seconds between rights checks while a session idles
 FETCH_CHUNK = 256  # at most this many messages...
 FETCH_CHUNK_BYTES = 16 * 1024 * 1024  # ...and about this many bytes decrypted at once
-SEARCH_CHUNK = 256
 SEND_BATCH_BYTES = 256 * 1024  # messages loaded, rendered and written together
+UNBOUNDED_COMMANDS = {"IDLE"}  # waits for the client, with its own timeout
 UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"}
 # RFC 3501 §7.4.1: no EXPUNGE responses while the client may hold sequence numbers
 NO_UPDATES_AFTER = {"FETCH", "STORE", "SEARCH"}

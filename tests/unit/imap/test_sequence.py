@@ -15,6 +15,7 @@ from relay.imap.sequence import (
     contains,
     expand,
     intervals,
+    membership,
     parse_sequence_set,
 )
 from relay.imap.types import SeqRange, SequenceSet
@@ -148,3 +149,12 @@ def test_parse_only_raises_parse_error(text: str) -> None:
         parse_sequence_set(text)
     except ParseError:
         pass
+
+
+@given(_seqsets, st.integers(0, 50))
+def test_membership_agrees_with_expand(seqset: SequenceSet, largest: int) -> None:
+    covered = set(expand(seqset, largest))
+    members = membership(seqset, largest)
+    assert len(members) == len(covered)
+    for n in range(-1, largest + 3):
+        assert (n in members) == (n in covered)
