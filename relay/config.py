@@ -14,6 +14,7 @@ from typing import Any
 
 from certs.tls import PROFILES
 from policy.attachments import AttachmentLimits
+from policy.headers import HeaderLimits
 
 ENV_CONFIG = "MSSANTE_RELAY_CONFIG"
 
@@ -95,6 +96,9 @@ class Config:
     notify_from: str = "ne-pas-repondre@patient.mssante.fr"
     notify_window: float = 3600.0
     notify_webmail_url: str = ""
+    mx_data_timeout: float = 600.0  # the whole DATA transfer, MX and submission (451 4.4.2 beyond)
+    header_limits: HeaderLimits = HeaderLimits()
+    store_min_free_bytes: int = 104_857_600  # below it: 452 4.3.1 at MAIL, /healthz 503
 
     @property
     def base_dir(self) -> Path:
@@ -160,6 +164,15 @@ def _attachment_limits(data: dict[str, Any]) -> AttachmentLimits:
     if unknown:
         raise ConfigError(f"attachments.{sorted(unknown)[0]}: unknown key")
     return AttachmentLimits(**values)
+
+
+def _header_limits(data: dict[str, Any]) -> HeaderLimits:
+    """[mx] max_header_field_bytes, max_header_fields, max_header_bytes."""
+    d = HeaderLimits()
+    return HeaderLimits(**{name: int(_positive(f"mx.{key}", _get(data, "mx", key, int, getattr(d, name))))
+                           for name, key in (("max_field_bytes", "max_header_field_bytes"),
+                                             ("max_fields", "max_header_fields"),
+                                             ("max_section_bytes", "max_header_bytes"))})
 
 
 def _delivery(data: dict[str, Any], base: Path) -> DeliveryConfig:
@@ -236,6 +249,9 @@ def load_config(path: Path) -> Config:
     if not math.isfinite(ttl) or ttl < 0:
         raise ConfigError(f"store.mailbox_cache_ttl: must be >= 0, got {ttl!r}")
     smarthost = _get(data, "notifications", "smarthost", str, "")
+    min_free = _get(data, "store", "min_free_bytes", int, 104_857_600)
+    if min_free < 0:
+        raise ConfigError(f"store.min_free_bytes: must be >= 0, got {min_free!r}")
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: expected debug|info|warning|error, got {level!r}")
     return Config(
@@ -298,6 +314,9 @@ def load_config(path: Path) -> Config:
         notify_window=float(_positive("notifications.window",
                                       _get(data, "notifications", "window", (int, float), 3600))),
         notify_webmail_url=_get(data, "notifications", "webmail_url", str, ""),
+        mx_data_timeout=float(_positive("mx.data_timeout", _get(data, "mx", "data_timeout", (int, float), 600))),
+        header_limits=_header_limits(data),
+        store_min_free_bytes=min_free,
     )
 
 
