@@ -24,7 +24,7 @@ from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 from prometheus_client import Counter
 
 from dossier_bridge.dossier import inspect_message
@@ -90,12 +90,13 @@ class SubmissionSMTP(RelaySMTP):
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
         return await self._verify(await super().auth_LOGIN(_, args))
 
+    @syntax("AUTH <mechanism>")
     async def smtp_AUTH(self, arg: str) -> None:
         try:
             await super().smtp_AUTH(arg)
-        except (asyncio.CancelledError, ConnectionError):
+        except ConnectionError:
             raise
-        except Exception as e:  # the store could not answer: no exception text to the client
+        except Exception as e:  # the store could not answer: no exception text to the client (RFC 4954 §6)
             log.error("submission.auth_failed", error=type(e).__name__)
             await self.push(AUTH_UNAVAILABLE.smtp())
 
