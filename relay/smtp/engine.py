@@ -15,8 +15,9 @@ Implementation notes:
   the end of the reply and the start of the next (RFC 5321 §4.2).
 - Once the transport is closing (session cap, timeout, too many unknown commands) the
   session ends at its next reply instead of writing into a closed TLS transport:
-  aiosmtpd goes on reading what the client pipelined, and its writes then raised
-  AttributeError (_write_appdata) tracebacks, one per pipelined line.
+  aiosmtpd goes on reading what the client pipelined (300 unknown commands: it closes
+  after 5 and reads on), and its next write raised AttributeError (_write_appdata),
+  logged twice with its traceback.
 """
 from __future__ import annotations
 
