@@ -74,3 +74,20 @@ TOO_MANY_CONNECTIONS = Decision(
 STORE_UNAVAILABLE = Decision(
     451, "4.3.0", "Erreur temporaire du stockage, reessayez plus tard",
     "Temporary storage failure, try again later", "store_unavailable")
+# RFC 3463 §3.4 X.3.1 "mail system full" with RFC 5321 §4.2.3's 452 "insufficient
+# system storage": the sender keeps the message and retries.
+STORE_FULL = Decision(
+    452, "4.3.1", "Espace de stockage insuffisant, reessayez plus tard",
+    "Insufficient system storage, try again later", "store_full")
+# An exception nothing else names: RFC 5321 451 "local error in processing"
+LOCAL_ERROR = Decision(
+    451, "4.3.0", "Erreur locale, reessayez plus tard", "Local error in processing, try again later",
+    "local_error")
+# RFC 3463 §3.5 X.4.2 "bad connection": the transfer outlived mx.data_timeout
+DATA_TOO_SLOW = Decision(
+    451, "4.4.2", "Transfert DATA trop long, connexion fermee",
+    "DATA transfer took too long, closing connection", "data_timeout")
+# RFC 4954 §6: 454 4.7.0 "temporary authentication failure" (the store could not answer)
+AUTH_UNAVAILABLE = Decision(
+    454, "4.7.0", "Echec temporaire de l'authentification, reessayez plus tard",
+    "Temporary authentication failure, try again later", "auth_unavailable")

@@ -3,8 +3,10 @@ for load balancers and monitoring. Never exposed to patients: bind it to loopbac
 an operations network.
 
 /healthz answers 200 when every check passes, 503 otherwise, with the details as JSON:
-the store answers a query; our TLS certificate and the trust anchors are valid for at
-least 14 more days; the trust list was generated less than trust_list.max_age_days ago.
+the store answers a query; the store's filesystem has at least store.min_free_bytes
+free (below it the MX and submission refuse mail with 452 4.3.1, so a load balancer
+should know); our TLS certificate and the trust anchors are valid for at least 14 more
+days; the trust list was generated less than trust_list.max_age_days ago.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from cryptography import x509
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from relay.runtime import Runtime
+from relay.storefaults import free_space
 
 log = structlog.get_logger("relay.admin")
 CERT_MARGIN = dt.timedelta(days=14)
@@ -51,6 +54,15 @@ def _trust_list_age(rt: Runtime, now: dt.datetime) -> dict[str, Any]:
             "age_days": round(age, 2), "entries": rt.trust.trust.entries}
 
 
+def _store_space(rt: Runtime) -> dict[str, Any]:
+    space = free_space(rt.config)
+    if space.path is None:
+        return {"ok": True, "skipped": "the database is not a local file"}
+    if space.free_bytes is None:
+        return {"ok": False, "error": "cannot measure the free space of the store's folder"}
+    return {"ok": not space.low, "free_bytes": space.free_bytes, "min_free_bytes": space.min_free_bytes}
+
+
 async def health(rt: Runtime) -> tuple[bool, dict[str, Any]]:
     now = dt.datetime.now(dt.timezone.utc)
     checks: dict[str, Any] = {}
@@ -59,6 +71,7 @@ async def health(rt: Runtime) -> tuple[bool, dict[str, Any]]:
         checks["store"] = {"ok": True}
     except Exception as e:  # any failure of the store is a failed check, reported
         checks["store"] = {"ok": False, "error": type(e).__name__}
+    checks["store_space"] = _store_space(rt)
     try:
         checks["certificates"] = _certificates([rt.config.tls_cert, rt.config.trust_anchors], now)
     except (OSError, ValueError) as e:
@@ -70,6 +83,7 @@ async def health(rt: Runtime) -> tuple[bool, dict[str, Any]]:
 
 def make_app(rt: Runtime) -> web.Application:
     async def metrics(_request: web.Request) -> web.Response:
+        free_space(rt.config)  # sets mssante_store_free_bytes
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ from typing import Any
 
 from certs.tls import PROFILES
 from policy.attachments import AttachmentLimits
+from policy.headers import HeaderLimits
 
 ENV_CONFIG = "MSSANTE_RELAY_CONFIG"
 
@@ -114,6 +115,9 @@ class Config:
     imap_literal_timeout: float = 600.0
     imap_max_append_bytes_per_account: int = 104_857_600
     imap_max_append_bytes_in_flight: int = 536_870_912
+    mx_data_timeout: float = 600.0  # the whole DATA transfer, MX and submission (451 4.4.2 beyond)
+    header_limits: HeaderLimits = HeaderLimits()
+    store_min_free_bytes: int = 104_857_600  # below it: 452 4.3.1 at MAIL, /healthz 503
 
     @property
     def base_dir(self) -> Path:
@@ -208,6 +212,13 @@ def _auth(data: dict[str, Any]) -> AuthConfig:
     if cfg.max_delay < cfg.first_delay:
         raise ConfigError(f"auth.max_delay: must be >= auth.first_delay ({cfg.first_delay}), got {cfg.max_delay}")
     return cfg
+def _header_limits(data: dict[str, Any]) -> HeaderLimits:
+    """[mx] max_header_field_bytes, max_header_fields, max_header_bytes."""
+    d = HeaderLimits()
+    return HeaderLimits(**{name: int(_positive(f"mx.{key}", _get(data, "mx", key, int, getattr(d, name))))
+                           for name, key in (("max_field_bytes", "max_header_field_bytes"),
+                                             ("max_fields", "max_header_fields"),
+                                             ("max_section_bytes", "max_header_bytes"))})
 
 
 def _delivery(data: dict[str, Any], base: Path) -> DeliveryConfig:
@@ -284,6 +295,9 @@ def load_config(path: Path) -> Config:
     if not math.isfinite(ttl) or ttl < 0:
         raise ConfigError(f"store.mailbox_cache_ttl: must be >= 0, got {ttl!r}")
     smarthost = _get(data, "notifications", "smarthost", str, "")
+    min_free = _get(data, "store", "min_free_bytes", int, 104_857_600)
+    if min_free < 0:
+        raise ConfigError(f"store.min_free_bytes: must be >= 0, got {min_free!r}")
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: expected debug|info|warning|error, got {level!r}")
     return Config(
@@ -356,6 +370,9 @@ def load_config(path: Path) -> Config:
                                       _get(data, "notifications", "window", (int, float), 3600))),
         notify_webmail_url=_get(data, "notifications", "webmail_url", str, ""),
         auth=_auth(data),
+        mx_data_timeout=float(_positive("mx.data_timeout", _get(data, "mx", "data_timeout", (int, float), 600))),
+        header_limits=_header_limits(data),
+        store_min_free_bytes=min_free,
     )
 
 

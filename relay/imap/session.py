@@ -45,6 +45,7 @@ from relay.imap.sequence import compress, expand, intervals
 from policy.recipients import MailboxState
 from relay.imap.types import FetchAtt, MessageView, SequenceSet
 
+from relay import storefaults
 from relay.imap.server import COMMAND_SECONDS
 
 if TYPE_CHECKING:
@@ -391,6 +392,14 @@ class Session:
         except StoreError as e:
             log.error("imap.store_error", error=type(e).__name__)
             reply = no("store unavailable, try again", "UNAVAILABLE")
+        except Exception as e:  # a store that cannot write: a tagged NO, the session (and reading) goes on
+            if (fault := storefaults.classify(e)) is None:
+                raise
+            log.error("imap.store_failed", command=name, error=fault.error, space=fault.space)
+            # RFC 5530 §3: LIMIT "ran up against an implementation limit" (the disk, not
+            # the user's quota: OVERQUOTA would send them deleting mail), else SERVERBUG
+            reply = (no("server storage full, try again later", "LIMIT") if fault.space
+                     else no("server storage failure, try again later", "SERVERBUG"))
         COMMAND_SECONDS.labels(name).observe(time.monotonic() - started)
         if reply is None:
             return

@@ -15,24 +15,45 @@ place for the handler to refuse (§2.3.8).
 Text lines are not limited to 1,000 octets here (§4.5.3.1.6 allows refusing them;
 Postfix accepts them too): professional software that emits a long HTML line should
 not have a medical message bounced for it. The whole message is bounded by the SIZE
-limit, and memory by that limit plus one chunk.
+limit, and memory by that limit plus one chunk. The header section is checked as it
+arrives (policy/headers.HeaderScanner): once a limit is passed, nothing more is kept.
+
+A refused message is still read to its end before the answer (§4.2.5: the reply comes
+after the final dot; the stream stays in step for the next command).
 """
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 
+from policy.decisions import MESSAGE_TOO_BIG, Decision
+from policy.headers import HeaderScanner
+
 END_OF_DATA = b"\r\n.\r\n"
 CHUNK = 65536
 
 
-class TooBig(Exception):
-    """The data exceeded the limit; it was read to its end and discarded."""
+class Refused(Exception):
+    """The data was read to its end and discarded; `decision` says why."""
+
+    def __init__(self, decision: Decision):
+        super().__init__(decision.rule)
+        self.decision = decision
+
+
+class TooBig(Refused):
+    """The data exceeded the size limit."""
+
+    def __init__(self) -> None:
+        super().__init__(MESSAGE_TOO_BIG)
 
 
 async def read_dot_data(reader: asyncio.StreamReader, limit: int,
-                        on_progress: Callable[[], None] | None = None) -> bytes | None:
+                        on_progress: Callable[[], None] | None = None,
+                        headers: HeaderScanner | None = None) -> bytes | None:
     """The un-stuffed message, with its final CRLF; None if the peer hung up mid-data.
+    Raises TooBig over `limit`, Refused when `headers` finds the header section over
+    its limits.
 
     Bytes the client pipelined after the end of data (RFC 2920: QUIT, the next MAIL)
     are handed back to the reader for the command loop.
@@ -40,18 +61,22 @@ async def read_dot_data(reader: asyncio.StreamReader, limit: int,
     buf = bytearray(b"\r\n")
     start = 0
     overflow = False
+    refusal: Decision | None = None
     while (end := buf.find(END_OF_DATA, start)) < 0:
         if len(buf) > limit + 2:
-            # over the limit: keep reading to the end of data, keep only what may hold
-            # the first bytes of the terminator (RFC 5321 §4.2.5: answer after the dot)
-            del buf[:-(len(END_OF_DATA) - 1)]
             overflow = True
+        if overflow or refusal is not None:
+            # refused: keep reading to the end of data, keep only what may hold the
+            # first bytes of the terminator (RFC 5321 §4.2.5: answer after the dot)
+            del buf[:-(len(END_OF_DATA) - 1)]
         start = max(len(buf) - (len(END_OF_DATA) - 1), 0)
         chunk = await reader.read(CHUNK)
         if not chunk:
             return None
         if on_progress is not None:
             on_progress()
+        if headers is not None and refusal is None and not headers.done:
+            refusal = headers.feed(chunk)
         buf += chunk
     leftover = bytes(buf[end + len(END_OF_DATA):])
     if leftover:
@@ -60,6 +85,8 @@ async def read_dot_data(reader: asyncio.StreamReader, limit: int,
         reader._buffer[:0] = leftover  # type: ignore[attr-defined]
     if overflow:
         raise TooBig
+    if refusal is not None:
+        raise Refused(refusal)
     # buf = CRLF + content + CRLF . CRLF: undo dot-stuffing on every line start
     framed = bytes(buf[:end + 2])
     if b"\r\n." in framed:

@@ -17,7 +17,8 @@ Implementation notes:
   patient's dossier receives are filed in the delivery's own transaction.
 - 250 after DATA means: stored durably in every accepted mailbox, documents included
   (one transaction). The commit is shielded: a session cut while waiting for it does
-  not cancel it.
+  not cancel it. A store that cannot write answers 452 4.3.1 when space is the cause
+  (and at MAIL already when free space is under store.min_free_bytes), else 451 4.3.0.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
+from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 from prometheus_client import Counter, Gauge, Histogram
 
 from certs.dkim import DkimResult, auth_results
@@ -38,8 +39,8 @@ from dossier_bridge.dossier import inspect_message
 from mailbox_store.store import Delivered, MailboxInfo
 from policy.addresses import TEST_LOCAL_PART, AddressKind, split_address, valid_helo
 from policy.conversation import professional_effects, professional_from_headers
-from policy.decisions import (BAD_HELO, BARE_LINE_ENDING, CLIENT_CERT_REQUIRED, MESSAGE_TOO_BIG,
-                              SHUTTING_DOWN, STARTTLS_REQUIRED, STORE_UNAVAILABLE, TLS_ALREADY_ACTIVE,
+from policy.decisions import (BAD_HELO, BARE_LINE_ENDING, CLIENT_CERT_REQUIRED, SHUTTING_DOWN,
+                              STARTTLS_REQUIRED, STORE_FULL, STORE_UNAVAILABLE, TLS_ALREADY_ACTIVE,
                               TOO_MANY_CONNECTIONS, TOO_MANY_RECIPIENTS, Decision)
 from policy.recipients import classify_recipient, mailbox_decision
 from policy.trust import check_sender
@@ -47,8 +48,8 @@ from policy.headers import parse_headers
 from relay.delivery.receipts import receipt_request
 from relay.runtime import POSTMASTER
 from relay.smtp.autotest import AutoTest
-from relay.smtp.data import TooBig, read_dot_data
-from relay.smtp.replies import with_enhanced_code
+from relay.smtp.engine import RelaySMTP, store_failure
+from relay.storefaults import free_space
 from relay.smtp.trace import Channel, has_bare_line_ending, strip_own_auth_results, trace_headers
 
 if TYPE_CHECKING:
@@ -67,9 +68,10 @@ NULL_SENDER = "<>"
 INSPECT_INLINE_MAX = 256 * 1024
 
 
-class MxSMTP(SMTP):
+class MxSMTP(RelaySMTP):
     """aiosmtpd's engine, tightened: enhanced status codes on its stock replies, HELO
-    checked, the null sender accepted, chunked DATA, a cap on sessions per address."""
+    checked, the null sender accepted, chunked DATA (engine.py), a cap on sessions per
+    address."""
 
     def __init__(self, *args: Any, runtime: "Runtime", **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -139,46 +141,6 @@ class MxSMTP(SMTP):
         # No AUTH on the MX: professionals are identified by their certificate.
         await self.push("502 5.5.1 AUTH non propose sur le MX / AUTH not offered on the MX")
 
-    @syntax("DATA")
-    async def smtp_DATA(self, arg: str) -> None:
-        """aiosmtpd's DATA with the chunked reader of data.py (same checks, same hook)."""
-        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
-            return
-        assert self.envelope is not None
-        if not self.envelope.rcpt_tos:
-            await self.push("503 5.5.1 Erreur: RCPT d'abord / Error: need RCPT command")
-            return
-        if arg:
-            await self.push("501 5.5.4 Syntaxe: DATA / Syntax: DATA")
-            return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        try:
-            # RFC 5321 §4.5.3.2.5-6: the timeout runs per data block, not for the whole
-            # transfer (a 25 MB message on a slow link), nor while we commit
-            content = await read_dot_data(self._reader, self.data_size_limit or 2**31,
-                                          on_progress=self._reset_timeout)
-            if content is None:  # the client hung up: nothing to answer, nothing stored
-                return
-            self.envelope.content = self.envelope.original_content = content
-            self._reset_timeout()
-            status = await self._call_handler_hook("DATA")
-        except TooBig:
-            status = self.event_handler.refuse(MESSAGE_TOO_BIG, "data", self.session)
-        finally:
-            self._set_post_data_state()
-        await self.push("250 OK" if status is MISSING else status)
-
-    async def push(self, status: Any) -> None:
-        # RFC 2034 codes only in EHLO sessions, and never on the EHLO reply itself
-        if isinstance(status, str) and not self._in_ehlo and self.session is not None \
-                and self.session.extended_smtp:
-            status = with_enhanced_code(status)
-        await super().push(status)
-
-    @property
-    def in_transaction(self) -> bool:
-        return self.envelope is not None and self.envelope.mail_from is not None
-
 
 class MxHandler:
     def __init__(self, runtime: "Runtime"):
@@ -204,6 +166,8 @@ class MxHandler:
                           address: str, mail_options: list[str]) -> str:
         if self.rt.stopping:
             return self.refuse(SHUTTING_DOWN, "mail", session)
+        if free_space(self.rt.config).low:  # RFC 3463 X.3.1: known before the data is sent
+            return self.refuse(STORE_FULL, "mail", session)
         if not session.ssl:
             return self.refuse(STARTTLS_REQUIRED, "mail", session)
         subject = getattr(session, "cert_subject", None)
@@ -344,6 +308,7 @@ class MxHandler:
             await asyncio.shield(delivery)
         except asyncio.CancelledError:
             raise  # the session is gone; the commit goes on and is logged
-        except Exception:
-            return self.refuse(STORE_UNAVAILABLE, "data", session, ins_hash=hashes, queue_id=queue_id)
+        except Exception as e:  # logged by `logged`; the answer says whether space is the cause
+            refusal = store_failure(e, self.rt) or STORE_UNAVAILABLE
+            return self.refuse(refusal, "data", session, ins_hash=hashes, queue_id=queue_id)
         return f"250 2.0.0 OK: stocke / stored as {queue_id}"

@@ -15,6 +15,8 @@ Implementation notes:
   rule needs the message's In-Reply-To/References, so DATA asks again with them.
 - Attachments: the allow-list of the MX, 5 MB per file (DESIGN.md §4).
 - 250 after DATA means: kept in the sender's Sent folder and queued, one transaction.
+  DATA, its deadline, the header limits and the answer to unexpected errors are the
+  MX's (engine.py); a store that cannot write: 452 4.3.1 when space is the cause.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 from prometheus_client import Counter
 
 from dossier_bridge.dossier import inspect_message
@@ -34,12 +36,14 @@ from mailbox_store.outbound import Recipient
 from mailbox_store.store import MailboxInfo
 from policy.attachments import PATIENT_MAX_PART_BYTES
 from policy.conversation import answered_ids, normalise_address, parse_msg_ids, patient_recipient_decision
-from policy.decisions import (BARE_LINE_ENDING, SHUTTING_DOWN, STORE_UNAVAILABLE, TOO_MANY_RECIPIENTS, Decision)
+from policy.decisions import (AUTH_UNAVAILABLE, BARE_LINE_ENDING, SHUTTING_DOWN, STORE_FULL, STORE_UNAVAILABLE,
+                              TOO_MANY_RECIPIENTS, Decision)
 from policy.headers import parse_headers, without_fields
 from relay.auth import login_to_ins
 from relay.delivery.outgoing import queue_outgoing
-from relay.smtp.replies import with_enhanced_code
+from relay.smtp.engine import RelaySMTP, store_failure
 from relay.smtp.trace import has_bare_line_ending
+from relay.storefaults import free_space
 
 if TYPE_CHECKING:
     from relay.auth import AuthResult as LoginResult, Authenticator
@@ -78,7 +82,7 @@ def auth_reply(outcome: "LoginResult") -> str:
 NO_VALID_RECIPIENTS = Decision(554, "5.5.1", "Aucun destinataire valide", "No valid recipients", "no_recipients")
 
 
-class SubmissionSMTP(SMTP):
+class SubmissionSMTP(RelaySMTP):
     def __init__(self, *args: Any, runtime: "Runtime", authenticator: "Authenticator", **kwargs: Any):
         # decode the exchange only; the real check is asynchronous (auth_PLAIN/LOGIN)
         super().__init__(*args, authenticator=lambda *a: AuthResult(success=True, auth_data=a[-1]), **kwargs)
@@ -146,10 +150,15 @@ class SubmissionSMTP(SMTP):
             return AuthResult(success=False, handled=True)
         return await self._verify(result)
 
-    async def push(self, status: Any) -> None:
-        if isinstance(status, str) and self.session is not None and self.session.extended_smtp:
-            status = with_enhanced_code(status)
-        await super().push(status)
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str) -> None:
+        try:
+            await super().smtp_AUTH(arg)
+        except ConnectionError:
+            raise
+        except Exception as e:  # the store could not answer: no exception text to the client (RFC 4954 §6)
+            log.error("submission.auth_failed", error=type(e).__name__)
+            await self.push(AUTH_UNAVAILABLE.smtp())
 
 
 class SubmissionHandler:
@@ -181,6 +190,8 @@ class SubmissionHandler:
                           address: str, mail_options: list[str]) -> str:
         if self.rt.stopping:
             return self.refuse(SHUTTING_DOWN, "mail", session)
+        if free_space(self.rt.config).low:  # RFC 3463 X.3.1: known before the data is sent
+            return self.refuse(STORE_FULL, "mail", session)
         user = session.auth_data
         assert isinstance(user, MailboxInfo)  # auth_required: aiosmtpd refused MAIL before AUTH
         sender = await self._sender(user, address)
@@ -245,7 +256,8 @@ class SubmissionHandler:
             raise
         except Exception as e:
             log.error("submission.queue_failed", error=type(e).__name__)
-            return self.refuse(STORE_UNAVAILABLE, "data", session, ins_hash=ins_hash)
+            refusal = store_failure(e, self.rt) or STORE_UNAVAILABLE
+            return self.refuse(refusal, "data", session, ins_hash=ins_hash)
         MESSAGES.labels("accepted", "250", "ok").inc()
         log.info("submission.queued", envelope_id=done.envelope_id, ins_hash=ins_hash, recipients=len(recipients),
                  size=len(raw))

@@ -57,7 +57,7 @@ def test_healthz_ok(relay: RunningDaemon) -> None:
     code, body = _get(relay, "/healthz")
     health = json.loads(body)
     assert code == 200 and health["status"] == "ok", health
-    assert set(health["checks"]) == {"store", "certificates", "trust_list"}
+    assert set(health["checks"]) == {"store", "store_space", "certificates", "trust_list"}
     assert health["checks"]["certificates"]["days_left"] > 14
 
 

@@ -249,3 +249,37 @@ def test_expired_archives_by_name_date(tmp_path: Path) -> None:
     got = [p.name for p in expired_archives(tmp_path, 10, dt.date(2026, 2, 28))]
     assert got == ["279035121518989-20150101.tar.gpg", "279035121518989-20160229.tar.gpg"]
     assert expired_archives(tmp_path, 10, dt.date(2026, 2, 27)) == [tmp_path / "279035121518989-20150101.tar.gpg"]
+
+
+# --- issue 10: DATA deadline, header limits, free space --------------------------------------------
+
+def test_fault_limits_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, '[server]\nhostname = "mx.patient.mssante.fr"\n'))
+    assert cfg.mx_data_timeout == 600
+    assert (cfg.header_limits.max_field_bytes, cfg.header_limits.max_fields,
+            cfg.header_limits.max_section_bytes) == (102_400, 1_000, 1_048_576)
+    assert cfg.store_min_free_bytes == 104_857_600
+
+
+def test_fault_limits_read_from_the_file(tmp_path: Path, template: str) -> None:
+    text = edited(edited(edited(template, "data_timeout = 600", "data_timeout = 2.5"),
+                         "max_header_fields = 1000", "max_header_fields = 10"),
+                  "min_free_bytes = 104857600", "min_free_bytes = 0")
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.mx_data_timeout == 2.5 and cfg.header_limits.max_fields == 10 and cfg.store_min_free_bytes == 0
+
+
+@pytest.mark.parametrize("field, old, new", [
+    ("mx.data_timeout", "data_timeout = 600", "data_timeout = 0"),
+    ("mx.data_timeout", "data_timeout = 600", 'data_timeout = "10m"'),
+    ("mx.data_timeout", "data_timeout = 600", "data_timeout = true"),
+    ("mx.max_header_field_bytes", "max_header_field_bytes = 102400", "max_header_field_bytes = 0"),
+    ("mx.max_header_fields", "max_header_fields = 1000", "max_header_fields = 1.5"),
+    ("mx.max_header_bytes", "max_header_bytes = 1048576", "max_header_bytes = -1"),
+    ("store.min_free_bytes", "min_free_bytes = 104857600", "min_free_bytes = -1"),
+    ("store.min_free_bytes", "min_free_bytes = 104857600", 'min_free_bytes = "100MB"'),
+])
+def test_fault_limit_errors_name_the_field(tmp_path: Path, template: str, field: str, old: str, new: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, edited(template, old, new)))
+    assert str(exc.value).startswith(f"{field}:"), str(exc.value)

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 
 import pytest
 
-from relay.smtp.data import CHUNK, TooBig, read_dot_data
+from policy.headers import HeaderLimits, HeaderScanner
+from relay.smtp.data import CHUNK, Refused, TooBig, read_dot_data
 
 
 async def _read(stream: bytes, limit: int = 10_000, eof: bool = False,
@@ -92,3 +94,44 @@ async def test_progress_reported_for_every_chunk() -> None:
     reader.feed_data(b".\r\n")
     assert await read_dot_data(reader, 10**6, on_progress=tick) is not None
     assert calls >= 1
+
+
+async def test_header_limits_refuse_after_the_end_of_data() -> None:
+    reader = asyncio.StreamReader()
+    fields = b"".join(b"X-F%d: v\r\n" % i for i in range(20))
+    reader.feed_data(fields + b"\r\nbody\r\n.\r\nQUIT\r\n")
+    with pytest.raises(Refused) as exc:
+        await read_dot_data(reader, 10**6, headers=HeaderScanner(HeaderLimits(max_fields=10)))
+    assert (exc.value.decision.code, exc.value.decision.status) == (554, "5.6.0")
+    assert bytes(reader._buffer) == b"QUIT\r\n"  # read to the dot; the next command is intact
+    reader = asyncio.StreamReader()
+    reader.feed_data(fields + b"\r\n" + fields * 100 + b".\r\n")  # fields in the body are body
+    assert await read_dot_data(reader, 10**6, headers=HeaderScanner(HeaderLimits(max_fields=20))) is not None
+
+
+async def _trickle(reader: asyncio.StreamReader, data: bytes) -> None:
+    """Feeds like a socket: a chunk at a time, when the previous one was read."""
+    for i in range(0, len(data), CHUNK):
+        while len(reader._buffer) > 0:  # type: ignore[attr-defined]
+            await asyncio.sleep(0)
+        reader.feed_data(data[i:i + CHUNK])
+
+
+async def test_a_5_mb_header_line_is_never_held() -> None:
+    # issue 10 item 6: a 5 MB header line was accepted (250); now it is refused while it
+    # arrives, and the reader holds a chunk or two of it, never the line
+    line = b"Subject: " + b"x" * (5 * 1024 * 1024) + b"\r\n"
+    stream = line + b"\r\nbody\r\n.\r\nQUIT\r\n"
+    reader = asyncio.StreamReader()
+    tracemalloc.start()
+    try:
+        feeder = asyncio.create_task(_trickle(reader, stream))
+        with pytest.raises(Refused) as exc:
+            await read_dot_data(reader, 26_214_400, headers=HeaderScanner(HeaderLimits()))
+        await feeder
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (exc.value.decision.code, exc.value.decision.status) == (552, "5.3.4")
+    assert bytes(reader._buffer) == b"QUIT\r\n"
+    assert peak < 1024 * 1024, peak  # the limit (100 KB) and a few chunks, not 5 MB
