@@ -90,10 +90,11 @@ def folder_dir(name: str) -> str:
     name percent-encoded (RFC 3986 §2.1 style, UTF-8) wherever it could leave that
     directory, not be created or not be read as it is: "/", "\\", "%", "~",
     Windows-reserved and non-printable characters, a leading "." (no ".", "..", nor
-    hidden directory) and a trailing "." or space (Windows drops them). "Projets/2024" is "Projets%2F2024"; "INBOX" and
-    "Dossier médical" stay as they are. A folder made before names were checked
-    ("..", "../../x") is exported all the same, safely. An over-long result is cut and
-    given a digest of the whole name, so two folders never share a directory."""
+    hidden directory) and a trailing "." or space (Windows drops them).
+    "Projets/2024" is "Projets%2F2024"; "INBOX" and "Dossier médical" stay as they
+    are. A folder made before names were checked ("..", "../../x") is exported all the
+    same, safely. An over-long result is cut and given a digest of the whole name, so
+    two folders never share a directory."""
     out = [_escape(c) if c in _FOLDER_ESCAPED or not c.isprintable() else c for c in name]
     if not out:
         return "~empty"  # no folder is named "" (mailbox_store/folders.py); "~" is escaped in names
