@@ -25,6 +25,7 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import hashlib
 from collections.abc import Mapping, Sequence
@@ -263,12 +264,18 @@ def inspect_message(raw: bytes, recipients: Sequence[MailboxInfo], limits: Attac
     # the content of IHE_XDM packages is attachment content (issue 10 §4): checked for
     # every message, whether or not anything is filed (a bounce, a patient's own mail)
     packages: dict[str, XdmPackage] = {}
+    unpacked = 0
     for att in attachments:
         if att.kind is Kind.XDM:
-            package = open_package(att, limits)
+            # zip_max_unpacked_bytes bounds all the packages of one message together:
+            # ten packages must not hold ten times the memory one may
+            budget = dataclasses.replace(limits, zip_max_unpacked_bytes=limits.zip_max_unpacked_bytes - unpacked)
+            package = open_package(att, budget)
             if isinstance(package, Decision):
                 return package
-            packages[att.part.path] = package
+            unpacked += sum(len(f.content) for f in package.files)
+            # the files no DocumentEntry names are checked and done with: freed now
+            packages[att.part.path] = dataclasses.replace(package, files=())
     if not file or not attachments or not recipients:
         return Filing()
     src = source_of(parse_headers(raw), raw, cert_subject)

@@ -338,3 +338,20 @@ def test_patient_submission_of_a_hostile_xdm_is_refused(relay: RunningDaemon) ->
     assert refused.value.smtp_code == 554 and refused.value.smtp_error.startswith(b"5.6.1")
     assert b"IHE_XDM.ZIP/IHE_XDM/SUBSET01/DOC0002.PDF" in refused.value.smtp_error
     assert relay.call(relay.store.queue_stats())[0] == 0
+
+
+def test_filing_a_stored_hostile_xdm_files_nothing_from_it(relay: RunningDaemon) -> None:
+    """The patient's filing path shares the check: a message holding a hostile package
+    (appended by the patient, or stored before the rule) files none of its documents."""
+    raw = mail((HOSTILE_PACKAGES["exe_declared_pdf"][0](), "application/zip", "IHE_XDM.ZIP"),
+               message_id="<own-xdm@example.org>")
+    client = relay.imap()
+    try:
+        assert client.append("INBOX", None, None, raw)[0] == "OK"
+    finally:
+        client.logout()
+    _copy_into_dossier(relay, b"1")
+    assert docs(relay) == []  # not even the LDL beside the executable
+    mb = relay.call(relay.store.require_mailbox(INS_ACTIVE))
+    reasons = [e.detail for e in relay.call(relay.store.audit_events(mb.id)) if e.action == "dossier.not_filed"]
+    assert len(reasons) == 1 and reasons[0].startswith("attachment_forbidden")

@@ -11,6 +11,8 @@ import os
 import zipfile
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dossier_bridge.dossier import inspect_message, open_package
 from dossier_bridge.xdm import read_xdm
@@ -200,3 +202,38 @@ def test_the_three_ans_examples_are_cda_as_package_files() -> None:
         assert check_package(xdm_part(b""), [PackageEntry("IHE_XDM/SUBSET01/DOC.XML", content, ("text/xml",))],
                              LIMITS) is None
     assert check_package(xdm_part(b""), [PackageEntry("README.TXT", README_TXT)], LIMITS) is None
+
+
+def test_all_packages_of_a_message_share_the_unpacked_bound() -> None:
+    from email.message import EmailMessage
+    one = package([ldl_entry()])
+    size = sum(len(f.content) for f in read_xdm(one, LIMITS).files)
+    limits = AttachmentLimits(zip_max_unpacked_bytes=size * 2 + size // 2)  # two packages fit, not three
+    for count, accepted in ((2, True), (3, False)):
+        m = EmailMessage()
+        m["From"] = "dr.martin@test-operator.mssante.fr"
+        m.set_content("Bonjour")
+        for i in range(count):
+            m.add_attachment(one, maintype="application", subtype="zip", filename=f"IHE_XDM{i}.ZIP")
+        result = inspect_message(m.as_bytes(policy=m.policy.clone(linesep="\r\n")), [], limits, None, False)
+        assert (not isinstance(result, Decision)) is accepted, result
+        if not accepted:
+            assert isinstance(result, Decision) and (result.code, result.status) == (554, "5.6.1")
+            assert "IHE_XDM2.ZIP" in result.en
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048), st.sampled_from(["INDEX.HTM", "IHE_XDM/SUBSET01/DOC.XML", "A.PDF"]))
+def test_check_package_never_raises(content: bytes, path: str) -> None:
+    result = check_package(xdm_part(b""), [PackageEntry(path, content, ("text/xml",))], LIMITS)
+    assert result is None or isinstance(result, Decision)
+
+
+@given(st.text(alphabet=st.sampled_from(list("<>/=\"' ascriptonlad:&#;x-!?[]")), max_size=200))
+def test_a_page_with_script_or_handlers_is_never_inert(soup: str) -> None:
+    page = ("<html><body>" + soup + "</body></html>").encode()
+    result = check_package(xdm_part(b""), [PackageEntry("INDEX.HTM", page)], LIMITS)
+    if "<script" in soup.lower() or "javascript:" in soup.lower():
+        assert isinstance(result, Decision) and result.rule == "attachment_forbidden"
+    else:
+        assert result is None or isinstance(result, Decision)
