@@ -7,6 +7,10 @@ Implementation notes:
   CDA's header read) and may refuse the message when a package turns out hostile while
   unpacking (its central directory passed policy.attachments, its real content did
   not); `for_recipient` then keeps, for one patient, the documents that may be filed.
+- Every file of an IHE_XDM package is an attachment (`open_package`, called by
+  `inspect_message` for every message, filed or not): one file the allow-list refuses
+  refuses the whole message, 554 5.6.1 naming "<package>/<entry>" (issue 10 §4). The
+  MX, submission and the patient's filing share `inspect_message`, hence the rule.
 - Identity: a document that names its patient (XDM `patientId`, CDA
   `recordTarget/patientRole/id`) is filed only when that is the recipient's INS under
   an INS OID; otherwise it is skipped with a reason (the message is still delivered).
@@ -21,19 +25,20 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
 from dossier_bridge.cda import INS_OIDS, CdaError, parse_cda
-from dossier_bridge.xdm import XdmError, read_xdm
+from dossier_bridge.xdm import XdmError, XdmPackage, read_xdm
 from mailbox_store.documents import NewDocument, StoredDocument
 from mailbox_store.store import MailboxInfo, Store
-from policy.attachments import (Attachment, AttachmentLimits, Kind, Part, check_message, classify, mime_parts,
-                                refuse_part)
+from policy.attachments import (Attachment, AttachmentLimits, Kind, PackageEntry, Part, check_message,
+                                check_package, classify, mime_parts, refuse_part)
 from policy.decisions import Decision
 from policy.headers import header_block, parse_headers
 
@@ -141,8 +146,28 @@ def _with_cda(meta: dict[str, Any], content: bytes) -> tuple[dict[str, Any], fro
     return meta, frozenset(cda.ins_ids), True
 
 
-def candidates(attachments: Sequence[Attachment], src: SourceMessage,
-               limits: AttachmentLimits) -> list[Candidate] | Decision:
+def open_package(att: Attachment, limits: AttachmentLimits) -> XdmPackage | Decision:
+    """An IHE_XDM attachment unpacked, every file of it passed through the attachment
+    rules (policy.attachments.check_package, the `classify` of a direct attachment,
+    under the types METADATA.XML declares); else the refusal of the whole message,
+    naming the package or the entry (issue 10 §4). CPU-bound."""
+    try:
+        package = read_xdm(att.part.content, limits)
+    except XdmError as e:
+        return refuse_part(att.part, "attachment_zip", f"paquet IHE_XDM: {e}", f"IHE_XDM package: {e}")
+    declared: dict[str, list[str]] = {}
+    for d in package.documents:
+        declared.setdefault(d.path, []).append((d.mime_type or "").lower())
+    entries = [PackageEntry(f.path, f.content, tuple(dict.fromkeys(declared.get(f.path, ()))))
+               for f in package.files]
+    refusal = check_package(att.part, entries, limits)
+    return package if refusal is None else refusal
+
+
+def candidates(attachments: Sequence[Attachment], src: SourceMessage, limits: AttachmentLimits,
+               packages: Mapping[str, XdmPackage] | None = None) -> list[Candidate] | Decision:
+    """`packages`: the IHE_XDM attachments already opened by `open_package`, by part
+    path; the others are opened here."""
     out: list[Candidate] = []
     for att in attachments:
         name = att.part.filename
@@ -151,20 +176,19 @@ def candidates(attachments: Sequence[Attachment], src: SourceMessage,
             # multipart/related): checked like any part, but not a document
             continue
         if att.kind is Kind.XDM:
-            try:
-                package = read_xdm(att.part.content, limits)
-            except XdmError as e:
-                return refuse_part(att.part, "attachment_zip", f"paquet IHE_XDM: {e}", f"IHE_XDM package: {e}")
+            package = (packages or {}).get(att.part.path) or open_package(att, limits)
+            if isinstance(package, Decision):
+                return package
             for d in package.documents:
                 filename = d.path.rsplit("/", 1)[-1]
                 meta = _base_meta(src, filename, d.content, d.mime_type or "application/octet-stream", "xdm")
-                # each entry passes the rules a bare attachment passes (its declared
-                # mimeType is what a reader of the dossier will trust), and its hash
+                # every entry passed the rules of a bare attachment (open_package); its
+                # kind decides whether a CDA header is read, its hash whether it is filed
                 entry = classify(Part(d.path, filename, (d.mime_type or "").lower(), "attachment", d.content, 1),
                                  limits)
                 refused = None
                 if not isinstance(entry, Attachment) or entry.kind is Kind.XDM:
-                    refused = "xdm_entry_not_allowed"
+                    refused = "xdm_entry_not_allowed"  # not reached: open_package refused it first
                 elif d.hash_ok is False:
                     refused = "xdm_hash_mismatch"
                 cda_ins: frozenset[str] = frozenset()
@@ -227,8 +251,9 @@ class Filing:
 
 def inspect_message(raw: bytes, recipients: Sequence[MailboxInfo], limits: AttachmentLimits,
                     cert_subject: str | None = None, file: bool = True) -> Filing | Decision:
-    """The attachment rules over a whole message (a refusal names the part), then, when
-    `file`, the documents each recipient's dossier receives. CPU-bound: parses the
+    """The attachment rules over a whole message, the files of its IHE_XDM packages
+    included (a refusal names the part, or "<package>/<entry>"), then, when `file`,
+    the documents each recipient's dossier receives. CPU-bound: parses the
     message once for all recipients."""
     parts = mime_parts(raw, limits)
     if isinstance(parts, Decision):
@@ -236,10 +261,25 @@ def inspect_message(raw: bytes, recipients: Sequence[MailboxInfo], limits: Attac
     attachments = check_message(parts, limits)
     if isinstance(attachments, Decision):
         return attachments
+    # the content of IHE_XDM packages is attachment content (issue 10 §4): checked for
+    # every message, whether or not anything is filed (a bounce, a patient's own mail)
+    packages: dict[str, XdmPackage] = {}
+    unpacked = 0
+    for att in attachments:
+        if att.kind is Kind.XDM:
+            # zip_max_unpacked_bytes bounds all the packages of one message together:
+            # ten packages must not hold ten times the memory one may
+            budget = dataclasses.replace(limits, zip_max_unpacked_bytes=limits.zip_max_unpacked_bytes - unpacked)
+            package = open_package(att, budget)
+            if isinstance(package, Decision):
+                return package
+            unpacked += sum(len(f.content) for f in package.files)
+            # the files no DocumentEntry names are checked and done with: freed now
+            packages[att.part.path] = dataclasses.replace(package, files=())
     if not file or not attachments or not recipients:
         return Filing()
     src = source_of(parse_headers(raw), raw, cert_subject)
-    cands = candidates(attachments, src, limits)
+    cands = candidates(attachments, src, limits, packages)
     if isinstance(cands, Decision):
         return cands
     filing = Filing()

@@ -3,13 +3,16 @@
 An XDM package (IHE ITI TF-1 §16, TF-2b §3.32) is a zip holding one folder per
 submission set, `IHE_XDM/SUBSETnn/`, each with a `METADATA.XML` (an XDS
 `SubmitObjectsRequest` in ebRIM 3.0, ITI TF-3 §4.2) and the documents it describes.
-`read_xdm` returns the documents with their metadata; deciding whether they belong in the
-recipient's dossier (patientId vs the recipient's INS, allowed types…) is done elsewhere.
+`read_xdm` returns the documents with their metadata, and every file of the package;
+deciding whether they may be delivered (policy.attachments.check_package: each file is an
+attachment like any other) and whether they belong in the recipient's dossier (patientId
+vs the recipient's INS) is done elsewhere.
 
 Implementation notes (the package is hostile until proven otherwise):
 - Nothing is ever written to disk and nothing is extracted by name: entries are read in
-  memory, by streaming, and only those we need (each METADATA.XML and the documents it
-  references through the `URI` slot).
+  memory, by streaming: each METADATA.XML and the documents it references through the
+  `URI` slot first, then the package's other files (all of them are checked as
+  attachments), each read once, all within the same running bounds.
 - Declared sizes are summed first, for a cheap early refusal, but they can lie: we also
   count the bytes that really come out of the decompressor and stop as soon as one entry
   passes `zip_max_ratio` × its compressed size, or the package `zip_max_unpacked_bytes`.
@@ -53,6 +56,7 @@ __all__ = [
     "XdmAuthor",
     "XdmDocument",
     "XdmError",
+    "XdmFile",
     "XdmPackage",
     "XdmSubmissionSet",
     "Xcn",
@@ -213,10 +217,21 @@ class XdmSubmissionSet:
 
 
 @dataclass(frozen=True, slots=True)
+class XdmFile:
+    """A file entry of the package, unpacked (directories are not files)."""
+
+    path: str  # zip path, as stored in the package
+    content: bytes = field(repr=False)  # health content: never in a repr, never in a log
+
+
+@dataclass(frozen=True, slots=True)
 class XdmPackage:
     documents: tuple[XdmDocument, ...]
     submission_sets: tuple[XdmSubmissionSet, ...]
     problems: tuple[str, ...]  # what was skipped or looked wrong, without health content
+    # every file of the package, in zip order, METADATA.XML included: what the patient
+    # finds when unpacking it, so what policy.attachments.check_package judges
+    files: tuple[XdmFile, ...] = ()
 
     @property
     def title(self) -> str | None:
@@ -733,7 +748,11 @@ def _read(data: bytes, limits: AttachmentLimits) -> XdmPackage:
             found_sets, found_documents = _read_subset(rim, folder, entries, reader, problems)
             submission_sets.extend(found_sets)
             documents.extend(found_documents)
-    return XdmPackage(documents=tuple(documents), submission_sets=tuple(submission_sets), problems=tuple(problems))
+        # then every other file, under the same running bounds: a file no DocumentEntry
+        # names is still in the patient's copy of the package (issue 10 §4)
+        files = tuple(XdmFile(info.filename, reader.read(info)) for info in infos if not info.is_dir())
+    return XdmPackage(documents=tuple(documents), submission_sets=tuple(submission_sets), problems=tuple(problems),
+                      files=files)
 
 
 def read_xdm(content: bytes, limits: AttachmentLimits) -> XdmPackage:

@@ -23,16 +23,37 @@ SEPARATOR = "/"
 RESERVED_ROOTS = ("other users",)
 
 
-def _valid_name(name: str) -> bool:
-    return (bool(name) and name.upper() != "INBOX" and all(name.split(SEPARATOR))
-            and name.split(SEPARATOR)[0].casefold() not in RESERVED_ROOTS)
+# Components that name no folder of their own: "." and ".." are the current and parent
+# directory wherever a name becomes a path (exports, archives, a client's local cache),
+# and an empty one ("a//b") is no level of the hierarchy (RFC 9051 §5.1).
+_PATH_COMPONENTS = ("", ".", "..")
+
+
+def _name_problem(name: str) -> str | None:
+    """Why `name` cannot be a new folder's name, or None. The reason never quotes the
+    name: it goes into a tagged reply, and a literal may carry any byte."""
+    if not name:
+        return "empty folder name"
+    if name.upper() == "INBOX":
+        return "INBOX already exists"
+    components = name.split(SEPARATOR)
+    if any(c in _PATH_COMPONENTS for c in components):
+        return "'.', '..' and empty levels are not allowed in a folder name"
+    # RFC 9051 §5.1: names are Net-Unicode (RFC 5198), so no control characters (C0, DEL, C1)
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
+        return "control characters are not allowed in a folder name"
+    if components[0].casefold() in RESERVED_ROOTS:
+        return f"'{components[0]}' is reserved for other users' folders"
+    return None
 
 
 class FolderError(Exception):
     """A folder operation that cannot be done; `code` is the IMAP response code."""
 
     def __init__(self, message: str, code: str = "CANNOT"):
-        super().__init__(message)
+        # the message may quote a client's name, and goes into a tagged reply: no CR, LF
+        # or other control character may reach the wire (RFC 9051 §4.3, resp-text)
+        super().__init__("".join("?" if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 else c for c in message))
         self.code = code
 
 
@@ -92,8 +113,9 @@ class FolderOps:
 
     async def create_folder(self, mailbox_id: int, name: str) -> FolderInfo:
         name = name.rstrip(SEPARATOR)
-        if not _valid_name(name):
-            raise FolderError(f"invalid or reserved folder name {name!r}")
+        problem = _name_problem(name)
+        if problem is not None:
+            raise FolderError(problem, "CANNOT")  # RFC 5530 §3: the name can never be created
 
         def job(conn: Connection) -> tuple[FolderInfo, list[Change]]:
             existing = dict(conn.execute(select(Folder.name, Folder.uidvalidity)
@@ -140,8 +162,9 @@ class FolderOps:
 
     async def rename_folder(self, mailbox_id: int, old: str, new: str) -> None:
         new = new.rstrip(SEPARATOR)
-        if not _valid_name(new):
-            raise FolderError(f"invalid or reserved folder name {new!r}")
+        problem = _name_problem(new)
+        if problem is not None:
+            raise FolderError(problem, "CANNOT")  # RFC 5530 §3: the name can never be created
 
         def job(conn: Connection) -> tuple[None, list[Change]]:
             rows = dict(conn.execute(select(Folder.name, Folder.id).where(Folder.mailbox_id == mailbox_id)).all())

@@ -2,7 +2,8 @@
 its real content, checked against the allow-list, with bounded sizes and zip packages.
 
 Pure decisions, no I/O: `mime_parts` turns a raw message into its leaf parts,
-`classify` decides one part, `check_message` decides them all. The allow-list:
+`classify` decides one part, `check_message` decides them all, `check_package` decides
+the files of an IHE_XDM package with the same `classify`. The allow-list:
 
     PDF, JPEG, PNG, TIFF, plain text, RTF, Word (.doc OLE2 or .docx OOXML),
     CDA R2 XML (root `{urn:hl7-org:v3}ClinicalDocument`), IHE XDM zip packages.
@@ -22,7 +23,10 @@ Refusals, by `Decision.rule` (metrics and logs):
                                  together over `max_total_bytes`.
 - `attachment_forbidden` 554 5.6.1 real content not on the allow-list (executable, script,
                                  HTML, other XML, other zip, Word with macros...) or a
-                                 file name extension that is not on it (".exe", ".js").
+                                 file name extension that is not on it (".exe", ".js");
+                                 inside an IHE_XDM package, also an INDEX.HTM that is
+                                 not inert and a nested IHE_XDM package. An entry is
+                                 named "<package>/<entry path>".
 - `attachment_mismatch` 554 5.6.1 the declared Content-Type or the file name extension
                                  does not fit the real content (a PNG declared
                                  application/pdf, a PDF named .png).
@@ -55,6 +59,7 @@ import urllib.parse
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from typing import NamedTuple
 from xml.parsers import expat
 
@@ -72,8 +77,10 @@ __all__ = [
     "Attachment",
     "AttachmentLimits",
     "Kind",
+    "PackageEntry",
     "Part",
     "check_message",
+    "check_package",
     "check_zip",
     "classify",
     "mime_parts",
@@ -798,3 +805,178 @@ def check_message(parts: Sequence[Part], limits: AttachmentLimits) -> list[Attac
                             f"Attachments too big ({en_size} in total at most)", "attachment_too_big")
         attachments.append(found)
     return attachments
+
+
+# --- IHE_XDM package content -------------------------------------------------------------
+#
+# Issue 10 §4: a document inside an IHE_XDM package is an attachment like any other: the
+# patient unpacks the package and opens its files. So every file entry passes `classify`,
+# the very function a direct attachment passes, and one refusal refuses the whole message
+# (554 5.6.1 naming "<package>/<entry>"). Only the two kinds of file the XDM profile itself
+# requires are judged otherwise (IHE ITI TF-1 §16.1, TF-2b §3.32.4.1.4): each
+# IHE_XDM/<subset>/METADATA.XML, which dossier_bridge/xdm.py reads as ebRIM (DTDs and
+# entities refused, the whole package refused when unreadable), and the INDEX.HTM of the
+# root, HTML on no allow-list, accepted only when inert (`_inert_html`). README.TXT is
+# plain text and passes `classify` as such.
+#
+# Nested packages: an IHE_XDM inside an IHE_XDM is refused (the profile has no such
+# thing, and a recursion would multiply every bound); any other zip is refused by
+# `classify` itself ("archive zip autre que IHE_XDM"), so "a zip holding an .exe" never
+# needs unpacking. A .docx, the one zip on the allow-list, is checked exactly as a
+# direct .docx (central directory bounds, no macros) and not unpacked further, as for a
+# direct attachment. The entries' bytes were unpacked within the package's own bounds
+# (zip_max_unpacked_bytes, zip_max_ratio, zip_max_entries), and each entry is bounded
+# by max_part_bytes as any part is.
+
+
+@dataclass(frozen=True, slots=True)
+class PackageEntry:
+    """One file of an IHE_XDM package, unpacked."""
+
+    path: str  # as stored in the zip, e.g. "IHE_XDM/SUBSET01/DOC0001.PDF"
+    content: bytes = field(repr=False)  # health content: never in a repr
+    # the mimeType of each DocumentEntry of METADATA.XML naming this file (lower-case);
+    # empty when none does (an extra file the patient still finds in the package)
+    declared_types: tuple[str, ...] = ()
+
+
+_INDEX_HTM = "index.htm"  # ITI TF-2b §3.32.4.1.4.1: at the root, any letter case
+_INDEX_MAX = 256 * 1024  # a real INDEX.HTM is a few kB of links
+# Tags and attributes of a page of links and text (HTML 4.01 §7-§12 vocabulary): nothing
+# that runs (script, event handlers, object/embed/iframe, forms), loads (img, link,
+# style, base) or redirects (meta refresh). Anything else refuses the page: an allow-list,
+# because a browser repairs tag soup in more ways than a deny-list can foresee.
+_HTML_TAGS = frozenset({
+    "html", "head", "title", "meta", "body", "div", "span", "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6",
+    "a", "ul", "ol", "li", "dl", "dt", "dd", "table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td",
+    "col", "colgroup", "b", "i", "u", "em", "strong", "small", "big", "sub", "sup", "pre", "code", "tt", "font",
+    "center", "blockquote", "address", "abbr", "cite", "q",
+})
+_HTML_ATTRS = frozenset({
+    "href", "title", "lang", "xml:lang", "dir", "id", "class", "name", "align", "valign", "width", "height",
+    "border", "cellpadding", "cellspacing", "colspan", "rowspan", "summary", "size", "face", "color", "bgcolor",
+    "xmlns", "charset", "http-equiv", "content", "type", "start", "value", "scope", "headers", "abbr", "axis",
+})
+_URL_SCHEMES = frozenset({"http", "https", "mailto"})
+_HTML_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "iso-8859-1", "iso-8859-15", "windows-1252", "latin1"})
+_URL_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_CHARSET_RE = re.compile(r"charset\s*=\s*([A-Za-z0-9_.:-]+)", re.IGNORECASE)
+_INVISIBLE = re.compile(r"[\x00-\x20\x7f]+")  # browsers drop them inside a URL scheme
+
+
+class _Inert(Exception):
+    """The page is not inert; the message says what made it so (no content quoted)."""
+
+
+def _check_url(value: str) -> None:
+    url = _INVISIBLE.sub("", value)
+    scheme = _URL_SCHEME_RE.match(url)
+    if scheme is not None and scheme.group(1).lower() not in _URL_SCHEMES:
+        raise _Inert("url")  # javascript:, data:, vbscript:, file:...
+
+
+def _check_tag(tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    if tag not in _HTML_TAGS:
+        raise _Inert(tag)
+    names = {name for name, _ in attrs}
+    for name, value in attrs:
+        if name not in _HTML_ATTRS:
+            raise _Inert(name)  # onclick, onload, style, src, action...
+        value = value or ""
+        if name == "href":
+            _check_url(value)
+        elif name == "http-equiv" and value.strip().lower() != "content-type":
+            raise _Inert("http-equiv")  # refresh: a redirect, set-cookie...
+        elif name == "charset" and value.strip().lower() not in _HTML_CHARSETS:
+            raise _Inert("charset")  # UTF-7 and kin make markup out of plain bytes
+        elif name == "content" and tag == "meta" and "http-equiv" in names:
+            found = _CHARSET_RE.search(value)
+            if found is not None and found.group(1).lower() not in _HTML_CHARSETS:
+                raise _Inert("charset")
+
+
+class _Page(HTMLParser):
+    """Raises _Inert at the first thing that is not text or a link."""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        _check_tag(tag, attrs)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        _check_tag(tag, attrs)
+
+    def handle_comment(self, data: str) -> None:
+        if "<" in data or "[if" in data.lower():
+            raise _Inert("comment")  # old Internet Explorer ran conditional comments
+
+    def handle_pi(self, data: str) -> None:
+        if not data.lower().startswith("xml "):
+            raise _Inert("pi")  # an xml-stylesheet can run a transformation
+
+    def unknown_decl(self, data: str) -> None:
+        raise _Inert("declaration")  # CDATA and kin
+
+
+def _inert_html(content: bytes) -> bool:
+    """Whether an HTML page only shows text and links: what a reader's browser does
+    with it never runs code, loads anything or redirects. Pure and bounded: stdlib
+    html.parser, which never fetches anything."""
+    if len(content) > _INDEX_MAX or b"\x00" in content or content.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False
+    lowered = content.lower()
+    if b"<script" in lowered or b"javascript:" in lowered or b"vbscript:" in lowered:
+        return False  # belt and braces: however the parser below reads the soup
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        text = content.decode("latin-1")
+
+    page = _Page(convert_charrefs=True)  # "jav&#x61;script:" is read as the browser reads it
+    try:
+        page.feed(text)
+        page.close()
+    except _Inert:
+        return False
+    except Exception:  # whatever the parser makes of hostile bytes: not inert
+        return False
+    return True
+
+
+def _entry_name(package: Part, path: str) -> str:
+    """How a reply names an entry: "<package file name>/<entry path>", shortened in
+    the middle to fit `_NAME_MAX` so the entry's own file name stays readable."""
+    outer = (package.filename or "").strip() or f"partie {package.path}"
+    name = f"{outer}/{path}"
+    if len(name) <= _NAME_MAX:
+        return name
+    base = path.rsplit("/", 1)[-1]
+    return f"{outer[:20]}/.../{base}"[-_NAME_MAX:]
+
+
+def _is_metadata(path: str) -> bool:
+    parts = path.casefold().split("/")
+    return len(parts) == 3 and parts[0] == "ihe_xdm" and bool(parts[1]) and parts[2] == "metadata.xml"
+
+
+def check_package(package: Part, entries: Sequence[PackageEntry], limits: AttachmentLimits) -> Decision | None:
+    """The first refusal among the files of an IHE_XDM package (in their order), naming
+    "<package>/<entry>", or None when every file passes the attachment rules.
+
+    `package` is the message part holding the package; `entries` are its file entries
+    as unpacked by dossier_bridge/xdm.py, with the types METADATA.XML declares."""
+    for entry in entries:
+        if _is_metadata(entry.path):
+            continue  # read, as ebRIM and nothing else, by dossier_bridge/xdm.py
+        name = _entry_name(package, entry.path)
+        part = Part(entry.path, name, "", "attachment", entry.content, package.depth + 1)
+        if entry.path.casefold() == _INDEX_HTM:
+            if not _inert_html(entry.content):
+                return _refuse(_forbidden("page HTML avec contenu actif", "HTML page with active content"), part)
+            continue
+        # every declared type must fit the real content, as a part's Content-Type does
+        for declared in entry.declared_types or ("",):
+            found = classify(Part(entry.path, name, declared, "attachment", entry.content, part.depth), limits)
+            if isinstance(found, Decision):
+                return found
+            if found is not None and found.kind is Kind.XDM:
+                return _refuse(_forbidden("paquet IHE_XDM dans un paquet", "IHE_XDM package inside a package"), part)
+    return None

@@ -82,6 +82,13 @@ def backup(store_url: str, master: MasterKey, out: Path) -> dict[str, object]:
     return manifest
 
 
+def _shown(names: list[str]) -> str:
+    """Member names for an error line: printable, bounded (a hostile archive may hold
+    any bytes and thousands of names)."""
+    safe = ["".join(c if c.isprintable() else "?" for c in n[:80]) for n in names[:5]]
+    return repr(safe) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
 def restore(archive: Path, store_url: str, master: MasterKey, force: bool = False) -> dict[str, object]:
     db = sqlite_path(store_url)
     if db.exists() and not force:
@@ -99,9 +106,18 @@ def restore(archive: Path, store_url: str, master: MasterKey, force: bool = Fals
 def _restore(archive: Path, db: Path, master: MasterKey) -> dict[str, object]:
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            names = set(tar.getnames())
-            if names != {MANIFEST, DATABASE}:
-                raise BackupError(f"{archive} is not a mssante-relay backup (holds {sorted(names)})")
+            members: list[tarfile.TarInfo] = []
+            while (member := tar.next()) is not None and len(members) <= 2:  # never a hostile list whole
+                members.append(member)
+            names = [m.name for m in members]
+            if sorted(names) != sorted({MANIFEST, DATABASE}):
+                # exactly our two names, once each: nothing else is read, and no member
+                # name is ever used as a path (no "..", no absolute path can matter)
+                raise BackupError(f"{archive} is not a mssante-relay backup (holds {_shown(names)})")
+            if not all(m.isreg() for m in members):
+                # a link (symbolic or hard) or a device in place of a file: refused,
+                # never followed (tarfile.extractfile would follow a link inside the archive)
+                raise BackupError(f"{archive} is not a mssante-relay backup (a member is not a regular file)")
             manifest = json.loads(tar.extractfile(MANIFEST).read())  # type: ignore[union-attr]
             data = tar.extractfile(DATABASE).read()  # type: ignore[union-attr]
     except (OSError, tarfile.TarError, json.JSONDecodeError) as e:

@@ -1,7 +1,8 @@
 """A patient's data, whole: `mailbox export` (the patient's right of access) and the
 archive `mailbox close` keeps for 10 years (DESIGN.md §4 "Lifecycle").
 
-The export is a tar: every message as an .eml under messages/<folder>/<uid>.eml, the
+The export is a tar: every message as an .eml under messages/<folder>/<uid>.eml (the
+folder's name made a safe single directory name by `folder_dir`), the
 dossier's documents under dossier/<id>/<file name> with their metadata in
 dossier/documents.json, the audit log as audit.json, and manifest.json. With a
 recipient key it is encrypted with GnuPG (python-gnupg) and nothing unencrypted touches
@@ -10,6 +11,7 @@ the disk: the tar is built in a private temporary directory (0700) and removed.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import os
 import json
@@ -71,6 +73,49 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, when: dt.datetime) -> Non
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]")
 
 
+# Characters a folder's directory name never holds as such: the path separators, "%"
+# (the escape itself, so the encoding is reversible), "~" (marks a cut name) and the
+# characters Windows refuses in a file name; besides, every character that is not
+# printable (controls, line separators, bidi overrides that disguise a name, unassigned).
+_FOLDER_ESCAPED = frozenset('%~/\\:*?"<>|')
+_FOLDER_DIR_MAX = 200  # bytes: under every file system's 255-byte name limit
+
+
+def _escape(c: str) -> str:
+    return "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+
+
+def folder_dir(name: str) -> str:
+    """The one directory (under messages/) that holds a folder's messages: the folder
+    name percent-encoded (RFC 3986 §2.1 style, UTF-8) wherever it could leave that
+    directory, not be created or not be read as it is: "/", "\\", "%", "~",
+    Windows-reserved and non-printable characters, a leading "." (no ".", "..", nor
+    hidden directory) and a trailing "." or space (Windows drops them).
+    "Projets/2024" is "Projets%2F2024"; "INBOX" and "Dossier médical" stay as they
+    are. A folder made before names were checked ("..", "../../x") is exported all the
+    same, safely. An over-long result is cut and given a digest of the whole name, so
+    two folders never share a directory."""
+    out = [_escape(c) if c in _FOLDER_ESCAPED or not c.isprintable() else c for c in name]
+    if not out:
+        return "~empty"  # no folder is named "" (mailbox_store/folders.py); "~" is escaped in names
+    if out[0] == ".":
+        out[0] = _escape(".")
+    if out[-1] in (".", " "):
+        out[-1] = _escape(out[-1])
+    if len("".join(out).encode("utf-8", "surrogatepass")) <= _FOLDER_DIR_MAX:
+        return "".join(out)
+    kept: list[str] = []
+    size = 0
+    for piece in out:  # whole characters and whole escapes only
+        size += len(piece.encode("utf-8", "surrogatepass"))
+        if size > _FOLDER_DIR_MAX - 17:
+            break
+        kept.append(piece)
+    if kept and kept[-1] in (".", " "):
+        kept[-1] = _escape(kept[-1])
+    return "".join(kept) + "~" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def _member_name(doc_id: str, filename: object) -> str:
     """dossier/<id>/<name>: the sender chose the file name, so only a plain, short,
     non-hidden name is kept (no path, no '..')."""
@@ -90,8 +135,9 @@ async def _write_tar(store: Store, ins: str, target: Path,
             uids = [m.uid for m in snap.messages]
             for start in range(0, len(uids), 200):  # bounded memory, as FETCH
                 raws = await store.fetch_raw_many(ins, f.name, uids[start:start + 200])
+                directory = folder_dir(f.name)
                 for uid, raw in sorted(raws.items()):
-                    _add(tar, f"messages/{f.name}/{uid}.eml", raw, now)
+                    _add(tar, f"messages/{directory}/{uid}.eml", raw, now)
                     items.append((f.name, uid))
         documents = []
         for d in await store.documents(mb):
@@ -105,7 +151,9 @@ async def _write_tar(store: Store, ins: str, target: Path,
                   "source": e.source} for e in await store.audit_events(mb.id)]
         _add(tar, "audit.json", json.dumps(audit, indent=2, ensure_ascii=False).encode(), now)
         manifest = {"ins": ins, "state": mb.state.value, "exported_at": now.isoformat(), "messages": len(items),
-                    "folders": [f.name for f in folders], "documents": len(documents)}
+                    "folders": [f.name for f in folders],
+                    "folder_dirs": {f.name: f"messages/{folder_dir(f.name)}" for f in folders},
+                    "documents": len(documents)}
         _add(tar, "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False).encode(), now)
     return items, [d["id"] for d in documents]
 

@@ -4,6 +4,10 @@ Implementation notes:
 - The queue in the store is the only truth (mailbox_store/outbound.py). The runner
   keeps in memory only what is in flight, so a restart simply starts over from the
   rows: an entry is removed only after its server's 2xx (or its DSN) is committed.
+- An attempt is settled (removed, deferred or bounced, committed through the store's
+  writer) at the server's final reply to DATA, before QUIT (client.py): a kill during
+  QUIT does not send the message twice. The settle goes through the same writer and
+  the same transactions as before, only earlier; QUIT's fate is not recorded.
 - Limits: `concurrency` attempts at once, `per_destination` per domain.
 - Retries follow `delivery.backoff`; a 5xx, a permanent routing error or the end of
   the lifetime bounces: an RFC 3464 DSN in the sender's INBOX (for a patient's mail;
@@ -142,6 +146,14 @@ class QueueRunner:
         lease = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self._delay(item.attempts))
         if not await self.rt.store.queue_lease(item.id, lease):
             return  # deleted meanwhile (`queue delete`)
+        settled = False
+
+        async def settle(outcome: Outcome) -> None:
+            # called by the client at the server's final reply, before QUIT (client.py)
+            nonlocal settled
+            settled = True
+            await self._settle_logged(item, outcome)
+
         try:
             content = await self.rt.store.queue_content(item)
             if item.route == "smarthost":
@@ -154,7 +166,7 @@ class QueueRunner:
                 hops = await route(item.domain, cfg.delivery.transport)
                 tls = self.tls()
             outcome = await attempt(hops, item.mail_from, item.rcpt, content, tls, cfg.hostname,
-                                    cfg.delivery.timeout)
+                                    cfg.delivery.timeout, settle=settle)
         except RouteError as e:
             outcome = Outcome(550 if e.permanent else 0, str(e), None)
         except NoSuchEntry:
@@ -162,11 +174,20 @@ class QueueRunner:
         except Exception as e:
             log.error("delivery.attempt_failed", queue_id=item.id, error=type(e).__name__)
             outcome = Outcome(0, f"internal error: {type(e).__name__}", None)
+        if not settled:  # no server gave a final answer (no route, unreachable, TLS)
+            await self._settle_logged(item, outcome)
+
+    async def _settle_logged(self, item: QueueItem, outcome: Outcome) -> None:
+        """Settle once; never raises (a failure is logged, and the lease keeps the entry
+        from being retried before its time). Shielded: `stop` cancelling the attempt
+        does not cut a commit that is under way."""
         try:
-            await self._settle(item, outcome)
+            await asyncio.shield(self._settle(item, outcome))
+        except asyncio.CancelledError:
+            raise
         except NoSuchEntry:
             pass  # deleted by the operator during the attempt
-        except Exception as e:  # the lease keeps it from being retried before its time
+        except Exception as e:
             log.error("delivery.settle_failed", queue_id=item.id, error=type(e).__name__)
 
     async def _settle(self, item: QueueItem, outcome: Outcome) -> None:

@@ -686,7 +686,12 @@ async def cmd_create(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     name = p.mailbox()
     p.end()
     assert s.user is not None
-    await s.server.store.create_folder(s.user.id, await resolve_own(s, name))
+    try:
+        await s.server.store.create_folder(s.user.id, await resolve_own(s, name))
+    except FolderError as e:
+        # RFC 5530 §3: ALREADYEXISTS, NOPERM, or CANNOT for a name that can never be
+        # created ("..", ".", empty levels, control characters: mailbox_store/folders.py)
+        return no(str(e), e.code)
     return ok("CREATE done")
 
 
@@ -709,10 +714,15 @@ async def cmd_rename(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     new = p.mailbox()
     p.end()
     assert s.user is not None
-    old_folder = await resolve_own(s, old)
+    try:
+        old_folder = await resolve_own(s, old)
+        await s.server.store.rename_folder(s.user.id, old_folder, await resolve_own(s, new))
+    except FolderError as e:
+        # RFC 5530 §3: NONEXISTENT, ALREADYEXISTS, NOPERM, or CANNOT (a special-use
+        # folder, or a new name that can never exist); the selection stays as it was
+        return no(str(e), e.code)
     if s.selected is not None and s.selected.owner.id == s.user.id and s.selected.name == old_folder:
         s.selected, s.state = None, AUTH  # as for DELETE: the old name's view is over
-    await s.server.store.rename_folder(s.user.id, old_folder, await resolve_own(s, new))
     return ok("RENAME done")
 
 

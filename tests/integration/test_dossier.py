@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import smtplib
 import subprocess
 import sys
 import tarfile
@@ -273,16 +274,84 @@ def test_inline_body_images_are_checked_but_not_filed(relay: RunningDaemon) -> N
     assert docs(relay) == [] and len(relay.inbox(INS_ACTIVE)) == 1
 
 
-def test_xdm_entries_pass_the_attachment_rules_and_their_hash(relay: RunningDaemon) -> None:
-    exe = b"MZ" + b"\x90" * 58 + b"\x40\x00\x00\x00" + b"PE\x00\x00" + b"\x00" * 200
-    pkg = package([ldl_entry(),
-                   biology_entry(content=exe, mime_type="application/pdf", uri="DOC0002.PDF"),
-                   certificate_entry(patient=ldl_entry().patient, hash="0" * 40)])
+EXE = b"MZ" + b"\x90" * 58 + b"\x40\x00\x00\x00" + b"PE\x00\x00" + b"\x00" * 200
+
+
+def test_xdm_entry_with_a_wrong_hash_is_delivered_but_not_filed(relay: RunningDaemon) -> None:
+    pkg = package([ldl_entry(), certificate_entry(patient=ldl_entry().patient, hash="0" * 40)])
     code, _ = send(relay, mail((pkg, "application/zip", "IHE_XDM.ZIP"),
-                               message_id="<xdm-evil@test-operator.mssante.fr>"))
+                               message_id="<xdm-hash@test-operator.mssante.fr>"))
     assert code == 250
     assert [d.meta["type_code"] for d in docs(relay)] == ["11490-0"]
     mb = relay.call(relay.store.require_mailbox(INS_ACTIVE))
     reasons = sorted(e.detail.split()[0] for e in relay.call(relay.store.audit_events(mb.id))
                      if e.action == "dossier.not_filed")
-    assert reasons == ["xdm_entry_not_allowed", "xdm_hash_mismatch"]
+    assert reasons == ["xdm_hash_mismatch"]
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return out.getvalue()
+
+
+HOSTILE_PACKAGES = {
+    # issue 10 §4: each of these got 250 and landed in the INBOX
+    "exe_declared_pdf": (lambda: package([ldl_entry(), biology_entry(content=EXE, mime_type="application/pdf",
+                                                                     uri="DOC0002.PDF")]),
+                         b"IHE_XDM.ZIP/IHE_XDM/SUBSET01/DOC0002.PDF"),
+    "exe_declared_xml": (lambda: package([ldl_entry(content=EXE)]), b"IHE_XDM.ZIP/IHE_XDM/SUBSET01/DOC0001.XML"),
+    "zip_holding_exe": (lambda: package([ldl_entry(content=_zip({"setup.exe": EXE}), mime_type="application/zip",
+                                                   uri="DOC0001.ZIP")]),
+                        b"IHE_XDM.ZIP/IHE_XDM/SUBSET01/DOC0001.ZIP"),
+    "html_with_script": (lambda: package([ldl_entry()], extra={
+        "INDEX.HTM": b"<html><body><script>alert(document.cookie)</script></body></html>"}),
+                         b"IHE_XDM.ZIP/INDEX.HTM"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_PACKAGES))
+def test_hostile_xdm_content_is_refused_whole_naming_the_entry(relay: RunningDaemon, kind: str) -> None:
+    build, entry = HOSTILE_PACKAGES[kind]
+    code, text = send(relay, mail((build(), "application/zip", "IHE_XDM.ZIP"),
+                                  message_id=f"<xdm-{kind}@test-operator.mssante.fr>"))
+    assert (code, text[:5]) == (554, b"5.6.1"), text
+    assert entry in text, text
+    assert relay.inbox(INS_ACTIVE) == [] and docs(relay) == []
+
+
+def test_patient_submission_of_a_hostile_xdm_is_refused(relay: RunningDaemon) -> None:
+    assert send(relay, mail())[0] == 250  # the professional writes first: the exchange is open
+    m = EmailMessage()
+    m["From"] = RCPT
+    m["To"] = SENDER
+    m["Subject"] = "Re: Documents de sortie"
+    m["In-Reply-To"] = m["References"] = "<docs-1@test-operator.mssante.fr>"
+    m.set_content("Voici mes documents.\n")
+    m.add_attachment(HOSTILE_PACKAGES["exe_declared_pdf"][0](), maintype="application", subtype="zip",
+                     filename="IHE_XDM.ZIP")
+    with relay.submission() as s:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            s.sendmail(RCPT, [SENDER], m.as_bytes(policy=m.policy.clone(linesep="\r\n")))
+    assert refused.value.smtp_code == 554 and refused.value.smtp_error.startswith(b"5.6.1")
+    assert b"IHE_XDM.ZIP/IHE_XDM/SUBSET01/DOC0002.PDF" in refused.value.smtp_error
+    assert relay.call(relay.store.queue_stats())[0] == 0
+
+
+def test_filing_a_stored_hostile_xdm_files_nothing_from_it(relay: RunningDaemon) -> None:
+    """The patient's filing path shares the check: a message holding a hostile package
+    (appended by the patient, or stored before the rule) files none of its documents."""
+    raw = mail((HOSTILE_PACKAGES["exe_declared_pdf"][0](), "application/zip", "IHE_XDM.ZIP"),
+               message_id="<own-xdm@example.org>")
+    client = relay.imap()
+    try:
+        assert client.append("INBOX", None, None, raw)[0] == "OK"
+    finally:
+        client.logout()
+    _copy_into_dossier(relay, b"1")
+    assert docs(relay) == []  # not even the LDL beside the executable
+    mb = relay.call(relay.store.require_mailbox(INS_ACTIVE))
+    reasons = [e.detail for e in relay.call(relay.store.audit_events(mb.id)) if e.action == "dossier.not_filed"]
+    assert len(reasons) == 1 and reasons[0].startswith("attachment_forbidden")
