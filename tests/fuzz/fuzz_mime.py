@@ -74,12 +74,15 @@ def check_tree(root: mime.Part, size: int) -> None:
 
 def check_headers(data: bytes) -> None:
     msg = conversation.professional_from_headers(headers.parse_headers(data))
-    for text in (msg.subject, msg.mes or "", msg.message_id or "", *msg.in_reply_to, *msg.references,
+    # (`mes` stays raw: it only feeds closes_message, never the store)
+    for text in (msg.subject, msg.message_id or "", *msg.in_reply_to, *msg.references,
                  *msg.from_addresses, *msg.reply_to):
         text.encode("utf-8")  # a surrogate here would fail to be stored
     assert len(msg.in_reply_to) <= conversation.MAX_MSG_IDS and len(msg.references) <= conversation.MAX_MSG_IDS
     effects = conversation.professional_effects(msg, lambda _domain: True, sender_ok=lambda _domain: True)
     assert all(c.isascii() for c in effects.correspondents), effects.correspondents
+    for text in (effects.thread or "", effects.closed_message or ""):
+        text.encode("utf-8")
     headers.without_fields(data, {"bcc", "received"})
 
 
