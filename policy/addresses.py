@@ -54,7 +54,7 @@ _HELO_RE = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)"
 
 
 def valid_helo(arg: str) -> bool:
-    return len(arg) <= 255 and bool(_HELO_RE.match(arg))
+    return len(arg) <= 255 and bool(_HELO_RE.fullmatch(arg))  # "$" alone accepts a final "\n"
 
 
 def classify(addr: Address, domain: str = PATIENT_DOMAIN) -> Classified:

@@ -43,7 +43,7 @@ def parse_ins(text: str) -> Ins:
     """Validate syntax and key; raise InsError naming the problem. Nothing is stripped:
     callers that read human input (the CLI) strip it themselves."""
     value = text.upper()
-    m = _INS_RE.match(value)
+    m = _INS_RE.fullmatch(value)  # not match(): "$" also matches before a final "\n"
     if not m:
         raise InsError(f"INS {text!r} is not 13 characters (NIR/NIA) followed by a 2-digit key")
     month = int(m.group(3))

@@ -542,6 +542,8 @@ def _address_tokens(text: str) -> list[tuple[str, str]]:
         elif c in "<>@,;:":
             toks.append((c, c))
             i += 1
+        elif c == ")":
+            i += 1  # a ")" that closes no comment: dropped (as an atom it would be empty, and loop)
         else:
             j = i
             while j < n and text[j] not in ' \t\r\n"()<>@,;:[':

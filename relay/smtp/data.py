@@ -15,7 +15,8 @@ place for the handler to refuse (§2.3.8).
 Text lines are not limited to 1,000 octets here (§4.5.3.1.6 allows refusing them;
 Postfix accepts them too): professional software that emits a long HTML line should
 not have a medical message bounced for it. The whole message is bounded by the SIZE
-limit, and memory by that limit plus one chunk. The header section is checked as it
+limit, and memory by that limit plus one chunk (plus a third at most when every line is
+a stuffed dot, since the limit is on the un-stuffed size). The header section is checked as it
 arrives (policy/headers.HeaderScanner): once a limit is passed, nothing more is kept.
 
 A refused message is still read to its end before the answer (§4.2.5: the reply comes
@@ -62,8 +63,15 @@ async def read_dot_data(reader: asyncio.StreamReader, limit: int,
     start = 0
     overflow = False
     refusal: Decision | None = None
+    # Stuffing dots seen so far (each "\r\n." in buf[:counted]): the limit is on the
+    # un-stuffed size (RFC 1870 §3), and the overflow below must not depend on where
+    # reads split, so it waits until that size is certain to be over it.
+    dots = counted = 0
     while (end := buf.find(END_OF_DATA, start)) < 0:
-        if len(buf) > limit + 2:
+        dots += buf.count(b"\r\n.", counted)
+        counted = max(len(buf) - 2, counted)
+        # the end of data is not in buf: the content is at least len(buf) - 4 bytes
+        if len(buf) - (len(END_OF_DATA) - 1) - dots > limit:
             overflow = True
         if overflow or refusal is not None:
             # refused: keep reading to the end of data, keep only what may hold the

@@ -1,5 +1,11 @@
-"""Runs the IMAP parser fuzz harness for a bounded time (tests/fuzz/fuzz_imap_parser.py
-says how to run it for longer). Skipped when atheris is not installed."""
+"""Runs every fuzz harness of tests/fuzz/ for a bounded time, from its kept corpus
+(tests/fuzz/fuzz_*.py say how to run one for longer).
+
+Each harness gets a few seconds (FUZZ_SECONDS, default 5; the IMAP parser's
+IMAP_FUZZ_SECONDS, default 10): about 45 s of fuzzing in all. 0 skips the runs. Without
+atheris, the kept corpus is still replayed through every harness, so the inputs that
+once broke a parser (corpus/*/regress-*) stay regression tests.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -10,23 +16,51 @@ from pathlib import Path
 
 import pytest
 
-HARNESS = Path(__file__).with_name("fuzz_imap_parser.py")
-# Seconds and iterations, whichever ends first; IMAP_FUZZ_SECONDS=0 skips the run.
-SECONDS = int(os.environ.get("IMAP_FUZZ_SECONDS", "20"))
-RUNS = int(os.environ.get("IMAP_FUZZ_RUNS", "200000"))
+HERE = Path(__file__).resolve().parent
+HAVE_ATHERIS = importlib.util.find_spec("atheris") is not None
+SECONDS = int(os.environ.get("FUZZ_SECONDS", "5"))
+IMAP_SECONDS = int(os.environ.get("IMAP_FUZZ_SECONDS", "10"))
+RUNS = int(os.environ.get("FUZZ_RUNS", "200000"))
+
+# harness -> longest input libFuzzer makes up (the kept seeds may be longer)
+HARNESSES = {
+    "imap_parser": 2048,
+    "smtp_data": 4096,
+    "mime": 8192,
+    "xdm": 16384,
+    "cda": 16384,
+    "ins_addresses": 256,
+    "trustlist": 8192,
+}
 
 
-@pytest.mark.skipif(importlib.util.find_spec("atheris") is None,
-                    reason="atheris is not installed (pip install atheris) — fuzz smoke test not run")
-@pytest.mark.skipif(SECONDS <= 0, reason="IMAP_FUZZ_SECONDS=0")
-def test_parser_fuzz_smoke(tmp_path: Path) -> None:
-    corpus = tmp_path / "corpus"
+def test_every_harness_is_run_here() -> None:
+    assert {p.stem.removeprefix("fuzz_") for p in HERE.glob("fuzz_*.py")} == set(HARNESSES)
+
+
+@pytest.mark.parametrize("name", sorted(HARNESSES))
+def test_fuzz_harness(name: str, tmp_path: Path) -> None:
+    harness = HERE / f"fuzz_{name}.py"
+    seconds = IMAP_SECONDS if name == "imap_parser" else SECONDS
+    if not HAVE_ATHERIS:
+        kept = HERE / "corpus" / name
+        if not kept.is_dir():
+            pytest.skip("atheris is not installed (pip install atheris) and no kept corpus to replay")
+        result = subprocess.run([sys.executable, str(harness), str(kept)], capture_output=True, text=True,
+                                check=False, timeout=300, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-4000:]
+        return
+    if seconds <= 0:
+        pytest.skip("FUZZ_SECONDS=0")
+    work = tmp_path / "corpus"
+    work.mkdir()
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
+    # the IMAP harness seeds its own folder; the others add their kept corpus after it
     result = subprocess.run(
-        [sys.executable, str(HARNESS), f"-max_total_time={SECONDS}", f"-runs={RUNS}",
-         "-timeout=10", "-max_len=2048", f"-artifact_prefix={artifacts}/", str(corpus)],
-        capture_output=True, text=True, check=False, timeout=SECONDS + 120, cwd=tmp_path)
+        [sys.executable, str(harness), f"-max_total_time={seconds}", f"-runs={RUNS}", "-timeout=10",
+         f"-max_len={HARNESSES[name]}", f"-artifact_prefix={artifacts}/", str(work)],
+        capture_output=True, text=True, check=False, timeout=seconds + 180, cwd=tmp_path)
     crashes = sorted(artifacts.iterdir())
     detail = result.stderr[-4000:]
     if crashes:

@@ -135,3 +135,32 @@ async def test_a_5_mb_header_line_is_never_held() -> None:
     assert (exc.value.decision.code, exc.value.decision.status) == (552, "5.3.4")
     assert bytes(reader._buffer) == b"QUIT\r\n"
     assert peak < 1024 * 1024, peak  # the limit (100 KB) and a few chunks, not 5 MB
+async def _read_piecewise(stream: bytes, limit: int, size: int) -> bytes | None:
+    """The reader sees `size` bytes at a time, as from a slow TCP peer."""
+    reader = asyncio.StreamReader()
+
+    async def feed() -> None:
+        for i in range(0, len(stream), size):
+            reader.feed_data(stream[i:i + size])
+            await asyncio.sleep(0)
+        reader.feed_eof()
+
+    feeder = asyncio.ensure_future(feed())
+    try:
+        return await asyncio.wait_for(read_dot_data(reader, limit), 5)
+    finally:
+        await feeder
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7])
+async def test_size_limit_does_not_depend_on_how_reads_split(size: int) -> None:
+    # Found by tests/fuzz/fuzz_smtp_data.py (corpus/smtp_data/regress-limit-split): a
+    # message of exactly the limit was refused when a read ended inside <CRLF>.<CRLF>,
+    # and one over the limit only by its stuffing dots was refused or not by chance.
+    exact = b"12345678\r\n"
+    assert await _read_piecewise(exact + b".\r\n", limit=10, size=size) == exact
+    assert await _read_piecewise(b".\r\n", limit=0, size=size) == b""
+    stuffed = b"..\r\n" * 10  # 40 bytes on the wire, 30 once un-stuffed
+    assert await _read_piecewise(stuffed + b".\r\n", limit=30, size=size) == b".\r\n" * 10
+    with pytest.raises(TooBig):
+        await _read_piecewise(exact + b".\r\n", limit=9, size=size)

@@ -177,3 +177,19 @@ def test_property_only_the_computed_key_is_valid(base: str) -> None:
     for other in range(100):
         if other != key:
             assert not is_valid_ins(f"{base}{other:02d}"), (base, other)
+
+
+@pytest.mark.parametrize("text", ["185022A12345682\n", "279035121518989\n"])
+def test_a_final_newline_is_not_part_of_an_ins(text: str) -> None:
+    # Found by tests/fuzz/fuzz_ins_addresses.py (corpus/ins_addresses/regress-final-newline):
+    # the pattern's "$" matched before a final "\n", so the INS value kept the newline.
+    assert not is_valid_ins(text)
+    with pytest.raises(InsError):
+        parse_ins(text)
+
+
+@pytest.mark.parametrize("helo", ["mail.test-operator.mssante.fr\n", "[127.0.0.1]\n"])
+def test_a_final_newline_is_not_part_of_a_helo_name(helo: str) -> None:
+    # Same trap in policy/addresses.valid_helo, whose answer the Received field trusts.
+    from policy.addresses import valid_helo
+    assert valid_helo(helo.rstrip("\n")) and not valid_helo(helo)

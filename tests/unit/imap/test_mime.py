@@ -6,6 +6,7 @@ is built from its pieces, so the tests can state exact offsets and sizes.
 from __future__ import annotations
 
 import base64
+import threading
 from pathlib import Path
 
 import pytest
@@ -451,3 +452,15 @@ def test_mime_fragments_never_raise(lines: list[bytes]) -> None:
         for f in part.fields:
             decode_header(f.raw)
             parse_addresses(f.value.decode("utf-8", "surrogateescape"))
+
+
+@pytest.mark.parametrize("value", [")", "pRly-oo:)", "a@b.fr)", "x) <y@z>", "(a)) b@c"])
+def test_a_stray_closing_parenthesis_ends(value: str) -> None:
+    # Found by tests/fuzz/fuzz_mime.py (corpus/mime/regress-stray-paren): "To: )" made
+    # the tokenizer loop for ever, so FETCH ENVELOPE stalled the daemon's event loop.
+    found: list[list[Address]] = []
+    worker = threading.Thread(target=lambda: found.append(parse_addresses(value)), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive() and found
+    assert all(a.mailbox != ")" for a in found[0])
