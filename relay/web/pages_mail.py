@@ -35,7 +35,7 @@ from relay.web.mailview import Person, Summary, attachment, full_view, summarise
 
 log = structlog.get_logger("relay.web")
 PAGE = 50
-THREAD_WINDOW = 100  # newest messages of INBOX and Sent a conversation is gathered from
+THREAD_WINDOW = 50  # newest messages of INBOX and Sent a conversation is gathered from (the first list page)
 THREAD_MAX = 30  # messages shown in one conversation
 SEARCH_SCAN = 5000  # newest messages of a folder a search reads (bounded work per request)
 SEARCH_HITS = 500

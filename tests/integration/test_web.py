@@ -446,3 +446,30 @@ async def test_autoconfig_describes_imap_and_submission(relay: RunningDaemon, we
                            ("incomingServer", "imap", imap[0], "STARTTLS", "%EMAILADDRESS%"),
                            ("outgoingServer", "smtp", sub[1], "SSL", "%EMAILADDRESS%"),
                            ("outgoingServer", "smtp", sub[0], "STARTTLS", "%EMAILADDRESS%")]
+
+
+async def test_write_to_an_allowed_pharmacy_only(relay: RunningDaemon) -> None:
+    pharmacy = f"officine@{OPERATOR_DOMAIN}"
+    client = await logged_in(relay)
+    try:
+        _, html, _ = await client.get("/messagerie")
+        assert "Écrire à ma pharmacie" not in html
+        assert (await client.get("/ecrire"))[0] == 404
+        mb = relay.call(relay.store.get_mailbox(INS_ACTIVE))
+        relay.call(relay.store.allow_pharmacy(mb, pharmacy))
+        _, html, _ = await client.get("/messagerie")
+        assert 'href="/ecrire"' in html and "Écrire à ma pharmacie" in html
+        status, html, _ = await client.get("/ecrire")
+        assert status == 200 and "<h1>Écrire à ma pharmacie</h1>" in html
+        form = client.multipart({"destinataire": pharmacy, "objet": "Ordonnance", "texte": "Bonjour, voici mon ordonnance."},
+                                ("ordonnance.pdf", PDF, "application/pdf"))
+        status, html, r = await client.post("/ecrire", form)
+        assert status == 200 and "Votre message a été envoyé à la pharmacie." in html
+        assert [i.rcpt for i in relay.call(relay.store.queue_items()) if i.kind == "reply"] == [pharmacy]
+        await client.get("/ecrire")
+        form = client.multipart({"destinataire": SENDER, "texte": "Je commence"})  # not a pharmacy
+        status, _, _ = await client.post("/ecrire", form)
+        assert status == 404
+        assert len(relay.call(relay.store.messages(INS_ACTIVE, "Sent"))) == 1
+    finally:
+        await client.close()
