@@ -59,6 +59,13 @@ class AuthConfig:
     forget_after: float = 3600.0  # a key without failure for this long starts from zero
     failure_reply_delay: float = 1.0  # every failed answer waits this long (one session guesses slowly)
     hash_threads: int = 2  # argon2 checks in parallel (their own pool: DESIGN.md §6)
+class WebConfig:
+    """[web]: the webmail (issue 11) over HTTPS with tls.cert."""
+    listen: Listen
+    session_idle: float  # seconds without a request before a session ends
+    session_max: float  # seconds after login a session ends whatever happens
+    max_sessions: int  # server-side sessions held at once (oldest dropped beyond)
+    public_host: str  # host name in autoconfig (IMAP/submission server), default server.hostname
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,7 @@ class Config:
     mx_data_timeout: float = 600.0  # the whole DATA transfer, MX and submission (451 4.4.2 beyond)
     header_limits: HeaderLimits = HeaderLimits()
     store_min_free_bytes: int = 104_857_600  # below it: 452 4.3.1 at MAIL, /healthz 503
+    web: "WebConfig | None" = None
 
     @property
     def base_dir(self) -> Path:
@@ -257,6 +265,18 @@ def _delivery(data: dict[str, Any], base: Path) -> DeliveryConfig:
     )
 
 
+def _web(data: dict[str, Any], hostname: str) -> WebConfig:
+    idle = float(_positive("web.session_idle", _get(data, "web", "session_idle", (int, float), 900)))
+    longest = float(_positive("web.session_max", _get(data, "web", "session_max", (int, float), 43200)))
+    if longest < idle:
+        raise ConfigError(f"web.session_max: must be >= web.session_idle ({idle:g}), got {longest:g}")
+    public = _get(data, "web", "public_host", str, "") or hostname
+    return WebConfig(listen=parse_listen("web.listen", _get(data, "web", "listen", str, "127.0.0.1:8443")),
+                     session_idle=idle, session_max=longest,
+                     max_sessions=int(_positive("web.max_sessions", _get(data, "web", "max_sessions", int, 10000))),
+                     public_host=_domain_name("web.public_host", public))
+
+
 def resolve_store_url(url: str, base: Path) -> str:
     """A relative SQLite path in the URL is relative to the config file's folder."""
     prefix = "sqlite+aiosqlite:///"
@@ -373,6 +393,7 @@ def load_config(path: Path) -> Config:
         mx_data_timeout=float(_positive("mx.data_timeout", _get(data, "mx", "data_timeout", (int, float), 600))),
         header_limits=_header_limits(data),
         store_min_free_bytes=min_free,
+        web=_web(data, _get(data, "server", "hostname", str, "mx.patient.mssante.fr")),
     )
 
 

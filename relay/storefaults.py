@@ -26,6 +26,7 @@ from prometheus_client import Gauge
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from mailbox_store.writer import WriterClosed
+from policy.decisions import STORE_FULL, STORE_UNAVAILABLE, Decision
 from relay.config import Config
 
 FREE_BYTES = Gauge("mssante_store_free_bytes", "Bytes free on the filesystem of the store (SQLite)")
@@ -109,3 +110,15 @@ def free_space(config: Config) -> FreeSpace:
     free = st.f_bavail * st.f_frsize  # what an unprivileged writer may still use
     FREE_BYTES.set(free)
     return FreeSpace(folder, free, config.store_min_free_bytes)
+
+
+def store_failure(error: BaseException, config: Config) -> Decision | None:
+    """The answer to a store that could not write: 452 4.3.1 when space is the cause
+    (the error says so, or free space is under store.min_free_bytes), 451 4.3.0
+    otherwise; None when `error` is no storage fault."""
+    fault = classify(error)
+    if fault is None:
+        return None
+    if fault.space or free_space(config).low:
+        return STORE_FULL
+    return STORE_UNAVAILABLE

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
-from policy.decisions import DATA_TOO_SLOW, LOCAL_ERROR, STORE_FULL, STORE_UNAVAILABLE, Decision
+from policy.decisions import DATA_TOO_SLOW, LOCAL_ERROR
 from policy.headers import HeaderScanner
-from relay import storefaults
+from relay.storefaults import store_failure
 from relay.smtp.data import Refused, read_dot_data
 from relay.smtp.replies import with_enhanced_code
 
@@ -37,18 +37,6 @@ if TYPE_CHECKING:
     from relay.runtime import Runtime
 
 log = structlog.get_logger("relay.smtp")
-
-
-def store_failure(error: BaseException, runtime: "Runtime") -> Decision | None:
-    """The answer to a store that could not write: 452 4.3.1 when space is the cause
-    (the error says so, or free space is under store.min_free_bytes), 451 4.3.0
-    otherwise; None when `error` is no storage fault."""
-    fault = storefaults.classify(error)
-    if fault is None:
-        return None
-    if fault.space or storefaults.free_space(runtime.config).low:
-        return STORE_FULL
-    return STORE_UNAVAILABLE
 
 
 class RelaySMTP(SMTP):
@@ -115,7 +103,7 @@ class RelaySMTP(SMTP):
         if isinstance(error, TLSSetupException):  # aiosmtpd closes the connection
             log.info("smtp.tls_failed", peer=peer, error=type(error.__cause__ or error).__name__)
             return LOCAL_ERROR.smtp()
-        decision = store_failure(error, self.runtime) or LOCAL_ERROR
+        decision = store_failure(error, self.runtime.config) or LOCAL_ERROR
         log.error("smtp.unexpected_error", peer=peer, error=type(error).__name__, code=decision.code,
                   status=decision.status)
         return decision.smtp()

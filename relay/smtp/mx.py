@@ -48,7 +48,8 @@ from policy.headers import parse_headers
 from relay.delivery.receipts import receipt_request
 from relay.runtime import POSTMASTER
 from relay.smtp.autotest import AutoTest
-from relay.smtp.engine import RelaySMTP, store_failure
+from relay.smtp.engine import RelaySMTP
+from relay.storefaults import store_failure
 from relay.storefaults import free_space
 from relay.smtp.trace import Channel, has_bare_line_ending, strip_own_auth_results, trace_headers
 
@@ -309,6 +310,6 @@ class MxHandler:
         except asyncio.CancelledError:
             raise  # the session is gone; the commit goes on and is logged
         except Exception as e:  # logged by `logged`; the answer says whether space is the cause
-            refusal = store_failure(e, self.rt) or STORE_UNAVAILABLE
+            refusal = store_failure(e, self.rt.config) or STORE_UNAVAILABLE
             return self.refuse(refusal, "data", session, ins_hash=hashes, queue_id=queue_id)
         return f"250 2.0.0 OK: stocke / stored as {queue_id}"
