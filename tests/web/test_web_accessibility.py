@@ -1,0 +1,139 @@
+"""Every page of the webmail for everyone (issue 11, "Tests (a real browser)"): axe-core
+finds no serious or critical violation; at 375×667 (a phone) and 1280×800 nothing
+scrolls sideways; the login and a reply work with the keyboard alone. A screenshot of
+each page at both sizes goes to the test's output folder (conftest.shots)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import expect
+
+from tests.integration.conftest import INS_ACTIVE, INS_PENDING, PASSWORD, SENDER
+from tests.web.conftest import DESKTOP, PHONE, Contexts, Web, pro_message
+from tests.web.pages import (CLOSED_SENTENCE, conversation_link, horizontal_overflow, login, nav,
+                             open_conversation, serious_violations, tab_to)
+from tests.web.test_webmail import SUBJECT, pro_writes
+
+PHARMACY = "pharmacie.centrale@test-operator.mssante.fr"
+OTHER_PRO = "dr.durand@test-operator.mssante.fr"
+
+
+def visit(page: Any, name: str, problems: list[str], go: Any) -> str | None:
+    """Reach a page by what a user does (go), return its URL, or note why it is unreachable."""
+    try:
+        go()
+        page.wait_for_load_state()
+        return page.url
+    except Exception as e:  # noqa: BLE001 - the tour goes on; the failure is listed at the end
+        problems.append(f"{name}: not reachable ({str(e).splitlines()[0]})")
+        return None
+
+
+def tour(web: Web, page: Any) -> tuple[dict[str, str], list[str]]:
+    """Every page of a patient who is also a parent, reached through the interface."""
+    problems: list[str] = []
+    urls: dict[str, str] = {"connexion": web.url + "/"}
+    login(page, web.url)
+    urls["messagerie"] = page.url
+
+    def search() -> None:
+        page.get_by_label("Rechercher", exact=True).fill("compte rendu")
+        page.get_by_label("Rechercher", exact=True).press("Enter")
+    steps: list[tuple[str, Any]] = [
+        ("recherche", search),
+        ("conversation", lambda: (nav(page, "Messagerie"), open_conversation(page, SUBJECT))),
+        ("conversation-fermee", lambda: (nav(page, "Messagerie"), open_conversation(page, "Suivi termine"),
+                                         expect(page.get_by_text(CLOSED_SENTENCE)).to_be_visible())),
+        ("envoyes", lambda: nav(page, re.compile(r"envoy", re.I))),
+        ("archives", lambda: nav(page, re.compile(r"archive", re.I))),
+        ("corbeille", lambda: nav(page, re.compile(r"corbeille", re.I))),
+        ("dossier", lambda: nav(page, "Mon dossier")),
+        ("historique", lambda: nav(page, "Historique des accès")),
+        ("parametres", lambda: nav(page, "Paramètres")),
+        ("pharmacie", lambda: nav(page, "Écrire à ma pharmacie")),
+    ]
+    for name, go in steps:
+        url = visit(page, name, problems, go)
+        if url:
+            urls[name] = url
+
+    def child() -> None:
+        nav(page, "Messagerie")
+        select = page.get_by_label("Espace", exact=True)
+        other = [o for o in select.locator("option").all() if o.get_attribute("selected") is None][0]
+        select.select_option(label=other.inner_text().strip())
+        submit = select.locator("xpath=ancestor::form[1]").get_by_role("button")
+        if submit.count():
+            submit.first.click()
+        page.wait_for_load_state()
+        expect(conversation_link(page, "Vaccins")).to_be_visible()
+    url = visit(page, "espace-enfant", problems, child)
+    if url:
+        urls["espace-enfant"] = url
+    return urls, problems
+
+
+def test_every_page_is_accessible_and_fits_a_phone(web: Web, contexts: Contexts, shots: Path) -> None:
+    web.rd.call(web.rd.store.add_guardian(INS_PENDING, INS_ACTIVE))
+    web.deliver(pro_message(subject="Vaccins de l'enfant", message_id="<v-1@test-operator.mssante.fr>",
+                            to=f"{INS_PENDING}@patient.mssante.fr"), ins=INS_PENDING)
+    mailbox = web.rd.call(web.rd.store.get_mailbox(INS_ACTIVE))
+    web.rd.call(web.rd.store.allow_pharmacy(mailbox, PHARMACY))
+    web.deliver(pro_message(subject="Suivi termine [FIN]", message_id="<fin-1@test-operator.mssante.fr>",
+                            sender=OTHER_PRO, display="Dr Durand"), sender=OTHER_PRO)
+    pro_writes(web)
+    ctx = contexts.new()
+    page = ctx.new_page()
+    urls, problems = tour(web, page)
+    # the child's space is a state of the session: visit it last, after the patient's own pages
+    ordered = sorted(urls.items(), key=lambda kv: kv[0] == "espace-enfant")
+    for name, url in ordered:
+        if name == "connexion":
+            anonymous = contexts.new().new_page()
+            targets = [(anonymous, name, url)]
+        else:
+            targets = [(page, name, url)]
+        for p, label, u in targets:
+            for size_name, size in (("telephone", PHONE), ("bureau", DESKTOP)):
+                p.set_viewport_size(size)
+                response = p.goto(u)
+                if response is None or response.status != 200:
+                    problems.append(f"{label}: GET {u} answered {response and response.status}")
+                    continue
+                p.wait_for_load_state()
+                p.screenshot(path=str(shots / f"{label}-{size_name}.png"), full_page=True)
+                scroll, client = horizontal_overflow(p)
+                if scroll > client:
+                    problems.append(f"{label} at {size['width']}x{size['height']}: scrolls sideways "
+                                    f"(scrollWidth {scroll} > clientWidth {client})")
+                for v in serious_violations(p):
+                    problems.append(f"{label} at {size['width']}x{size['height']}: axe {v}")
+                if label != "connexion" and p.get_by_role("button", name="Se déconnecter", exact=True).count() == 0:
+                    problems.append(f"{label}: no button \"Se déconnecter\"")
+                if p.locator("html").get_attribute("lang") != "fr":
+                    problems.append(f"{label}: <html> has no lang=\"fr\"")
+    assert not problems, "\n".join(problems)
+
+
+def test_keyboard_only_login_and_reply(web: Web, contexts: Contexts) -> None:
+    pro_writes(web)
+    page = contexts.page()
+    page.goto(web.url + "/")
+    tab_to(page, page.get_by_label("Identifiant", exact=True))
+    page.keyboard.type(INS_ACTIVE)  # the INS alone is an identifier too
+    tab_to(page, page.get_by_label("Mot de passe", exact=True), limit=3)
+    page.keyboard.type(PASSWORD)
+    tab_to(page, page.get_by_role("button", name="Se connecter", exact=True), limit=3)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Messagerie", level=1, exact=True)).to_be_visible()
+    tab_to(page, conversation_link(page, SUBJECT))
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    tab_to(page, page.get_by_label("Votre réponse", exact=True), limit=120)
+    page.keyboard.type("Merci, je viendrai mardi.")
+    tab_to(page, page.get_by_role("button", name="Envoyer", exact=True), limit=5)
+    page.keyboard.press("Enter")
+    [got] = web.pro.wait(1, timeout=60)
+    assert got.rcpts == [SENDER] and b"Merci, je viendrai mardi." in got.content
