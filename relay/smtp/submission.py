@@ -16,25 +16,17 @@ Implementation notes:
 """
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from prometheus_client import Counter
 
-from dossier_bridge.dossier import inspect_message
-from mailbox_store.outbound import Recipient
 from mailbox_store.store import MailboxInfo
-from policy.attachments import PATIENT_MAX_PART_BYTES
-from policy.conversation import answered_ids, normalise_address, parse_msg_ids, patient_recipient_decision
-from policy.decisions import (BARE_LINE_ENDING, SHUTTING_DOWN, STORE_UNAVAILABLE, TOO_MANY_RECIPIENTS, Decision)
-from policy.headers import parse_headers, without_fields
-from relay.delivery.outgoing import queue_outgoing
+from policy.conversation import normalise_address
+from policy.decisions import SHUTTING_DOWN, TOO_MANY_RECIPIENTS, Decision
+from relay.outgoing_mail import recipient_decision, submit_message
 from relay.smtp.replies import with_enhanced_code
-from relay.smtp.trace import has_bare_line_ending
 
 if TYPE_CHECKING:
     from relay.auth import Authenticator
@@ -46,8 +38,6 @@ MESSAGES = Counter("mssante_submission_messages_total", "Messages submitted by p
 NOT_YOUR_ADDRESS = Decision(553, "5.7.1", "Vous ne pouvez ecrire qu'en votre nom ou celui d'un enfant que vous "
                             "representez", "You may only send as yourself or as a child you represent",
                             "sender_not_owned")
-FROM_MISMATCH = Decision(553, "5.7.1", "L'en-tete From doit etre votre adresse (celle de MAIL FROM)",
-                         "The From header must be your own address (the MAIL FROM address)", "from_mismatch")
 NO_VALID_RECIPIENTS = Decision(554, "5.5.1", "Aucun destinataire valide", "No valid recipients", "no_recipients")
 
 
@@ -148,50 +138,21 @@ class SubmissionHandler:
 
     async def _decide(self, sender: MailboxInfo, address: str, in_reply_to: tuple[str, ...],
                       references: tuple[str, ...]) -> Decision:
-        norm = normalise_address(address)
-        facts = await self.rt.store.recipient_facts(sender.id, norm or "", in_reply_to, references)
-        return patient_recipient_decision(address, self.rt.config.domain, self.rt.trust.trust.lists, facts)
+        return await recipient_decision(self.rt, sender, address, in_reply_to, references)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content
         assert isinstance(raw, bytes)
         sender: MailboxInfo = envelope.sender_mailbox  # type: ignore[attr-defined]
         ins_hash = self.rt.master.pseudonym(sender.ins)
-        if has_bare_line_ending(raw):
-            return self.refuse(BARE_LINE_ENDING, "data", session, ins_hash=ins_hash)
-        headers = parse_headers(raw)
-        froms = [a for _, a in getaddresses([str(v) for v in headers.get_all("From", [])])]
-        if len(froms) != 1 or normalise_address(froms[0]) != normalise_address(envelope.mail_from or ""):
-            return self.refuse(FROM_MISMATCH, "data", session, ins_hash=ins_hash)
-        limits = dataclasses.replace(self.rt.config.attachments, max_part_bytes=PATIENT_MAX_PART_BYTES)
-        checked = await asyncio.to_thread(inspect_message, raw, [], limits, None, False)
-        if isinstance(checked, Decision):
-            return self.refuse(checked, "data", session, ins_hash=ins_hash)
-        # the reply-to-a-closed-message rule needs the message itself (policy/conversation.py)
-        in_reply_to = parse_msg_ids(_text(headers.get("In-Reply-To")))
-        references = parse_msg_ids(_text(headers.get("References")))
-        if answered_ids(in_reply_to, references):
-            for rcpt in envelope.rcpt_tos:
-                decision = await self._decide(sender, rcpt, in_reply_to, references)
-                if not decision.accepted:
-                    return self.refuse(decision, "data", session, ins_hash=ins_hash)
-        recipients = [Recipient(r, r.rpartition("@")[2].lower()) for r in envelope.rcpt_tos]
-        try:
-            # RFC 6409 §8.1 / RFC 5322 §3.6.3: Bcc never leaves with the message
-            outgoing = without_fields(raw, {"bcc"})
-            done = await asyncio.shield(queue_outgoing(self.rt, sender, outgoing, envelope.mail_from or "",
-                                                       recipients, "reply", sent_folder="Sent"))
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            log.error("submission.queue_failed", error=type(e).__name__)
-            return self.refuse(STORE_UNAVAILABLE, "data", session, ins_hash=ins_hash)
+        # the checks and the commit are shared with the webmail (relay/outgoing_mail.py)
+        done = await submit_message(self.rt, sender, raw, envelope.mail_from or "", envelope.rcpt_tos)
+        if isinstance(done, Decision):
+            return self.refuse(done, "data", session, ins_hash=ins_hash)
         MESSAGES.labels("accepted", "250", "ok").inc()
-        log.info("submission.queued", envelope_id=done.envelope_id, ins_hash=ins_hash, recipients=len(recipients),
-                 size=len(raw))
+        log.info("submission.queued", envelope_id=done.envelope_id, ins_hash=ins_hash,
+                 recipients=len(envelope.rcpt_tos), size=len(raw))
         return f"250 2.0.0 OK: en file d'attente / queued as {done.envelope_id}"
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
 

@@ -1,0 +1,81 @@
+"""A patient's message leaving through us: the checks of submission's RCPT and DATA and
+the commit (Sent copy + outbound queue, DKIM, one transaction), shared by the two
+fronts a patient writes from, SMTP submission (relay/smtp/submission.py) and the
+webmail (relay/web/). Both give the same answer to the same message: the refusals are
+the same Decisions, whose French text the webmail shows as is.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from email.utils import getaddresses
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from dossier_bridge.dossier import inspect_message
+from mailbox_store.outbound import Recipient, Submitted
+from mailbox_store.store import MailboxInfo
+from policy.attachments import PATIENT_MAX_PART_BYTES
+from policy.conversation import answered_ids, normalise_address, parse_msg_ids, patient_recipient_decision
+from policy.decisions import BARE_LINE_ENDING, STORE_UNAVAILABLE, Decision
+from policy.headers import parse_headers, without_fields
+from relay.delivery.outgoing import queue_outgoing
+from relay.smtp.trace import has_bare_line_ending
+
+if TYPE_CHECKING:
+    from relay.runtime import Runtime
+
+log = structlog.get_logger("relay.outgoing_mail")
+
+FROM_MISMATCH = Decision(553, "5.7.1", "L'en-tete From doit etre votre adresse (celle de MAIL FROM)",
+                         "The From header must be your own address (the MAIL FROM address)", "from_mismatch")
+
+
+async def recipient_decision(rt: "Runtime", sender: MailboxInfo, address: str, in_reply_to: tuple[str, ...] = (),
+                             references: tuple[str, ...] = ()) -> Decision:
+    """May `sender` write to `address` (answering these message ids)? policy decides
+    (DESIGN.md §4 "Professional initiates", "Closing") with the store's facts."""
+    norm = normalise_address(address)
+    facts = await rt.store.recipient_facts(sender.id, norm or "", in_reply_to, references)
+    return patient_recipient_decision(address, rt.config.domain, rt.trust.trust.lists, facts)
+
+
+async def submit_message(rt: "Runtime", sender: MailboxInfo, raw: bytes, mail_from: str,
+                         rcpts: Sequence[str]) -> Decision | Submitted:
+    """DATA's checks on a message whose recipients each passed recipient_decision, then
+    the Sent copy and the queue in one transaction. A Decision when refused."""
+    if has_bare_line_ending(raw):
+        return BARE_LINE_ENDING
+    headers = parse_headers(raw)
+    froms = [a for _, a in getaddresses([str(v) for v in headers.get_all("From", [])])]
+    if len(froms) != 1 or normalise_address(froms[0]) != normalise_address(mail_from):
+        return FROM_MISMATCH
+    limits = dataclasses.replace(rt.config.attachments, max_part_bytes=PATIENT_MAX_PART_BYTES)
+    checked = await asyncio.to_thread(inspect_message, raw, [], limits, None, False)
+    if isinstance(checked, Decision):
+        return checked
+    # the reply-to-a-closed-message rule needs the message itself (policy/conversation.py)
+    in_reply_to = parse_msg_ids(_text(headers.get("In-Reply-To")))
+    references = parse_msg_ids(_text(headers.get("References")))
+    if answered_ids(in_reply_to, references):
+        for rcpt in rcpts:
+            decision = await recipient_decision(rt, sender, rcpt, in_reply_to, references)
+            if not decision.accepted:
+                return decision
+    recipients = [Recipient(r, r.rpartition("@")[2].lower()) for r in rcpts]
+    try:
+        # RFC 6409 §8.1 / RFC 5322 §3.6.3: Bcc never leaves with the message
+        outgoing = without_fields(raw, {"bcc"})
+        return await asyncio.shield(queue_outgoing(rt, sender, outgoing, mail_from, recipients, "reply",
+                                                   sent_folder="Sent"))
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:
+        log.error("submission.queue_failed", error=type(e).__name__)
+        return STORE_UNAVAILABLE
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
