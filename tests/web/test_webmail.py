@@ -17,7 +17,7 @@ from tests.integration.conftest import INS_ACTIVE, INS_PENDING, PASSWORD, PASSWO
 from tests.web.files import pdf as pdf_bytes, png as png_bytes
 from tests.web.conftest import PATIENT, Contexts, Web, pro_message
 from tests.web.pages import (BANNER, CLOSED_SENTENCE, accessible_text, conversation_link, expect_messagerie, folded,
-                             login, nav, open_conversation, row_of, same_origin_urls, wait_for)
+                             login, nav, open_conversation, row_of)
 
 SUBJECT = "Compte rendu de consultation"
 MID = "<cr-1@test-operator.mssante.fr>"
@@ -114,19 +114,31 @@ def test_download_and_view_attachments(web: Web, contexts: Contexts) -> None:
         assert r.headers["content-disposition"].startswith("attachment"), r.headers
         assert name in r.headers["content-disposition"]
         assert r.headers.get("x-content-type-options") == "nosniff"
-    # PDF and PNG can also be viewed in the page: some URL of the page serves them inline
-    inline: dict[str, str] = {}
-    for url in same_origin_urls(page, web.url):
-        r = ctx.request.get(url)
-        if r.status == 200 and not r.headers.get("content-disposition", "").startswith("attachment"):
-            for name, mime, content in ATTACHED:
-                if r.body() == content:
-                    assert r.headers["content-type"].split(";")[0] == mime
-                    assert r.headers.get("x-content-type-options") == "nosniff"
-                    inline[name] = url
-    assert set(inline) == {"compte-rendu.pdf", "radio.png"}, f"viewable inline: {inline}"
-    shown = page.locator("img").evaluate_all("imgs => imgs.filter(i => i.complete && i.naturalWidth == 4).length")
-    assert shown >= 1, "the PNG is not displayed in the page"
+    # PDF and PNG can also be viewed in the page: a second link beside the download one
+    # shows them embedded (img, iframe, embed or object), served inline
+    for name, mime, content in ATTACHED:
+        views = [link for link in page.get_by_role("link", name=re.compile(re.escape(name))).all()
+                 if link.get_attribute("download") is None]
+        assert views, f"no link to view {name} in the page"
+        views[0].click()
+        page.wait_for_load_state()
+        embedded = page.evaluate("""() => Array.from(document.querySelectorAll('img[src],iframe[src],embed[src],object[data]'))
+            .map(e => e.src || e.data)""")
+        served = []
+        for url in embedded:
+            r = ctx.request.get(url)
+            if r.status == 200 and r.body() == content:
+                served.append(r)
+        assert served, f"{name}: no embedded view serving it among {embedded}"
+        r = served[0]
+        assert r.headers["content-type"].split(";")[0] == mime
+        assert not r.headers.get("content-disposition", "").startswith("attachment")
+        assert r.headers.get("x-content-type-options") == "nosniff"
+        if mime == "image/png":
+            page.wait_for_load_state("load")
+            shown = page.locator("img").evaluate_all(
+                "imgs => imgs.filter(i => i.complete && i.naturalWidth == 4).length")
+            assert shown == 1, "the PNG is not displayed in the page"
 
 
 def test_reply_reaches_the_professional(web: Web, contexts: Contexts) -> None:
@@ -197,6 +209,12 @@ def dossier_entries(page: Any, title: str) -> Any:
     return page.get_by_text(title, exact=False)
 
 
+def deletes(page: Any) -> Any:
+    """The "Supprimer" of each document (a link to a confirmation, or a button)."""
+    return page.get_by_role("link", name="Supprimer", exact=True).or_(
+        page.get_by_role("button", name="Supprimer", exact=True))
+
+
 def test_file_an_attachment_and_find_it_in_mon_dossier(web: Web, contexts: Contexts) -> None:
     pro_writes(web)
     page = contexts.page()
@@ -206,16 +224,16 @@ def test_file_an_attachment_and_find_it_in_mon_dossier(web: Web, contexts: Conte
     expect(page.get_by_role("heading", name="Mon dossier", level=1)).to_be_visible()
     # filed at delivery: the PDF is there; delete it (with its confirmation) to file it again by hand
     expect(dossier_entries(page, "compte-rendu").first).to_be_visible()
-    before = page.get_by_role("button", name="Supprimer").count()
+    before = deletes(page).count()
     assert before >= 1
-    page.get_by_role("button", name="Supprimer").first.click()
+    deletes(page).first.click()
     page.wait_for_load_state()
     confirm = page.get_by_role("button", name=re.compile(r"^(Confirmer|Supprimer|Oui)", re.I))
     if page.get_by_role("heading", name="Mon dossier", level=1).count() == 0 or confirm.count() == before:
         confirm.first.click()  # a confirmation page (or dialog in the page) before the deletion
         page.wait_for_load_state()
     nav(page, "Mon dossier")
-    expect(page.get_by_role("button", name="Supprimer")).to_have_count(before - 1)
+    expect(deletes(page)).to_have_count(before - 1)
     nav(page, "Messagerie")
     open_conversation(page, SUBJECT)
     buttons = page.get_by_role("button", name="Enregistrer dans mon dossier", exact=True)
@@ -224,7 +242,7 @@ def test_file_an_attachment_and_find_it_in_mon_dossier(web: Web, contexts: Conte
         page.get_by_role("button", name="Enregistrer dans mon dossier", exact=True).first.click()
         page.wait_for_load_state()
     nav(page, "Mon dossier")
-    expect(page.get_by_role("button", name="Supprimer")).to_have_count(before)
+    expect(deletes(page)).to_have_count(before)
     text = page.locator("body").inner_text()
     assert "compte-rendu" in text and ("Dr Martin" in text or SENDER in text), text
     assert re.search(r"Comptes rendus|Résultats de biologie|Imagerie|Prescriptions|Autres", text), text
