@@ -27,7 +27,10 @@ class Filed:
 
 
 async def file_messages(store: Store, mailbox: MailboxInfo, folder: str, uids: Sequence[int],
-                        limits: AttachmentLimits, actor: str, source: str = "") -> Filed:
+                        limits: AttachmentLimits, actor: str, source: str = "",
+                        only_part: str | None = None) -> Filed:
+    """`only_part`: file only the attachment at that IMAP part number (the webmail's
+    button beside one attachment), with the documents an IHE_XDM package in it holds."""
     filed = not_filed = 0
     for start in range(0, len(uids), CHUNK):
         raws = await store.fetch_raw_many(mailbox.ins, folder, list(uids[start:start + CHUNK]))
@@ -42,7 +45,7 @@ async def file_messages(store: Store, mailbox: MailboxInfo, folder: str, uids: S
                 reasons.append(f"{result.rule} ({folder} uid {uid})")
                 continue
             for _, ds in result.documents:
-                docs.extend(ds)
+                docs.extend(d for d in ds if only_part is None or _part_of(d) == only_part)
             reasons.extend(reason for _, reason in result.not_filed)
         new = await store.file_documents(mailbox, docs, actor, source, not_filed=reasons)
         filed += len(new)
@@ -50,3 +53,9 @@ async def file_messages(store: Store, mailbox: MailboxInfo, folder: str, uids: S
     log.info("dossier.filed_by_patient", ins_hash=store.master.pseudonym(mailbox.ins), messages=len(uids),
              filed=filed, not_filed=not_filed)
     return Filed(filed, not_filed)
+
+
+def _part_of(doc: NewDocument) -> str | None:
+    """The part number a document's locator names ("part:2|xdm:..." -> "2")."""
+    where = dict(item.split(":", 1) for item in (doc.locator or "").split("|") if ":" in item)
+    return where.get("part")

@@ -117,10 +117,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _newcomer_banner(config: Config, port: int, imap_ports: tuple[int, int], submission: tuple[int, int]) -> str:
+def _newcomer_banner(config: Config, port: int, imap_ports: tuple[int, int], submission: tuple[int, int],
+                     web_port: int = 0) -> str:
     base = config.base_dir
-    return "\n".join([
-        "mssante-relay is running (development instance)",
+    webmail = [f"  webmail for patients: https://localhost:{web_port}/ (log in with the demo patient below)"] \
+        if web_port else []
+    return "\n".join(["mssante-relay is running (development instance)"] + webmail + [
         f"  MX (SMTP, STARTTLS + client certificate): {config.mx_listen.host}:{port}",
         f"  IMAP for patients: {config.imap_listen.host}:{imap_ports[0]} (STARTTLS), "
         f"{config.imap_listen_tls.host}:{imap_ports[1]} (TLS)",
@@ -160,7 +162,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def ready(d: Daemon) -> None:
         if dev:
             assert d.imap is not None
-            print(_newcomer_banner(config, d.mx_port, d.imap.ports, d.submission_ports), flush=True)
+            print(_newcomer_banner(config, d.mx_port, d.imap.ports, d.submission_ports,
+                                   d.web.port if d.web is not None else 0), flush=True)
 
     try:
         asyncio.run(Daemon(config).serve_forever(ready))
@@ -358,36 +361,14 @@ def cmd_mailbox_export(args: argparse.Namespace) -> int:
 
 
 def cmd_mailbox_close(args: argparse.Namespace) -> int:
-    import datetime as dt
-
-    from relay.export import ExportError, export
+    from relay.export import ExportError
+    from relay.lifecycle import close_mailbox
     ins = _ins(args.ins)
     config = _load(args)
     if not config.archive_recipient:
         raise UsageError("archive.gpg_recipient: not configured; closing a mailbox keeps an encrypted archive")
-    today = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
-    target = config.archive_dir / f"{ins}-{today}.tar.gpg"
-
-    async def close(s: Store) -> Any:
-        mb = await s.require_mailbox(ins)
-        if mb.state is MailboxState.CLOSED:
-            raise UsageError(f"mailbox {ins} is already closed (its archive is kept)")
-        # closed first, so the MX refuses new mail (daemons see it within their cache
-        # TTL); then the archive, on disk before anything is deleted; then only what
-        # the archive holds is purged: mail that slipped in meanwhile is not lost
-        await s.set_state(ins, MailboxState.CLOSED)
-        await asyncio.sleep(config.mailbox_cache_ttl)
-        done = await export(s, ins, target, config.archive_recipient, config.gnupg_home, exclusive=True,
-                            limits=config.attachments)
-        await s.purge_messages(ins, done.items)
-        for doc_id in done.documents:  # the archive holds them
-            await s.delete_document(mb, doc_id, actor="admin", source="cli:close")
-        await s.audit(mb.id, "admin", "close", f"archive {target.name}, kept {config.archive_retention_years} "
-                      "years", "cli")
-        return done
-
     try:
-        done = _with_store(config, close)
+        done, target = _with_store(config, lambda s: close_mailbox(s, config, ins))
     except ExportError as e:
         raise UsageError(f"archive: {e}") from None
     print(f"mailbox {ins} closed; {done.messages} messages and {len(done.documents)} dossier documents archived "

@@ -48,6 +48,16 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """[web]: the webmail (issue 11) over HTTPS with tls.cert."""
+    listen: Listen
+    session_idle: float  # seconds without a request before a session ends
+    session_max: float  # seconds after login a session ends whatever happens
+    max_sessions: int  # server-side sessions held at once (oldest dropped beyond)
+    public_host: str  # host name in autoconfig (IMAP/submission server), default server.hostname
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     hostname: str
@@ -95,6 +105,7 @@ class Config:
     notify_from: str = "ne-pas-repondre@patient.mssante.fr"
     notify_window: float = 3600.0
     notify_webmail_url: str = ""
+    web: "WebConfig | None" = None
 
     @property
     def base_dir(self) -> Path:
@@ -198,6 +209,18 @@ def _delivery(data: dict[str, Any], base: Path) -> DeliveryConfig:
     )
 
 
+def _web(data: dict[str, Any], hostname: str) -> WebConfig:
+    idle = float(_positive("web.session_idle", _get(data, "web", "session_idle", (int, float), 900)))
+    longest = float(_positive("web.session_max", _get(data, "web", "session_max", (int, float), 43200)))
+    if longest < idle:
+        raise ConfigError(f"web.session_max: must be >= web.session_idle ({idle:g}), got {longest:g}")
+    public = _get(data, "web", "public_host", str, "") or hostname
+    return WebConfig(listen=parse_listen("web.listen", _get(data, "web", "listen", str, "127.0.0.1:8443")),
+                     session_idle=idle, session_max=longest,
+                     max_sessions=int(_positive("web.max_sessions", _get(data, "web", "max_sessions", int, 10000))),
+                     public_host=_domain_name("web.public_host", public))
+
+
 def resolve_store_url(url: str, base: Path) -> str:
     """A relative SQLite path in the URL is relative to the config file's folder."""
     prefix = "sqlite+aiosqlite:///"
@@ -298,6 +321,7 @@ def load_config(path: Path) -> Config:
         notify_window=float(_positive("notifications.window",
                                       _get(data, "notifications", "window", (int, float), 3600))),
         notify_webmail_url=_get(data, "notifications", "webmail_url", str, ""),
+        web=_web(data, _get(data, "server", "hostname", str, "mx.patient.mssante.fr")),
     )
 
 

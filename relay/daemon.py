@@ -26,6 +26,7 @@ from relay.delivery.runner import QueueRunner
 from relay.notify import Notifier
 from relay.smtp.mx import MxHandler, MxSMTP
 from relay.smtp.submission import SubmissionHandler, SubmissionSMTP
+from relay.web.app import WebServer
 
 log = structlog.get_logger("relay.daemon")
 SHUTDOWN_REPLY = SHUTTING_DOWN.smtp()
@@ -63,6 +64,7 @@ class Daemon:
         self.queue: QueueRunner | None = None
         self.receipts: ReceiptSender | None = None
         self.notifier: Notifier | None = None
+        self.web: WebServer | None = None
         self._stop = asyncio.Event()
         self._lock: int | None = None
 
@@ -120,6 +122,16 @@ class Daemon:
         self.notifier.start()
         self.admin = AdminServer(rt)
         self.admin_port = await self.admin.start()
+        if cfg.web is not None:
+            # the webmail: IMAP's authenticator, so one failure budget covers all three fronts
+            self.web = WebServer(rt, self.imap.auth, rt.imap_tls, self._client_ports)
+            await self.web.start()
+
+    def _client_ports(self) -> dict[str, int]:
+        """The bound IMAP and submission ports (autoconfig; listen may say port 0)."""
+        imap = self.imap.ports if self.imap is not None else (0, 0)
+        sub = self.submission_ports if len(self._submission) == 2 else (0, 0)
+        return {"imap": imap[0], "imaps": imap[1], "submission": sub[0], "submissions": sub[1]}
 
     async def _start_submission(self, rt: Runtime) -> None:
         handler = SubmissionHandler(rt)
@@ -161,6 +173,8 @@ class Daemon:
         if rt is not None:
             rt.stopping = True  # a session's next MAIL gets 421 4.3.2
         try:
+            if self.web is not None:
+                await self.web.stop()
             if self.admin is not None:
                 await self.admin.stop()
             if self.imap is not None:

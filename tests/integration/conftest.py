@@ -47,6 +47,7 @@ def template_instance(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    .replace('listen = "127.0.0.1:9325"', 'listen = "127.0.0.1:0"')
                    .replace('listen = "127.0.0.1:2587"', 'listen = "127.0.0.1:0"')
                    .replace('listen_tls = "127.0.0.1:2465"', 'listen_tls = "127.0.0.1:0"')
+                   .replace('listen = "127.0.0.1:8443"', 'listen = "127.0.0.1:0"')
                    .replace("shutdown_grace = 30", "shutdown_grace = 5"))
     # a second certificate of the same CA whose DN is on no list
     ca = load_ca(d / "pki")

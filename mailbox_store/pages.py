@@ -1,0 +1,74 @@
+"""Reads the webmail needs beside IMAP's (relay/web/): one page of a folder newest
+first, one message's row, and one page of the audit log newest first. Each is one
+indexed query: a page of 50 out of 10,000 messages never loads the other 9,950."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from mailbox_store.feed import MessageMeta
+from mailbox_store.models import AuditEvent, Folder, Message, utc
+
+
+@dataclass(frozen=True, slots=True)
+class FolderPage:
+    uidvalidity: int
+    total: int  # messages in the folder
+    unseen: int
+    messages: list[MessageMeta]  # newest (highest UID) first
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    total: int
+    events: list[Any]  # store.AuditRecord, newest first
+
+
+def _meta(r: Any) -> MessageMeta:
+    return MessageMeta(r.uid, frozenset(r.flags.split()), utc(r.internal_date), r.size)
+
+
+class PageOps:
+    engine: Any
+
+    async def folder_page(self, mailbox_id: int, folder: str, offset: int, limit: int,
+                          uids: list[int] | None = None) -> FolderPage | None:
+        """Messages of a folder, newest first, from `offset`; None when the folder does
+        not exist. With `uids`, only those (a search's hits)."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(Folder.id, Folder.uidvalidity).where(
+                Folder.mailbox_id == mailbox_id, Folder.name == folder))).first()
+            if row is None:
+                return None
+            total, unseen = (await conn.execute(
+                select(func.count(Message.id),
+                       func.coalesce(func.sum(case((Message.flags.like("%\\Seen%"), 0), else_=1)), 0))
+                .where(Message.folder_id == row.id))).one()
+            q = select(Message.uid, Message.flags, Message.internal_date, Message.size).where(
+                Message.folder_id == row.id)
+            if uids is not None:
+                q = q.where(Message.uid.in_(uids[:1000]))
+            rows = (await conn.execute(q.order_by(Message.uid.desc()).offset(offset).limit(limit))).all()
+        return FolderPage(row.uidvalidity, total, unseen, [_meta(r) for r in rows])
+
+    async def message_meta(self, mailbox_id: int, folder: str, uid: int) -> tuple[int, MessageMeta] | None:
+        """(folder UIDVALIDITY, the message's row), or None when there is no such message."""
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(
+                select(Folder.uidvalidity, Message.uid, Message.flags, Message.internal_date, Message.size)
+                .join(Message, Message.folder_id == Folder.id)
+                .where(Folder.mailbox_id == mailbox_id, Folder.name == folder, Message.uid == uid))).first()
+        return (r.uidvalidity, _meta(r)) if r else None
+
+    async def audit_page(self, mailbox_id: int, offset: int, limit: int) -> AuditPage:
+        from mailbox_store.store import AuditRecord  # store.py imports this module
+        async with self.engine.connect() as conn:
+            total = (await conn.execute(select(func.count(AuditEvent.id))
+                                        .where(AuditEvent.mailbox_id == mailbox_id))).scalar_one()
+            rows = (await conn.execute(
+                select(AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.detail, AuditEvent.source)
+                .where(AuditEvent.mailbox_id == mailbox_id).order_by(AuditEvent.id.desc())
+                .offset(offset).limit(limit))).all()
+        return AuditPage(total, [AuditRecord(utc(r.at), r.actor, r.action, r.detail, r.source) for r in rows])

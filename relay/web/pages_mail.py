@@ -1,0 +1,456 @@
+""""Messagerie", a conversation, attachments, replies, "Écrire à ma pharmacie" and the
+live updates (Server-Sent Events fed by the store's change feed).
+
+A reply goes through relay/outgoing_mail.py, the very checks and commit of SMTP
+submission: a refusal shows the French sentence SMTP gives. Reading a message marks
+it \\Seen like an IMAP FETCH of its body (which sends a requested read receipt), and
+every view and download is audited like an IMAP read."""
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from typing import Any
+
+import structlog
+from aiohttp import BodyPartReader, web
+
+from dossier_bridge.filing import file_messages
+from mailbox_store.feed import Change, MessageMeta
+from mailbox_store.messages import SEEN
+from mailbox_store.store import MailboxInfo
+from policy.attachments import PATIENT_MAX_PART_BYTES, sniff
+from policy.conversation import normalise_address
+from policy.decisions import Decision
+from relay.imap import search as imap_search
+from relay.imap.types import MessageView, SearchKey
+from relay.outgoing_mail import recipient_decision, submit_message
+from relay.web.app import VIEW_CSP, Web
+from relay.web.context import FOLDERS, Who, folder_or_404, uid_or_404
+from relay.web.mailview import Person, Summary, attachment, full_view, summarise
+
+log = structlog.get_logger("relay.web")
+PAGE = 50
+THREAD_WINDOW = 50  # newest messages of INBOX and Sent a conversation is gathered from (the first list page)
+THREAD_MAX = 30  # messages shown in one conversation
+SEARCH_SCAN = 5000  # newest messages of a folder a search reads (bounded work per request)
+SEARCH_HITS = 500
+MAX_TEXT = 100_000  # characters of a reply
+STREAM_PER_SESSION = 3
+STREAM_TOTAL = 2000
+HEARTBEAT = 15.0
+CLOSED_RULES = ("exchange_closed", "message_closed")
+CLOSED_TEXT = "Le professionnel a mis fin à l'échange."
+
+
+@dataclass(frozen=True)
+class Row:
+    folder: str  # URL name
+    uid: int
+    who: Person | None
+    subject: str
+    date: Any
+    unread: bool
+    attachments: int
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One message of a conversation as the page shows it."""
+    folder: str
+    uid: int
+    view: Any  # mailview.FullView
+    mine: bool  # sent by the patient (Sent folder)
+
+
+class TooBig(Exception):
+    pass
+
+
+def _url_folder(name: str) -> str:
+    return next(k for k, (n, _) in FOLDERS.items() if n == name)
+
+
+async def summaries(w: Web, space: MailboxInfo, folder: str, uidvalidity: int,
+                    metas: Sequence[MessageMeta]) -> dict[int, Summary]:
+    """The summaries of these messages, from the cache or parsed (in a thread)."""
+    out: dict[int, Summary] = {}
+    missing = []
+    for m in metas:
+        s = w.summaries.get((space.id, folder, uidvalidity, m.uid))
+        if s is None:
+            missing.append(m.uid)
+        else:
+            out[m.uid] = s
+    limits = w.rt.config.attachments
+    for start in range(0, len(missing), 25):  # bounded memory: 25 decrypted messages at a time
+        raws = await w.store.fetch_raw_many(space.ins, folder, missing[start:start + 25])
+        made = await asyncio.to_thread(lambda r=raws: {u: summarise(u, raw, limits) for u, raw in r.items()})
+        for uid, s in made.items():
+            w.summaries.put((space.id, folder, uidvalidity, uid), s)
+        out.update(made)
+    return out
+
+
+def _reply_target(s: Summary, folder: str) -> str | None:
+    """Whom answering this message writes to: the professional (their MSSanté Reply-To
+    when set), or for one's own sent message, its first recipient."""
+    if folder == "Sent":
+        return s.to[0].address if s.to else None
+    person = s.reply_to or s.sender
+    return person.address if person else None
+
+
+def _search_key(text: str) -> SearchKey:
+    """Subject, correspondent or body (the IMAP SEARCH engine's keys)."""
+    return SearchKey("OR", (SearchKey("SUBJECT", (text,)), SearchKey("OR", (
+        SearchKey("FROM", (text,)), SearchKey("OR", (SearchKey("TO", (text,)), SearchKey("BODY", (text,))))))))
+
+
+def _search(key: SearchKey, raws: dict[int, bytes], metas: dict[int, MessageMeta]) -> list[int]:
+    hits = []
+    for uid in sorted(raws, reverse=True):
+        m = metas[uid]
+        view = MessageView(0, uid, m.flags, m.internal_date, m.size)
+        if imap_search.matches(key, view, raws[uid], 0, 0):
+            hits.append(uid)
+    return hits
+
+
+def _disposition(kind: str, filename: str) -> str:
+    """RFC 6266: an ASCII fallback name and the real one (RFC 8187 encoding)."""
+    ascii_name = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_" for c in filename)
+    return f"{kind}; filename=\"{ascii_name or 'fichier'}\"; filename*=UTF-8''{urllib.parse.quote(filename)}"
+
+
+def routes(app: web.Application, w: Web) -> None:
+    store = w.store
+
+    async def messagerie(request: web.Request) -> web.StreamResponse:
+        who: Who = request["who"]
+        key = request.query.get("dossier", "reception")
+        folder, title = folder_or_404(key)
+        page = _page(request)
+        query = request.query.get("q", "").strip()[:200]
+        hits = None
+        if query:
+            hits = await _find(w, who, folder, query)
+        got = await store.folder_page(who.space.id, folder, (page - 1) * PAGE, PAGE, hits)
+        if got is None:
+            raise web.HTTPNotFound()
+        sums = await summaries(w, who.space, folder, got.uidvalidity, got.messages)
+        rows = []
+        for m in got.messages:
+            s = sums[m.uid]
+            person = (s.to[0] if s.to else None) if folder == "Sent" else (s.sender or None)
+            rows.append(Row(key, m.uid, person, s.subject, s.date or m.internal_date, SEEN not in m.flags,
+                            s.attachments))
+        total = len(hits) if hits is not None else got.total
+        pages = max(1, -(-total // PAGE))
+        return w.render(request, "messagerie.html", title="Messagerie", rows=rows, folder_key=key,
+                        folder_title=title, folders=FOLDERS, page=page, pages=pages, query=query,
+                        total=total, unseen=got.unseen)
+
+    async def conversation(request: web.Request) -> web.StreamResponse:
+        who: Who = request["who"]
+        key = request.match_info["dossier"]
+        folder, title = folder_or_404(key)
+        uid = uid_or_404(request.match_info["uid"])
+        found = await store.message_meta(who.space.id, folder, uid)
+        if found is None:
+            raise web.HTTPNotFound()
+        uidvalidity, meta = found
+        limits = w.rt.config.attachments
+        raw = await store.fetch_raw(who.space.ins, folder, uid)
+        view = await asyncio.to_thread(full_view, uid, raw, limits)
+        shown = [Shown(key, uid, view, folder == "Sent")]
+        shown += await _thread(w, who, folder, view.summary)
+        shown.sort(key=lambda m: (m.view.summary.date is None, m.view.summary.date or meta.internal_date))
+        await w.audit(who, "message.read", f"{folder}: {len(shown)} message(s) (web, uid {uid})")
+        if who.own and SEEN not in meta.flags:
+            # as an IMAP FETCH of the body: \Seen, which sends a requested read receipt
+            await store.store_flags(who.space.id, folder, [uid], "+", [SEEN])
+        target = _reply_target(view.summary, folder)
+        state, refusal = await _reply_state(w, who.space, target, view.summary)
+        return w.render(request, "conversation.html", title=view.summary.subject or "(sans objet)",
+                        messages=shown, folder_key=key, folder_title=title, uid=uid, target=target,
+                        reply_state=state, refusal=refusal, closed_text=CLOSED_TEXT, error=None, text="",
+                        preview=request.query.get("apercu"))
+
+    async def download(request: web.Request) -> web.StreamResponse:
+        who: Who = request["who"]
+        folder, _ = folder_or_404(request.match_info["dossier"])
+        uid = uid_or_404(request.match_info["uid"])
+        part = request.match_info["part"]
+        if await store.message_meta(who.space.id, folder, uid) is None:
+            raise web.HTTPNotFound()
+        raw = await store.fetch_raw(who.space.ins, folder, uid)
+        got = await asyncio.to_thread(attachment, raw, part, w.rt.config.attachments)
+        if got is None:
+            raise web.HTTPNotFound()
+        view, content = got
+        inline = request.query.get("vue") == "1" and view.viewable
+        await w.audit(who, "attachment.download", f"{folder} uid {uid} part {part} ({'view' if inline else 'download'})")
+        resp = web.Response(body=content, content_type=view.mime_type if inline else "application/octet-stream")
+        resp.headers["Content-Disposition"] = _disposition("inline" if inline else "attachment", view.filename)
+        if inline:
+            resp.headers["Content-Security-Policy"] = VIEW_CSP
+            resp.headers["X-Frame-Options"] = "SAMEORIGIN"
+        return resp
+
+    async def file_attachment(request: web.Request) -> web.StreamResponse:
+        who: Who = request["who"]
+        key = request.match_info["dossier"]
+        folder, _ = folder_or_404(key)
+        uid = uid_or_404(request.match_info["uid"])
+        part = request.match_info["part"]
+        if await store.message_meta(who.space.id, folder, uid) is None:
+            raise web.HTTPNotFound()
+        raw = await store.fetch_raw(who.space.ins, folder, uid)
+        if await asyncio.to_thread(attachment, raw, part, w.rt.config.attachments) is None:
+            raise web.HTTPNotFound()
+        done = await file_messages(store, who.space, folder, [uid], w.rt.config.attachments, who.actor,
+                                   source=who.ip, only_part=part)
+        if done.filed:
+            who.session.flash.append("Document enregistré dans votre dossier.")
+        elif done.not_filed:
+            who.session.flash.append("Ce document n'a pas pu être enregistré dans votre dossier "
+                                     "(la raison figure dans l'historique des accès).")
+        else:
+            who.session.flash.append("Ce document est déjà dans votre dossier.")
+        raise web.HTTPSeeOther(f"/messagerie/{key}/{uid}")
+
+    async def reply(request: web.Request) -> web.StreamResponse:
+        who: Who = request["who"]
+        key = request.match_info["dossier"]
+        folder, _ = folder_or_404(key)
+        uid = uid_or_404(request.match_info["uid"])
+        if await store.message_meta(who.space.id, folder, uid) is None:
+            raise web.HTTPNotFound()
+        try:
+            fields, upload = await _read_form(request)
+        except TooBig:
+            return _refused(w, request, f"Pièce jointe trop volumineuse : {PATIENT_MAX_PART_BYTES // 2**20} Mo "
+                            "au plus.", f"/messagerie/{key}/{uid}", status=413)
+        raw = await store.fetch_raw(who.space.ins, folder, uid)
+        original = await asyncio.to_thread(summarise, uid, raw, w.rt.config.attachments)
+        target = _reply_target(original, folder)
+        text = fields.get("texte", "")
+        if target is None or not text.strip():
+            return _refused(w, request, "Écrivez votre réponse avant de l'envoyer." if target else
+                            "Ce message n'a pas d'expéditeur à qui répondre.", f"/messagerie/{key}/{uid}")
+        subject = original.subject if original.subject.lower().startswith("re:") else f"Re: {original.subject}"
+        refs = tuple(original.references) + ((original.message_id,) if original.message_id else ())
+        in_reply_to = (original.message_id,) if original.message_id else ()
+        refused = await _send(w, who, target, subject, text, upload, in_reply_to, refs)
+        if refused is not None:
+            return _refused(w, request, refused, f"/messagerie/{key}/{uid}")
+        who.session.flash.append("Votre réponse a été envoyée.")
+        raise web.HTTPSeeOther(f"/messagerie/{key}/{uid}")
+
+    async def compose_form(request: web.Request) -> web.StreamResponse:
+        who: Who = request["who"]
+        if not who.pharmacies:
+            raise web.HTTPNotFound()
+        return w.render(request, "compose.html", title="Écrire à ma pharmacie", pharmacies=who.pharmacies)
+
+    async def compose(request: web.Request) -> web.StreamResponse:
+        who: Who = request["who"]
+        if not who.pharmacies:
+            raise web.HTTPNotFound()
+        try:
+            fields, upload = await _read_form(request)
+        except TooBig:
+            return _refused(w, request, f"Pièce jointe trop volumineuse : {PATIENT_MAX_PART_BYTES // 2**20} Mo "
+                            "au plus.", "/ecrire", status=413)
+        target = fields.get("destinataire", "")
+        if target not in who.pharmacies:
+            raise web.HTTPNotFound()
+        subject = fields.get("objet", "").strip()[:200] or "Ordonnance"
+        text = fields.get("texte", "")
+        if not text.strip() and upload is None:
+            return _refused(w, request, "Écrivez un message ou joignez un fichier avant d'envoyer.", "/ecrire")
+        refused = await _send(w, who, target, subject, text, upload, (), ())
+        if refused is not None:
+            return _refused(w, request, refused, "/ecrire")
+        who.session.flash.append("Votre message a été envoyé à la pharmacie.")
+        raise web.HTTPSeeOther("/messagerie?dossier=envoyes")
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        """Server-Sent Events: "nouveau" when a message arrives in the space shown."""
+        who: Who = request["who"]
+        session = who.session
+        if session.streams >= STREAM_PER_SESSION or w.streams >= STREAM_TOTAL:
+            raise web.HTTPTooManyRequests()
+        queue: asyncio.Queue[Change] = asyncio.Queue(100)
+        space_id = who.space.id
+
+        def on_change(c: Change) -> None:
+            if c.mailbox_id == space_id and c.kind == "message.new" and not queue.full():
+                queue.put_nowait(c)
+
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+        session.streams += 1
+        w.streams += 1
+        store.feed.listen(on_change)
+        try:
+            await resp.prepare(request)
+            await resp.write(b"retry: 5000\n\n")
+            while not w.stopping.is_set() and w.sessions.alive(session):
+                try:
+                    c = await asyncio.wait_for(queue.get(), HEARTBEAT)
+                except asyncio.TimeoutError:
+                    # a comment keeps proxies from closing the stream; and a guardian
+                    # removed meanwhile stops hearing of the child's mail
+                    if session.space_ins != who.user.ins and \
+                            all(c.id != space_id for c in await store.wards(who.user.id)):
+                        break
+                    await resp.write(b": ping\n\n")
+                    continue
+                data = json.dumps({"dossier": _url_folder(c.folder) if c.folder in
+                                   {n for n, _ in FOLDERS.values()} else "", "uid": c.uid})
+                await resp.write(f"event: nouveau\ndata: {data}\n\n".encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            store.feed.unlisten(on_change)
+            session.streams -= 1
+            w.streams -= 1
+        return resp
+
+    r = app.router
+    r.add_get("/messagerie", messagerie)
+    r.add_get("/messagerie/{dossier}/{uid}", conversation)
+    r.add_get("/messagerie/{dossier}/{uid}/pj/{part}", download)
+    r.add_post("/messagerie/{dossier}/{uid}/pj/{part}/dossier", file_attachment)
+    r.add_post("/messagerie/{dossier}/{uid}/repondre", reply)
+    r.add_get("/ecrire", compose_form)
+    r.add_post("/ecrire", compose)
+    r.add_get("/evenements", events)
+
+
+def _page(request: web.Request) -> int:
+    text = request.query.get("page", "1")
+    return int(text) if text.isdigit() and 0 < int(text) < 1_000_000 else 1
+
+
+def _refused(w: Web, request: web.Request, text: str, back: str, status: int = 400) -> web.Response:
+    return w.render(request, "refused.html", status=status, title="Message non envoyé", text=text, back=back)
+
+
+async def _find(w: Web, who: Who, folder: str, query: str) -> list[int]:
+    """UIDs matching the search, newest first (IMAP SEARCH's matching)."""
+    got = await w.store.folder_page(who.space.id, folder, 0, SEARCH_SCAN)
+    if got is None:
+        raise web.HTTPNotFound()
+    key = _search_key(query)
+    metas = {m.uid: m for m in got.messages}
+    uids = [m.uid for m in got.messages]
+    hits: list[int] = []
+    for start in range(0, len(uids), 100):
+        raws = await w.store.fetch_raw_many(who.space.ins, folder, uids[start:start + 100])
+        hits += await asyncio.to_thread(_search, key, raws, metas)
+        if len(hits) >= SEARCH_HITS:
+            break
+    await w.audit(who, "message.search", f"{folder}: {len(uids)} message(s) searched (web)")
+    return hits[:SEARCH_HITS]
+
+
+async def _thread(w: Web, who: Who, folder: str, s: Summary) -> list[Shown]:
+    """The other messages of the conversation, among the newest of INBOX and Sent."""
+    thread = s.thread
+    if thread is None:
+        return []
+    out: list[Shown] = []
+    for name in ("INBOX", "Sent"):
+        got = await w.store.folder_page(who.space.id, name, 0, THREAD_WINDOW)
+        if got is None:
+            continue
+        sums = await summaries(w, who.space, name, got.uidvalidity, got.messages)
+        wanted = [u for u, x in sums.items() if x.thread == thread and not (name == folder and u == s.uid)]
+        wanted = sorted(wanted)[-THREAD_MAX:]
+        raws = await w.store.fetch_raw_many(who.space.ins, name, wanted)
+        for uid, raw in raws.items():
+            view = await asyncio.to_thread(full_view, uid, raw, w.rt.config.attachments)
+            out.append(Shown(_url_folder(name), uid, view, name == "Sent"))
+    return out
+
+
+async def _reply_state(w: Web, space: MailboxInfo, target: str | None, s: Summary) -> tuple[str, str | None]:
+    """"open", "closed" (the professional ended the exchange), or "refused" with the
+    rule's French sentence (the one SMTP gives)."""
+    if target is None:
+        return "refused", "Ce message n'a pas d'expéditeur à qui répondre."
+    refs = tuple(s.references) + ((s.message_id,) if s.message_id else ())
+    decision = await recipient_decision(w.rt, space, target, (s.message_id,) if s.message_id else (), refs)
+    if decision.accepted:
+        return "open", None
+    if decision.rule in CLOSED_RULES:
+        return "closed", None
+    return "refused", decision.fr
+
+
+async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, bytes] | None]:
+    """The text fields and the optional file of a form (multipart or urlencoded); the
+    file is read in chunks and refused (TooBig) past the patients' 5 MB, before the
+    rest is ever held (DESIGN.md §4)."""
+    reader = request.get("multipart")
+    if reader is None:
+        form = request["form"]
+        return {k: str(v)[:MAX_TEXT] for k, v in form.items() if isinstance(v, str)}, None
+    fields: dict[str, str] = {}
+    upload = None
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            continue
+        if part.filename is not None:
+            data = bytearray()
+            while chunk := await part.read_chunk(64 * 1024):
+                data += chunk
+                if len(data) > PATIENT_MAX_PART_BYTES:
+                    raise TooBig()
+            if data:
+                upload = (part.filename[:200], bytes(data))
+        else:
+            data = bytearray()
+            while chunk := await part.read_chunk(64 * 1024):
+                data += chunk
+                if len(data) > MAX_TEXT * 4:
+                    raise TooBig()
+            fields[part.name] = data.decode("utf-8", "replace")[:MAX_TEXT]
+    return fields, upload
+
+
+async def _send(w: Web, who: Who, target: str, subject: str, text: str, upload: tuple[str, bytes] | None,
+                in_reply_to: tuple[str, ...], references: tuple[str, ...]) -> str | None:
+    """Build the patient's message and submit it; the French refusal, or None when
+    it is in Sent and queued."""
+    rcpt = normalise_address(target) or target
+    decision = await recipient_decision(w.rt, who.space, rcpt, in_reply_to, references)
+    if not decision.accepted:
+        return decision.fr
+    sender = f"{who.space.ins}@{w.rt.config.domain}"
+    msg = EmailMessage(policy=SMTP_POLICY)
+    msg["From"] = sender
+    msg["To"] = rcpt
+    msg["Subject"] = subject.replace("\r", " ").replace("\n", " ")
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to[0]
+    if references:
+        msg["References"] = " ".join(references[-20:])
+    msg.set_content(text.replace("\r\n", "\n") or " ", charset="utf-8")
+    if upload is not None:
+        name, data = upload
+        kind = sniff(data)
+        maintype, _, subtype = (kind.mime_type if kind else "application/octet-stream").partition("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    raw = msg.as_bytes()
+    done = await submit_message(w.rt, who.space, raw, sender, [rcpt])
+    if isinstance(done, Decision):
+        return done.fr
+    log.info("web.sent", envelope_id=done.envelope_id, ins_hash=w.rt.master.pseudonym(who.space.ins))
+    return None
