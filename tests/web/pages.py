@@ -95,7 +95,7 @@ def same_origin_urls(page: Any, base: str) -> list[str]:
     origin = urlsplit(base).netloc
     urls = []
     for u in found:
-        full = urljoin(page.url, u)
+        full = urljoin(page.url, u).split("#")[0]
         if urlsplit(full).netloc == origin and full not in urls:
             urls.append(full)
     return urls
