@@ -54,6 +54,10 @@ def tour(web: Web, page: Any) -> tuple[dict[str, str], list[str], Any]:
         ("historique", lambda: nav(page, "Historique des accès")),
         ("parametres", lambda: nav(page, "Paramètres")),
         ("pharmacie", lambda: nav(page, "Écrire à ma pharmacie")),
+        ("suppression-document", lambda: (nav(page, "Mon dossier"),
+                                          page.get_by_role("link", name="Supprimer", exact=True).or_(
+                                              page.get_by_role("button", name="Supprimer", exact=True)).first.click())),
+        ("fermer-mon-espace", lambda: (nav(page, "Paramètres"), nav(page, "Fermer mon espace"))),
     ]
     for name, go in steps:
         url = visit(page, name, problems, go)
@@ -70,6 +74,7 @@ def tour(web: Web, page: Any) -> tuple[dict[str, str], list[str], Any]:
             submit.first.click()
         page.wait_for_load_state()
         expect(conversation_link(page, "Vaccins")).to_be_visible()
+    urls["introuvable"] = web.url + "/messagerie/reception/987654"
     return urls, problems, child
 
 
@@ -85,36 +90,84 @@ def test_every_page_is_accessible_and_fits_a_phone(web: Web, contexts: Contexts,
     ctx = contexts.new()
     page = ctx.new_page()
     urls, problems, to_child = tour(web, page)
-    for name, url in [*urls.items(), ("espace-enfant", None)]:
-        if name == "espace-enfant":
-            url = visit(page, name, problems, to_child)
-            if url is None:
+    anonymous = contexts.new().new_page()
+    for name, url in urls.items():
+        p = anonymous if name == "connexion" else page
+        for size_name, size in (("telephone", PHONE), ("bureau", DESKTOP)):
+            p.set_viewport_size(size)
+            response = p.goto(url)
+            expected = 404 if name == "introuvable" else 200
+            if response is None or response.status != expected:
+                problems.append(f"{name}: GET {url} answered {response and response.status}, not {expected}")
                 continue
-        if name == "connexion":
-            anonymous = contexts.new().new_page()
-            targets = [(anonymous, name, url)]
-        else:
-            targets = [(page, name, url)]
-        for p, label, u in targets:
+            p.wait_for_load_state()
+            check_here(p, name, size_name, shots, problems)
+    # pages that answer a POST: reached once, checked at both sizes by resizing
+    for name, p, go in (("connexion-refusee", anonymous, lambda: refused_login(anonymous, web)),
+                        ("reponse-refusee", page, lambda: refused_reply(page)),
+                        ("espace-enfant", page, to_child),
+                        ("espace-ferme", page, lambda: close_space(page))):
+        if visit(p, name, problems, go):
             for size_name, size in (("telephone", PHONE), ("bureau", DESKTOP)):
                 p.set_viewport_size(size)
-                response = p.goto(u)
-                if response is None or response.status != 200:
-                    problems.append(f"{label}: GET {u} answered {response and response.status}")
-                    continue
-                p.wait_for_load_state()
-                p.screenshot(path=str(shots / f"{label}-{size_name}.png"), full_page=True)
-                scroll, client = horizontal_overflow(p)
-                if scroll > client:
-                    problems.append(f"{label} at {size['width']}x{size['height']}: scrolls sideways "
-                                    f"(scrollWidth {scroll} > clientWidth {client})")
-                for v in serious_violations(p):
-                    problems.append(f"{label} at {size['width']}x{size['height']}: axe {v}")
-                if label != "connexion" and p.get_by_role("button", name="Se déconnecter", exact=True).count() == 0:
-                    problems.append(f"{label}: no button \"Se déconnecter\"")
-                if p.locator("html").get_attribute("lang") != "fr":
-                    problems.append(f"{label}: <html> has no lang=\"fr\"")
+                check_here(p, name, size_name, shots, problems)
+    # the space is closed: the session that closed it reads nothing any more
+    page.goto(web.url + "/messagerie")
+    if page.get_by_role("heading", name="Messagerie", level=1, exact=True).count():
+        problems.append("after \"Fermer mon espace\", the same session still shows the Messagerie")
     assert not problems, "\n".join(problems)
+
+
+def check_here(p: Any, label: str, size_name: str, shots: Path, problems: list[str]) -> None:
+    size = p.viewport_size
+    at = f"{label} at {size['width']}x{size['height']}"
+    p.screenshot(path=str(shots / f"{label}-{size_name}.png"), full_page=True)
+    scroll, client = horizontal_overflow(p)
+    if scroll > client:
+        problems.append(f"{at}: scrolls sideways (scrollWidth {scroll} > clientWidth {client})")
+    for v in serious_violations(p):
+        problems.append(f"{at}: axe {v}")
+    logged_in = label not in ("connexion", "connexion-refusee", "introuvable", "espace-ferme")
+    if logged_in and p.get_by_role("button", name="Se déconnecter", exact=True).count() == 0:
+        problems.append(f"{at}: no button \"Se déconnecter\"")
+    if p.locator("html").get_attribute("lang") != "fr":
+        problems.append(f"{at}: <html> has no lang=\"fr\"")
+
+
+def refused_login(p: Any, web: Web) -> None:
+    p.goto(web.url + "/")
+    p.get_by_label("Identifiant", exact=True).fill(f"{INS_ACTIVE}@patient.mssante.fr")
+    p.get_by_label("Mot de passe", exact=True).fill("pas le bon")
+    p.get_by_role("button", name="Se connecter", exact=True).click()
+    p.wait_for_load_state()
+    expect(p.get_by_label("Identifiant", exact=True)).to_be_visible()
+
+
+def refused_reply(p: Any) -> None:
+    nav(p, "Messagerie")
+    open_conversation(p, SUBJECT)
+    p.get_by_label("Votre réponse", exact=True).fill("Voici le fichier")
+    p.get_by_label("Pièce jointe", exact=True).set_input_files(
+        files=[{"name": "programme.exe", "mimeType": "application/octet-stream", "buffer": b"MZ\x90\x00" + bytes(200)}])
+    p.get_by_role("button", name="Envoyer", exact=True).click()
+    p.wait_for_load_state()
+    expect(p.get_by_text("programme.exe")).to_be_visible()
+
+
+def close_space(p: Any) -> None:
+    """Last of all: "Fermer mon espace" with the password (the parent's own space)."""
+    p.goto(p.url.split("/messagerie")[0] + "/")
+    select = p.get_by_label("Espace", exact=True)
+    select.select_option(label="Mon espace")
+    select.locator("xpath=ancestor::form[1]").get_by_role("button").first.click()
+    p.wait_for_load_state()
+    nav(p, "Paramètres")
+    nav(p, "Fermer mon espace")
+    p.get_by_label("Mot de passe", exact=True).fill(PASSWORD)
+    p.once("dialog", lambda d: d.accept())  # the page's confirm(), when JavaScript runs
+    p.get_by_role("button", name="Fermer mon espace", exact=True).click()
+    p.wait_for_load_state()
+    expect(p.get_by_role("heading", name="Fermer mon espace", exact=True)).to_have_count(0)
 
 
 def test_keyboard_only_login_and_reply(web: Web, contexts: Contexts) -> None:
