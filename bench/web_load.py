@@ -264,7 +264,9 @@ async def web_session(base: str, download: str, budget: list[int], stats: Stats,
     ssl_ctx = ssl.create_default_context()
     ssl_ctx.check_hostname = False
     ssl_ctx.verify_mode = ssl.CERT_NONE  # the dev CA names mx.patient.mssante.fr, not 127.0.0.1
+    # unsafe=True: aiohttp's cookie jar otherwise ignores cookies of an IP-address host
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx, limit=1),
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True),
                                      timeout=aiohttp.ClientTimeout(total=60)) as http:
         async with login_gate():
             home = await web_login(http, base)
@@ -300,7 +302,8 @@ async def web_phase(base: str, c: int, seconds: float, max_pages: int, pid: int)
     ssl_ctx = ssl.create_default_context()
     ssl_ctx.check_hostname = False
     ssl_ctx.verify_mode = ssl.CERT_NONE
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx)) as http:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx),
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         home = await web_login(http, base)
         _, download = await discover(http, base, home)
     stats, ready, start, logged = Stats(), asyncio.Event(), asyncio.Event(), [0]
