@@ -342,3 +342,24 @@ def test_stranger_patient_has_own_mailbox(web: Web, contexts: Contexts) -> None:
     expect(conversation_link(b, "Bilan sanguin")).to_be_visible()
     expect(conversation_link(b, SUBJECT)).to_have_count(0)
     expect_messagerie(a)
+
+
+def test_a_conversation_shows_its_older_messages(web: Web, contexts: Contexts) -> None:
+    """The conversation is the whole thread, in order, however much mail came in between
+    (issue 11: "A conversation: its messages in order")."""
+    web.deliver(pro_message(subject="Suivi de grossesse", body="Premier examen: tout va bien.\n",
+                            message_id="<g-1@test-operator.mssante.fr>"))
+    with web.rd.smtp() as s:  # 60 other conversations arrive meanwhile (more than a list page)
+        for i in range(60):
+            s.sendmail(SENDER, [PATIENT], pro_message(subject=f"Information {i}", body="Sans rapport.\n",
+                                                      message_id=f"<info-{i}@test-operator.mssante.fr>"))
+    web.deliver(pro_message(subject="Re: Suivi de grossesse", body="Deuxieme examen: parfait.\n",
+                            message_id="<g-2@test-operator.mssante.fr>",
+                            in_reply_to="<g-1@test-operator.mssante.fr>"))
+    page = contexts.page()
+    login(page, web.url)
+    open_conversation(page, "Re: Suivi de grossesse")
+    expect(page.get_by_text("Deuxieme examen: parfait.")).to_be_visible()
+    text = page.locator("main").inner_text()
+    assert "Premier examen: tout va bien." in text, "the thread's first message is missing from the conversation"
+    assert text.index("Premier examen") < text.index("Deuxieme examen")
