@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Real peers the tests drive: swaks (SMTP client), curl and mbsync (IMAP clients), Postfix (the
-# professional's operator, run privately by the end-to-end tests). Root installs them; otherwise ask sudo.
+# professional's operator, run privately by the end-to-end tests), Chromium (the webmail's browser,
+# driven by Playwright: Debian's build, never a downloaded one). Root installs them; otherwise ask sudo.
 need=()
 command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || need+=(postfix)
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
@@ -14,12 +15,13 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v mbsync >/dev/null 2>&1 || need+=(isync)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v gpg >/dev/null 2>&1 || need+=(gnupg)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if ((${#need[@]})); then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
     # Postfix unconfigured: the tests write their own main.cf; the system instance stays off
     echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >/dev/null
 fi
 
 python3 -m venv .venv
