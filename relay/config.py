@@ -59,6 +59,9 @@ class AuthConfig:
     forget_after: float = 3600.0  # a key without failure for this long starts from zero
     failure_reply_delay: float = 1.0  # every failed answer waits this long (one session guesses slowly)
     hash_threads: int = 2  # argon2 checks in parallel (their own pool: DESIGN.md §6)
+
+
+@dataclass(frozen=True)
 class WebConfig:
     """[web]: the webmail (issue 11) over HTTPS with tls.cert."""
     listen: Listen
