@@ -223,6 +223,8 @@ def _auth(data: dict[str, Any]) -> AuthConfig:
     if cfg.max_delay < cfg.first_delay:
         raise ConfigError(f"auth.max_delay: must be >= auth.first_delay ({cfg.first_delay}), got {cfg.max_delay}")
     return cfg
+
+
 def _header_limits(data: dict[str, Any]) -> HeaderLimits:
     """[mx] max_header_field_bytes, max_header_fields, max_header_bytes."""
     d = HeaderLimits()
