@@ -191,7 +191,7 @@ def test_sighup_reloads_the_trust_list(instance: Path) -> None:
 
 
 def test_serve_without_config_initialises_a_dev_instance(tmp_path: Path) -> None:
-    for port in (2525, 2143, 2993, 9325):
+    for port in (2525, 2143, 2993, 9325, 8443):
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 pytest.skip(f"port {port} (a development default) is in use on this machine")
@@ -200,7 +200,7 @@ def test_serve_without_config_initialises_a_dev_instance(tmp_path: Path) -> None
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
-        banner = [proc.stdout.readline() for _ in range(8)]
+        banner = [proc.stdout.readline() for _ in range(12)]
         text = "".join(banner)
         assert "127.0.0.1:2525" in text and "279035121518989@patient.mssante.fr" in text
         assert "operator.pem" in text
