@@ -112,7 +112,9 @@ async def test_refusals_do_not_tell_whether_the_account_exists(web: WebClient) -
 
 async def test_failures_over_imap_count_against_web_login(relay: RunningDaemon, web: WebClient) -> None:
     def fail_imap() -> None:
-        for _ in range(5):
+        # 5 free failures, then waits of 1, 2, 4, 8 s (auth.first_delay doubling): after 8
+        # the next attempt from this network must wait longer than the replies took
+        for _ in range(8):
             client = relay.imap(login=False)
             with pytest.raises(imaplib.IMAP4.error):
                 client.login(INS_ACTIVE, "wrong password")
