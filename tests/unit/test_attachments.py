@@ -11,7 +11,6 @@ import stat
 import struct
 import time
 import zipfile
-import zlib
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -22,41 +21,14 @@ from hypothesis import strategies as st
 from policy.attachments import (MIB, Attachment, AttachmentLimits, Kind, Part, check_message, check_zip, classify,
                                 mime_parts, sniff)
 from policy.decisions import Decision
+from tests.web.files import pdf as pdf_bytes, png as png_bytes
 
 CDA_DIR = Path(__file__).resolve().parents[3] / "shared/data/cda"
 LDL_SES = (CDA_DIR / "LDL-SES_2022.01.xml").read_bytes()
 LIMITS = AttachmentLimits()
 
 
-# --- real files, built by hand ----------------------------------------------------------
-
-
-def pdf_bytes(text: str = "Compte rendu") -> bytes:
-    """A one-page PDF with a correct xref table (ISO 32000-1 §7.5)."""
-    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-               b"/Resources << /Font << /F1 5 0 R >> >> >>",
-               b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for i, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
-def png_bytes(width: int = 2, height: int = 2) -> bytes:
-    """An RGB PNG (PNG spec §5, §11): signature, IHDR, IDAT (zlib), IEND, with CRCs."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))  # filter 0, red pixels
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+# --- real files, built by hand (the PDF and PNG builders are shared with the webmail tests) ----------------------------------------------------------
 
 
 def jpeg_bytes() -> bytes:

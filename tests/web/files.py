@@ -1,7 +1,6 @@
 """Real attachments built by hand for the webmail tests and bench/web_load.py: a PDF of
-any size (the allow-list checks the real content) and a PNG. The unit tests' builders
-(tests/unit/test_attachments.py) load shared CDA files at import, which a checkout
-outside /work does not have; these need nothing."""
+any size (the allow-list checks the real content) and a PNG; the attachment unit tests
+use them too. They need no shared file, so bench scripts can import them."""
 from __future__ import annotations
 
 import struct
