@@ -195,9 +195,6 @@ def routes(app: web.Application, w: Web) -> None:
     r.add_post("/parametres/fermer", close)
 
 
-
-
-
 def _ip(request: web.Request) -> str:
     peer = request.transport.get_extra_info("peername") if request.transport else None
     return peer[0] if peer else ""
@@ -233,35 +230,19 @@ def _who_did(actor: str, who: Who) -> str:
 def describe(actor: str, action: str, detail: str, source: str, authors: dict[str, str], who: Who) -> str:
     """One audit event in plain French (issue 11: "Connexion depuis 127.0.0.1"...)."""
     by = _who_did(actor, who)
-    where = f" depuis {source}" if source and source != "cli" and not source.startswith("cli") else ""
+    where = f" depuis {source}" if source and not source.startswith("cli") else ""
     doc = detail.removeprefix("document ").strip()
-    if action == "login":
-        return f"Connexion{where}{by}"
-    if action == "message.read":
-        return f"Lecture d'un message{where}{by}"
-    if action == "message.search":
-        return f"Recherche dans les messages{where}{by}"
-    if action == "attachment.download":
-        return f"Téléchargement d'une pièce jointe{where}{by}"
-    if action == "message.sent":
-        return f"Envoi d'un message{where}{by}"
+    if action in _SAID_WITH_SOURCE:
+        return f"{_SAID_WITH_SOURCE[action]}{where}{by}"
     if action == "dossier.filed":
         if actor == "mx":
             author = authors.get(doc)
             return f"Document ajouté par {author}" if author else "Document ajouté par un professionnel"
         return f"Document enregistré dans le dossier{where}{by}"
-    if action == "dossier.download":
-        return f"Consultation d'un document du dossier{where}{by}"
-    if action == "dossier.delete":
-        return f"Suppression d'un document du dossier{where}{by}"
     if action == "dossier.not_filed":
         return "Un document reçu n'a pas pu être classé dans le dossier"
-    if action == "export":
-        return f"Export de vos données{where}{by}"
     if action == "notify_email":
         return f"Adresse de notification {'modifiée' if detail == 'set' else 'supprimée'}{where}{by}"
-    if action == "password":
-        return f"Mot de passe modifié{where}{by}"
     if action in ("guardian.add", "guardian.remove"):
         return ("Ajout" if action.endswith("add") else "Retrait") + " d'un représentant légal" + by
     if action == "majority":
@@ -277,4 +258,16 @@ def describe(actor: str, action: str, detail: str, source: str, authors: dict[st
     return f"{action}{where}{by}"
 
 
+# Events said the same way: a phrase, then where from and by whom
+_SAID_WITH_SOURCE = {
+    "login": "Connexion",
+    "message.read": "Lecture d'un message",
+    "message.search": "Recherche dans les messages",
+    "attachment.download": "Téléchargement d'une pièce jointe",
+    "message.sent": "Envoi d'un message",
+    "dossier.download": "Consultation d'un document du dossier",
+    "dossier.delete": "Suppression d'un document du dossier",
+    "export": "Export de vos données",
+    "password": "Mot de passe modifié",
+}
 _STATES = {"pending": "en attente", "active": "actif", "opposed": "opposé", "closed": "fermé"}
