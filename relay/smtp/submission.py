@@ -52,9 +52,6 @@ NOT_YOUR_ADDRESS = Decision(553, "5.7.1", "Vous ne pouvez ecrire qu'en votre nom
 AUTH_INVALID = "535 5.7.8 Identifiants refuses / Authentication credentials invalid"
 AUTHZID_REFUSED = ("535 5.7.8 Identite d'autorisation refusee, utilisez votre propre identifiant / "
                    "Authorization identity not permitted, use your own login")
-# RFC 4954 §6: 454 4.7.0 is the temporary authentication failure; a client may retry
-AUTH_UNAVAILABLE_REPLY = ("454 4.7.0 Authentification momentanement indisponible, reessayez plus tard / "
-                    "Temporary authentication failure, try again later")
 
 
 def auth_reply(outcome: "LoginResult") -> str:
@@ -64,7 +61,7 @@ def auth_reply(outcome: "LoginResult") -> str:
         return (f"454 4.7.0 Trop d'echecs depuis votre reseau, reessayez dans {n} s / "
                 f"Too many failed attempts from your network, retry in {n} s")
     if outcome.reason == "unavailable":
-        return AUTH_UNAVAILABLE_REPLY
+        return AUTH_UNAVAILABLE.smtp()  # RFC 4954 §6: temporary, the client may retry
     return AUTH_INVALID
 
 
