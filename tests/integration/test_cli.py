@@ -200,7 +200,7 @@ def test_serve_without_config_initialises_a_dev_instance(tmp_path: Path) -> None
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
-        banner = [proc.stdout.readline() for _ in range(12)]
+        banner = [proc.stdout.readline() for _ in range(11)]
         text = "".join(banner)
         assert "127.0.0.1:2525" in text and "279035121518989@patient.mssante.fr" in text
         assert "operator.pem" in text
