@@ -242,9 +242,13 @@ def test_file_an_attachment_and_find_it_in_mon_dossier(web: Web, contexts: Conte
     open_conversation(page, SUBJECT)
     buttons = page.get_by_role("button", name="Enregistrer dans mon dossier", exact=True)
     expect(buttons).to_have_count(len(ATTACHED))
-    for _ in range(2):  # idempotent: twice files once
-        page.get_by_role("button", name="Enregistrer dans mon dossier", exact=True).first.click()
-        page.wait_for_load_state()
+    # the deleted document is one of the attachments, which one depends on the dossier's
+    # order: file each attachment, twice (idempotent: twice files once, and the one
+    # still in the dossier is not filed a second time)
+    for index in range(len(ATTACHED)):
+        for _ in range(2):
+            page.get_by_role("button", name="Enregistrer dans mon dossier", exact=True).nth(index).click()
+            page.wait_for_load_state()
     nav(page, "Mon dossier")
     expect(deletes(page)).to_have_count(before)
     text = page.locator("body").inner_text()
