@@ -8,13 +8,14 @@ import math
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from certs.tls import PROFILES
 from policy.attachments import AttachmentLimits
 from policy.headers import HeaderLimits
+from relay.configkeys import Tracked, unknown_key_error
 
 ENV_CONFIG = "MSSANTE_RELAY_CONFIG"
 
@@ -129,6 +130,8 @@ class Config:
     header_limits: HeaderLimits = HeaderLimits()
     store_min_free_bytes: int = 104_857_600  # below it: 452 4.3.1 at MAIL, /healthz 503
     web: "WebConfig | None" = None
+    # the file as read (reload compares it key by key to name what changed)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def base_dir(self) -> Path:
@@ -190,9 +193,6 @@ def _attachment_limits(data: dict[str, Any]) -> AttachmentLimits:
     values = {name: int(_positive(f"attachments.{name}", _get(data, "attachments", name, int,
                                                                getattr(defaults, name))))
               for name in AttachmentLimits.__dataclass_fields__}
-    unknown = set(data.get("attachments", {})) - set(values)
-    if unknown:
-        raise ConfigError(f"attachments.{sorted(unknown)[0]}: unknown key")
     return AttachmentLimits(**values)
 
 
@@ -201,9 +201,6 @@ def _auth(data: dict[str, Any]) -> AuthConfig:
     section = data.get("auth", {})
     if not isinstance(section, dict):
         raise ConfigError("auth: must be a table")
-    unknown = set(section) - set(AuthConfig.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"auth.{sorted(unknown)[0]}: unknown key")
 
     def num(key: str, typ: type | tuple[type, ...], zero_ok: bool = False) -> Any:
         v = _get(data, "auth", key, typ, getattr(d, key))
@@ -302,6 +299,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    raw, data = data, Tracked(data)  # records the keys asked for: the rest is unknown
     base = path.parent
 
     def p(section: str, key: str, default: str) -> Path:
@@ -325,7 +323,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"store.min_free_bytes: must be >= 0, got {min_free!r}")
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: expected debug|info|warning|error, got {level!r}")
-    return Config(
+    config = Config(
         path=path,
         hostname=_domain_name("server.hostname", _get(data, "server", "hostname", str, "mx.patient.mssante.fr")),
         domain=_domain_name("server.domain", _get(data, "server", "domain", str, "patient.mssante.fr")).lower(),
@@ -399,7 +397,11 @@ def load_config(path: Path) -> Config:
         header_limits=_header_limits(data),
         store_min_free_bytes=min_free,
         web=_web(data, _get(data, "server", "hostname", str, "mx.patient.mssante.fr")),
+        raw=raw,
     )
+    if (unknown := unknown_key_error(path.name, data)) is not None:
+        raise ConfigError(unknown)
+    return config
 
 
 def config_path(arg: str | None) -> Path:

@@ -160,6 +160,10 @@ class Daemon:
     def reload(self) -> bool:
         assert self.runtime is not None
         ok = self.runtime.reload()
+        if ok:  # the fronts read these per session or command (relay/reloadable.py)
+            self.config = self.runtime.config
+            if self.imap is not None:
+                self.imap.config = self.runtime.config
         if ok and self.queue is not None:
             self.queue.reset_tls()  # the next delivery reads the (new) certificate and CRLs
         return ok

@@ -2,7 +2,6 @@
 the reload that swaps them (SIGHUP) without dropping established sessions."""
 from __future__ import annotations
 
-import dataclasses
 import ssl
 from dataclasses import dataclass, field
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from mailbox_store.crypto import MasterKey
 from mailbox_store.store import Store
 from policy.recipients import MailboxState
 from relay.config import Config, load_config
+from relay import logs, reloadable
 from relay.limits import SlotCounter
 
 log = structlog.get_logger("relay.runtime")
@@ -82,7 +82,8 @@ class Runtime:
 
     def reload(self) -> bool:
         """Re-read trust list, certificates, CRLs and limits; on any error keep the old
-        ones. Listen addresses, names and the store need a restart (logged)."""
+        ones. What a reload applies is relay/reloadable.py's table; any other key that
+        changed is named in `reload.needs_restart`."""
         try:
             config = load_config(self.config.path)
             trust = load_trust(config)
@@ -90,15 +91,14 @@ class Runtime:
         except Exception as e:
             log.error("reload.failed", error=str(e), kept="previous configuration")
             return False
-        for name in ("mx_listen", "store_url", "master_key", "hostname", "domain"):
-            if getattr(config, name) != getattr(self.config, name):
-                log.warning("reload.needs_restart", setting=name, kept="running value")
-        # only what a reload can change is taken; the rest applies at the next start
-        self.config = dataclasses.replace(
-            self.config, tls_profile=config.tls_profile, tls_cert=config.tls_cert, tls_key=config.tls_key,
-            trust_anchors=config.trust_anchors, crls=config.crls, trust_list=config.trust_list,
-            trust_list_require_digest=config.trust_list_require_digest,
-            max_recipients=config.max_recipients, max_sessions_per_ip=config.max_sessions_per_ip)
+        restart = reloadable.needs_restart(self.config.raw, config.raw)
+        if restart:
+            log.warning("reload.needs_restart", keys=restart, kept="running values")
+        # only what a reload can change is taken (relay/reloadable.py); the rest applies
+        # at the next start
+        if config.log_level != self.config.log_level:
+            logs.configure(config.log_level)
+        self.config = reloadable.apply(self.config, config)
         self.trust, self.tls = trust, tls
         # listeners keep their context object: load the new certificate into it
         self.imap_tls.load_cert_chain(config.tls_cert, config.tls_key)
