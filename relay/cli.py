@@ -737,6 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("ins")
     s.add_argument("doc_id", metavar="DOC_ID")
     s.set_defaults(func=cmd_dossier_delete)
+    from relay import opscli  # config check, trustlist update
+    opscli.register(sub, common, _Parser, _load, UsageError)
     return p
 
 
