@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from policy.decisions import SHUTTING_DOWN
-from relay import storelock, systemd
+from relay import storelock, systemd, tlsevents
 from relay.config import Config
 from relay.admin import AdminServer
 from relay.imap.server import ImapServer
@@ -92,6 +92,7 @@ class Daemon:
 
     async def _start(self) -> None:
         limit_tls_buffers()
+        tlsevents.install()  # tls.handshake_failed on every front
         try:
             self._lock = storelock.acquire(self.config.store_url)
         except storelock.StoreBusy as e:
@@ -126,6 +127,8 @@ class Daemon:
             # the webmail: IMAP's authenticator, so one failure budget covers all three fronts
             self.web = WebServer(rt, self.imap.auth, rt.imap_tls, self._client_ports)
             await self.web.start()
+        tlsevents.register({"mx": self.mx_port, "web": self.web.port if self.web is not None else 0,
+                            **self._client_ports()})
 
     def _client_ports(self) -> dict[str, int]:
         """The bound IMAP and submission ports (autoconfig; listen may say port 0)."""

@@ -28,3 +28,25 @@ def configure(level: str = "info") -> None:
     )
     # aiosmtpd logs peers and, at debug level, DATA lines (health content): keep it quiet.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # What libraries log through the standard logging module (asyncio's "Task exception
+    # was never retrieved", aiohttp, aiosmtpd) becomes one JSON event too, never a
+    # multi-line traceback on stderr (issue 16 §5).
+    logging.root.handlers = [StdlibBridge()]
+    logging.root.setLevel(logging.WARNING)
+
+
+class StdlibBridge(logging.Handler):
+    """A stdlib log record as the event `log.<logger>`: its first line, the exception's
+    class name, no traceback (it may quote data: an SQL statement, a header)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            first = (record.getMessage().splitlines() or [""])[0][:300]
+            fields = {"message": first, "logger": record.name}
+            if record.exc_info and record.exc_info[0] is not None:
+                fields["error"] = record.exc_info[0].__name__
+            method = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning"}.get(
+                record.levelno, "error")
+            getattr(structlog.get_logger("stdlib"), method)("log." + record.name.split(".")[0], **fields)
+        except Exception:  # logging never raises into the code that logs, nor prints a traceback
+            return

@@ -101,8 +101,7 @@ class RelaySMTP(SMTP):
     async def handle_exception(self, error: Exception) -> str:
         peer = self.session.peer[0] if self.session is not None and self.session.peer else None
         if isinstance(error, TLSSetupException):  # aiosmtpd closes the connection
-            log.info("smtp.tls_failed", peer=peer, error=type(error.__cause__ or error).__name__)
-            return LOCAL_ERROR.smtp()
+            return LOCAL_ERROR.smtp()  # logged by relay/tlsevents.py: tls.handshake_failed
         decision = store_failure(error, self.runtime.config) or LOCAL_ERROR
         log.error("smtp.unexpected_error", peer=peer, error=type(error).__name__, code=decision.code,
                   status=decision.status)
