@@ -145,6 +145,8 @@ class ObservedSSLProtocol(asyncio.sslproto.SSLProtocol):  # type: ignore[misc,na
         if self._reported or not getattr(self, "_server_side", False):
             return  # our own outgoing connections (delivery) report their own failures
         self._reported = True
+        if not self._flight and reason_of(error)[0] == "connection_closed":
+            return  # closed before a ClientHello (a TCP health check): no handshake was tried
         try:
             peer, port = _peer_and_port(self._transport)
             report(_fronts.get(port, f"port {port}"), peer, error, bytes(self._flight or b""))
