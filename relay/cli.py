@@ -28,6 +28,7 @@ from policy.recipients import MailboxState, parse_state
 from relay import logs
 from relay.config import ENV_CONFIG, Config, ConfigError, config_path, load_config
 from relay.instance import DEMO_INS, InstanceExists, init_instance
+from relay.progress import progress
 
 DEV_DIR = Path("mssante-dev")
 DEMO_PASSWORD_FILE = "demo-password"
@@ -345,8 +346,9 @@ def cmd_mailbox_export(args: argparse.Namespace) -> int:
     config = _load(args)
 
     async def run_export(s: Store) -> Any:
-        done = await export(s, ins, Path(args.out), args.gpg_recipient, config.gnupg_home,
-                            limits=config.attachments)
+        with progress(f"export {ins}") as step:
+            done = await export(s, ins, Path(args.out), args.gpg_recipient, config.gnupg_home,
+                                limits=config.attachments, step=step)
         await s.audit((await s.require_mailbox(ins)).id, "admin", "export", f"{done.messages} message(s), "
                       f"{'encrypted' if done.encrypted else 'not encrypted'}", "cli")
         return done
@@ -382,8 +384,12 @@ def cmd_mailbox_purge_expired(args: argparse.Namespace) -> int:
     if not config.archive_dir.exists():
         print("no archive")
         return 0
-    for f in expired_archives(config.archive_dir, config.archive_retention_years):
-        f.unlink()
+    expired = expired_archives(config.archive_dir, config.archive_retention_years)
+    with progress("purge expired archives") as step:
+        for i, f in enumerate(expired, 1):
+            f.unlink()
+            step(i, len(expired))
+    for f in expired:
         print(f"deleted {f.name}")
     return 0
 
@@ -549,7 +555,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from relay.backup import BackupError, backup
     config = _load(args)
     try:
-        manifest = backup(config.store_url, MasterKey.load(config.master_key), Path(args.out))
+        with progress("backup (one consistent snapshot)"):  # one step: a spinner
+            manifest = backup(config.store_url, MasterKey.load(config.master_key), Path(args.out))
     except (BackupError, ValueError, OSError, sqlite3.Error) as e:
         raise UsageError(f"backup: {e}") from None
     print(f"backup written to {args.out}: {manifest['mailboxes']} mailboxes, {manifest['messages']} messages "
@@ -561,7 +568,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from relay.backup import BackupError, restore
     config = _load(args)
     try:
-        manifest = restore(Path(args.archive), config.store_url, MasterKey.load(config.master_key), args.force)
+        with progress("restore"):
+            manifest = restore(Path(args.archive), config.store_url, MasterKey.load(config.master_key),
+                               args.force)
     except (BackupError, ValueError, OSError, sqlite3.Error) as e:
         raise UsageError(f"restore: {e}") from None
     print(f"restored {manifest['mailboxes']} mailboxes, {manifest['messages']} messages "
@@ -576,7 +585,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
     config = _load(args)
     try:
         if args.keys_command == "rotate":
-            r = asyncio.run(keys.rotate(config.store_url, config.master_key))
+            with progress("re-wrapping data keys"):
+                r = asyncio.run(keys.rotate(config.store_url, config.master_key))
             print(f"master key rotated: {r.old_id} -> {r.new_id}; {r.rewrapped} data keys re-wrapped. "
                   f"The old key is in {config.master_key.parent / 'retired'}; "
                   "`mssante-relay keys purge-retired` deletes it once nothing uses it.")

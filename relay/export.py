@@ -26,6 +26,7 @@ import gnupg
 from dossier_bridge.dossier import read_document
 from mailbox_store.crypto import fsync_dir
 from relay.instance import stop_gpg_agent
+from relay.progress import Step
 from mailbox_store.store import Store
 from policy.attachments import AttachmentLimits
 
@@ -123,15 +124,16 @@ def _member_name(doc_id: str, filename: object) -> str:
     return f"dossier/{doc_id}/{name}"
 
 
-async def _write_tar(store: Store, ins: str, target: Path,
-                     limits: AttachmentLimits) -> tuple[list[tuple[str, int]], list[str]]:
+async def _write_tar(store: Store, ins: str, target: Path, limits: AttachmentLimits,
+                     step: Step | None = None) -> tuple[list[tuple[str, int]], list[str]]:
     mb = await store.require_mailbox(ins)
     now = dt.datetime.now(dt.timezone.utc)
     items: list[tuple[str, int]] = []
     folders = await store.list_folders(mb.id)
+    snaps = [await store.snapshot(mb.id, f.name) for f in folders]
+    total = sum(len(snap.messages) for snap in snaps)
     with tarfile.open(target, "w") as tar:
-        for f in folders:
-            snap = await store.snapshot(mb.id, f.name)
+        for f, snap in zip(folders, snaps):
             uids = [m.uid for m in snap.messages]
             for start in range(0, len(uids), 200):  # bounded memory, as FETCH
                 raws = await store.fetch_raw_many(ins, f.name, uids[start:start + 200])
@@ -139,6 +141,8 @@ async def _write_tar(store: Store, ins: str, target: Path,
                 for uid, raw in sorted(raws.items()):
                     _add(tar, f"messages/{directory}/{uid}.eml", raw, now)
                     items.append((f.name, uid))
+                if step is not None:
+                    step(len(items), total)
         documents = []
         for d in await store.documents(mb):
             _, content = await read_document(store, mb, d.id, "admin", "cli:export", limits)
@@ -160,9 +164,10 @@ async def _write_tar(store: Store, ins: str, target: Path,
 
 async def export(store: Store, ins: str, out: Path, recipient: str | None = None,
                  gnupg_home: Path | None = None, exclusive: bool = False,
-                 limits: AttachmentLimits | None = None) -> Exported:
+                 limits: AttachmentLimits | None = None, step: Step | None = None) -> Exported:
     """exclusive: refuse when `out` exists (an archive is never replaced); `limits`:
-    those documents filed at delivery are read back with (relay.toml [attachments])."""
+    those documents filed at delivery are read back with (relay.toml [attachments]);
+    `step(done, total)`: messages written so far (relay/progress.py)."""
     limits = limits or AttachmentLimits()
     out.parent.mkdir(parents=True, exist_ok=True)
     if exclusive and out.exists():
@@ -171,7 +176,7 @@ async def export(store: Store, ins: str, out: Path, recipient: str | None = None
         partial = out.with_name(out.name + ".partial")
         private_file(partial)
         try:
-            items, docs = await _write_tar(store, ins, partial, limits)
+            items, docs = await _write_tar(store, ins, partial, limits, step)
         except BaseException:
             partial.unlink(missing_ok=True)  # never leave plaintext behind
             raise
@@ -182,7 +187,7 @@ async def export(store: Store, ins: str, out: Path, recipient: str | None = None
         raise ExportError(f"no GnuPG public key for {recipient!r}" + (f" in {gnupg_home}" if gnupg_home else ""))
     with tempfile.TemporaryDirectory(prefix="mssante-export-") as tmp:  # 0700
         plain = Path(tmp) / "export.tar"
-        items, docs = await _write_tar(store, ins, plain, limits)
+        items, docs = await _write_tar(store, ins, plain, limits, step)
         partial = out.with_name(out.name + ".partial")
         try:
             with plain.open("rb") as f:

@@ -43,3 +43,46 @@ def test_serve_refuses_to_start_with_a_misspelt_key(instance: Path) -> None:
     p = run("serve", "--config", str(cfg))
     one_line_error(p, "[mx] max_recipents: unknown key (did you mean max_recipients?)")
     assert "Traceback" not in p.stderr
+
+
+def _on_a_terminal(args: list[str], cfg: Path) -> tuple[int, str]:
+    """Run the CLI with its standard output on a pseudo-terminal; what the terminal got."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="100", MSSANTE_RELAY_CONFIG=str(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "relay.cli", *args], stdout=follower,
+                            stderr=subprocess.PIPE, env=env)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+    return proc.returncode, out.decode(errors="replace")
+
+
+def test_long_commands_show_progress_on_a_terminal_only(instance: Path, tmp_path: Path) -> None:
+    from tests.integration.conftest import INS_ACTIVE
+
+    cfg = instance / "relay.toml"
+    _, shown = _on_a_terminal(["mailbox", "export", INS_ACTIVE, "--out", str(tmp_path / "t.tar")], cfg)
+    assert f"export {INS_ACTIVE}" in shown  # the bar's description, drawn then erased
+    assert "\x1b[" in shown and "messages exported to" in shown
+    _, shown = _on_a_terminal(["backup", "--out", str(tmp_path / "b.tar")], cfg)
+    assert "backup (one consistent snapshot)" in shown and "backup written to" in shown
+    # piped: only the result line
+    p = run("mailbox", "export", INS_ACTIVE, "--out", str(tmp_path / "p.tar"), config=cfg)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [p.stdout.strip()] and "\x1b" not in p.stdout
+    p = run("backup", "--out", str(tmp_path / "p2.tar"), config=cfg)
+    assert p.returncode == 0 and "\x1b" not in p.stdout and len(p.stdout.splitlines()) == 1
