@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from mailbox_store import migrate
+from mailbox_store.audit import creation_audit
 from mailbox_store.cache import MailboxCache
 from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, wrap_content_key
 from mailbox_store.conversations import ConversationOps, apply_effects
@@ -267,6 +268,9 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
             conn.execute(insert(Folder), [
                 {"mailbox_id": mid, "name": name, "special_use": su,
                  "uidvalidity": uidvalidity, "uidnext": 1, "subscribed": True} for name, su in DEFAULT_FOLDERS])
+            # issue 16 §6: the creation and what it set, in the same transaction
+            conn.execute(insert(AuditEvent), creation_audit(mid, now, state.value, password_hash is not None,
+                                                            notify_email is not None, activation_hash is not None))
             return MailboxInfo(mid, ins, state, notify_email, now), []
 
         info = await self.writer.submit(job)
@@ -358,7 +362,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
             row = conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
                                       Mailbox.created_at).where(Mailbox.ins == ins)).one()
             conn.execute(insert(AuditEvent).values(mailbox_id=row.id, at=when, actor="patient",
-                                                   action="activate", detail="", source="cli"))
+                                                   action="activate", detail="activation code used", source="cli"))
             return self._info(row), []
 
         info = await self.writer.submit(job)

@@ -326,6 +326,7 @@ def cmd_mailbox_activate(args: argparse.Namespace) -> int:
         given = sys.stdin.readline() if args.code_stdin else args.code
         PasswordHasher().verify(hashed, given.strip().upper())
     except Exception:  # argon2's mismatch and malformed-input errors alike
+        _with_store(config, lambda s: s.audit(info.id, "admin", "activation_code.refused", "", "cli"))
         raise UsageError("--code: activation code does not match") from None
     _with_store(config, lambda s: s.activate(ins, hashed))
     print(f"mailbox {ins} activated")

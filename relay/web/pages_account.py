@@ -251,6 +251,10 @@ def describe(actor: str, action: str, detail: str, source: str, authors: dict[st
         return f"État de l'espace : {_STATES.get(detail, detail)}{by}"
     if action == "activate":
         return "Activation de l'espace"
+    if action == "mailbox.create":
+        return f"Création de l'espace ({_STATES.get(detail.removeprefix('state '), detail)}){by}"
+    if action.startswith("activation_code."):
+        return "Code d'activation " + ("émis" if action.endswith("issued") else "refusé") + by
     if action.startswith("pharmacy."):
         return ("Pharmacie autorisée : " if action.endswith("allow") else "Pharmacie retirée : ") + detail
     if action == "close":
