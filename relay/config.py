@@ -130,6 +130,9 @@ class Config:
     header_limits: HeaderLimits = HeaderLimits()
     store_min_free_bytes: int = 104_857_600  # below it: 452 4.3.1 at MAIL, /healthz 503
     web: "WebConfig | None" = None
+    # [trust_list] where `trustlist update` fetches the published list (issue 16 §3)
+    trust_list_url: str = ""
+    trust_list_fetch_ca: Path | None = None  # CA bundle for that HTTPS server; None: the system's
     # the file as read (reload compares it key by key to name what changed)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -279,6 +282,13 @@ def _web(data: dict[str, Any], hostname: str) -> WebConfig:
                      public_host=_domain_name("web.public_host", public))
 
 
+def _https_url(field: str, url: str) -> str:
+    """"" or an https:// URL: the trust list decides who may send, never fetched in clear."""
+    if url and not re.fullmatch(r"https://[^\s/?#]+(/\S*)?", url):
+        raise ConfigError(f"{field}: expected an https:// URL, got {url!r}")
+    return url
+
+
 def resolve_store_url(url: str, base: Path) -> str:
     """A relative SQLite path in the URL is relative to the config file's folder."""
     prefix = "sqlite+aiosqlite:///"
@@ -397,6 +407,8 @@ def load_config(path: Path) -> Config:
         header_limits=_header_limits(data),
         store_min_free_bytes=min_free,
         web=_web(data, _get(data, "server", "hostname", str, "mx.patient.mssante.fr")),
+        trust_list_url=_https_url("trust_list.url", _get(data, "trust_list", "url", str, "")),
+        trust_list_fetch_ca=p("trust_list", "fetch_ca", "") if _get(data, "trust_list", "fetch_ca", str, "") else None,
         raw=raw,
     )
     if (unknown := unknown_key_error(path.name, data)) is not None:

@@ -95,6 +95,7 @@ class Daemon:
         tlsevents.install()  # tls.handshake_failed on every front
         try:
             self._lock = storelock.acquire(self.config.store_url)
+            storelock.mark_daemon(self._lock)
         except storelock.StoreBusy as e:
             raise ValueError(str(e)) from None
         rt = self.runtime = await Runtime.start(self.config)

@@ -32,7 +32,34 @@ def acquire(store_url: str) -> int | None:
     except BlockingIOError:
         os.close(fd)
         raise StoreBusy(f"a daemon is running on this store ({path} is locked)") from None
+    os.ftruncate(fd, 0)  # no stale PID: only a daemon names itself (mark_daemon)
     return fd
+
+
+def mark_daemon(fd: int | None) -> None:
+    """Write our PID into the lock we hold: `trustlist update` signals it (SIGHUP) to
+    reload. A restore holding the lock writes nothing, so it is never signalled."""
+    if fd is not None:
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
+def holder(store_url: str) -> int | None:
+    """PID of the daemon holding the store's lock, or None when no process holds it
+    (or the store is not SQLite)."""
+    path = lock_path(store_url)
+    if path is None or not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # held: a daemon runs; its PID is in the file
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def release(fd: int | None) -> None:
