@@ -27,6 +27,8 @@ RELOADABLE: dict[str, str] = {
     "trust_list.path": "trust_list",
     "trust_list.require_digest": "trust_list_require_digest",
     "trust_list.max_age_days": "trust_list_max_age_days",
+    "trust_list.url": "trust_list_url",  # read by `trustlist update`, not the daemon
+    "trust_list.fetch_ca": "trust_list_fetch_ca",
     "mx.max_message_size": "max_message_size",
     "mx.max_recipients": "max_recipients",
     "mx.max_sessions_per_ip": "max_sessions_per_ip",

@@ -33,7 +33,9 @@ log = structlog.get_logger("relay.tls")
 
 FAILURES = Counter("mssante_tls_handshake_failures_total", "TLS handshakes that failed, by front and reason",
                    ["front", "reason"])
-HANDSHAKE_KEEP = 64 * 1024  # a client's first flight with a certificate chain fits
+# a client's flight up to its Certificate (hello + a leaf and an intermediate: ~5 KB);
+# bounded per handshake in progress, freed when it ends
+HANDSHAKE_KEEP = 16 * 1024
 _fronts: dict[int, str] = {}
 
 # X509_V_ERR_* (openssl/x509_vfy.h) -> reason
@@ -131,7 +133,7 @@ class ObservedSSLProtocol(asyncio.sslproto.SSLProtocol):  # type: ignore[misc,na
     _reported = False
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._state == asyncio.sslproto.SSLProtocolState.DO_HANDSHAKE:
+        if self._server_side and self._state == asyncio.sslproto.SSLProtocolState.DO_HANDSHAKE:
             if self._flight is None:
                 self._flight = bytearray()
             room = HANDSHAKE_KEEP - len(self._flight)
