@@ -5,6 +5,7 @@ from __future__ import annotations
 import imaplib
 import smtplib
 import ssl
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -40,17 +41,25 @@ def test_each_refusal_is_logged_with_its_reason(relay: RunningDaemon) -> None:
             assert INS_ACTIVE not in str(e) and INS_OPPOSED not in str(e)  # INS only hashed
 
 
-def test_submission_refusal_and_throttle_are_logged(relay: RunningDaemon) -> None:
+def test_submission_refusal_and_throttle_are_logged(instance: Path) -> None:
+    cfg = instance / "relay.toml"
+    # no reply delay, a long throttle: the free failures are checked, every later one throttled
+    cfg.write_text(cfg.read_text().replace("failure_reply_delay = 1", "failure_reply_delay = 0")
+                   .replace("first_delay = 1\n", "first_delay = 600\n"))
+    relay = RunningDaemon(cfg).start()
     limits = relay.daemon.runtime.config.auth
-    with capture_logs() as events:
-        codes = []
-        for _ in range(limits.failures_per_account_source + 1):
-            s = smtplib.SMTP("127.0.0.1", relay.daemon.submission_ports[0], timeout=60)
-            s.starttls(context=ssl.create_default_context(cafile=str(relay.pki("ca.pem"))))
-            with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
-                s.login(f"{INS_ACTIVE}@patient.mssante.fr", "guess")
-            codes.append(refused.value.smtp_code)
-            s.close()
+    try:
+        with capture_logs() as events:
+            codes = []
+            for _ in range(limits.failures_per_account_source + 1):
+                s = smtplib.SMTP("127.0.0.1", relay.daemon.submission_ports[0], timeout=60)
+                s.starttls(context=ssl.create_default_context(cafile=str(relay.pki("ca.pem"))))
+                with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+                    s.login(f"{INS_ACTIVE}@patient.mssante.fr", "guess")
+                codes.append(refused.value.smtp_code)
+                s.close()
+    finally:
+        relay.stop()
     failed = [e for e in events if e["event"] == "auth.failed"]
     throttled = [e for e in events if e["event"] == "auth.throttled"]
     # smtplib tries PLAIN then LOGIN: two attempts a round; the free ones are checked,
