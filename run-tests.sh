@@ -18,7 +18,6 @@ command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /bin/kill ] || need+=(procps)  # systemd-analyze verify checks the unit's ExecReload=/bin/kill
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
-command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg-dev)  # the Debian package test builds one
 if ((${#need[@]})); then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
