@@ -129,6 +129,7 @@ class Config:
     header_limits: HeaderLimits = HeaderLimits()
     store_min_free_bytes: int = 104_857_600  # below it: 452 4.3.1 at MAIL, /healthz 503
     web: "WebConfig | None" = None
+    spool_dir: Path | None = None  # [store] spool_dir: IMAP APPENDs being received; None = <config dir>/spool
 
     @property
     def base_dir(self) -> Path:
@@ -399,6 +400,7 @@ def load_config(path: Path) -> Config:
         header_limits=_header_limits(data),
         store_min_free_bytes=min_free,
         web=_web(data, _get(data, "server", "hostname", str, "mx.patient.mssante.fr")),
+        spool_dir=p("store", "spool_dir", "spool"),
     )
 
 
