@@ -22,10 +22,18 @@ root=$work/root
 venv=/opt/mssante-relay/venv  # where it will live; built under $root$venv, paths rewritten below
 
 python3 -c 'import ensurepip, venv' 2>/dev/null || { echo "build-deb.sh: needs python3-venv" >&2; exit 2; }
+# WHEELS=DIR: build offline from a wheelhouse made beforehand (with network) by
+#   pip download --require-hashes -r requirements/runtime.lock -d DIR && pip download -d DIR 'setuptools>=77' wheel
+pipopts=()
+[ -n "${WHEELS:-}" ] && pipopts=(--no-index --find-links "$WHEELS")
 python3 -m venv "$root$venv"
-"$root$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$root$venv/bin/python" -m pip install -q --no-compile --require-hashes -r requirements/runtime.lock
-"$root$venv/bin/python" -m pip install -q --no-compile --no-deps "$repo"
+"$root$venv/bin/python" -m pip install -q "${pipopts[@]}" --no-compile --require-hashes -r requirements/runtime.lock
+# the project itself, built from a copy (pip would leave build/ and *.egg-info in the checkout)
+mkdir -p "$work/src"
+cp -r "$repo/pyproject.toml" "$repo/README.md" "$repo/relay" "$repo/certs" "$repo/policy" \
+    "$repo/mailbox_store" "$repo/dossier_bridge" "$work/src/"
+find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
+"$root$venv/bin/python" -m pip install -q "${pipopts[@]}" --no-compile --no-deps "$work/src"
 "$root$venv/bin/python" -m pip uninstall -q -y pip  # not needed at run time
 # scripts and pyvenv.cfg name the build folder: point them at the installed path
 grep -rlI --null "$root$venv" "$root$venv" | xargs -0 -r sed -i "s|$root$venv|$venv|g"
