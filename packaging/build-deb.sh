@@ -34,7 +34,8 @@ cp -r "$repo/pyproject.toml" "$repo/README.md" "$repo/relay" "$repo/certs" "$rep
     "$repo/mailbox_store" "$repo/dossier_bridge" "$work/src/"
 find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
 "$root$venv/bin/python" -m pip install -q "${pipopts[@]}" --no-compile --no-deps "$work/src"
-"$root$venv/bin/python" -m pip uninstall -q -y pip  # not needed at run time
+# not needed at run time, and not in the lock: what ships is exactly the tested set
+"$root$venv/bin/python" -m pip uninstall -q -y setuptools pip
 # scripts and pyvenv.cfg name the build folder: point them at the installed path
 grep -rlI --null "$root$venv" "$root$venv" | xargs -0 -r sed -i "s|$root$venv|$venv|g"
 # byte-compile now, naming the installed paths in tracebacks (the files are then dpkg's, not stray)
