@@ -16,6 +16,8 @@ command -v mbsync >/dev/null 2>&1 || need+=(isync)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /bin/kill ] || need+=(procps)  # systemd-analyze verify checks the unit's ExecReload=/bin/kill
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
@@ -26,5 +28,8 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test]'
+# the tested dependency set, exact versions and hashes (packaging/lock.sh writes it); then the
+# project itself, its dependencies already there
+.venv/bin/python -m pip install -q --require-hashes -r requirements/test.lock
+.venv/bin/python -m pip install -q --no-deps -e '.[test]'
 exec .venv/bin/python -m pytest -q "$@"

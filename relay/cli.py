@@ -119,7 +119,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _newcomer_banner(config: Config, port: int, imap_ports: tuple[int, int], submission: tuple[int, int],
-                     web_port: int = 0) -> str:
+                     web_port: int = 0, admin_port: int = 0) -> str:
     base = config.base_dir
     webmail = [f"  webmail for patients: https://localhost:{web_port}/ (log in with the demo patient below)"] \
         if web_port else []
@@ -129,6 +129,7 @@ def _newcomer_banner(config: Config, port: int, imap_ports: tuple[int, int], sub
         f"{config.imap_listen_tls.host}:{imap_ports[1]} (TLS)",
         f"  submission for patients (AUTH after TLS): {config.submission_listen.host}:{submission[0]} (STARTTLS), "
         f"{config.submission_listen_tls.host}:{submission[1]} (TLS)",
+        f"  admin (Prometheus /metrics, /healthz): http://{config.admin_listen.host}:{admin_port}/",
         f"  configuration: {config.path}",
         f"  CA: {base / 'pki/ca.pem'}",
         f"  operator certificate: {base / 'pki/operator.pem'} + {base / 'pki/operator.key'}"
@@ -138,7 +139,7 @@ def _newcomer_banner(config: Config, port: int, imap_ports: tuple[int, int], sub
         "--tls --tls-ca-path {ca} --tls-cert {cert} --tls-key {key}".format(
             ins=DEMO_INS, dom=config.domain, host=config.mx_listen.host, port=port,
             ca=base / "pki/ca.pem", cert=base / "pki/operator.pem", key=base / "pki/operator.key"),
-        "  stop: Ctrl-C (SIGTERM)",
+        "  stop: Ctrl-C (SIGINT) or SIGTERM",
     ])
 
 
@@ -164,7 +165,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if dev:
             assert d.imap is not None
             print(_newcomer_banner(config, d.mx_port, d.imap.ports, d.submission_ports,
-                                   d.web.port if d.web is not None else 0), flush=True)
+                                   d.web.port if d.web is not None else 0, d.admin_port), flush=True)
 
     try:
         asyncio.run(Daemon(config).serve_forever(ready))

@@ -135,6 +135,7 @@ class Config:
     trust_list_fetch_ca: Path | None = None  # CA bundle for that HTTPS server; None: the system's
     # the file as read (reload compares it key by key to name what changed)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    spool_dir: Path | None = None  # [store] spool_dir: IMAP APPENDs being received; None = <config dir>/spool
 
     @property
     def base_dir(self) -> Path:
@@ -410,6 +411,7 @@ def load_config(path: Path) -> Config:
         trust_list_url=_https_url("trust_list.url", _get(data, "trust_list", "url", str, "")),
         trust_list_fetch_ca=p("trust_list", "fetch_ca", "") if _get(data, "trust_list", "fetch_ca", str, "") else None,
         raw=raw,
+        spool_dir=p("store", "spool_dir", "spool"),
     )
     if (unknown := unknown_key_error(path.name, data)) is not None:
         raise ConfigError(unknown)

@@ -52,7 +52,8 @@ class ImapServer:
         self.stopped = asyncio.Event()
         self.literals = LiteralBudget(config.imap_max_append_bytes_per_account,
                                       config.imap_max_append_bytes_in_flight)
-        self.spool_dir = config.base_dir / "spool"  # APPEND messages, sealed as they arrive
+        # APPEND messages, sealed as they arrive (store.spool_dir: writable, unlike /etc when packaged)
+        self.spool_dir = config.spool_dir or config.base_dir / "spool"
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="imap-work")
 
     async def offload(self, work: Callable[[], T]) -> T:

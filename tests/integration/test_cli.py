@@ -196,13 +196,17 @@ def test_serve_without_config_initialises_a_dev_instance(tmp_path: Path) -> None
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 pytest.skip(f"port {port} (a development default) is in use on this machine")
     env = {k: v for k, v in os.environ.items() if k != "MSSANTE_RELAY_CONFIG"}
+    # run from tmp_path, the checkout under test must still win over an editable install elsewhere
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     proc = subprocess.Popen([*CLI, "serve"], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
-        banner = [proc.stdout.readline() for _ in range(11)]
+        banner = [proc.stdout.readline() for _ in range(12)]
         text = "".join(banner)
         assert "127.0.0.1:2525" in text and "279035121518989@patient.mssante.fr" in text
+        # the admin port is named, and the stop line names Ctrl-C's real signal (SIGINT)
+        assert "http://127.0.0.1:9325/" in text and "Ctrl-C (SIGINT)" in banner[-1]
         assert "operator.pem" in text
         assert (tmp_path / "mssante-dev/relay.toml").exists()
         password_file = tmp_path / "mssante-dev/demo-password"
@@ -224,7 +228,7 @@ def test_serve_without_config_initialises_a_dev_instance(tmp_path: Path) -> None
         assert proc.stdout is not None
         assert "mssante-relay is running" in proc.stdout.readline()
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends: a clean stop too
         proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert (tmp_path / "mssante-dev/keys/master.key").read_bytes() == key

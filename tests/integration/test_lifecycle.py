@@ -68,10 +68,34 @@ def test_stale_mailboxes(instance: Path) -> None:
 
 
 def _gpg_decrypt(home: Path, data: bytes) -> bytes:
+    """Decrypting needs the secret key, so gpg starts an agent for `home`: stop it, or
+    every run would leave one behind (issue 16)."""
     import gnupg
-    result = gnupg.GPG(gnupghome=str(home)).decrypt(data)
+
+    from relay.instance import stop_gpg_agent
+    try:
+        result = gnupg.GPG(gnupghome=str(home)).decrypt(data)
+    finally:
+        stop_gpg_agent(home)
     assert result.ok, result.status
     return result.data
+
+
+def _agents_of(home: Path) -> list[str]:
+    """gpg-agent processes serving `home` (their command line names it, or they run from it)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            env = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if cmd and cmd[0].endswith(b"gpg-agent") and (str(home).encode() in b" ".join(cmd)
+                                                      or f"GNUPGHOME={home}".encode() in env):
+            found.append(proc.name)
+    return found
 
 
 def test_export_plain_and_encrypted(relay: RunningDaemon, tmp_path: Path) -> None:
@@ -103,6 +127,7 @@ def test_export_plain_and_encrypted(relay: RunningDaemon, tmp_path: Path) -> Non
         assert "messages/INBOX/1.eml" in tar.getnames()
     one_line_error(run("mailbox", "export", INS_ACTIVE, "--out", str(tmp_path / "x"), "--gpg-recipient",
                        "nobody@example.org", config=cfg), "no GnuPG public key")
+    assert not _agents_of(config.gnupg_home), "a gpg-agent outlived the export"
 
 
 def test_close_archives_refuses_mail_and_purges(relay: RunningDaemon) -> None:
@@ -129,6 +154,7 @@ def test_close_archives_refuses_mail_and_purges(relay: RunningDaemon) -> None:
     old.write_bytes(archives[0].read_bytes())
     p = run("mailbox", "purge-expired", config=cfg)
     assert p.returncode == 0 and old.name in p.stdout and not old.exists() and archives[0].exists()
+    assert not _agents_of(config.gnupg_home), "a gpg-agent outlived the close"
 
 
 def test_close_without_an_archive_key_is_refused(instance: Path) -> None:

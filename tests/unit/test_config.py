@@ -67,6 +67,13 @@ def test_paths_relative_to_the_config_folder(tmp_path: Path, template: str,
     assert cfg.master_key == folder / "keys/master.key"
     assert cfg.crls == (folder / "pki/ca.crl", Path("/var/lib/crl/igc.crl"))
     assert cfg.store_url == f"sqlite+aiosqlite:///{folder / 'relay.db'}"
+    assert cfg.spool_dir == folder / "spool"
+
+
+def test_spool_dir_may_leave_the_config_folder(tmp_path: Path, template: str) -> None:
+    """Packaged, relay.toml is in read-only /etc: the IMAP spool goes to the state folder."""
+    text = edited(template, 'spool_dir = "spool"', 'spool_dir = "/var/lib/mssante-relay/spool"')
+    assert load_config(write(tmp_path, text)).spool_dir == Path("/var/lib/mssante-relay/spool")
 
 
 def test_absolute_paths_and_other_urls_kept(tmp_path: Path, template: str) -> None:
