@@ -737,6 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("ins")
     s.add_argument("doc_id", metavar="DOC_ID")
     s.set_defaults(func=cmd_dossier_delete)
+    from relay.conformance.cli import add_commands as add_conformance
+    add_conformance(sub, common)  # `conformance run|check` (issue 13)
     return p
 
 
