@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,12 @@ def _address(field: str, text: str) -> str:
     local, at, domain = text.rpartition("@")
     if not at or not local or "." not in domain or any(c in text for c in " <>\r\n"):
         raise _Usage(f"{field}: {text!r} is not an e-mail address")
+    return text
+
+
+def _url(field: str, text: str) -> str:
+    if not re.fullmatch(r"https://[A-Za-z0-9.\-\[\]:]+(?:/[^\s]*)?", text):
+        raise _Usage(f"{field}: {text!r} is not an https:// URL")
     return text
 
 
@@ -90,6 +97,8 @@ def _target(args: argparse.Namespace) -> Target:
         password=password, domain=domain,
         second_sender=_address("--second-sender", args.second_sender) if args.second_sender else None,
         closed_patient=_ins("--closed-patient", args.closed_patient) if args.closed_patient else None,
+        web=_url("--web", args.web) if args.web else (f"https://{config.web.listen.host}:{config.web.listen.port}"
+                         if config is not None and config.web is not None and config.web.listen.port else None),
         wait=args.wait, quiet_wait=args.quiet_wait)
 
 
@@ -197,6 +206,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     s.add_argument("--patient", metavar="INS", help="an active patient of the deployment (default: the demo patient)")
     s.add_argument("--patient-password-stdin", action="store_true", help="read the patient's password from stdin")
     s.add_argument("--closed-patient", metavar="INS", help="an opposed or closed mailbox of the deployment")
+    s.add_argument("--web", metavar="URL", help="the patients' webmail, whose dossier listing shows filed documents "
+                   "(default: web.listen)")
     s.add_argument("--listen", metavar="HOST:PORT", help="receive the deployment's replies here (STARTTLS, --cert)")
     s.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
                    help="how long to wait for what must come back (default 60)")

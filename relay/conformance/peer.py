@@ -3,12 +3,16 @@ writes as, and clients (smtplib, imaplib) that record every line of the exchange
 from __future__ import annotations
 
 import datetime as dt
+import http.cookiejar
 import imaplib
 import re
 import secrets
 import smtplib
 import ssl
 import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +50,7 @@ class Target:
     domain: str = "patient.mssante.fr"
     second_sender: str | None = None
     closed_patient: str | None = None
+    web: str | None = None  # base URL of the patients' webmail, whose "Mon dossier" lists documents
     wait: float = 60.0  # seconds to wait for something that must arrive
     quiet_wait: float = 10.0  # seconds to wait for something that must not
 
@@ -259,6 +264,43 @@ class Imap:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Webmail:
+    """The patient's webmail, as a browser without JavaScript uses it: the login form
+    (its CSRF token, double-submitted in a cookie), then pages. Only "Mon dossier" is read."""
+
+    MAX_PAGE = 2 * 1024 * 1024
+
+    def __init__(self, target: Target, log: Log):
+        assert target.web is not None and target.password is not None
+        self.base, self.log = target.web.rstrip("/"), log
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=client_context(target, None)),
+            urllib.request.HTTPCookieProcessor(self.jar))
+        page = self.get("/")
+        m = re.search(r'name="csrf" value="([^"]+)"', page)
+        if m is None:
+            raise KitError("the webmail's login page has no csrf field")
+        form = urllib.parse.urlencode({"csrf": m.group(1), "identifiant": target.patient_address,
+                                       "mot_de_passe": target.password}).encode()
+        log.sent(f"POST {self.base}/ identifiant={target.patient_address} mot_de_passe=****")
+        try:
+            with self.opener.open(urllib.request.Request(self.base + "/", form), timeout=TIMEOUT) as resp:
+                log.note(f"{resp.status} {resp.url}")
+        except urllib.error.HTTPError as e:
+            raise KitError(f"the patient's webmail login was refused: HTTP {e.code}") from None
+
+    def get(self, path: str) -> str:
+        self.log.sent(f"GET {self.base}{path}")
+        try:
+            with self.opener.open(self.base + path, timeout=TIMEOUT) as resp:
+                body = resp.read(self.MAX_PAGE)
+                self.log.note(f"{resp.status} ({len(body)} bytes)")
+        except urllib.error.HTTPError as e:
+            raise KitError(f"GET {path}: HTTP {e.code}") from None
+        return body.decode("utf-8", "replace")
 
 
 def self_signed(folder: Path, cn: str = "untrusted.conformance-kit.invalid") -> tuple[str, str]:

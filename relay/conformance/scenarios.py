@@ -12,6 +12,8 @@ Implementation notes:
 from __future__ import annotations
 
 import email
+import html
+import http.client
 import email.policy
 import imaplib
 import smtplib
@@ -23,8 +25,8 @@ from email.message import Message
 from pathlib import Path
 
 from relay.conformance.listener import REFUSE_MARK, Listener, Received
-from relay.conformance.peer import (Imap, KitError, Log, Reply, Smtp, Target, patient_submission, professional,
-                                    random_ins, self_signed, send_as_professional, token, wrong_key)
+from relay.conformance.peer import (Imap, KitError, Log, Reply, Smtp, Target, Webmail, patient_submission,
+                                    professional, random_ins, self_signed, send_as_professional, token, wrong_key)
 from relay.conformance.results import Outcome, Status
 from relay.conformance.samples import KIT_NIL, XdmDoc, minimal_cda, professional_message, xdm_package
 
@@ -434,7 +436,29 @@ def delivery_xdm(ctx: Context, log: Log) -> Verdict:
     parts = [p for p in _parse(found[0]).walk() if p.get_filename() == "IHE_XDM.ZIP"]
     if not parts or parts[0].get_payload(decode=True) != package:
         return _fail("the stored message does not hold the package as sent")
-    return _pass("the valid IHE_XDM package is accepted and stored intact (filing itself is not visible over IMAP)")
+    return _pass("the valid IHE_XDM package is accepted and stored intact")
+
+
+def delivery_dossier(ctx: Context, log: Log) -> Verdict:
+    if (v := _needs_patient(ctx)) is not None:
+        return v
+    if ctx.target.web is None:
+        return _skip("needs the dossier listing of the deployment (--web URL of the patients' webmail): "
+                     "filing is not visible over IMAP")
+    pro = ctx.target.tagged(f"dossier-{token()}")
+    title = f"Compte rendu du kit {token()}"
+    cda = minimal_cda(ctx.target.patient, title)
+    package = xdm_package([XdmDoc("DOC0001.XML", cda, title, "11490-0", ctx.target.patient)])
+    raw, _ = _msg(ctx, pro, "Document pour votre dossier", attachments=[(package, "application/zip", "IHE_XDM.ZIP")],
+                  headers={"X-MSS-CODECDA": "11490-0", "X-MSS-INS": "O"})
+    r = send_as_professional(ctx.target, log, pro, raw)
+    if r.code != 250:
+        return _fail(f"a valid IHE_XDM package for the patient was refused: {r}")
+    page = Webmail(ctx.target, log).get("/dossier")
+    count = page.count(html.escape(title, quote=False))
+    if count != 1:
+        return _fail(f"the document {title!r} appears {count} times in the patient's dossier listing")
+    return _pass("the IHE_XDM document is filed in the patient's dossier, once, under its METADATA.XML title")
 
 
 CATALOGUE: tuple[Scenario, ...] = (
@@ -473,6 +497,8 @@ CATALOGUE: tuple[Scenario, ...] = (
     Scenario("delivery.authentication_results", "the MX adds its Authentication-Results (RFC 8601)",
              "authentication_results", delivery_auth_results),
     Scenario("delivery.xdm", "a valid IHE_XDM package is accepted and stored intact", "dossier", delivery_xdm),
+    Scenario("delivery.dossier", "the documents of a valid IHE_XDM package are filed in the dossier", "dossier",
+             delivery_dossier),
 )
 
 
@@ -483,7 +509,8 @@ def run_one(scenario: Scenario, ctx: Context, group: str) -> Outcome:
         status, reason = scenario.run(ctx, log)
     except KitError as e:
         status, reason = Status.FAIL, str(e)
-    except (OSError, smtplib.SMTPException, ssl.SSLError, EOFError, imaplib.IMAP4.error) as e:
+    except (OSError, smtplib.SMTPException, ssl.SSLError, EOFError, imaplib.IMAP4.error,
+            http.client.HTTPException) as e:
         # the deployment closed, timed out or garbled: a failure of the scenario, said briefly
         status, reason = Status.FAIL, f"connection failed: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
     return Outcome(scenario.name, scenario.title, status, reason, scenario.rule, list(log),

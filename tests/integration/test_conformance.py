@@ -33,7 +33,8 @@ def against_daemon(relay: RunningDaemon) -> list[str]:
     return ["--mx", f"127.0.0.1:{relay.port}", "--imap", f"127.0.0.1:{relay.imap_ports[1]}",
             "--submission", f"127.0.0.1:{relay.daemon.submission_ports[0]}",
             "--cert", str(pki / "operator.pem"), "--key", str(pki / "operator.key"), "--ca", str(pki / "ca.pem"),
-            "--sender", "dr.kit@test-operator.mssante.fr", "--patient", INS_ACTIVE]
+            "--sender", "dr.kit@test-operator.mssante.fr", "--patient", INS_ACTIVE,
+            "--web", f"https://127.0.0.1:{relay.daemon.web.port}"]
 
 
 def test_every_scenario_passes_against_our_daemon(relay: RunningDaemon, tmp_path: Path,
@@ -57,6 +58,7 @@ def test_every_scenario_passes_against_our_daemon(relay: RunningDaemon, tmp_path
 def test_without_listen_or_password_the_scenarios_that_need_them_are_skipped(
         relay: RunningDaemon, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     code, results = kit(against_daemon(relay), capsys, monkeypatch)
+    assert {n: r["reason"] for n, r in results.items() if r["status"] == "FAIL"} == {}
     assert code == 0
     assert results["test_address.ack"]["status"] == "SKIP" and "--listen" in results["test_address.ack"]["reason"]
     assert results["conversation.fin"]["status"] == "SKIP"
