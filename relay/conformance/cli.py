@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from relay.conformance.results import Outcome, Status, exit_status
 
 EXIT_USAGE = 2
 DEFAULT_SENDER_LOCAL = "conformance"
+DEV_CONFIG = Path("mssante-dev/relay.toml")
 
 
 class _Usage(Exception):
@@ -62,9 +64,12 @@ def _target(args: argparse.Namespace) -> Target:
     deployment on loopback): its ports, pki/operator.pem, pki/ca.pem, the demo patient."""
     config: Any = None
     if args.config or not all((args.mx, args.cert, args.key, args.ca, args.sender, args.patient)):
-        from relay.config import ConfigError, config_path, load_config
+        from relay.config import ENV_CONFIG, ConfigError, config_path, load_config
+        chosen = args.config
+        if chosen is None and not os.environ.get(ENV_CONFIG) and DEV_CONFIG.is_file():
+            chosen = str(DEV_CONFIG)  # the instance `mssante-relay serve` runs without --config
         try:
-            config = load_config(config_path(args.config))
+            config = load_config(config_path(chosen))
         except ConfigError as e:
             raise _Usage(f"{e} (or give --mx, --cert, --key, --ca, --sender and --patient)") from None
     base = config.base_dir if config is not None else Path(".")

@@ -233,7 +233,7 @@ def refusal_forbidden_attachment(ctx: Context, log: Log) -> Verdict:
 def refusal_bare_lf(ctx: Context, log: Log) -> Verdict:
     # SMTP smuggling: a bare LF "end of data" hides a second message (RFC 5321 §2.3.8)
     sender = ctx.target.tagged(f"lf-{token()}")
-    raw, _ = _msg(ctx, sender, "Bonjour")
+    raw, mid = _msg(ctx, sender, "Bonjour")
     hidden = (f"\n.\nMAIL FROM:<{sender}>\r\nRCPT TO:<{ctx.target.patient_address}>\r\nDATA\r\n"
               "Subject: smuggled\r\n\r\nsmuggled\r\n").encode()
     with professional(ctx.target, log) as s:
@@ -243,7 +243,13 @@ def refusal_bare_lf(ctx: Context, log: Log) -> Verdict:
         if r.code != 250:
             raise KitError(f"the envelope was refused before DATA: {r}")
         r = s.data(raw.rstrip(b"\r\n") + hidden + b"\r\n.\r\n", dot_stuff=False)
-    return _expect(r, 500, "5.5.2", "DATA holding a bare LF")
+    verdict = _expect(r, 500, "5.5.2", "DATA holding a bare LF")
+    if verdict[0] is Status.PASS and _needs_patient(ctx) is None:
+        with Imap(ctx.target, log) as imap:
+            if imap.search("INBOX", "HEADER", "Message-ID", mid):
+                return _fail("refused with 500 5.5.2, yet the message is in the patient's INBOX")
+        return _pass(f"{verdict[1]}; nothing stored")
+    return verdict
 
 
 # ---- conversations, through submission and IMAP as the patient ------------------------
@@ -357,7 +363,16 @@ def conv_mdn(ctx: Context, log: Log) -> Verdict:
     text = got.content.decode("utf-8", "replace").lower()
     if "displayed" not in text:
         return _fail("the MDN does not say 'displayed'")
-    return _pass("an RFC 8098 MDN ('displayed') came back on first read")
+    # RFC 8098 §2.1: one MDN, the first time; a second read sends none
+    with Imap(ctx.target, log) as imap:
+        imap.search("INBOX", "HEADER", "Message-ID", mid)
+        imap.c.uid("STORE", uids[0], "-FLAGS", "(\\Seen)")
+        log.sent(f"UID STORE {uids[0].decode()} -FLAGS (\\Seen), then UID FETCH BODY[] again")
+        imap.fetch(uids[0], "BODY[]")
+    again = ctx.listener.wait(lambda m: _to(pro)(m) and m is not got, ctx.target.quiet_wait)  # type: ignore[union-attr]
+    if again is not None:
+        return _fail("a second MDN came back when the patient read the message again")
+    return _pass("one RFC 8098 MDN ('displayed') on first read, none on the next")
 
 
 def conv_dsn(ctx: Context, log: Log) -> Verdict:
