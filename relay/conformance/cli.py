@@ -62,6 +62,17 @@ def _file(field: str, text: str) -> str:
 def _target(args: argparse.Namespace) -> Target:
     """Explicit flags win; the rest comes from the instance configuration (our own
     deployment on loopback): its ports, pki/operator.pem, pki/ca.pem, the demo patient."""
+    # the flags given are checked first: an error names the flag the tester typed
+    mx_flag = _hostport("--mx", args.mx) if args.mx else None
+    for flag, value in (("--cert", args.cert), ("--key", args.key), ("--ca", args.ca)):
+        if value:
+            _file(flag, value)
+    for flag, value in (("--sender", args.sender), ("--second-sender", args.second_sender)):
+        if value:
+            _address(flag, value)
+    for flag, value in (("--patient", args.patient), ("--closed-patient", args.closed_patient)):
+        if value:
+            _ins(flag, value)
     config: Any = None
     if args.config or not all((args.mx, args.cert, args.key, args.ca, args.sender, args.patient)):
         from relay.config import ENV_CONFIG, ConfigError, config_path, load_config
@@ -77,7 +88,7 @@ def _target(args: argparse.Namespace) -> Target:
     def cfg(listen: Any) -> HostPort | None:
         return HostPort(listen.host, listen.port) if listen is not None and listen.port else None
 
-    mx = _hostport("--mx", args.mx) if args.mx else cfg(config.mx_listen)
+    mx = mx_flag or cfg(config.mx_listen)
     if mx is None:
         raise _Usage("--mx: the configuration listens on port 0; give --mx HOST:PORT")
     imap = _hostport("--imap", args.imap) if args.imap else (cfg(config.imap_listen_tls) if config else None)
