@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 from collections.abc import Sequence
+from email.message import Message
 
 from dossier_bridge.cda import CdaError, identity_traits, parse_cda
 from dossier_bridge.dossier import candidates, for_recipient, inspect_message, open_package, source_of
@@ -40,13 +41,13 @@ def _finding(f: mss_headers.HeaderFinding) -> tuple[bool, str, str]:
     return f.ok, f.detail, f.rule
 
 
-def _recipients(headers: object) -> list[str]:
-    values = [str(v) for name in ("To", "Cc") for v in (headers.get_all(name) or [])]  # type: ignore[attr-defined]
+def _recipients(headers: Message) -> list[str]:
+    values = [str(v) for name in ("To", "Cc") for v in (headers.get_all(name) or [])]
     return [addr for _, addr in email.utils.getaddresses(values) if addr]
 
 
-def _header(headers: object, name: str) -> str | None:
-    value = headers.get(name)  # type: ignore[attr-defined]
+def _header(headers: Message, name: str) -> str | None:
+    value = headers.get(name)
     return None if value is None else " ".join(str(value).split())
 
 

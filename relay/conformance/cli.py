@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import os
 import re
 import sys
@@ -15,7 +14,7 @@ from policy.attachments import AttachmentLimits
 from policy.ins import InsError, parse_ins
 from relay.conformance import report
 from relay.conformance.peer import HostPort, Target, scratch_dir
-from relay.conformance.results import Outcome, Status, exit_status
+from relay.conformance.results import Outcome, exit_status
 
 EXIT_USAGE = 2
 DEFAULT_SENDER_LOCAL = "conformance"

@@ -31,7 +31,7 @@ class Received:
 
 
 class _Handler:
-    def __init__(self, sink: "Listener"):
+    def __init__(self, sink: Listener):
         self.sink = sink
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -62,7 +62,7 @@ class Listener:
                                      data_size_limit=MAX_BYTES, server_hostname="conformance-kit.invalid",
                                      ready_timeout=30)
 
-    def start(self) -> "Listener":
+    def start(self) -> Listener:
         self.controller.start()
         return self
 

@@ -179,7 +179,7 @@ class Smtp:
         except (smtplib.SMTPException, OSError):
             self.s.close()
 
-    def __enter__(self) -> "Smtp":
+    def __enter__(self) -> Smtp:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -229,7 +229,7 @@ class Imap:
                                    ssl_context=client_context(target, None), timeout=TIMEOUT)
         log.sent(f"LOGIN {target.patient_address} ****")
         try:
-            typ, data = self.c.login(target.patient_address, target.password)
+            typ, _ = self.c.login(target.patient_address, target.password)
         except imaplib.IMAP4.error as e:
             raise KitError(f"the patient's IMAP login was refused: {e}") from None
         log.note(f"{typ}")
@@ -247,7 +247,7 @@ class Imap:
 
     def fetch(self, uid: bytes, item: str = "BODY.PEEK[]") -> bytes:
         self.log.sent(f"UID FETCH {uid.decode()} {item}")
-        typ, data = self.c.uid("FETCH", uid, f"({item})")
+        _, data = self.c.uid("FETCH", uid, f"({item})")
         for part in data or []:
             if isinstance(part, tuple):
                 return part[1]
@@ -259,7 +259,7 @@ class Imap:
         except (imaplib.IMAP4.error, OSError):
             pass
 
-    def __enter__(self) -> "Imap":
+    def __enter__(self) -> Imap:
         return self
 
     def __exit__(self, *exc: object) -> None:

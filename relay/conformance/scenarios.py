@@ -528,5 +528,7 @@ def run_one(scenario: Scenario, ctx: Context, group: str) -> Outcome:
             http.client.HTTPException) as e:
         # the deployment closed, timed out or garbled: a failure of the scenario, said briefly
         status, reason = Status.FAIL, f"connection failed: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
+    except Exception as e:
+        status, reason = Status.FAIL, f"the kit could not run this scenario ({type(e).__name__})"
     return Outcome(scenario.name, scenario.title, status, reason, scenario.rule, list(log),
                    time.monotonic() - started, group)

@@ -75,7 +75,7 @@ class _Sink:
     def __init__(self, refusing: bool):
         self.refusing = refusing
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, ANN201
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.refusing:
             local, _, domain = address.partition("@")
             if domain.lower() != "patient.mssante.fr":
@@ -87,7 +87,7 @@ class _Sink:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+    async def handle_DATA(self, server, session, envelope):
         return "250 2.0.0 OK"
 
 

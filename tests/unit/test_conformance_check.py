@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-import pytest
 
 from relay.conformance.check import check_eml
 from relay.conformance.report import as_json, junit
