@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from policy.ins import ins_key
+from policy.ins import ins_key, is_valid_ins
 
 TIMEOUT = 60.0
 _STATUS = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b")
@@ -73,8 +73,11 @@ def token() -> str:
 def random_ins() -> str:
     """A well-formed INS (key correct) that no one has: a NIA range number drawn at
     random, so that 550 5.1.1 is the only right answer."""
-    base = f"7{secrets.randbelow(10**12):012d}"
-    return f"{base}{ins_key(base):02d}"
+    # sex 7 (NIA), year, a real month (policy.ins refuses impossible ones), then 8 digits
+    base = f"7{secrets.randbelow(100):02d}{1 + secrets.randbelow(12):02d}{secrets.randbelow(10**8):08d}"
+    ins = f"{base}{ins_key(base):02d}"
+    assert is_valid_ins(ins), "random_ins drew an INS policy.ins refuses"
+    return ins
 
 
 def wrong_key(ins: str) -> str:

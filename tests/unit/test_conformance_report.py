@@ -84,3 +84,12 @@ def test_run_usage_errors_name_the_flag(args: list[str], message: str, capsys: p
     assert main(["conformance", "run", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mssante-relay: error: ") and message in err and "Traceback" not in err
+
+
+def test_the_unknown_ins_the_kit_draws_is_always_well_formed() -> None:
+    from policy.ins import is_valid_ins
+    from relay.conformance.peer import random_ins, wrong_key
+
+    drawn = [random_ins() for _ in range(2000)]
+    assert all(is_valid_ins(i) and i.startswith("7") for i in drawn)
+    assert not any(is_valid_ins(wrong_key(i)) for i in drawn)
