@@ -24,6 +24,8 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
+from policy.mss_headers import IdentityTraits
+
 __all__ = [
     "CdaError",
     "CdaHeader",
@@ -36,6 +38,7 @@ __all__ = [
     "LOINC_OID",
     "RPPS_OID",
     "embedded_document",
+    "identity_traits",
     "parse_cda",
     "parse_hl7_ts",
     "rpps_from_idnps",
@@ -280,3 +283,26 @@ def _author_name(root: Element) -> str | None:
         if plain:
             return plain
     return None
+
+
+def identity_traits(content: bytes) -> IdentityTraits:
+    """The patient's INS and the four identity traits the CDA header carries
+    (recordTarget/patientRole: the INS id, `name/family[@qualifier='BR']`,
+    `name/given[@qualifier='BR']`, `birthTime`, `administrativeGenderCode`), for
+    policy.mss_headers.ins_qualified (Référentiel socle MSSanté #2 §3.8.2). `CdaError`
+    if `content` is not a CDA."""
+    root = _parse_root(content)
+    ins = next((ext for root_oid, ext in _ids(root.findall("h:recordTarget/h:patientRole/h:id", _NS))
+                if root_oid in INS_OIDS and ext), None)
+    patient = root.find("h:recordTarget/h:patientRole/h:patient", _NS)
+    family = given = None
+    if patient is not None:
+        for name in patient.findall("h:name", _NS):
+            family = family or next((_text(f) for f in name.findall("h:family", _NS) if f.get("qualifier") == "BR"
+                                     and _text(f)), None)
+            given = given or next((_text(g) for g in name.findall("h:given", _NS) if g.get("qualifier") == "BR"
+                                   and _text(g)), None)
+    return IdentityTraits(
+        ins=ins, birth_family=family, first_given=given,
+        birth_date=_attr(patient.find("h:birthTime", _NS), "value") if patient is not None else None,
+        sex=_attr(patient.find("h:administrativeGenderCode", _NS), "code") if patient is not None else None)

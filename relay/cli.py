@@ -751,6 +751,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_dossier_delete)
     from relay import opscli  # config check, trustlist update
     opscli.register(sub, common, _Parser, _load, UsageError)
+    from relay.conformance.cli import add_commands as add_conformance
+    add_conformance(sub, common)  # `conformance run|check` (issue 13)
     return p
 
 
