@@ -142,8 +142,8 @@ class ProAccessOps:
 
     async def pro_accessed(self, mailbox: "MailboxInfo", idnat: str, name: str, action: str, detail: str = "",
                            source: str = "") -> bool:
-        """An access by a professional (list, emergency...), audited; returns whether it
-        is their first access to this dossier."""
+        """An access by a professional (list, emergency...), audited unless `action` is
+        "" (audited elsewhere); returns whether it is their first access to this dossier."""
         when = dt.datetime.now(dt.timezone.utc)
 
         def job(conn: Connection) -> tuple[bool, list[Change]]:
@@ -152,7 +152,8 @@ class ProAccessOps:
                                                          ProAccess.idnat == idnat,
                                                          ProAccess.first_access_at.is_(None))
                                  .values(first_access_at=when)).rowcount == 1
-            _audit(conn, mailbox.id, when, pro_actor(idnat, name), action, detail, source)
+            if action:
+                _audit(conn, mailbox.id, when, pro_actor(idnat, name), action, detail, source)
             return first, []
 
         return bool(await self.writer.submit(job))

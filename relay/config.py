@@ -129,6 +129,9 @@ class Config:
     header_limits: HeaderLimits = HeaderLimits()
     store_min_free_bytes: int = 104_857_600  # below it: 452 4.3.1 at MAIL, /healthz 503
     web: "WebConfig | None" = None
+    # [pro] professionals' card certificates (issue 18); load_config sets them, default tls.*
+    pro_trust_anchors: Path | None = None
+    pro_crls: tuple[Path, ...] | None = None
 
     @property
     def base_dir(self) -> Path:
@@ -282,6 +285,17 @@ def _web(data: dict[str, Any], hostname: str) -> WebConfig:
                      public_host=_domain_name("web.public_host", public))
 
 
+def _pro(data: dict[str, Any], base: Path, anchors: Path, crls: tuple[Path, ...]) -> tuple[Path, tuple[Path, ...]]:
+    """[pro] trust_anchors and crls: "" and absent mean tls.trust_anchors and tls.crls."""
+    given = _get(data, "pro", "trust_anchors", str, "")
+    pro_crls = _get(data, "pro", "crls", list, None)
+    for i, c in enumerate(pro_crls or []):
+        if not isinstance(c, str):
+            raise ConfigError(f"pro.crls[{i}]: expected a path string, got {c!r}")
+    return ((base / given if given else anchors),
+            crls if pro_crls is None else tuple(base / c for c in pro_crls))
+
+
 def resolve_store_url(url: str, base: Path) -> str:
     """A relative SQLite path in the URL is relative to the config file's folder."""
     prefix = "sqlite+aiosqlite:///"
@@ -325,6 +339,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"store.min_free_bytes: must be >= 0, got {min_free!r}")
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: expected debug|info|warning|error, got {level!r}")
+    pro_anchors, pro_crls = _pro(data, base, p("tls", "trust_anchors", "pki/ca.pem"), tuple(base / c for c in crls))
     return Config(
         path=path,
         hostname=_domain_name("server.hostname", _get(data, "server", "hostname", str, "mx.patient.mssante.fr")),
@@ -399,6 +414,8 @@ def load_config(path: Path) -> Config:
         header_limits=_header_limits(data),
         store_min_free_bytes=min_free,
         web=_web(data, _get(data, "server", "hostname", str, "mx.patient.mssante.fr")),
+        pro_trust_anchors=pro_anchors,
+        pro_crls=pro_crls,
     )
 
 
