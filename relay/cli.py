@@ -737,6 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("ins")
     s.add_argument("doc_id", metavar="DOC_ID")
     s.set_defaults(func=cmd_dossier_delete)
+    from relay import pro_cli  # issue 18: pro list/allow/block/unblock, dossier hide/unhide, mailbox emergency/attending
+    pro_cli.add_parsers(sys.modules[__name__], sub, msub, dsub, common)
     return p
 
 
