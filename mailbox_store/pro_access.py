@@ -52,7 +52,7 @@ def _audit(conn: Connection, mailbox_id: int, when: dt.datetime, actor: str, act
 
 def _row(conn: Connection, mailbox_id: int, idnat: str) -> Any:
     return conn.execute(select(ProAccess).where(ProAccess.mailbox_id == mailbox_id,
-                                                ProAccess.idnat == idnat)).scalar_one_or_none()
+                                                ProAccess.idnat == idnat)).first()
 
 
 def _ensure(conn: Connection, mailbox_id: int, idnat: str, name: str) -> None:
@@ -86,7 +86,7 @@ class ProAccessOps:
     async def pro_list(self, mailbox: "MailboxInfo") -> list[ProRecord]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(select(ProAccess).where(ProAccess.mailbox_id == mailbox.id)
-                                       .order_by(ProAccess.idnat))).scalars().all()
+                                       .order_by(ProAccess.idnat))).all()
         return [ProRecord(r.idnat, r.name, utc(r.allowed_at) if r.allowed_at else None, r.allowed_by,
                           utc(r.blocked_at) if r.blocked_at else None,
                           utc(r.first_access_at) if r.first_access_at else None) for r in rows]

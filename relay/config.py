@@ -288,7 +288,7 @@ def _web(data: dict[str, Any], hostname: str) -> WebConfig:
 def _pro(data: dict[str, Any], base: Path, anchors: Path, crls: tuple[Path, ...]) -> tuple[Path, tuple[Path, ...]]:
     """[pro] trust_anchors and crls: "" and absent mean tls.trust_anchors and tls.crls."""
     given = _get(data, "pro", "trust_anchors", str, "")
-    pro_crls = _get(data, "pro", "crls", list, None)
+    pro_crls = _get(data, "pro", "crls", list, []) if "crls" in data.get("pro", {}) else None
     for i, c in enumerate(pro_crls or []):
         if not isinstance(c, str):
             raise ConfigError(f"pro.crls[{i}]: expected a path string, got {c!r}")

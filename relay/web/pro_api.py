@@ -60,6 +60,7 @@ EMERGENCY_TTL = 3600.0  # one hour of emergency access per token and patient
 MAX_TOKENS = 10_000
 MAX_NONCES = 10_000
 MAX_BODY = 64 * 1024  # a certificate chain and a signature
+PRO_SESSIONS: web.AppKey["ProSessions"] = web.AppKey("pro_sessions")
 _DOC_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -147,7 +148,7 @@ def routes(app: web.Application, w: Web) -> None:
     rt = w.rt
     store = w.store
     pros = ProSessions()
-    app["pro_sessions"] = pros
+    app[PRO_SESSIONS] = pros
 
     def config_paths() -> tuple[Any, tuple[Any, ...]]:
         cfg = rt.config
