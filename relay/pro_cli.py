@@ -48,11 +48,13 @@ def cmd_pro(args: argparse.Namespace) -> int:
     config = _load(args)
     if args.pro_command == "list":
         async def listing(s: Store) -> Any:
-            return await s.pro_list(await s.require_mailbox(ins))
+            mailbox = await s.require_mailbox(ins)
+            return await s.pro_list(mailbox), await s.pro_rules(mailbox)
 
-        records = _with_store(config, listing)
+        records, rules = _with_store(config, listing)
         if args.json:
             print(json.dumps({
+                "attending": rules.attending, "emergency": rules.emergency_enabled,
                 "authorised": [{"idnat": r.idnat, "name": r.name, "since": _when(r.allowed_at), "by": r.allowed_by}
                                for r in records if r.allowed_at is not None and r.blocked_at is None],
                 "blocked": [{"idnat": r.idnat, "name": r.name, "since": _when(r.blocked_at)}
@@ -63,6 +65,8 @@ def cmd_pro(args: argparse.Namespace) -> int:
                     print(f"{r.idnat}  blocked     {r.blocked_at:%Y-%m-%d %H:%M}Z  {r.name}")
                 elif r.allowed_at is not None:
                     print(f"{r.idnat}  authorised  {r.allowed_at:%Y-%m-%d %H:%M}Z  {r.name}")
+            print(f"attending doctor: {rules.attending or 'none'}; emergency access: "
+                  f"{'on' if rules.emergency_enabled else 'off'}")
         return 0
     idnat = _idnat(args.idnat)
 

@@ -60,6 +60,7 @@ EMERGENCY_TTL = 3600.0  # one hour of emergency access per token and patient
 MAX_TOKENS = 10_000
 MAX_NONCES = 10_000
 MAX_BODY = 64 * 1024  # a certificate chain and a signature
+VERIFYING = 4  # certificate checks at once (RSA, file reads: in threads): a login flood queues
 PRO_SESSIONS: web.AppKey["ProSessions"] = web.AppKey("pro_sessions")
 _DOC_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -126,11 +127,11 @@ async def _json(request: web.Request) -> dict[str, Any] | None:
     if request.content_length is not None and request.content_length > MAX_BODY:
         return None
     try:
-        body = await request.content.read(MAX_BODY + 1)
+        body = await request.read()  # bounded by the app's client_max_size too (app.MAX_FORM)
         if len(body) > MAX_BODY:
             return None
         data = json.loads(body.decode("utf-8")) if body else {}
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, web.HTTPRequestEntityTooLarge):
         return None
     return data if isinstance(data, dict) else None
 
@@ -149,6 +150,7 @@ def routes(app: web.Application, w: Web) -> None:
     store = w.store
     pros = ProSessions()
     app[PRO_SESSIONS] = pros
+    verifying = asyncio.Semaphore(VERIFYING)
 
     def config_paths() -> tuple[Any, tuple[Any, ...]]:
         cfg = rt.config
@@ -195,7 +197,8 @@ def routes(app: web.Application, w: Web) -> None:
             return who.idnat, who.name
 
         try:
-            idnat, name = await asyncio.to_thread(check)  # RSA and file reads off the event loop
+            async with verifying:
+                idnat, name = await asyncio.to_thread(check)  # RSA and file reads off the event loop
         except ProfessionalRefused as e:
             log.info("pro.session_refused", code=e.code, source=client_ip(request))
             return _error(401, e.code)

@@ -247,6 +247,7 @@ def test_session_refusals_replay_expiry_revocation_and_foreign_ca(world: World) 
         pros.idle = 900.0
     assert world.api("POST", "/pro/session", raw=b"{not json")[:2] == (400, {"error": "bad_request"})
     assert world.api("POST", "/pro/session", {"nonce": 1})[:2] == (400, {"error": "bad_request"})
+    assert world.api("POST", "/pro/session", raw=b"{" + b" " * 70_000 + b"}")[:2] == (400, {"error": "bad_request"})
 
 
 def test_unknown_patient(world: World) -> None:
@@ -292,6 +293,7 @@ def test_hidden_documents_author_attending_and_emergency(world: World) -> None:
     assert world.api("GET", f"{base}/documents/{hidden}", token=author)[0] == 200
     # the attending doctor too
     assert world.cli("mailbox", "attending", INS_ACTIVE, "8" + ATTENDING).returncode == 0
+    assert json.loads(world.cli("pro", "list", INS_ACTIVE, "--json").stdout)["attending"] == "8" + ATTENDING
     attending = world.login(issue_cps(world.ca, ATTENDING, "Anne", "Traitant"))
     assert world.api("POST", f"{base}/access", {"consent": True}, token=attending)[0] == 200
     assert hidden in {d["id"] for d in world.api("GET", f"{base}/documents", token=attending)[1]["documents"]}
@@ -330,6 +332,8 @@ def test_hidden_documents_author_attending_and_emergency(world: World) -> None:
     assert world.api("POST", f"{base}/emergency", {"reason": "Malaise"}, token=urgent)[:2] == \
         (403, {"error": "emergency_disabled"})
     assert world.cli("mailbox", "emergency", INS_ACTIVE, "maybe").returncode == 2
+    assert json.loads(world.cli("pro", "list", INS_ACTIVE, "--json").stdout)["emergency"] is False
+    assert "emergency access: off" in world.cli("pro", "list", INS_ACTIVE).stdout
     rows = [(r["actor"], r["action"]) for r in world.audit()]
     assert (f"pro:8{EMERGENCY_DOC} Marc Urgentiste", "pro.emergency") in rows
     assert ("admin", "pro.emergency_setting") in rows and ("admin", "dossier.hide") in rows
