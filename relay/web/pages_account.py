@@ -235,6 +235,8 @@ def describe(actor: str, action: str, detail: str, source: str, authors: dict[st
     by = _who_did(actor, who)
     where = f" depuis {source}" if source and not source.startswith("cli") else ""
     doc = detail.removeprefix("document ").strip()
+    if action in ("pro.allow", "pro.block", "pro.unblock", "pro.attending") and detail[:1] == "8":
+        return f"{_SAID_WITH_SOURCE[action]} (RPPS {detail[1:]}){where}{by}"  # detail: the IdNat_PS
     if action in _SAID_WITH_SOURCE:
         return f"{_SAID_WITH_SOURCE[action]}{where}{by}"
     if action == "dossier.filed":

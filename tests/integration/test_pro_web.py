@@ -98,7 +98,7 @@ async def test_block_unblock_and_the_emergency_switch_from_the_settings(relay: R
         assert f"Consultation de la liste de vos documents par un professionnel de santé depuis 127.0.0.1 " \
                f"(par Jeanne Durand, RPPS {RPPS})" in html
         assert "Accès refusé à un professionnel de santé bloqué" in html
-        assert "Professionnel de santé bloqué" in html
+        assert f"Professionnel de santé bloqué (RPPS {RPPS}) depuis 127.0.0.1" in html
     finally:
         await client.close()
 
