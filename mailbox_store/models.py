@@ -204,3 +204,37 @@ class ReceiptRequest(Base):
     address: Mapped[str] = mapped_column(String(320))  # where the MDN goes (normalised)
     message_id: Mapped[str | None] = mapped_column(String(998))  # Original-Message-ID
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ProAccess(Base):
+    """A health professional the patient authorised or blocked (issue 18): "Autorisé(s)"
+    and "Bloqué(s)". A block wins over an authorisation and keeps it: unblocking
+    gives back what was there before."""
+
+    __tablename__ = "pro_access"
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
+    idnat: Mapped[str] = mapped_column(String(12), primary_key=True)  # IdNat_PS: "8" + RPPS
+    name: Mapped[str] = mapped_column(String(200), default="")  # from the card certificate, when known
+    allowed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    allowed_by: Mapped[str] = mapped_column(String(320), default="")  # "consent", "patient", "admin"...
+    blocked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    first_access_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))  # told once
+
+
+class HiddenDocument(Base):
+    """A dossier document the patient hid: only its author and the attending doctor see it."""
+
+    __tablename__ = "hidden_documents"
+    document_id: Mapped[str] = mapped_column(ForeignKey("dossier_documents.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True)
+    hidden_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ProSettings(Base):
+    """The patient's attending doctor and emergency-access switch (default: on)."""
+
+    __tablename__ = "pro_settings"
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
+    attending_idnat: Mapped[str | None] = mapped_column(String(12))
+    emergency_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())

@@ -38,6 +38,7 @@ from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, 
 from mailbox_store.conversations import ConversationOps, apply_effects
 from mailbox_store.outbound import QueueOps
 from mailbox_store.pages import PageOps
+from mailbox_store.pro_access import ProAccessOps
 from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, insert_documents
 from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
@@ -204,7 +205,7 @@ class _Delivery(GroupJob):
         return results
 
 
-class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps):
+class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ProAccessOps):
     def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,
                  max_batch: int = 64, mailbox_cache_ttl: float = 0.0):
         self.engine = engine

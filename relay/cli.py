@@ -753,6 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
     opscli.register(sub, common, _Parser, _load, UsageError)
     from relay.conformance.cli import add_commands as add_conformance
     add_conformance(sub, common)  # `conformance run|check` (issue 13)
+    from relay import pro_cli  # issue 18: pro list/allow/block/unblock, dossier hide/unhide, mailbox emergency/attending
+    pro_cli.add_parsers(sys.modules[__name__], sub, msub, dsub, common)
     return p
 
 

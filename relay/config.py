@@ -136,6 +136,9 @@ class Config:
     # the file as read (reload compares it key by key to name what changed)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     spool_dir: Path | None = None  # [store] spool_dir: IMAP APPENDs being received; None = <config dir>/spool
+    # [pro] professionals' card certificates (issue 18); load_config sets them, default tls.*
+    pro_trust_anchors: Path | None = None
+    pro_crls: tuple[Path, ...] | None = None
 
     @property
     def base_dir(self) -> Path:
@@ -288,6 +291,15 @@ def _https_url(field: str, url: str) -> str:
     if url and not re.fullmatch(r"https://[^\s/?#]+(/\S*)?", url):
         raise ConfigError(f"{field}: expected an https:// URL, got {url!r}")
     return url
+def _pro(data: dict[str, Any], base: Path, anchors: Path, crls: tuple[Path, ...]) -> tuple[Path, tuple[Path, ...]]:
+    """[pro] trust_anchors and crls: "" and absent mean tls.trust_anchors and tls.crls."""
+    given = _get(data, "pro", "trust_anchors", str, "")
+    pro_crls = _get(data, "pro", "crls", list, []) if "crls" in data.get("pro", {}) else None
+    for i, c in enumerate(pro_crls or []):
+        if not isinstance(c, str):
+            raise ConfigError(f"pro.crls[{i}]: expected a path string, got {c!r}")
+    return ((base / given if given else anchors),
+            crls if pro_crls is None else tuple(base / c for c in pro_crls))
 
 
 def resolve_store_url(url: str, base: Path) -> str:
@@ -334,6 +346,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"store.min_free_bytes: must be >= 0, got {min_free!r}")
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: expected debug|info|warning|error, got {level!r}")
+    pro_anchors, pro_crls = _pro(data, base, p("tls", "trust_anchors", "pki/ca.pem"), tuple(base / c for c in crls))
     config = Config(
         path=path,
         hostname=_domain_name("server.hostname", _get(data, "server", "hostname", str, "mx.patient.mssante.fr")),
@@ -412,6 +425,8 @@ def load_config(path: Path) -> Config:
         trust_list_fetch_ca=p("trust_list", "fetch_ca", "") if _get(data, "trust_list", "fetch_ca", str, "") else None,
         raw=raw,
         spool_dir=p("store", "spool_dir", "spool"),
+        pro_trust_anchors=pro_anchors,
+        pro_crls=pro_crls,
     )
     if (unknown := unknown_key_error(path.name, data)) is not None:
         raise ConfigError(unknown)

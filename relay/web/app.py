@@ -211,6 +211,8 @@ def build_app(w: Web) -> web.Application:
     async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method in ("GET", "HEAD"):
             return await handler(request)
+        if request.path.startswith("/pro/"):  # bearer API (pro_api.py): no cookie, nothing to forge
+            return await handler(request)
         if request.method != "POST":
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
         who_: Who | None = request.get("who")
@@ -250,6 +252,9 @@ def build_app(w: Web) -> web.Application:
     from relay.web import autoconfig, pages_account, pages_dossier, pages_mail
     for module in (pages_account, pages_mail, pages_dossier, autoconfig):
         module.routes(app, w)
+    from relay.web import pages_pro, pro_api
+    pro_api.routes(app, w)  # the professionals' JSON API (issue 18)
+    pages_pro.routes(app, w)  # the patient's controls over it
     app.router.add_static("/static/", HERE / "static", name="static", append_version=False)
     return app
 

@@ -224,6 +224,9 @@ def _who_did(actor: str, who: Who) -> str:
         return " (par vous, représentant légal)" if ins == who.user.ins else " (par un représentant légal)"
     if actor.startswith("admin"):
         return " (par l'administration du service)"
+    if actor.startswith("pro:"):  # "pro:<IdNat_PS> <name>" (mailbox_store/pro_access.py)
+        idnat, _, name = actor[4:].partition(" ")
+        return f" (par {name or 'un professionnel de santé'}, RPPS {idnat[1:]})"
     return ""
 
 
@@ -232,6 +235,8 @@ def describe(actor: str, action: str, detail: str, source: str, authors: dict[st
     by = _who_did(actor, who)
     where = f" depuis {source}" if source and not source.startswith("cli") else ""
     doc = detail.removeprefix("document ").strip()
+    if action in ("pro.allow", "pro.block", "pro.unblock", "pro.attending") and detail[:1] == "8":
+        return f"{_SAID_WITH_SOURCE[action]} (RPPS {detail[1:]}){where}{by}"  # detail: the IdNat_PS
     if action in _SAID_WITH_SOURCE:
         return f"{_SAID_WITH_SOURCE[action]}{where}{by}"
     if action == "dossier.filed":
@@ -273,5 +278,16 @@ _SAID_WITH_SOURCE = {
     "dossier.delete": "Suppression d'un document du dossier",
     "export": "Export de vos données",
     "password": "Mot de passe modifié",
+    "pro.consent": "Accès à votre dossier d'un professionnel de santé, avec votre consentement déclaré",
+    "pro.list": "Consultation de la liste de vos documents par un professionnel de santé",
+    "pro.emergency": "Accès en urgence à votre dossier",
+    "pro.refused": "Accès refusé à un professionnel de santé bloqué",
+    "pro.allow": "Professionnel de santé autorisé",
+    "pro.block": "Professionnel de santé bloqué",
+    "pro.unblock": "Professionnel de santé débloqué",
+    "pro.emergency_setting": "Réglage de l'accès en cas d'urgence modifié",
+    "pro.attending": "Médecin traitant déclaré",
+    "dossier.hide": "Document masqué aux professionnels de santé",
+    "dossier.unhide": "Document de nouveau visible des professionnels de santé",
 }
 _STATES = {"pending": "en attente", "active": "actif", "opposed": "opposé", "closed": "fermé"}

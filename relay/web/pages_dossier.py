@@ -34,7 +34,7 @@ def routes(app: web.Application, w: Web) -> None:
         for d in sorted(docs, key=lambda d: str(d.meta.get("date") or d.filed_at.isoformat()), reverse=True):
             groups[category(d.meta)].append(d)
         return w.render(request, "dossier.html", title="Mon dossier", groups=groups, viewable=VIEWABLE,
-                        count=len(docs))
+                        count=len(docs), hidden=(await store.pro_rules(who.space)).hidden)
 
     async def document(request: web.Request) -> web.StreamResponse:
         who: Who = request["who"]
