@@ -60,6 +60,45 @@ class CardProfile:
 
 
 SIGN_MODES = ("internal_authenticate", "pso")
+
+
+def card_profile(table: object) -> CardProfile:
+    """[cps] of relay.toml as a CardProfile; ValueError naming the bad field (`cps.aid: ...`)."""
+    if not isinstance(table, dict):
+        raise ValueError("cps: must be a table")
+    d = CardProfile()
+    unknown = set(table) - set(CardProfile.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"cps.{sorted(unknown)[0]}: unknown key")
+
+    def hexbytes(key: str, lengths: range) -> bytes:
+        v = table.get(key, getattr(d, key).hex().upper())
+        try:
+            raw = bytes.fromhex(v) if isinstance(v, str) else None
+        except ValueError:
+            raw = None
+        if raw is None or len(raw) not in lengths:
+            raise ValueError(f"cps.{key}: expected {lengths.start} to {lengths.stop - 1} bytes in hex, got {v!r}")
+        return raw
+
+    def byte(key: str, low: int = 0, high: int = 255) -> int:
+        v = table.get(key, getattr(d, key))
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+            raise ValueError(f"cps.{key}: expected an integer from {low} to {high}, got {v!r}")
+        return v
+
+    mode = table.get("sign_mode", d.sign_mode)
+    if mode not in SIGN_MODES:
+        raise ValueError(f"cps.sign_mode: expected one of {', '.join(SIGN_MODES)}, got {mode!r}")
+    p = CardProfile(aid=hexbytes("aid", range(5, 17)), cert_file=hexbytes("cert_file", range(2, 3)),
+                    pin_ref=byte("pin_ref"), key_ref=byte("key_ref"), sign_mode=mode,
+                    algo_ref=byte("algo_ref"), pin_min=byte("pin_min", 1, 16), pin_max=byte("pin_max", 1, 16),
+                    pin_pad_to=byte("pin_pad_to", 0, 16))
+    if p.pin_max < p.pin_min:
+        raise ValueError(f"cps.pin_max: must be >= cps.pin_min ({p.pin_min}), got {p.pin_max}")
+    if p.pin_pad_to and p.pin_pad_to < p.pin_max:
+        raise ValueError(f"cps.pin_pad_to: must be 0 or >= cps.pin_max ({p.pin_max}), got {p.pin_pad_to}")
+    return p
 MAX_CERT_BYTES = 8192  # a CPx certificate is under 2 KB; bound the READ BINARY loop
 READ_CHUNK = 0xE7  # ASIP's CPS3 driver reads at most 0xE7 bytes per READ BINARY (max_recv_size)
 

@@ -28,6 +28,7 @@ from policy.recipients import MailboxState, parse_state
 from relay import logs
 from relay.config import ENV_CONFIG, Config, ConfigError, config_path, load_config
 from relay.instance import DEMO_INS, InstanceExists, init_instance
+from relay.pro_client import add_dossier_arguments, run_pro_dossier, settings_for
 
 DEV_DIR = Path("mssante-dev")
 DEMO_PASSWORD_FILE = "demo-password"
@@ -600,6 +601,11 @@ def cmd_mailbox_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pro_dossier(args: argparse.Namespace) -> int:
+    config = _load(args) if (args.config or os.environ.get(ENV_CONFIG)) else None
+    return run_pro_dossier(args, settings_for(args, config))
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--config", metavar="FILE",
@@ -737,6 +743,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("ins")
     s.add_argument("doc_id", metavar="DOC_ID")
     s.set_defaults(func=cmd_dossier_delete)
+    pro = sub.add_parser("pro", help="health professionals")
+    prosub = pro.add_subparsers(dest="pro_command", required=True, parser_class=_Parser)
+    s = prosub.add_parser("dossier", parents=[common], help="consult a patient's dossier with your CPS card")
+    add_dossier_arguments(s)
+    s.set_defaults(func=cmd_pro_dossier)
     return p
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from certs.cps import CardProfile, card_profile
 from certs.tls import PROFILES
 from policy.attachments import AttachmentLimits
 from policy.headers import HeaderLimits
@@ -129,6 +130,7 @@ class Config:
     header_limits: HeaderLimits = HeaderLimits()
     store_min_free_bytes: int = 104_857_600  # below it: 452 4.3.1 at MAIL, /healthz 503
     web: "WebConfig | None" = None
+    cps: CardProfile = CardProfile()  # [cps]: the CPS card's application, files and keys (certs/cps.py)
 
     @property
     def base_dir(self) -> Path:
@@ -282,6 +284,13 @@ def _web(data: dict[str, Any], hostname: str) -> WebConfig:
                      public_host=_domain_name("web.public_host", public))
 
 
+def _cps(data: dict[str, Any]) -> CardProfile:
+    try:
+        return card_profile(data.get("cps", {}))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def resolve_store_url(url: str, base: Path) -> str:
     """A relative SQLite path in the URL is relative to the config file's folder."""
     prefix = "sqlite+aiosqlite:///"
@@ -399,6 +408,7 @@ def load_config(path: Path) -> Config:
         header_limits=_header_limits(data),
         store_min_free_bytes=min_free,
         web=_web(data, _get(data, "server", "hostname", str, "mx.patient.mssante.fr")),
+        cps=_cps(data),
     )
 
 
