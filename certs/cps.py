@@ -335,7 +335,8 @@ class CpsCard:
                 break
             if sw != 0x9000:
                 raise CardRefused("lecture du certificat", sw)
-            if size is None and _der_length(out) is not None and len(out) >= _der_length(out):  # type: ignore[operator]
+            known = _der_length(out)  # no size in the FCP: the DER header tells where to stop
+            if size is None and known is not None and len(out) >= known:
                 break
         total = _der_length(out)
         if total is None or total > len(out):

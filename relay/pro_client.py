@@ -191,7 +191,7 @@ def _refusal(e: urllib.error.HTTPError) -> str:
     if isinstance(code, str) and code in API_ERRORS:
         return f"{API_ERRORS[code]} (HTTP {e.code} {code})"
     if e.code == 404:
-        return f"service professionnel absent de ce serveur (HTTP 404) / professional API not found"
+        return "service professionnel absent de ce serveur (HTTP 404) / professional API not found"
     return f"refus du serveur (HTTP {e.code}) / server refused the request"
 
 
@@ -199,8 +199,6 @@ def _unreachable(base: str, reason: object) -> str:
     if isinstance(reason, ssl.SSLCertVerificationError):
         return (f"certificat du serveur {base} non reconnu (--ca pour l'autorite de l'instance) "
                 "/ server certificate not trusted")
-    if isinstance(reason, (ConnectionRefusedError, socket.gaierror, OSError)) or isinstance(reason, str):
-        return f"serveur {base} injoignable / server unreachable"
     return f"serveur {base} injoignable / server unreachable"
 
 

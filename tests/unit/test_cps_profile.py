@@ -86,3 +86,26 @@ def test_le_replaced_or_added() -> None:
     assert cps._with_le([0, 0xB0, 0, 0, 0xE7], 0x10) == [0, 0xB0, 0, 0, 0x10]
     assert cps._with_le([0, 0x88, 0, 0, 2, 1, 2], 0) == [0, 0x88, 0, 0, 2, 1, 2, 0]
     assert cps._with_le([0, 0x88, 0, 0, 2, 1, 2, 0], 0x80) == [0, 0x88, 0, 0, 2, 1, 2, 0x80]
+
+
+def test_client_defaults_come_from_the_instance(dev_instance: Path) -> None:
+    import argparse
+
+    from relay.pro_client import settings_for
+    config = load_config(dev_instance / "relay.toml")
+    none = argparse.Namespace(server=None, ca=None)
+    s = settings_for(none, config)
+    assert s.server == "https://127.0.0.1:8443" and s.ca_file == config.trust_anchors and s.profile == config.cps
+    given = settings_for(argparse.Namespace(server="https://relay.example:9443", ca="/etc/ca.pem"), config)
+    assert (given.server, given.ca_file) == ("https://relay.example:9443", Path("/etc/ca.pem"))
+    bare = settings_for(none, None)
+    assert (bare.server, bare.ca_file, bare.profile) == ("https://127.0.0.1:8443", None, CardProfile())
+
+
+def test_refusal_codes_all_have_a_french_line() -> None:
+    from relay.pro_client import API_ERRORS
+    assert set(API_ERRORS) == {"bad_signature", "unknown_nonce", "untrusted_certificate", "expired_certificate",
+                               "revoked_certificate", "not_a_professional", "unauthenticated", "blocked",
+                               "not_authorised", "unknown_patient", "unknown_document", "reason_required",
+                               "emergency_disabled"}
+    assert all(t.isascii() and " / " in t for t in API_ERRORS.values())
