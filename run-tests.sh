@@ -18,6 +18,11 @@ command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /bin/kill ] || need+=(procps)  # systemd-analyze verify checks the unit's ExecReload=/bin/kill
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+# The CPS card tests: pcscd with vsmartcard's virtual reader; pyscard builds against libpcsclite
+command -v pcscd >/dev/null 2>&1 || [ -x /usr/sbin/pcscd ] || need+=(pcscd)
+[ -e /usr/lib/pcsc/drivers/serial/libifdvpcd.so ] || need+=(vsmartcard-vpcd)
+[ -e /usr/include/PCSC/winscard.h ] || need+=(libpcsclite-dev)
+command -v swig >/dev/null 2>&1 || need+=(swig)
 if ((${#need[@]})); then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq

@@ -28,6 +28,7 @@ from policy.recipients import MailboxState, parse_state
 from relay import logs
 from relay.config import ENV_CONFIG, Config, ConfigError, config_path, load_config
 from relay.instance import DEMO_INS, InstanceExists, init_instance
+from relay.pro_client import add_dossier_arguments, run_pro_dossier, settings_for
 from relay.progress import progress
 
 DEV_DIR = Path("mssante-dev")
@@ -612,6 +613,11 @@ def cmd_mailbox_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pro_dossier(args: argparse.Namespace) -> int:
+    config = _load(args) if (args.config or os.environ.get(ENV_CONFIG)) else None
+    return run_pro_dossier(args, settings_for(args, config))
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--config", metavar="FILE",
@@ -754,7 +760,10 @@ def build_parser() -> argparse.ArgumentParser:
     from relay.conformance.cli import add_commands as add_conformance
     add_conformance(sub, common)  # `conformance run|check` (issue 13)
     from relay import pro_cli  # issue 18: pro list/allow/block/unblock, dossier hide/unhide, mailbox emergency/attending
-    pro_cli.add_parsers(sys.modules[__name__], sub, msub, dsub, common)
+    prosub = pro_cli.add_parsers(sys.modules[__name__], sub, msub, dsub, common)
+    s = prosub.add_parser("dossier", parents=[common], help="consult a patient's dossier with your CPS card")
+    add_dossier_arguments(s)
+    s.set_defaults(func=cmd_pro_dossier)
     return p
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from certs.cps import CardProfile, card_profile
 from certs.tls import PROFILES
 from policy.attachments import AttachmentLimits
 from policy.headers import HeaderLimits
@@ -139,6 +140,7 @@ class Config:
     # [pro] professionals' card certificates (issue 18); load_config sets them, default tls.*
     pro_trust_anchors: Path | None = None
     pro_crls: tuple[Path, ...] | None = None
+    cps: CardProfile = CardProfile()  # [cps]: the CPS card's application, files and keys (certs/cps.py)
 
     @property
     def base_dir(self) -> Path:
@@ -300,6 +302,11 @@ def _pro(data: dict[str, Any], base: Path, anchors: Path, crls: tuple[Path, ...]
             raise ConfigError(f"pro.crls[{i}]: expected a path string, got {c!r}")
     return ((base / given if given else anchors),
             crls if pro_crls is None else tuple(base / c for c in pro_crls))
+def _cps(data: dict[str, Any]) -> CardProfile:
+    try:
+        return card_profile(data.get("cps", {}))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def resolve_store_url(url: str, base: Path) -> str:
@@ -427,6 +434,7 @@ def load_config(path: Path) -> Config:
         spool_dir=p("store", "spool_dir", "spool"),
         pro_trust_anchors=pro_anchors,
         pro_crls=pro_crls,
+        cps=_cps(data),
     )
     if (unknown := unknown_key_error(path.name, data)) is not None:
         raise ConfigError(unknown)
