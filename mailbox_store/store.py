@@ -21,7 +21,7 @@ import hmac
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from mailbox_store.models import (DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Gua
                                   ReceiptRequest, utc)
 from mailbox_store.errors import StoreError
 from mailbox_store.spool import SpooledMessage
+from mailbox_store.thread import ThreadOps, derive_thread_key, thread_key, thread_root_of
 from mailbox_store.writer import GroupJob, Writer
 from policy.conversation import ConversationEffects
 from policy.recipients import MailboxState
@@ -150,6 +151,7 @@ class _Delivery(GroupJob):
     documents: SealedDocuments  # filed in the same transaction as the message
     conversation: ConversationEffects | None  # a professional message's, for each mailbox
     receipt: tuple[str, str | None] | None  # requested read receipt: (address, Message-ID)
+    threads: dict[int, str] = field(default_factory=dict)  # mailbox id -> thread key (thread.py)
 
     @classmethod
     def apply_group(cls, conn: Connection, jobs: list["_Delivery"]) -> list[tuple[Any, list[Change]]]:
@@ -184,7 +186,8 @@ class _Delivery(GroupJob):
                 next_uid[(mb.id, job.folder)] = (fid, uid + 1)
                 messages.append({"folder_id": fid, "uid": uid, "blob_id": job.blob_id,
                                  "key_wrapped": key_wrapped, "flags": job.flags,
-                                 "internal_date": job.when, "size": job.size})
+                                 "internal_date": job.when, "size": job.size,
+                                 "thread_key": job.threads.get(mb.id)})
                 out.append(Delivered(mb.id, job.folder, uid))
             meta_flags = frozenset(job.flags.split())
             results.append((out, [Change("message.new", d.mailbox_id, d.folder, d.uid,
@@ -203,7 +206,7 @@ class _Delivery(GroupJob):
         return results
 
 
-class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps):
+class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ThreadOps):
     def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,
                  max_batch: int = 64, mailbox_cache_ttl: float = 0.0):
         self.engine = engine
@@ -213,6 +216,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         self._write_engine = write_engine
         self._keys: dict[int, AESGCM] = {}
         self._dedupe_keys: dict[int, bytes] = {}
+        self._thread_keys: dict[int, bytes] = {}
         self._cache: MailboxCache[MailboxInfo] = MailboxCache(self.get_mailbox, mailbox_cache_ttl)
         self._spooled_commits = asyncio.Semaphore(SPOOLED_COMMITS)
 
@@ -568,11 +572,16 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
             # encryption key itself
             self._dedupe_keys[mailbox_id] = hmac.new(raw, b"mssante-relay/dossier-dedupe/v1",
                                                      hashlib.sha256).digest()
+            self._thread_keys[mailbox_id] = derive_thread_key(raw)
         return aead
 
     async def _dedupe_key(self, mailbox_id: int, ins: str) -> bytes:
         await self._data_key(mailbox_id, ins)
         return self._dedupe_keys[mailbox_id]
+
+    async def _thread_hmac_key(self, mailbox_id: int, ins: str) -> bytes:
+        await self._data_key(mailbox_id, ins)
+        return self._thread_keys[mailbox_id]
 
     async def rewrap_data_keys(self, new: MasterKey) -> int:
         """Key rotation: every data key not yet under `new` is unwrapped (with whichever
@@ -619,8 +628,11 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         keys = [(mb, wrap_content_key(await self._data_key(mb.id, mb.ins), mb.ins, blob_id, content_key))
                 for mb in mailboxes]
         docs = await self.seal_documents(documents, filed_by, source, not_filed, (blob_id, content_key))
+        root = thread_root_of(raw)
+        threads = {mb.id: thread_key(await self._thread_hmac_key(mb.id, mb.ins), root) for mb in mailboxes}
         return await self.writer.submit(
-            _Delivery(blob_id, sealed, len(raw), keys, folder, " ".join(flags), when, docs, conversation, receipt))
+            _Delivery(blob_id, sealed, len(raw), keys, folder, " ".join(flags), when, docs, conversation, receipt,
+                      threads))
 
     async def deliver_spooled(self, mailboxes: Sequence[MailboxInfo], spooled: SpooledMessage,
                               internal_date: dt.datetime | None = None, folder: str = "INBOX",
@@ -632,11 +644,13 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         when = internal_date or dt.datetime.now(dt.timezone.utc)
         keys = [(mb, wrap_content_key(await self._data_key(mb.id, mb.ins), mb.ins, spooled.blob_id,
                                       spooled.content_key)) for mb in mailboxes]
+        root = thread_root_of(spooled.head)
+        threads = {mb.id: thread_key(await self._thread_hmac_key(mb.id, mb.ins), root) for mb in mailboxes}
         async with self._spooled_commits:
             sealed = await asyncio.to_thread(spooled.sealed)
             return await self.writer.submit(
                 _Delivery(spooled.blob_id, sealed, spooled.size, keys, folder, " ".join(flags), when,
-                          SealedDocuments(), None, None))
+                          SealedDocuments(), None, None, threads))
 
     async def messages(self, ins: str, folder: str = "INBOX") -> list[MessageInfo]:
         async with self.engine.connect() as conn:

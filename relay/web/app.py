@@ -264,6 +264,7 @@ class WebServer:
         self.app = build_app(self.web)
         self.runner: web.AppRunner | None = None
         self.port = 0
+        self.backfill: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         cfg = self.web.cfg
@@ -276,10 +277,26 @@ class WebServer:
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         log.info("daemon.listening", front="web", address=f"{cfg.listen.host}:{self.port}")
+        self.backfill = asyncio.create_task(self._fill_thread_index(), name="web-thread-backfill")
         return self.port
+
+    async def _fill_thread_index(self) -> None:
+        """Messages stored before migration 0011 get their thread key (mailbox_store/
+        thread.py) in the background: until then a conversation shows fewer of them."""
+        try:
+            filled = await self.web.store.backfill_thread_keys()
+            if filled:
+                log.info("web.thread_index_filled", messages=filled)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # retried at the next start; the pages work meanwhile
+            log.error("web.thread_index_failed", error=type(e).__name__)
 
     async def stop(self) -> None:
         self.web.stopping.set()  # event streams end
+        if self.backfill is not None:
+            self.backfill.cancel()
+            await asyncio.gather(self.backfill, return_exceptions=True)
         if self.runner is not None:
             await self.runner.cleanup()
 

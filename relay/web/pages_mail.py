@@ -23,6 +23,7 @@ from dossier_bridge.filing import file_messages
 from mailbox_store.feed import Change, MessageMeta
 from mailbox_store.messages import SEEN
 from mailbox_store.store import MailboxInfo
+from mailbox_store.thread import thread_root_of
 from policy.attachments import PATIENT_MAX_PART_BYTES, sniff
 from policy.conversation import normalise_address
 from policy.decisions import Decision
@@ -35,8 +36,7 @@ from relay.web.mailview import Person, Summary, attachment, full_view, summarise
 
 log = structlog.get_logger("relay.web")
 PAGE = 50
-THREAD_WINDOW = 50  # newest messages of INBOX and Sent a conversation is gathered from (the first list page)
-THREAD_MAX = 30  # messages shown in one conversation
+THREAD_MAX = 30  # messages shown in one conversation: its newest (mailbox_store/thread.py)
 SEARCH_SCAN = 5000  # newest messages of a folder a search reads (bounded work per request)
 SEARCH_HITS = 500
 MAX_TEXT = 100_000  # characters of a reply
@@ -168,7 +168,7 @@ def routes(app: web.Application, w: Web) -> None:
         raw = await store.fetch_raw(who.space.ins, folder, uid)
         view = await asyncio.to_thread(full_view, uid, raw, limits)
         shown = [Shown(key, uid, view, folder == "Sent")]
-        shown += await _thread(w, who, folder, view.summary)
+        shown += await _thread(w, who, folder, uid, raw)
         shown.sort(key=lambda m: (m.view.summary.date is None, m.view.summary.date or meta.internal_date))
         await w.audit(who, "message.read", f"{folder}: {len(shown)} message(s) (web, uid {uid})")
         if who.own and SEEN not in meta.flags:
@@ -360,23 +360,19 @@ async def _find(w: Web, who: Who, folder: str, query: str) -> list[int]:
     return hits[:SEARCH_HITS]
 
 
-async def _thread(w: Web, who: Who, folder: str, s: Summary) -> list[Shown]:
-    """The other messages of the conversation, among the newest of INBOX and Sent."""
-    thread = s.thread
-    if thread is None:
-        return []
+async def _thread(w: Web, who: Who, folder: str, uid: int, raw: bytes) -> list[Shown]:
+    """The other messages of the conversation in INBOX and Sent, however old: the
+    store's thread index (mailbox_store/thread.py) names them, one indexed query."""
+    members = await w.store.thread_members(who.space.id, who.space.ins, thread_root_of(raw), limit=THREAD_MAX)
     out: list[Shown] = []
+    limits = w.rt.config.attachments
     for name in ("INBOX", "Sent"):
-        got = await w.store.folder_page(who.space.id, name, 0, THREAD_WINDOW)
-        if got is None:
+        wanted = [u for f, u in members if f == name and not (f == folder and u == uid)]
+        if not wanted:
             continue
-        sums = await summaries(w, who.space, name, got.uidvalidity, got.messages)
-        wanted = [u for u, x in sums.items() if x.thread == thread and not (name == folder and u == s.uid)]
-        wanted = sorted(wanted)[-THREAD_MAX:]
         raws = await w.store.fetch_raw_many(who.space.ins, name, wanted)
-        for uid, raw in raws.items():
-            view = await asyncio.to_thread(full_view, uid, raw, w.rt.config.attachments)
-            out.append(Shown(_url_folder(name), uid, view, name == "Sent"))
+        views = await asyncio.to_thread(lambda r=raws: [(u, full_view(u, b, limits)) for u, b in r.items()])
+        out += [Shown(_url_folder(name), u, view, name == "Sent") for u, view in views]
     return out
 
 
