@@ -26,7 +26,7 @@ import structlog
 from aiohttp import web
 
 from policy.recipients import MailboxState
-from relay.web.context import Who
+from relay.web.context import FORM, MULTIPART, WHO, Who
 from relay.web.mailview import SummaryCache
 from relay.web.sessions import SessionStore, WebSession, same_token
 
@@ -104,7 +104,7 @@ class Web:
         return self.rt.store
 
     def render(self, request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
-        who: Who | None = request.get("who")
+        who: Who | None = request.get(WHO)
         flash: list[str] = []
         if who is not None:
             flash, who.session.flash[:] = list(who.session.flash), []
@@ -204,7 +204,7 @@ def build_app(w: Web) -> web.Application:
             response = web.HTTPSeeOther("/?expiree=1" if expired else "/")
             w.clear_session_cookie(response)
             raise response
-        request["who"] = resolved
+        request[WHO] = resolved
         return await handler(request)
 
     @web.middleware
@@ -213,7 +213,7 @@ def build_app(w: Web) -> web.Application:
             return await handler(request)
         if request.method != "POST":
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
-        who_: Who | None = request.get("who")
+        who_: Who | None = request.get(WHO)
         expected = who_.session.csrf if who_ is not None else request.cookies.get(LOGIN_COOKIE)
         if request.content_type == "multipart/form-data":
             # the token is the form's first field: checked before any file is read
@@ -222,11 +222,11 @@ def build_app(w: Web) -> web.Application:
             token = None
             if first is not None and getattr(first, "name", None) == "csrf":
                 token = (await first.read(decode=True)).decode("ascii", "replace")[:100]  # type: ignore[union-attr]
-            request["multipart"] = reader
+            request[MULTIPART] = reader
         else:
             form = await request.post()
             token = form.get("csrf")  # type: ignore[assignment]
-            request["form"] = form
+            request[FORM] = form
         if not expected or not isinstance(token, str) or not same_token(expected, token):
             log.info("web.csrf_refused", path=request.path)
             raise web.HTTPForbidden()

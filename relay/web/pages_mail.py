@@ -31,7 +31,7 @@ from relay.imap import search as imap_search
 from relay.imap.types import MessageView, SearchKey
 from relay.outgoing_mail import recipient_decision, submit_message
 from relay.web.app import VIEW_CSP, Web
-from relay.web.context import FOLDERS, Who, folder_or_404, uid_or_404
+from relay.web.context import FOLDERS, FORM, MULTIPART, WHO, Who, folder_or_404, uid_or_404
 from relay.web.mailview import Person, Summary, attachment, full_view, summarise
 
 log = structlog.get_logger("relay.web")
@@ -131,7 +131,7 @@ def routes(app: web.Application, w: Web) -> None:
     store = w.store
 
     async def messagerie(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         key = request.query.get("dossier", "reception")
         folder, title = folder_or_404(key)
         page = _page(request)
@@ -156,7 +156,7 @@ def routes(app: web.Application, w: Web) -> None:
                         total=total, unseen=got.unseen)
 
     async def conversation(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         key = request.match_info["dossier"]
         folder, title = folder_or_404(key)
         uid = uid_or_404(request.match_info["uid"])
@@ -182,7 +182,7 @@ def routes(app: web.Application, w: Web) -> None:
                         preview=request.query.get("apercu"))
 
     async def download(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         folder, _ = folder_or_404(request.match_info["dossier"])
         uid = uid_or_404(request.match_info["uid"])
         part = request.match_info["part"]
@@ -203,7 +203,7 @@ def routes(app: web.Application, w: Web) -> None:
         return resp
 
     async def file_attachment(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         key = request.match_info["dossier"]
         folder, _ = folder_or_404(key)
         uid = uid_or_404(request.match_info["uid"])
@@ -225,7 +225,7 @@ def routes(app: web.Application, w: Web) -> None:
         raise web.HTTPSeeOther(f"/messagerie/{key}/{uid}")
 
     async def reply(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         key = request.match_info["dossier"]
         folder, _ = folder_or_404(key)
         uid = uid_or_404(request.match_info["uid"])
@@ -253,13 +253,13 @@ def routes(app: web.Application, w: Web) -> None:
         raise web.HTTPSeeOther(f"/messagerie/{key}/{uid}")
 
     async def compose_form(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         if not who.pharmacies:
             raise web.HTTPNotFound()
         return w.render(request, "compose.html", title="Écrire à ma pharmacie", pharmacies=who.pharmacies)
 
     async def compose(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         if not who.pharmacies:
             raise web.HTTPNotFound()
         try:
@@ -282,7 +282,7 @@ def routes(app: web.Application, w: Web) -> None:
 
     async def events(request: web.Request) -> web.StreamResponse:
         """Server-Sent Events: "nouveau" when a message arrives in the space shown."""
-        who: Who = request["who"]
+        who: Who = request[WHO]
         session = who.session
         if session.streams >= STREAM_PER_SESSION or w.streams >= STREAM_TOTAL:
             raise web.HTTPTooManyRequests()
@@ -394,9 +394,9 @@ async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, b
     """The text fields and the optional file of a form (multipart or urlencoded); the
     file is read in chunks and refused (TooBig) past the patients' 5 MB, before the
     rest is ever held (DESIGN.md §4)."""
-    reader = request.get("multipart")
+    reader = request.get(MULTIPART)
     if reader is None:
-        form = request["form"]
+        form = request[FORM]
         return {k: str(v)[:MAX_TEXT] for k, v in form.items() if isinstance(v, str)}, None
     fields: dict[str, str] = {}
     upload = None
