@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, literal, select
 
 from mailbox_store.feed import MessageMeta
-from mailbox_store.models import AuditEvent, Folder, Message, utc
+from mailbox_store.models import AuditEvent, Folder, Guardian, Mailbox, Message, Pharmacy, utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,15 @@ class FolderPage:
     total: int  # messages in the folder
     unseen: int
     messages: list[MessageMeta]  # newest (highest UID) first
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a webmail request comes from, as the database says now: the account, the
+    children it represents, and the pharmacies allowed to each of them."""
+    user: Any  # store.MailboxInfo
+    wards: list[Any]  # store.MailboxInfo, by INS
+    pharmacies: dict[int, list[str]]  # mailbox id (the user's or a ward's) -> addresses, sorted
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +43,10 @@ class PageOps:
     engine: Any
 
     async def folder_page(self, mailbox_id: int, folder: str, offset: int, limit: int,
-                          uids: list[int] | None = None) -> FolderPage | None:
+                          uids: list[int] | None = None, with_counts: bool = True) -> FolderPage | None:
         """Messages of a folder, newest first, from `offset`; None when the folder does
-        not exist. With `uids`, only those (a search's hits)."""
+        not exist. With `uids`, only those (a search's hits). Without `with_counts`,
+        total and unseen are -1 (counting reads every row: the caller knows them)."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(Folder.id, Folder.uidvalidity).where(
                 Folder.mailbox_id == mailbox_id, Folder.name == folder))).first()
@@ -45,7 +55,7 @@ class PageOps:
             total, unseen = (await conn.execute(
                 select(func.count(Message.id),
                        func.coalesce(func.sum(case((Message.flags.like("%\\Seen%"), 0), else_=1)), 0))
-                .where(Message.folder_id == row.id))).one()
+                .where(Message.folder_id == row.id))).one() if with_counts else (-1, -1)
             q = select(Message.uid, Message.flags, Message.internal_date, Message.size).where(
                 Message.folder_id == row.id)
             if uids is not None:
@@ -61,6 +71,30 @@ class PageOps:
                 .join(Message, Message.folder_id == Folder.id)
                 .where(Folder.mailbox_id == mailbox_id, Folder.name == folder, Message.uid == uid))).first()
         return (r.uidvalidity, _meta(r)) if r else None
+
+    async def web_identity(self, user_id: int) -> Identity | None:
+        """The account, its wards and their pharmacies in one connection and two
+        queries (every webmail request asks, so that a guardian removed or a mailbox
+        closed by the CLI a second ago counts at the next click); None: no such account."""
+        from mailbox_store.store import Store  # store.py imports this module
+        cols = (Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email, Mailbox.created_at)
+        children = select(Guardian.child_id).where(Guardian.guardian_id == user_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(*cols, literal(0).label("ward")).where(Mailbox.id == user_id)
+                .union_all(select(*cols, literal(1).label("ward")).where(Mailbox.id.in_(children))))).all()
+            if not any(r.ward == 0 for r in rows):
+                return None
+            pharmacies = (await conn.execute(
+                select(Pharmacy.mailbox_id, Pharmacy.address)
+                .where((Pharmacy.mailbox_id == user_id) | Pharmacy.mailbox_id.in_(children))
+                .order_by(Pharmacy.mailbox_id, Pharmacy.address))).all()
+        user = next(Store._info(r) for r in rows if r.ward == 0)
+        wards = sorted((Store._info(r) for r in rows if r.ward == 1), key=lambda m: m.ins)
+        out: dict[int, list[str]] = {}
+        for p in pharmacies:
+            out.setdefault(p.mailbox_id, []).append(p.address)
+        return Identity(user, wards, out)
 
     async def audit_page(self, mailbox_id: int, offset: int, limit: int) -> AuditPage:
         from mailbox_store.store import AuditRecord  # store.py imports this module

@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from mailbox_store import migrate
+from mailbox_store.audit import AuditJob
 from mailbox_store.cache import MailboxCache
 from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, wrap_content_key
 from mailbox_store.conversations import ConversationOps, apply_effects
@@ -431,14 +432,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
 
     async def audit(self, mailbox_id: int, actor: str, action: str, detail: str = "", source: str = "") -> None:
         """Append one event to the mailbox's audit log (committed before returning)."""
-        when = dt.datetime.now(dt.timezone.utc)
-
-        def job(conn: Connection) -> tuple[None, list[Change]]:
-            conn.execute(insert(AuditEvent).values(mailbox_id=mailbox_id, at=when, actor=actor[:320],
-                                                   action=action[:64], detail=detail[:1024], source=source[:64]))
-            return None, []
-
-        await self.writer.submit(job)
+        await self.writer.submit(AuditJob(mailbox_id, dt.datetime.now(dt.timezone.utc), actor, action, detail, source))
 
     async def audit_events(self, mailbox_id: int) -> list[AuditRecord]:
         async with self.engine.connect() as conn:

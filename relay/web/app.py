@@ -27,6 +27,7 @@ from aiohttp import web
 
 from policy.recipients import MailboxState
 from relay.web.context import FORM, MULTIPART, WHO, Who
+from relay.web.counts import FolderCounts
 from relay.web.mailview import SummaryCache
 from relay.web.sessions import SessionStore, WebSession, same_token
 
@@ -91,6 +92,7 @@ class Web:
         self.cfg = rt.config.web
         self.sessions = SessionStore(self.cfg.session_idle, self.cfg.session_max, self.cfg.max_sessions)
         self.summaries = SummaryCache()
+        self.counts = FolderCounts(rt.store.feed)
         self.ports = ports or (lambda: {})
         self.streams = 0  # open SSE connections, all sessions
         self.stopping = asyncio.Event()
@@ -126,11 +128,12 @@ class Web:
     async def resolve(self, request: web.Request, session: WebSession) -> Who | None:
         """The person and space of a live session; None when the account may no longer
         log in (closed, opposed): the session ends."""
-        user = await self.store.mailbox_by_id(session.user_id)
-        if user is None or user.state is not MailboxState.ACTIVE:
+        ident = await self.store.web_identity(session.user_id)
+        user = ident.user if ident is not None else None
+        if ident is None or user is None or user.state is not MailboxState.ACTIVE:
             self.sessions.drop(session.id)
             return None
-        wards = tuple(await self.store.wards(user.id))
+        wards = tuple(ident.wards)
         space = user
         if session.space_ins != user.ins:
             found = next((w for w in wards if w.ins == session.space_ins), None)
@@ -139,7 +142,7 @@ class Web:
                 session.flash.append("Vous n'avez plus accès à cet espace : vous êtes revenu dans le vôtre.")
             else:
                 space = found
-        return Who(session, user, space, wards, client_ip(request), tuple(await self.store.pharmacies(space)))
+        return Who(session, user, space, wards, client_ip(request), tuple(ident.pharmacies.get(space.id, ())))
 
     def set_session_cookie(self, response: web.StreamResponse, session: WebSession) -> None:
         response.set_cookie(SESSION_COOKIE, session.id, path="/", secure=True, httponly=True, samesite="Strict")
@@ -294,6 +297,7 @@ class WebServer:
 
     async def stop(self) -> None:
         self.web.stopping.set()  # event streams end
+        self.web.counts.close()
         if self.backfill is not None:
             self.backfill.cancel()
             await asyncio.gather(self.backfill, return_exceptions=True)

@@ -8,6 +8,7 @@ every view and download is audited like an IMAP read."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import urllib.parse
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from aiohttp import BodyPartReader, web
 
 from dossier_bridge.filing import file_messages
 from mailbox_store.feed import Change, MessageMeta
+from mailbox_store.pages import FolderPage
 from mailbox_store.messages import SEEN
 from mailbox_store.store import MailboxInfo
 from mailbox_store.thread import thread_root_of
@@ -139,7 +141,7 @@ def routes(app: web.Application, w: Web) -> None:
         hits = None
         if query:
             hits = await _find(w, who, folder, query)
-        got = await store.folder_page(who.space.id, folder, (page - 1) * PAGE, PAGE, hits)
+        got = await _folder_page(w, who.space.id, folder, (page - 1) * PAGE, hits)
         if got is None:
             raise web.HTTPNotFound()
         sums = await summaries(w, who.space, folder, got.uidvalidity, got.messages)
@@ -331,6 +333,21 @@ def routes(app: web.Application, w: Web) -> None:
     r.add_get("/ecrire", compose_form)
     r.add_post("/ecrire", compose)
     r.add_get("/evenements", events)
+
+
+async def _folder_page(w: Web, mailbox_id: int, folder: str, offset: int, hits: list[int] | None) -> FolderPage | None:
+    """A list page, its counts from relay/web/counts.py when they are known."""
+    known = w.counts.get(mailbox_id, folder)
+    epoch = w.counts.epoch
+    got = await w.store.folder_page(mailbox_id, folder, offset, PAGE, hits, with_counts=known is None)
+    if got is None or (known is not None and known[0] == got.uidvalidity):
+        return got if got is None or known is None else dataclasses.replace(got, total=known[1], unseen=known[2])
+    if known is not None:  # the folder was made anew meanwhile (another UIDVALIDITY)
+        got = await w.store.folder_page(mailbox_id, folder, offset, PAGE, hits)
+        if got is None:
+            return None
+    w.counts.put(mailbox_id, folder, got.uidvalidity, got.total, got.unseen, epoch)
+    return got
 
 
 def _page(request: web.Request) -> int:
