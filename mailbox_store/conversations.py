@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailbox_store.errors import StoreError
@@ -62,14 +62,20 @@ class ConversationOps:
         """What policy.conversation needs to decide a patient's message to `address`
         (normalised), answering the given message ids."""
         answered = {*in_reply_to, *references}
+        # one round trip (the webmail asks at every conversation view): tagged rows
+        parts = [select(literal("state").label("k"), Correspondent.state.label("v")).where(
+                     Correspondent.mailbox_id == mailbox_id, Correspondent.address == address),
+                 select(literal("pharmacy"), Pharmacy.address).where(Pharmacy.mailbox_id == mailbox_id,
+                                                                     Pharmacy.address == address)]
+        if answered:
+            parts.append(select(literal("closed"), ClosedMessage.message_id).where(
+                ClosedMessage.mailbox_id == mailbox_id, ClosedMessage.message_id.in_(sorted(answered)[:200])))
+        q = union_all(*parts)
         async with self.engine.connect() as conn:
-            state = (await conn.execute(select(Correspondent.state).where(
-                Correspondent.mailbox_id == mailbox_id, Correspondent.address == address))).scalar()
-            pharmacy = (await conn.execute(select(Pharmacy.address).where(
-                Pharmacy.mailbox_id == mailbox_id, Pharmacy.address == address))).scalar() is not None
-            closed = set((await conn.execute(select(ClosedMessage.message_id).where(
-                ClosedMessage.mailbox_id == mailbox_id,
-                ClosedMessage.message_id.in_(sorted(answered)[:200])))).scalars()) if answered else set()
+            rows = (await conn.execute(q)).all()
+        state = next((r.v for r in rows if r.k == "state"), None)
+        pharmacy = any(r.k == "pharmacy" for r in rows)
+        closed = {r.v for r in rows if r.k == "closed"}
         return RecipientFacts(Exchange(state) if state else Exchange.NONE, pharmacy,
                               replies_to_closed_message(tuple(in_reply_to), tuple(references), closed))
 

@@ -3,13 +3,15 @@ first, one message's row, and one page of the audit log newest first. Each is on
 indexed query: a page of 50 out of 10,000 messages never loads the other 9,950."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import bindparam, case, func, literal, select
 
 from mailbox_store.feed import MessageMeta
-from mailbox_store.models import AuditEvent, Folder, Guardian, Mailbox, Message, Pharmacy, utc
+from mailbox_store.crypto import open_blob
+from mailbox_store.models import AuditEvent, Blob, Folder, Guardian, Mailbox, Message, Pharmacy, utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +37,35 @@ class AuditPage:
     events: list[Any]  # store.AuditRecord, newest first
 
 
+# Built once: a statement object costs more to construct than SQLite takes to run it
+# (SQLAlchemy caches only the compiled SQL), and these run at every webmail request.
+_MESSAGE_WITH_BLOB = (
+    select(Message.uid, Message.flags, Message.internal_date, Message.size, Message.blob_id, Message.key_wrapped,
+           Blob.sealed)
+    .join(Folder, Folder.id == Message.folder_id).join(Blob, Blob.id == Message.blob_id)
+    .where(Folder.mailbox_id == bindparam("mid"), Folder.name == bindparam("folder"), Message.uid == bindparam("uid")))
+_IDENTITY_COLS = (Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email, Mailbox.created_at)
+_IDENTITY = (select(*_IDENTITY_COLS, literal(0).label("ward")).where(Mailbox.id == bindparam("uid"))
+             .union_all(select(*_IDENTITY_COLS, literal(1).label("ward"))
+                        .where(Mailbox.id.in_(select(Guardian.child_id)
+                                              .where(Guardian.guardian_id == bindparam("uid"))))))
+_PHARMACIES = (select(Pharmacy.mailbox_id, Pharmacy.address)
+               .where((Pharmacy.mailbox_id == bindparam("uid"))
+                      | Pharmacy.mailbox_id.in_(select(Guardian.child_id)
+                                                .where(Guardian.guardian_id == bindparam("uid"))))
+               .order_by(Pharmacy.mailbox_id, Pharmacy.address))
+LARGE_BLOB = 256 * 1024  # sealed bytes opened in a worker thread beyond this (DESIGN.md §6)
+
+
 def _meta(r: Any) -> MessageMeta:
     return MessageMeta(r.uid, frozenset(r.flags.split()), utc(r.internal_date), r.size)
 
 
 class PageOps:
     engine: Any
+
+    if TYPE_CHECKING:  # provided by Store
+        async def _data_key(self, mailbox_id: int, ins: str) -> Any: ...
 
     async def folder_page(self, mailbox_id: int, folder: str, offset: int, limit: int,
                           uids: list[int] | None = None, with_counts: bool = True) -> FolderPage | None:
@@ -77,24 +102,31 @@ class PageOps:
         queries (every webmail request asks, so that a guardian removed or a mailbox
         closed by the CLI a second ago counts at the next click); None: no such account."""
         from mailbox_store.store import Store  # store.py imports this module
-        cols = (Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email, Mailbox.created_at)
-        children = select(Guardian.child_id).where(Guardian.guardian_id == user_id)
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(*cols, literal(0).label("ward")).where(Mailbox.id == user_id)
-                .union_all(select(*cols, literal(1).label("ward")).where(Mailbox.id.in_(children))))).all()
+            rows = (await conn.execute(_IDENTITY, {"uid": user_id})).all()
             if not any(r.ward == 0 for r in rows):
                 return None
-            pharmacies = (await conn.execute(
-                select(Pharmacy.mailbox_id, Pharmacy.address)
-                .where((Pharmacy.mailbox_id == user_id) | Pharmacy.mailbox_id.in_(children))
-                .order_by(Pharmacy.mailbox_id, Pharmacy.address))).all()
+            pharmacies = (await conn.execute(_PHARMACIES, {"uid": user_id})).all()
         user = next(Store._info(r) for r in rows if r.ward == 0)
         wards = sorted((Store._info(r) for r in rows if r.ward == 1), key=lambda m: m.ins)
         out: dict[int, list[str]] = {}
         for p in pharmacies:
             out.setdefault(p.mailbox_id, []).append(p.address)
         return Identity(user, wards, out)
+
+    async def message_with_raw(self, mailbox: Any, folder: str, uid: int) -> tuple[MessageMeta, bytes] | None:
+        """A message's row and its decrypted bytes in one query (the webmail's message
+        pages): None when the mailbox (store.MailboxInfo) has no such message."""
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(_MESSAGE_WITH_BLOB, {"mid": mailbox.id, "folder": folder, "uid": uid})).first()
+        if r is None:
+            return None
+        aead = await self._data_key(mailbox.id, mailbox.ins)
+        if len(r.sealed) > LARGE_BLOB:
+            raw = await asyncio.to_thread(open_blob, aead, mailbox.ins, r.blob_id, r.key_wrapped, r.sealed)
+        else:
+            raw = open_blob(aead, mailbox.ins, r.blob_id, r.key_wrapped, r.sealed)
+        return _meta(r), raw
 
     async def audit_page(self, mailbox_id: int, offset: int, limit: int) -> AuditPage:
         from mailbox_store.store import AuditRecord  # store.py imports this module

@@ -97,7 +97,9 @@ class Web:
         self.streams = 0  # open SSE connections, all sessions
         self.stopping = asyncio.Event()
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                                      # templates change only with the code: no stat() per page
+                                      auto_reload=False)
         self.env.filters["date"] = french_date
         self.env.filters["size"] = french_size
 

@@ -162,12 +162,11 @@ def routes(app: web.Application, w: Web) -> None:
         key = request.match_info["dossier"]
         folder, title = folder_or_404(key)
         uid = uid_or_404(request.match_info["uid"])
-        found = await store.message_meta(who.space.id, folder, uid)
+        found = await store.message_with_raw(who.space, folder, uid)
         if found is None:
             raise web.HTTPNotFound()
-        uidvalidity, meta = found
+        meta, raw = found
         limits = w.rt.config.attachments
-        raw = await store.fetch_raw(who.space.ins, folder, uid)
         view = await asyncio.to_thread(full_view, uid, raw, limits)
         shown = [Shown(key, uid, view, folder == "Sent")]
         shown += await _thread(w, who, folder, uid, raw)
@@ -188,9 +187,10 @@ def routes(app: web.Application, w: Web) -> None:
         folder, _ = folder_or_404(request.match_info["dossier"])
         uid = uid_or_404(request.match_info["uid"])
         part = request.match_info["part"]
-        if await store.message_meta(who.space.id, folder, uid) is None:
+        found = await store.message_with_raw(who.space, folder, uid)
+        if found is None:
             raise web.HTTPNotFound()
-        raw = await store.fetch_raw(who.space.ins, folder, uid)
+        raw = found[1]
         got = await asyncio.to_thread(attachment, raw, part, w.rt.config.attachments)
         if got is None:
             raise web.HTTPNotFound()
@@ -210,9 +210,10 @@ def routes(app: web.Application, w: Web) -> None:
         folder, _ = folder_or_404(key)
         uid = uid_or_404(request.match_info["uid"])
         part = request.match_info["part"]
-        if await store.message_meta(who.space.id, folder, uid) is None:
+        found = await store.message_with_raw(who.space, folder, uid)
+        if found is None:
             raise web.HTTPNotFound()
-        raw = await store.fetch_raw(who.space.ins, folder, uid)
+        raw = found[1]
         if await asyncio.to_thread(attachment, raw, part, w.rt.config.attachments) is None:
             raise web.HTTPNotFound()
         done = await file_messages(store, who.space, folder, [uid], w.rt.config.attachments, who.actor,
