@@ -22,6 +22,7 @@ from policy.conversation import ConversationEffects, Exchange, RecipientFacts, r
 
 if TYPE_CHECKING:
     from mailbox_store.store import MailboxInfo
+    from mailbox_store.reader import Reader
     from mailbox_store.writer import Writer
 
 
@@ -56,6 +57,7 @@ def apply_effects(conn: Connection, items: Sequence[tuple[int, ConversationEffec
 class ConversationOps:
     engine: Any
     writer: "Writer"
+    reader: "Reader"
 
     async def recipient_facts(self, mailbox_id: int, address: str, in_reply_to: Sequence[str] = (),
                               references: Sequence[str] = ()) -> RecipientFacts:
@@ -71,8 +73,7 @@ class ConversationOps:
             parts.append(select(literal("closed"), ClosedMessage.message_id).where(
                 ClosedMessage.mailbox_id == mailbox_id, ClosedMessage.message_id.in_(sorted(answered)[:200])))
         q = union_all(*parts)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(q)).all()
+        rows = await self.reader.run(lambda conn: conn.execute(q).all())
         state = next((r.v for r in rows if r.k == "state"), None)
         pharmacy = any(r.k == "pharmacy" for r in rows)
         closed = {r.v for r in rows if r.k == "closed"}

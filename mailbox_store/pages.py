@@ -3,13 +3,13 @@ first, one message's row, and one page of the audit log newest first. Each is on
 indexed query: a page of 50 out of 10,000 messages never loads the other 9,950."""
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, case, func, literal, select
+from sqlalchemy import Connection, bindparam, case, func, literal, select
 
 from mailbox_store.feed import MessageMeta
+from mailbox_store.reader import Reader
 from mailbox_store.crypto import open_blob
 from mailbox_store.models import AuditEvent, Blob, Folder, Guardian, Mailbox, Message, Pharmacy, utc
 
@@ -54,7 +54,14 @@ _PHARMACIES = (select(Pharmacy.mailbox_id, Pharmacy.address)
                       | Pharmacy.mailbox_id.in_(select(Guardian.child_id)
                                                 .where(Guardian.guardian_id == bindparam("uid"))))
                .order_by(Pharmacy.mailbox_id, Pharmacy.address))
-LARGE_BLOB = 256 * 1024  # sealed bytes opened in a worker thread beyond this (DESIGN.md §6)
+_FOLDER = select(Folder.id, Folder.uidvalidity).where(Folder.mailbox_id == bindparam("mid"),
+                                                      Folder.name == bindparam("folder"))
+_COUNTS = (select(func.count(Message.id),
+                  func.coalesce(func.sum(case((Message.flags.like("%\\Seen%"), 0), else_=1)), 0))
+           .where(Message.folder_id == bindparam("fid")))
+_PAGE = (select(Message.uid, Message.flags, Message.internal_date, Message.size)
+         .where(Message.folder_id == bindparam("fid")).order_by(Message.uid.desc())
+         .offset(bindparam("offset")).limit(bindparam("limit")))
 
 
 def _meta(r: Any) -> MessageMeta:
@@ -63,6 +70,7 @@ def _meta(r: Any) -> MessageMeta:
 
 class PageOps:
     engine: Any
+    reader: Reader
 
     if TYPE_CHECKING:  # provided by Store
         async def _data_key(self, mailbox_id: int, ins: str) -> Any: ...
@@ -72,21 +80,21 @@ class PageOps:
         """Messages of a folder, newest first, from `offset`; None when the folder does
         not exist. With `uids`, only those (a search's hits). Without `with_counts`,
         total and unseen are -1 (counting reads every row: the caller knows them)."""
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(Folder.id, Folder.uidvalidity).where(
-                Folder.mailbox_id == mailbox_id, Folder.name == folder))).first()
+        def read(conn: Connection) -> FolderPage | None:
+            row = conn.execute(_FOLDER, {"mid": mailbox_id, "folder": folder}).first()
             if row is None:
                 return None
-            total, unseen = (await conn.execute(
-                select(func.count(Message.id),
-                       func.coalesce(func.sum(case((Message.flags.like("%\\Seen%"), 0), else_=1)), 0))
-                .where(Message.folder_id == row.id))).one() if with_counts else (-1, -1)
-            q = select(Message.uid, Message.flags, Message.internal_date, Message.size).where(
-                Message.folder_id == row.id)
-            if uids is not None:
-                q = q.where(Message.uid.in_(uids[:1000]))
-            rows = (await conn.execute(q.order_by(Message.uid.desc()).offset(offset).limit(limit))).all()
-        return FolderPage(row.uidvalidity, total, unseen, [_meta(r) for r in rows])
+            total, unseen = conn.execute(_COUNTS, {"fid": row.id}).one() if with_counts else (-1, -1)
+            if uids is None:
+                rows = conn.execute(_PAGE, {"fid": row.id, "offset": offset, "limit": limit}).all()
+            else:
+                rows = conn.execute(
+                    select(Message.uid, Message.flags, Message.internal_date, Message.size)
+                    .where(Message.folder_id == row.id, Message.uid.in_(uids[:1000]))
+                    .order_by(Message.uid.desc()).offset(offset).limit(limit)).all()
+            return FolderPage(row.uidvalidity, total, unseen, [_meta(r) for r in rows])
+
+        return await self.reader.run(read)
 
     async def message_meta(self, mailbox_id: int, folder: str, uid: int) -> tuple[int, MessageMeta] | None:
         """(folder UIDVALIDITY, the message's row), or None when there is no such message."""
@@ -102,11 +110,14 @@ class PageOps:
         queries (every webmail request asks, so that a guardian removed or a mailbox
         closed by the CLI a second ago counts at the next click); None: no such account."""
         from mailbox_store.store import Store  # store.py imports this module
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(_IDENTITY, {"uid": user_id})).all()
-            if not any(r.ward == 0 for r in rows):
-                return None
-            pharmacies = (await conn.execute(_PHARMACIES, {"uid": user_id})).all()
+
+        def read(conn: Connection) -> tuple[list[Any], list[Any]]:
+            rows = conn.execute(_IDENTITY, {"uid": user_id}).all()
+            return rows, conn.execute(_PHARMACIES, {"uid": user_id}).all() if rows else []
+
+        rows, pharmacies = await self.reader.run(read)
+        if not any(r.ward == 0 for r in rows):
+            return None
         user = next(Store._info(r) for r in rows if r.ward == 0)
         wards = sorted((Store._info(r) for r in rows if r.ward == 1), key=lambda m: m.ins)
         out: dict[int, list[str]] = {}
@@ -116,17 +127,17 @@ class PageOps:
 
     async def message_with_raw(self, mailbox: Any, folder: str, uid: int) -> tuple[MessageMeta, bytes] | None:
         """A message's row and its decrypted bytes in one query (the webmail's message
-        pages): None when the mailbox (store.MailboxInfo) has no such message."""
-        async with self.engine.connect() as conn:
-            r = (await conn.execute(_MESSAGE_WITH_BLOB, {"mid": mailbox.id, "folder": folder, "uid": uid})).first()
-        if r is None:
-            return None
+        pages): None when the mailbox (store.MailboxInfo) has no such message. The
+        bytes are opened in the reader's thread, never on the event loop."""
         aead = await self._data_key(mailbox.id, mailbox.ins)
-        if len(r.sealed) > LARGE_BLOB:
-            raw = await asyncio.to_thread(open_blob, aead, mailbox.ins, r.blob_id, r.key_wrapped, r.sealed)
-        else:
-            raw = open_blob(aead, mailbox.ins, r.blob_id, r.key_wrapped, r.sealed)
-        return _meta(r), raw
+
+        def read(conn: Connection) -> tuple[MessageMeta, bytes] | None:
+            r = conn.execute(_MESSAGE_WITH_BLOB, {"mid": mailbox.id, "folder": folder, "uid": uid}).first()
+            if r is None:
+                return None
+            return _meta(r), open_blob(aead, mailbox.ins, r.blob_id, r.key_wrapped, r.sealed)
+
+        return await self.reader.run(read)
 
     async def audit_page(self, mailbox_id: int, offset: int, limit: int) -> AuditPage:
         from mailbox_store.store import AuditRecord  # store.py imports this module

@@ -42,6 +42,7 @@ from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, i
 from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
 from mailbox_store.messages import MessageOps
+from mailbox_store.reader import READ_THREADS, Reader
 from mailbox_store.models import (DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Guardian, Mailbox, Message,
                                   ReceiptRequest, utc)
 from mailbox_store.errors import StoreError
@@ -209,8 +210,10 @@ class _Delivery(GroupJob):
 
 class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ThreadOps):
     def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,
-                 max_batch: int = 64, mailbox_cache_ttl: float = 0.0):
+                 max_batch: int = 64, mailbox_cache_ttl: float = 0.0, read_engine: Engine | None = None):
         self.engine = engine
+        # the webmail's reads, one thread hop each (reader.py); the same database
+        self.reader = Reader(read_engine or create_engine(write_engine.url, pool_size=READ_THREADS, max_overflow=0))
         self.master = master
         self.feed = feed
         self.writer = Writer(write_engine, feed, max_batch=max_batch)
@@ -230,12 +233,14 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         # thread and the PRAGMAs (measured: hundreds of threads per second under load).
         engine = create_async_engine(url, pool_size=read_pool_size, max_overflow=read_pool_size)
         write_engine = create_engine(_sync_url(url), pool_size=1, max_overflow=0)
+        read_engine = create_engine(_sync_url(url), pool_size=READ_THREADS, max_overflow=0)
         if engine.dialect.name == "sqlite":
             # readers are many and short-lived in use: a small page cache each (SQLite's
             # default 2 MB x 32 pooled readers was a quarter of the daemon's memory)
             _install_sqlite_pragmas(engine.sync_engine, busy_timeout_ms, cache_kib=512)
             _install_sqlite_pragmas(write_engine, busy_timeout_ms)
-        store = cls(engine, write_engine, master, feed or Feed(), max_batch, mailbox_cache_ttl)
+            _install_sqlite_pragmas(read_engine, busy_timeout_ms, cache_kib=2000)
+        store = cls(engine, write_engine, master, feed or Feed(), max_batch, mailbox_cache_ttl, read_engine)
         store.writer.start()
         await store.writer.submit(_migrate)
         return store
@@ -247,6 +252,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
 
     async def close(self) -> None:
         await self.writer.close()
+        await asyncio.to_thread(self.reader.close)
         self._write_engine.dispose()
         await self.engine.dispose()
 

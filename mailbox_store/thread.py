@@ -31,6 +31,7 @@ from policy.conversation import thread_of_headers
 from policy.headers import header_block, parse_headers
 
 if TYPE_CHECKING:
+    from mailbox_store.reader import Reader
     from mailbox_store.writer import Writer
 
 THREAD_KEY_LABEL = b"mssante-relay/thread-key/v1"
@@ -60,6 +61,7 @@ def thread_key(key: bytes, root: str | None) -> str:
 class ThreadOps:
     engine: Any
     writer: "Writer"
+    reader: "Reader"
 
     if TYPE_CHECKING:  # provided by Store
         async def _thread_hmac_key(self, mailbox_id: int, ins: str) -> bytes: ...
@@ -76,12 +78,10 @@ class ThreadOps:
         if root is None:
             return []
         key = await self.thread_key_for(mailbox_id, ins, root)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(Folder.name, Message.uid)
-                .join(Folder, Folder.id == Message.folder_id)
-                .where(Message.thread_key == key, Folder.mailbox_id == mailbox_id, Folder.name.in_(list(folders)))
-                .order_by(Message.internal_date.desc(), Message.id.desc()).limit(limit))).all()
+        q = (select(Folder.name, Message.uid).join(Folder, Folder.id == Message.folder_id)
+             .where(Message.thread_key == key, Folder.mailbox_id == mailbox_id, Folder.name.in_(list(folders)))
+             .order_by(Message.internal_date.desc(), Message.id.desc()).limit(limit))
+        rows = await self.reader.run(lambda conn: conn.execute(q).all())
         return [(r.name, r.uid) for r in reversed(rows)]
 
     async def backfill_thread_keys(self, batch: int = BACKFILL_BATCH, max_rows: int | None = None,
