@@ -1,14 +1,23 @@
-"""Audit rows of administrative actions the store performs itself (issue 16 §6).
+"""Audit rows the store writes itself (DESIGN.md §4 "Durability and trace").
 
-A mailbox's audit log is the patient's record of who did what to their data; an
-administrative action is written in the same transaction as the change it records,
-so neither exists without the other. Never a secret in it: "password set", not the
-hash; "activation code issued", not the code.
+- Administrative actions (issue 16 §6): written in the same transaction as the change
+  they record, so neither exists without the other. Never a secret in them: "password
+  set", not the hash; "activation code issued", not the code.
+- Reads (every front appends an event each): one group job (writer.py), so under load a
+  batch holds many of them, inserted with one statement instead of a savepoint and an
+  INSERT each.
 """
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from mailbox_store.feed import Change
+from mailbox_store.models import AuditEvent
+from mailbox_store.writer import GroupJob
 
 
 def creation_audit(mailbox_id: int, at: dt.datetime, state: str, password: bool, notify_email: bool,
@@ -23,3 +32,22 @@ def creation_audit(mailbox_id: int, at: dt.datetime, state: str, password: bool,
         rows.append(("activation_code.issued", "one-time code, only its hash kept"))
     return [{"mailbox_id": mailbox_id, "at": at, "actor": actor, "action": action, "detail": detail,
              "source": source} for action, detail in rows]
+
+
+@dataclass
+class AuditJob(GroupJob):
+    mailbox_id: int
+    at: dt.datetime
+    actor: str
+    action: str
+    detail: str
+    source: str
+
+    def row(self) -> dict[str, Any]:
+        return {"mailbox_id": self.mailbox_id, "at": self.at, "actor": self.actor[:320], "action": self.action[:64],
+                "detail": self.detail[:1024], "source": self.source[:64]}
+
+    @classmethod
+    def apply_group(cls, conn: Connection, jobs: list["AuditJob"]) -> list[tuple[Any, list[Change]]]:
+        conn.execute(insert(AuditEvent), [j.row() for j in jobs])
+        return [(None, []) for _ in jobs]

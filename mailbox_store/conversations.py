@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailbox_store.errors import StoreError
@@ -22,6 +22,7 @@ from policy.conversation import ConversationEffects, Exchange, RecipientFacts, r
 
 if TYPE_CHECKING:
     from mailbox_store.store import MailboxInfo
+    from mailbox_store.reader import Reader
     from mailbox_store.writer import Writer
 
 
@@ -56,20 +57,26 @@ def apply_effects(conn: Connection, items: Sequence[tuple[int, ConversationEffec
 class ConversationOps:
     engine: Any
     writer: "Writer"
+    reader: "Reader"
 
     async def recipient_facts(self, mailbox_id: int, address: str, in_reply_to: Sequence[str] = (),
                               references: Sequence[str] = ()) -> RecipientFacts:
         """What policy.conversation needs to decide a patient's message to `address`
         (normalised), answering the given message ids."""
         answered = {*in_reply_to, *references}
-        async with self.engine.connect() as conn:
-            state = (await conn.execute(select(Correspondent.state).where(
-                Correspondent.mailbox_id == mailbox_id, Correspondent.address == address))).scalar()
-            pharmacy = (await conn.execute(select(Pharmacy.address).where(
-                Pharmacy.mailbox_id == mailbox_id, Pharmacy.address == address))).scalar() is not None
-            closed = set((await conn.execute(select(ClosedMessage.message_id).where(
-                ClosedMessage.mailbox_id == mailbox_id,
-                ClosedMessage.message_id.in_(sorted(answered)[:200])))).scalars()) if answered else set()
+        # one round trip (the webmail asks at every conversation view): tagged rows
+        parts = [select(literal("state").label("k"), Correspondent.state.label("v")).where(
+                     Correspondent.mailbox_id == mailbox_id, Correspondent.address == address),
+                 select(literal("pharmacy"), Pharmacy.address).where(Pharmacy.mailbox_id == mailbox_id,
+                                                                     Pharmacy.address == address)]
+        if answered:
+            parts.append(select(literal("closed"), ClosedMessage.message_id).where(
+                ClosedMessage.mailbox_id == mailbox_id, ClosedMessage.message_id.in_(sorted(answered)[:200])))
+        q = union_all(*parts)
+        rows = await self.reader.run(lambda conn: conn.execute(q).all())
+        state = next((r.v for r in rows if r.k == "state"), None)
+        pharmacy = any(r.k == "pharmacy" for r in rows)
+        closed = {r.v for r in rows if r.k == "closed"}
         return RecipientFacts(Exchange(state) if state else Exchange.NONE, pharmacy,
                               replies_to_closed_message(tuple(in_reply_to), tuple(references), closed))
 

@@ -130,7 +130,7 @@ class MessageOps:
             if dst is None:
                 raise FolderError(f"no folder {target}", "TRYCREATE")
             rows = conn.execute(select(Message.uid, Message.blob_id, Message.key_wrapped, Message.flags,
-                                       Message.internal_date, Message.size)
+                                       Message.internal_date, Message.size, Message.thread_key)
                                 .where(Message.folder_id == src, Message.uid.in_(uid_list))
                                 .order_by(Message.uid)).all()
             pairs, values = [], []
@@ -139,7 +139,7 @@ class MessageOps:
                 pairs.append((m.uid, new_uid))
                 values.append({"folder_id": dst.id, "uid": new_uid, "blob_id": m.blob_id,
                                "key_wrapped": m.key_wrapped, "flags": m.flags,
-                               "internal_date": m.internal_date, "size": m.size})
+                               "internal_date": m.internal_date, "size": m.size, "thread_key": m.thread_key})
             changes = [Change("message.new", mailbox_id, target, v["uid"],
                               meta=MessageMeta(v["uid"], _flags(v["flags"]), utc(v["internal_date"]), v["size"]))
                        for v in values]

@@ -82,9 +82,14 @@ class Message(Base):
     flags: Mapped[str] = mapped_column(String(1024), default="")  # space-separated
     internal_date: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     size: Mapped[int] = mapped_column(Integer)  # RFC822.SIZE of the stored bytes
+    # The conversation index (thread.py): HMAC, under a key derived from the mailbox's
+    # data key, of the thread root's Message-ID; "" when the message names none, NULL
+    # until the backfill of rows stored before migration 0011 reaches it.
+    thread_key: Mapped[str | None] = mapped_column(String(64))
 
 
 Index("ix_messages_blob", Message.blob_id)
+Index("ix_messages_thread", Message.thread_key)
 
 
 class AuditEvent(Base):

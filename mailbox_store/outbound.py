@@ -28,6 +28,7 @@ from mailbox_store.errors import StoreError
 from mailbox_store.feed import Change, MessageMeta
 from mailbox_store.folders import FolderError, delete_orphan_blobs
 from mailbox_store.models import Blob, Folder, Mailbox, Message, OutboundEntry, utc
+from mailbox_store.thread import thread_key, thread_root_of
 
 if TYPE_CHECKING:
     from mailbox_store.store import MailboxInfo
@@ -89,6 +90,7 @@ class QueueOps:
 
     if TYPE_CHECKING:  # provided by Store
         async def _data_key(self, mailbox_id: int, ins: str) -> AESGCM: ...
+        async def _thread_hmac_key(self, mailbox_id: int, ins: str) -> bytes: ...
 
     async def enqueue(self, mailbox: "MailboxInfo", raw: bytes, mail_from: str, recipients: Sequence[Recipient],
                       kind: str, lifetime: dt.timedelta, sent_folder: str | None = None) -> Submitted:
@@ -105,6 +107,8 @@ class QueueOps:
                  "next_attempt_at": now, "created_at": now, "expires_at": now + lifetime, "last_error": ""}
                 for r in recipients]
 
+        threaded = thread_key(await self._thread_hmac_key(mailbox.id, mailbox.ins), thread_root_of(raw))
+
         def job(conn: Connection) -> tuple[Submitted, list[Change]]:
             conn.execute(insert(Blob).values(id=blob_id, sealed=sealed))
             changes: list[Change] = []
@@ -118,7 +122,7 @@ class QueueOps:
                 conn.execute(update(Folder).where(Folder.id == folder.id).values(uidnext=uid + 1))
                 conn.execute(insert(Message).values(folder_id=folder.id, uid=uid, blob_id=blob_id,
                                                     key_wrapped=key_wrapped, flags="\\Seen", internal_date=now,
-                                                    size=len(raw)))
+                                                    size=len(raw), thread_key=threaded))
                 changes.append(Change("message.new", mailbox.id, sent_folder, uid,
                                       meta=MessageMeta(uid, frozenset({"\\Seen"}), now, len(raw))))
             if rows:

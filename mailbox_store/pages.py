@@ -4,12 +4,14 @@ indexed query: a page of 50 out of 10,000 messages never loads the other 9,950."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Connection, bindparam, case, func, literal, select
 
 from mailbox_store.feed import MessageMeta
-from mailbox_store.models import AuditEvent, Folder, Message, utc
+from mailbox_store.reader import Reader
+from mailbox_store.crypto import open_blob
+from mailbox_store.models import AuditEvent, Blob, Folder, Guardian, Mailbox, Message, Pharmacy, utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,9 +23,45 @@ class FolderPage:
 
 
 @dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a webmail request comes from, as the database says now: the account, the
+    children it represents, and the pharmacies allowed to each of them."""
+    user: Any  # store.MailboxInfo
+    wards: list[Any]  # store.MailboxInfo, by INS
+    pharmacies: dict[int, list[str]]  # mailbox id (the user's or a ward's) -> addresses, sorted
+
+
+@dataclass(frozen=True, slots=True)
 class AuditPage:
     total: int
     events: list[Any]  # store.AuditRecord, newest first
+
+
+# Built once: a statement object costs more to construct than SQLite takes to run it
+# (SQLAlchemy caches only the compiled SQL), and these run at every webmail request.
+_MESSAGE_WITH_BLOB = (
+    select(Message.uid, Message.flags, Message.internal_date, Message.size, Message.blob_id, Message.key_wrapped,
+           Blob.sealed)
+    .join(Folder, Folder.id == Message.folder_id).join(Blob, Blob.id == Message.blob_id)
+    .where(Folder.mailbox_id == bindparam("mid"), Folder.name == bindparam("folder"), Message.uid == bindparam("uid")))
+_IDENTITY_COLS = (Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email, Mailbox.created_at)
+_IDENTITY = (select(*_IDENTITY_COLS, literal(0).label("ward")).where(Mailbox.id == bindparam("uid"))
+             .union_all(select(*_IDENTITY_COLS, literal(1).label("ward"))
+                        .where(Mailbox.id.in_(select(Guardian.child_id)
+                                              .where(Guardian.guardian_id == bindparam("uid"))))))
+_PHARMACIES = (select(Pharmacy.mailbox_id, Pharmacy.address)
+               .where((Pharmacy.mailbox_id == bindparam("uid"))
+                      | Pharmacy.mailbox_id.in_(select(Guardian.child_id)
+                                                .where(Guardian.guardian_id == bindparam("uid"))))
+               .order_by(Pharmacy.mailbox_id, Pharmacy.address))
+_FOLDER = select(Folder.id, Folder.uidvalidity).where(Folder.mailbox_id == bindparam("mid"),
+                                                      Folder.name == bindparam("folder"))
+_COUNTS = (select(func.count(Message.id),
+                  func.coalesce(func.sum(case((Message.flags.like("%\\Seen%"), 0), else_=1)), 0))
+           .where(Message.folder_id == bindparam("fid")))
+_PAGE = (select(Message.uid, Message.flags, Message.internal_date, Message.size)
+         .where(Message.folder_id == bindparam("fid")).order_by(Message.uid.desc())
+         .offset(bindparam("offset")).limit(bindparam("limit")))
 
 
 def _meta(r: Any) -> MessageMeta:
@@ -32,26 +70,31 @@ def _meta(r: Any) -> MessageMeta:
 
 class PageOps:
     engine: Any
+    reader: Reader
+
+    if TYPE_CHECKING:  # provided by Store
+        async def _data_key(self, mailbox_id: int, ins: str) -> Any: ...
 
     async def folder_page(self, mailbox_id: int, folder: str, offset: int, limit: int,
-                          uids: list[int] | None = None) -> FolderPage | None:
+                          uids: list[int] | None = None, with_counts: bool = True) -> FolderPage | None:
         """Messages of a folder, newest first, from `offset`; None when the folder does
-        not exist. With `uids`, only those (a search's hits)."""
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(Folder.id, Folder.uidvalidity).where(
-                Folder.mailbox_id == mailbox_id, Folder.name == folder))).first()
+        not exist. With `uids`, only those (a search's hits). Without `with_counts`,
+        total and unseen are -1 (counting reads every row: the caller knows them)."""
+        def read(conn: Connection) -> FolderPage | None:
+            row = conn.execute(_FOLDER, {"mid": mailbox_id, "folder": folder}).first()
             if row is None:
                 return None
-            total, unseen = (await conn.execute(
-                select(func.count(Message.id),
-                       func.coalesce(func.sum(case((Message.flags.like("%\\Seen%"), 0), else_=1)), 0))
-                .where(Message.folder_id == row.id))).one()
-            q = select(Message.uid, Message.flags, Message.internal_date, Message.size).where(
-                Message.folder_id == row.id)
-            if uids is not None:
-                q = q.where(Message.uid.in_(uids[:1000]))
-            rows = (await conn.execute(q.order_by(Message.uid.desc()).offset(offset).limit(limit))).all()
-        return FolderPage(row.uidvalidity, total, unseen, [_meta(r) for r in rows])
+            total, unseen = conn.execute(_COUNTS, {"fid": row.id}).one() if with_counts else (-1, -1)
+            if uids is None:
+                rows = conn.execute(_PAGE, {"fid": row.id, "offset": offset, "limit": limit}).all()
+            else:
+                rows = conn.execute(
+                    select(Message.uid, Message.flags, Message.internal_date, Message.size)
+                    .where(Message.folder_id == row.id, Message.uid.in_(uids[:1000]))
+                    .order_by(Message.uid.desc()).offset(offset).limit(limit)).all()
+            return FolderPage(row.uidvalidity, total, unseen, [_meta(r) for r in rows])
+
+        return await self.reader.run(read)
 
     async def message_meta(self, mailbox_id: int, folder: str, uid: int) -> tuple[int, MessageMeta] | None:
         """(folder UIDVALIDITY, the message's row), or None when there is no such message."""
@@ -61,6 +104,40 @@ class PageOps:
                 .join(Message, Message.folder_id == Folder.id)
                 .where(Folder.mailbox_id == mailbox_id, Folder.name == folder, Message.uid == uid))).first()
         return (r.uidvalidity, _meta(r)) if r else None
+
+    async def web_identity(self, user_id: int) -> Identity | None:
+        """The account, its wards and their pharmacies in one connection and two
+        queries (every webmail request asks, so that a guardian removed or a mailbox
+        closed by the CLI a second ago counts at the next click); None: no such account."""
+        from mailbox_store.store import Store  # store.py imports this module
+
+        def read(conn: Connection) -> tuple[list[Any], list[Any]]:
+            rows = conn.execute(_IDENTITY, {"uid": user_id}).all()
+            return rows, conn.execute(_PHARMACIES, {"uid": user_id}).all() if rows else []
+
+        rows, pharmacies = await self.reader.run(read)
+        if not any(r.ward == 0 for r in rows):
+            return None
+        user = next(Store._info(r) for r in rows if r.ward == 0)
+        wards = sorted((Store._info(r) for r in rows if r.ward == 1), key=lambda m: m.ins)
+        out: dict[int, list[str]] = {}
+        for p in pharmacies:
+            out.setdefault(p.mailbox_id, []).append(p.address)
+        return Identity(user, wards, out)
+
+    async def message_with_raw(self, mailbox: Any, folder: str, uid: int) -> tuple[MessageMeta, bytes] | None:
+        """A message's row and its decrypted bytes in one query (the webmail's message
+        pages): None when the mailbox (store.MailboxInfo) has no such message. The
+        bytes are opened in the reader's thread, never on the event loop."""
+        aead = await self._data_key(mailbox.id, mailbox.ins)
+
+        def read(conn: Connection) -> tuple[MessageMeta, bytes] | None:
+            r = conn.execute(_MESSAGE_WITH_BLOB, {"mid": mailbox.id, "folder": folder, "uid": uid}).first()
+            if r is None:
+                return None
+            return _meta(r), open_blob(aead, mailbox.ins, r.blob_id, r.key_wrapped, r.sealed)
+
+        return await self.reader.run(read)
 
     async def audit_page(self, mailbox_id: int, offset: int, limit: int) -> AuditPage:
         from mailbox_store.store import AuditRecord  # store.py imports this module

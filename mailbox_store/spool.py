@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from mailbox_store.crypto import BlobSealer
+from mailbox_store.thread import HEAD_MAX
 
 
 def private_dir(path: Path) -> Path:
@@ -33,6 +34,9 @@ class SpooledMessage:
         self.size = 0  # plaintext octets received: RFC822.SIZE
         self.has_nul = False  # RFC 9051 §4.3: a literal (not literal8) holds no NUL
         self.finished = False
+        # the header section's first octets, kept in clear in memory only for the
+        # thread index (thread.py): bounded, and never written anywhere
+        self.head = b""
 
     @property
     def content_key(self) -> bytes:
@@ -42,6 +46,8 @@ class SpooledMessage:
         assert self._file is not None and not self.finished
         self.size += len(piece)
         self.has_nul = self.has_nul or b"\x00" in piece
+        if len(self.head) < HEAD_MAX and b"\r\n\r\n" not in self.head:
+            self.head += piece[:HEAD_MAX - len(self.head)]
         self._file.write(self._sealer.update(piece))
 
     def finish(self) -> None:

@@ -21,7 +21,7 @@ import hmac
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from mailbox_store import migrate
-from mailbox_store.audit import creation_audit
+from mailbox_store.audit import AuditJob, creation_audit
 from mailbox_store.cache import MailboxCache
 from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, wrap_content_key
 from mailbox_store.conversations import ConversationOps, apply_effects
@@ -43,10 +43,12 @@ from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, i
 from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
 from mailbox_store.messages import MessageOps
+from mailbox_store.reader import READ_THREADS, Reader
 from mailbox_store.models import (DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Guardian, Mailbox, Message,
                                   ReceiptRequest, utc)
 from mailbox_store.errors import StoreError
 from mailbox_store.spool import SpooledMessage
+from mailbox_store.thread import ThreadOps, derive_thread_key, thread_key, thread_root_of
 from mailbox_store.writer import GroupJob, Writer
 from policy.conversation import ConversationEffects
 from policy.recipients import MailboxState
@@ -152,6 +154,7 @@ class _Delivery(GroupJob):
     documents: SealedDocuments  # filed in the same transaction as the message
     conversation: ConversationEffects | None  # a professional message's, for each mailbox
     receipt: tuple[str, str | None] | None  # requested read receipt: (address, Message-ID)
+    threads: dict[int, str] = field(default_factory=dict)  # mailbox id -> thread key (thread.py)
 
     @classmethod
     def apply_group(cls, conn: Connection, jobs: list["_Delivery"]) -> list[tuple[Any, list[Change]]]:
@@ -186,7 +189,8 @@ class _Delivery(GroupJob):
                 next_uid[(mb.id, job.folder)] = (fid, uid + 1)
                 messages.append({"folder_id": fid, "uid": uid, "blob_id": job.blob_id,
                                  "key_wrapped": key_wrapped, "flags": job.flags,
-                                 "internal_date": job.when, "size": job.size})
+                                 "internal_date": job.when, "size": job.size,
+                                 "thread_key": job.threads.get(mb.id)})
                 out.append(Delivered(mb.id, job.folder, uid))
             meta_flags = frozenset(job.flags.split())
             results.append((out, [Change("message.new", d.mailbox_id, d.folder, d.uid,
@@ -205,16 +209,19 @@ class _Delivery(GroupJob):
         return results
 
 
-class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ProAccessOps):
+class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ProAccessOps, ThreadOps):
     def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,
-                 max_batch: int = 64, mailbox_cache_ttl: float = 0.0):
+                 max_batch: int = 64, mailbox_cache_ttl: float = 0.0, read_engine: Engine | None = None):
         self.engine = engine
+        # the webmail's reads, one thread hop each (reader.py); the same database
+        self.reader = Reader(read_engine or create_engine(write_engine.url, pool_size=READ_THREADS, max_overflow=0))
         self.master = master
         self.feed = feed
         self.writer = Writer(write_engine, feed, max_batch=max_batch)
         self._write_engine = write_engine
         self._keys: dict[int, AESGCM] = {}
         self._dedupe_keys: dict[int, bytes] = {}
+        self._thread_keys: dict[int, bytes] = {}
         self._cache: MailboxCache[MailboxInfo] = MailboxCache(self.get_mailbox, mailbox_cache_ttl)
         self._spooled_commits = asyncio.Semaphore(SPOOLED_COMMITS)
 
@@ -227,12 +234,14 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         # thread and the PRAGMAs (measured: hundreds of threads per second under load).
         engine = create_async_engine(url, pool_size=read_pool_size, max_overflow=read_pool_size)
         write_engine = create_engine(_sync_url(url), pool_size=1, max_overflow=0)
+        read_engine = create_engine(_sync_url(url), pool_size=READ_THREADS, max_overflow=0)
         if engine.dialect.name == "sqlite":
             # readers are many and short-lived in use: a small page cache each (SQLite's
             # default 2 MB x 32 pooled readers was a quarter of the daemon's memory)
             _install_sqlite_pragmas(engine.sync_engine, busy_timeout_ms, cache_kib=512)
             _install_sqlite_pragmas(write_engine, busy_timeout_ms)
-        store = cls(engine, write_engine, master, feed or Feed(), max_batch, mailbox_cache_ttl)
+            _install_sqlite_pragmas(read_engine, busy_timeout_ms, cache_kib=2000)
+        store = cls(engine, write_engine, master, feed or Feed(), max_batch, mailbox_cache_ttl, read_engine)
         store.writer.start()
         await store.writer.submit(_migrate)
         return store
@@ -244,6 +253,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
 
     async def close(self) -> None:
         await self.writer.close()
+        await asyncio.to_thread(self.reader.close)
         self._write_engine.dispose()
         await self.engine.dispose()
 
@@ -432,14 +442,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
 
     async def audit(self, mailbox_id: int, actor: str, action: str, detail: str = "", source: str = "") -> None:
         """Append one event to the mailbox's audit log (committed before returning)."""
-        when = dt.datetime.now(dt.timezone.utc)
-
-        def job(conn: Connection) -> tuple[None, list[Change]]:
-            conn.execute(insert(AuditEvent).values(mailbox_id=mailbox_id, at=when, actor=actor[:320],
-                                                   action=action[:64], detail=detail[:1024], source=source[:64]))
-            return None, []
-
-        await self.writer.submit(job)
+        await self.writer.submit(AuditJob(mailbox_id, dt.datetime.now(dt.timezone.utc), actor, action, detail, source))
 
     async def audit_events(self, mailbox_id: int) -> list[AuditRecord]:
         async with self.engine.connect() as conn:
@@ -573,11 +576,16 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
             # encryption key itself
             self._dedupe_keys[mailbox_id] = hmac.new(raw, b"mssante-relay/dossier-dedupe/v1",
                                                      hashlib.sha256).digest()
+            self._thread_keys[mailbox_id] = derive_thread_key(raw)
         return aead
 
     async def _dedupe_key(self, mailbox_id: int, ins: str) -> bytes:
         await self._data_key(mailbox_id, ins)
         return self._dedupe_keys[mailbox_id]
+
+    async def _thread_hmac_key(self, mailbox_id: int, ins: str) -> bytes:
+        await self._data_key(mailbox_id, ins)
+        return self._thread_keys[mailbox_id]
 
     async def rewrap_data_keys(self, new: MasterKey) -> int:
         """Key rotation: every data key not yet under `new` is unwrapped (with whichever
@@ -624,8 +632,11 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         keys = [(mb, wrap_content_key(await self._data_key(mb.id, mb.ins), mb.ins, blob_id, content_key))
                 for mb in mailboxes]
         docs = await self.seal_documents(documents, filed_by, source, not_filed, (blob_id, content_key))
+        root = thread_root_of(raw)
+        threads = {mb.id: thread_key(await self._thread_hmac_key(mb.id, mb.ins), root) for mb in mailboxes}
         return await self.writer.submit(
-            _Delivery(blob_id, sealed, len(raw), keys, folder, " ".join(flags), when, docs, conversation, receipt))
+            _Delivery(blob_id, sealed, len(raw), keys, folder, " ".join(flags), when, docs, conversation, receipt,
+                      threads))
 
     async def deliver_spooled(self, mailboxes: Sequence[MailboxInfo], spooled: SpooledMessage,
                               internal_date: dt.datetime | None = None, folder: str = "INBOX",
@@ -637,11 +648,13 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         when = internal_date or dt.datetime.now(dt.timezone.utc)
         keys = [(mb, wrap_content_key(await self._data_key(mb.id, mb.ins), mb.ins, spooled.blob_id,
                                       spooled.content_key)) for mb in mailboxes]
+        root = thread_root_of(spooled.head)
+        threads = {mb.id: thread_key(await self._thread_hmac_key(mb.id, mb.ins), root) for mb in mailboxes}
         async with self._spooled_commits:
             sealed = await asyncio.to_thread(spooled.sealed)
             return await self.writer.submit(
                 _Delivery(spooled.blob_id, sealed, spooled.size, keys, folder, " ".join(flags), when,
-                          SealedDocuments(), None, None))
+                          SealedDocuments(), None, None, threads))
 
     async def messages(self, ins: str, folder: str = "INBOX") -> list[MessageInfo]:
         async with self.engine.connect() as conn:

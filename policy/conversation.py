@@ -307,6 +307,14 @@ def thread_root(message_id: str | None, in_reply_to: tuple[str, ...],
     return own[0] if own else None
 
 
+def thread_of_headers(headers: Message) -> str | None:
+    """thread_root of a parsed header section (any email policy); never raises on the
+    headers' content. The one rule every front and the store's thread index use."""
+    own = _ids(headers, "message-id")
+    return thread_root(own[0] if own else None, _ids(headers, "in-reply-to")[:MAX_MSG_IDS],
+                       _ids(headers, "references")[:MAX_MSG_IDS])
+
+
 def answered_ids(in_reply_to: tuple[str, ...], references: tuple[str, ...]) -> tuple[str, ...]:
     """The messages a message directly answers: its In-Reply-To ids (RFC 5322 §3.6.4),
     else the last References id. Not the whole References: a reply to a professional's

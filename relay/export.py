@@ -10,6 +10,7 @@ the disk: the tar is built in a private temporary directory (0700) and removed.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import io
@@ -180,27 +181,41 @@ async def export(store: Store, ins: str, out: Path, recipient: str | None = None
         except BaseException:
             partial.unlink(missing_ok=True)  # never leave plaintext behind
             raise
-        durable_replace(partial, out)
+        await asyncio.to_thread(durable_replace, partial, out)
         return Exported(out, len(items), False, tuple(items), tuple(docs))
-    gpg = gnupg.GPG(gnupghome=str(gnupg_home) if gnupg_home else None)
-    if not gpg.list_keys(keys=[recipient]):
-        raise ExportError(f"no GnuPG public key for {recipient!r}" + (f" in {gnupg_home}" if gnupg_home else ""))
+    # GnuPG runs as child processes we wait for, and the fsyncs wait for the disk:
+    # in worker threads, so the daemon's other sessions go on meanwhile (the webmail's
+    # "Fermer mon espace" runs this inside the daemon; DESIGN.md §6).
+    gpg = await asyncio.to_thread(_gpg_with_key, recipient, gnupg_home)
     with tempfile.TemporaryDirectory(prefix="mssante-export-") as tmp:  # 0700
         plain = Path(tmp) / "export.tar"
         items, docs = await _write_tar(store, ins, plain, limits, step)
         partial = out.with_name(out.name + ".partial")
-        try:
-            with plain.open("rb") as f:
-                result = gpg.encrypt_file(f, recipients=[recipient], output=str(partial), armor=False,
-                                          always_trust=True)
-        finally:
-            if gnupg_home is not None:
-                stop_gpg_agent(gnupg_home)
-        if not result.ok:
-            partial.unlink(missing_ok=True)
-            raise ExportError(f"GnuPG encryption failed: {result.status}")
-    durable_replace(partial, out)
+        await asyncio.to_thread(_encrypt, gpg, plain, partial, recipient, gnupg_home)
+    await asyncio.to_thread(durable_replace, partial, out)
     return Exported(out, len(items), True, tuple(items), tuple(docs))
+
+
+def _gpg_with_key(recipient: str, gnupg_home: Path | None) -> gnupg.GPG:
+    """A GnuPG handle that has the recipient's public key (blocking: a worker thread)."""
+    gpg = gnupg.GPG(gnupghome=str(gnupg_home) if gnupg_home else None)
+    if not gpg.list_keys(keys=[recipient]):
+        raise ExportError(f"no GnuPG public key for {recipient!r}" + (f" in {gnupg_home}" if gnupg_home else ""))
+    return gpg
+
+
+def _encrypt(gpg: gnupg.GPG, plain: Path, partial: Path, recipient: str, gnupg_home: Path | None) -> None:
+    """The tar encrypted to `partial` (blocking: a worker thread); nothing left on failure."""
+    try:
+        with plain.open("rb") as f:
+            result = gpg.encrypt_file(f, recipients=[recipient], output=str(partial), armor=False,
+                                      always_trust=True)
+    finally:
+        if gnupg_home is not None:
+            stop_gpg_agent(gnupg_home)
+    if not result.ok:
+        partial.unlink(missing_ok=True)
+        raise ExportError(f"GnuPG encryption failed: {result.status}")
 
 
 def expired_archives(directory: Path, years: int, today: dt.date | None = None) -> list[Path]:

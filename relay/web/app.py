@@ -26,7 +26,8 @@ import structlog
 from aiohttp import web
 
 from policy.recipients import MailboxState
-from relay.web.context import Who
+from relay.web.context import FORM, MULTIPART, WHO, Who
+from relay.web.counts import FolderCounts
 from relay.web.mailview import SummaryCache
 from relay.web.sessions import SessionStore, WebSession, same_token
 
@@ -91,11 +92,14 @@ class Web:
         self.cfg = rt.config.web
         self.sessions = SessionStore(self.cfg.session_idle, self.cfg.session_max, self.cfg.max_sessions)
         self.summaries = SummaryCache()
+        self.counts = FolderCounts(rt.store.feed)
         self.ports = ports or (lambda: {})
         self.streams = 0  # open SSE connections, all sessions
         self.stopping = asyncio.Event()
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                                      # templates change only with the code: no stat() per page
+                                      auto_reload=False)
         self.env.filters["date"] = french_date
         self.env.filters["size"] = french_size
 
@@ -104,7 +108,7 @@ class Web:
         return self.rt.store
 
     def render(self, request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
-        who: Who | None = request.get("who")
+        who: Who | None = request.get(WHO)
         flash: list[str] = []
         if who is not None:
             flash, who.session.flash[:] = list(who.session.flash), []
@@ -126,11 +130,12 @@ class Web:
     async def resolve(self, request: web.Request, session: WebSession) -> Who | None:
         """The person and space of a live session; None when the account may no longer
         log in (closed, opposed): the session ends."""
-        user = await self.store.mailbox_by_id(session.user_id)
-        if user is None or user.state is not MailboxState.ACTIVE:
+        ident = await self.store.web_identity(session.user_id)
+        user = ident.user if ident is not None else None
+        if ident is None or user is None or user.state is not MailboxState.ACTIVE:
             self.sessions.drop(session.id)
             return None
-        wards = tuple(await self.store.wards(user.id))
+        wards = tuple(ident.wards)
         space = user
         if session.space_ins != user.ins:
             found = next((w for w in wards if w.ins == session.space_ins), None)
@@ -139,7 +144,7 @@ class Web:
                 session.flash.append("Vous n'avez plus accès à cet espace : vous êtes revenu dans le vôtre.")
             else:
                 space = found
-        return Who(session, user, space, wards, client_ip(request), tuple(await self.store.pharmacies(space)))
+        return Who(session, user, space, wards, client_ip(request), tuple(ident.pharmacies.get(space.id, ())))
 
     def set_session_cookie(self, response: web.StreamResponse, session: WebSession) -> None:
         response.set_cookie(SESSION_COOKIE, session.id, path="/", secure=True, httponly=True, samesite="Strict")
@@ -204,7 +209,7 @@ def build_app(w: Web) -> web.Application:
             response = web.HTTPSeeOther("/?expiree=1" if expired else "/")
             w.clear_session_cookie(response)
             raise response
-        request["who"] = resolved
+        request[WHO] = resolved
         return await handler(request)
 
     @web.middleware
@@ -215,7 +220,7 @@ def build_app(w: Web) -> web.Application:
             return await handler(request)
         if request.method != "POST":
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
-        who_: Who | None = request.get("who")
+        who_: Who | None = request.get(WHO)
         expected = who_.session.csrf if who_ is not None else request.cookies.get(LOGIN_COOKIE)
         if request.content_type == "multipart/form-data":
             # the token is the form's first field: checked before any file is read
@@ -224,11 +229,11 @@ def build_app(w: Web) -> web.Application:
             token = None
             if first is not None and getattr(first, "name", None) == "csrf":
                 token = (await first.read(decode=True)).decode("ascii", "replace")[:100]  # type: ignore[union-attr]
-            request["multipart"] = reader
+            request[MULTIPART] = reader
         else:
             form = await request.post()
             token = form.get("csrf")  # type: ignore[assignment]
-            request["form"] = form
+            request[FORM] = form
         if not expected or not isinstance(token, str) or not same_token(expected, token):
             log.info("web.csrf_refused", path=request.path)
             raise web.HTTPForbidden()
@@ -269,6 +274,7 @@ class WebServer:
         self.app = build_app(self.web)
         self.runner: web.AppRunner | None = None
         self.port = 0
+        self.backfill: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         cfg = self.web.cfg
@@ -281,10 +287,27 @@ class WebServer:
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         log.info("daemon.listening", front="web", address=f"{cfg.listen.host}:{self.port}")
+        self.backfill = asyncio.create_task(self._fill_thread_index(), name="web-thread-backfill")
         return self.port
+
+    async def _fill_thread_index(self) -> None:
+        """Messages stored before migration 0011 get their thread key (mailbox_store/
+        thread.py) in the background: until then a conversation shows fewer of them."""
+        try:
+            filled = await self.web.store.backfill_thread_keys()
+            if filled:
+                log.info("web.thread_index_filled", messages=filled)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # retried at the next start; the pages work meanwhile
+            log.error("web.thread_index_failed", error=type(e).__name__)
 
     async def stop(self) -> None:
         self.web.stopping.set()  # event streams end
+        self.web.counts.close()
+        if self.backfill is not None:
+            self.backfill.cancel()
+            await asyncio.gather(self.backfill, return_exceptions=True)
         if self.runner is not None:
             await self.runner.cleanup()
 

@@ -4,6 +4,7 @@ place an id from a URL is checked against that space."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -36,6 +37,12 @@ class Who:
     @property
     def own(self) -> bool:
         return self.space.id == self.user.id
+
+
+# what the middlewares leave on a request for the handlers (aiohttp's typed keys)
+WHO: web.RequestKey[Who | None] = web.RequestKey("who", Who)  # None: a logged-out page
+FORM: web.RequestKey[Any] = web.RequestKey("form", object)  # the urlencoded form, CSRF checked
+MULTIPART: web.RequestKey[Any] = web.RequestKey("multipart", object)  # a multipart form after its token
 
 
 def folder_or_404(key: str) -> tuple[str, str]:

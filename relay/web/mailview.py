@@ -1,5 +1,5 @@
 """What the webmail shows of a stored message: a summary for the lists (correspondent,
-subject, date, attachment count, thread ids) and the full view (text, sanitised HTML,
+subject, date, attachment count, message ids) and the full view (text, sanitised HTML,
 attachments). Pure functions over the stored bytes, run in a thread by the caller
 (parsing a 25 MB message must not stall the event loop), plus a bounded cache of
 summaries: a (folder UIDVALIDITY, UID) pair names one message for ever (RFC 3501
@@ -38,12 +38,6 @@ class Summary:
     message_id: str | None
     in_reply_to: tuple[str, ...]
     references: tuple[str, ...]
-
-    @property
-    def thread(self) -> str | None:
-        """The thread a message belongs to: its first reference, else what it answers,
-        else itself (DESIGN.md §4: the conversation rule)."""
-        return (self.references or self.in_reply_to or ((self.message_id,) if self.message_id else (None,)))[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from argon2 import PasswordHasher
 from relay.export import ExportError, export
 from relay.lifecycle import AlreadyClosed, close_mailbox
 from relay.web.app import LOGIN_COOKIE, SESSION_COOKIE, Web, public
-from relay.web.context import Who
+from relay.web.context import FORM, WHO, Who
 
 log = structlog.get_logger("relay.web")
 AUDIT_PAGE = 50
@@ -49,7 +49,7 @@ def routes(app: web.Application, w: Web) -> None:
 
     @public
     async def login(request: web.Request) -> web.StreamResponse:
-        form = request["form"]
+        form = request[FORM]
         ident = str(form.get("identifiant", "")).strip()[:320]
         password = str(form.get("mot_de_passe", ""))[:1024]
         ip = _ip(request)
@@ -67,15 +67,15 @@ def routes(app: web.Application, w: Web) -> None:
         raise resp
 
     async def logout(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         w.sessions.drop(who.session.id)
         resp = web.HTTPSeeOther("/")
         w.clear_session_cookie(resp)
         raise resp
 
     async def switch_space(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
-        wanted = str(request["form"].get("espace", ""))
+        who: Who = request[WHO]
+        wanted = str(request[FORM].get("espace", ""))
         if wanted == who.user.ins or any(c.ins == wanted for c in who.wards):
             who.session.space_ins = wanted
         else:
@@ -83,7 +83,7 @@ def routes(app: web.Application, w: Web) -> None:
         raise web.HTTPSeeOther("/messagerie")
 
     async def history(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         page = _page(request)
         got = await w.store.audit_page(who.space.id, (page - 1) * AUDIT_PAGE, AUDIT_PAGE)
         authors = await _document_authors(w, who, got.events)
@@ -92,13 +92,13 @@ def routes(app: web.Application, w: Web) -> None:
         return w.render(request, "history.html", rows=rows, page=page, pages=pages, title="Historique des accès")
 
     async def settings(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         return w.render(request, "settings.html", title="Paramètres", notify=who.space.notify_email or "",
                         message=None, error=None)
 
     async def set_notify(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
-        address = str(request["form"].get("adresse", "")).strip()
+        who: Who = request[WHO]
+        address = str(request[FORM].get("adresse", "")).strip()
         if address and not _EMAIL.match(address):
             return w.render(request, "settings.html", status=400, title="Paramètres", notify=address, message=None,
                             error="Adresse de notification invalide : indiquez une adresse e-mail complète.")
@@ -108,8 +108,8 @@ def routes(app: web.Application, w: Web) -> None:
         raise web.HTTPSeeOther("/parametres")
 
     async def change_password(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
-        form = request["form"]
+        who: Who = request[WHO]
+        form = request[FORM]
         current, new, again = (str(form.get(k, ""))[:1024] for k in ("actuel", "nouveau", "confirmation"))
         error = None
         if len(new) < MIN_PASSWORD:
@@ -133,7 +133,7 @@ def routes(app: web.Application, w: Web) -> None:
         raise resp
 
     async def export_data(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         tmp = Path(tempfile.mkdtemp(prefix="mssante-web-export-"))  # 0700
         try:
             target = tmp / "export.tar"
@@ -153,17 +153,17 @@ def routes(app: web.Application, w: Web) -> None:
             shutil.rmtree(tmp, ignore_errors=True)  # never leave the plaintext behind
 
     async def close_form(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         if not who.own:
             raise web.HTTPNotFound()
         return w.render(request, "close.html", title="Fermer mon espace", error=None,
                         years=w.rt.config.archive_retention_years)
 
     async def close(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         if not who.own:
             raise web.HTTPNotFound()
-        password = str(request["form"].get("mot_de_passe", ""))[:1024]
+        password = str(request[FORM].get("mot_de_passe", ""))[:1024]
         years = w.rt.config.archive_retention_years
         if not (await w.auth.login(who.user.ins, password, who.ip, "web")).ok:
             return w.render(request, "close.html", status=400, title="Fermer mon espace", years=years,
@@ -176,9 +176,10 @@ def routes(app: web.Application, w: Web) -> None:
                             error="La fermeture n'a pas pu être faite (archive impossible) ; votre espace "
                                   "reste ouvert. Réessayez plus tard.")
         w.sessions.drop_user(who.user.id)
+        # the session is gone: the page is a logged-out one (no space selector, no menu)
+        request[WHO] = None
         resp = w.render(request, "closed.html", title="Espace fermé", years=years)
         w.clear_session_cookie(resp)
-        request["who"] = None
         return resp
 
     r = app.router

@@ -10,7 +10,7 @@ from dossier_bridge.categories import ORDER, category
 from dossier_bridge.dossier import DocumentUnreadable, read_document
 from mailbox_store.documents import NoSuchDocument
 from relay.web.app import VIEW_CSP, Web
-from relay.web.context import Who
+from relay.web.context import WHO, Who
 from relay.web.pages_mail import _disposition
 
 _DOC_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -28,7 +28,7 @@ def routes(app: web.Application, w: Web) -> None:
     store = w.store
 
     async def dossier(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         docs = await store.documents(who.space)
         groups: dict[str, list] = {name: [] for name in ORDER}
         for d in sorted(docs, key=lambda d: str(d.meta.get("date") or d.filed_at.isoformat()), reverse=True):
@@ -37,7 +37,7 @@ def routes(app: web.Application, w: Web) -> None:
                         count=len(docs), hidden=(await store.pro_rules(who.space)).hidden)
 
     async def document(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         doc_id = _doc_id(request)
         try:
             doc, content = await read_document(store, who.space, doc_id, who.actor, who.ip, w.rt.config.attachments)
@@ -57,7 +57,7 @@ def routes(app: web.Application, w: Web) -> None:
         return resp
 
     async def confirm_delete(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         doc_id = _doc_id(request)
         doc = next((d for d in await store.documents(who.space) if d.id == doc_id), None)
         if doc is None:
@@ -65,7 +65,7 @@ def routes(app: web.Application, w: Web) -> None:
         return w.render(request, "delete.html", title="Supprimer un document", doc=doc)
 
     async def delete(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         doc_id = _doc_id(request)
         try:
             await store.delete_document(who.space, doc_id, who.actor, who.ip)

@@ -8,6 +8,7 @@ every view and download is audited like an IMAP read."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import urllib.parse
 from collections.abc import Sequence
@@ -21,8 +22,10 @@ from aiohttp import BodyPartReader, web
 
 from dossier_bridge.filing import file_messages
 from mailbox_store.feed import Change, MessageMeta
+from mailbox_store.pages import FolderPage
 from mailbox_store.messages import SEEN
 from mailbox_store.store import MailboxInfo
+from mailbox_store.thread import thread_root_of
 from policy.attachments import PATIENT_MAX_PART_BYTES, sniff
 from policy.conversation import normalise_address
 from policy.decisions import Decision
@@ -30,13 +33,12 @@ from relay.imap import search as imap_search
 from relay.imap.types import MessageView, SearchKey
 from relay.outgoing_mail import recipient_decision, submit_message
 from relay.web.app import VIEW_CSP, Web
-from relay.web.context import FOLDERS, Who, folder_or_404, uid_or_404
+from relay.web.context import FOLDERS, FORM, MULTIPART, WHO, Who, folder_or_404, uid_or_404
 from relay.web.mailview import Person, Summary, attachment, full_view, summarise
 
 log = structlog.get_logger("relay.web")
 PAGE = 50
-THREAD_WINDOW = 50  # newest messages of INBOX and Sent a conversation is gathered from (the first list page)
-THREAD_MAX = 30  # messages shown in one conversation
+THREAD_MAX = 30  # messages shown in one conversation: its newest (mailbox_store/thread.py)
 SEARCH_SCAN = 5000  # newest messages of a folder a search reads (bounded work per request)
 SEARCH_HITS = 500
 MAX_TEXT = 100_000  # characters of a reply
@@ -131,7 +133,7 @@ def routes(app: web.Application, w: Web) -> None:
     store = w.store
 
     async def messagerie(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         key = request.query.get("dossier", "reception")
         folder, title = folder_or_404(key)
         page = _page(request)
@@ -139,7 +141,7 @@ def routes(app: web.Application, w: Web) -> None:
         hits = None
         if query:
             hits = await _find(w, who, folder, query)
-        got = await store.folder_page(who.space.id, folder, (page - 1) * PAGE, PAGE, hits)
+        got = await _folder_page(w, who.space.id, folder, (page - 1) * PAGE, hits)
         if got is None:
             raise web.HTTPNotFound()
         sums = await summaries(w, who.space, folder, got.uidvalidity, got.messages)
@@ -156,19 +158,18 @@ def routes(app: web.Application, w: Web) -> None:
                         total=total, unseen=got.unseen)
 
     async def conversation(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         key = request.match_info["dossier"]
         folder, title = folder_or_404(key)
         uid = uid_or_404(request.match_info["uid"])
-        found = await store.message_meta(who.space.id, folder, uid)
+        found = await store.message_with_raw(who.space, folder, uid)
         if found is None:
             raise web.HTTPNotFound()
-        uidvalidity, meta = found
+        meta, raw = found
         limits = w.rt.config.attachments
-        raw = await store.fetch_raw(who.space.ins, folder, uid)
         view = await asyncio.to_thread(full_view, uid, raw, limits)
         shown = [Shown(key, uid, view, folder == "Sent")]
-        shown += await _thread(w, who, folder, view.summary)
+        shown += await _thread(w, who, folder, uid, raw)
         shown.sort(key=lambda m: (m.view.summary.date is None, m.view.summary.date or meta.internal_date))
         await w.audit(who, "message.read", f"{folder}: {len(shown)} message(s) (web, uid {uid})")
         if who.own and SEEN not in meta.flags:
@@ -182,13 +183,14 @@ def routes(app: web.Application, w: Web) -> None:
                         preview=request.query.get("apercu"))
 
     async def download(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         folder, _ = folder_or_404(request.match_info["dossier"])
         uid = uid_or_404(request.match_info["uid"])
         part = request.match_info["part"]
-        if await store.message_meta(who.space.id, folder, uid) is None:
+        found = await store.message_with_raw(who.space, folder, uid)
+        if found is None:
             raise web.HTTPNotFound()
-        raw = await store.fetch_raw(who.space.ins, folder, uid)
+        raw = found[1]
         got = await asyncio.to_thread(attachment, raw, part, w.rt.config.attachments)
         if got is None:
             raise web.HTTPNotFound()
@@ -203,14 +205,15 @@ def routes(app: web.Application, w: Web) -> None:
         return resp
 
     async def file_attachment(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         key = request.match_info["dossier"]
         folder, _ = folder_or_404(key)
         uid = uid_or_404(request.match_info["uid"])
         part = request.match_info["part"]
-        if await store.message_meta(who.space.id, folder, uid) is None:
+        found = await store.message_with_raw(who.space, folder, uid)
+        if found is None:
             raise web.HTTPNotFound()
-        raw = await store.fetch_raw(who.space.ins, folder, uid)
+        raw = found[1]
         if await asyncio.to_thread(attachment, raw, part, w.rt.config.attachments) is None:
             raise web.HTTPNotFound()
         done = await file_messages(store, who.space, folder, [uid], w.rt.config.attachments, who.actor,
@@ -225,7 +228,7 @@ def routes(app: web.Application, w: Web) -> None:
         raise web.HTTPSeeOther(f"/messagerie/{key}/{uid}")
 
     async def reply(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         key = request.match_info["dossier"]
         folder, _ = folder_or_404(key)
         uid = uid_or_404(request.match_info["uid"])
@@ -253,13 +256,13 @@ def routes(app: web.Application, w: Web) -> None:
         raise web.HTTPSeeOther(f"/messagerie/{key}/{uid}")
 
     async def compose_form(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         if not who.pharmacies:
             raise web.HTTPNotFound()
         return w.render(request, "compose.html", title="Écrire à ma pharmacie", pharmacies=who.pharmacies)
 
     async def compose(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         if not who.pharmacies:
             raise web.HTTPNotFound()
         try:
@@ -282,7 +285,7 @@ def routes(app: web.Application, w: Web) -> None:
 
     async def events(request: web.Request) -> web.StreamResponse:
         """Server-Sent Events: "nouveau" when a message arrives in the space shown."""
-        who: Who = request["who"]
+        who: Who = request[WHO]
         session = who.session
         if session.streams >= STREAM_PER_SESSION or w.streams >= STREAM_TOTAL:
             raise web.HTTPTooManyRequests()
@@ -333,6 +336,21 @@ def routes(app: web.Application, w: Web) -> None:
     r.add_get("/evenements", events)
 
 
+async def _folder_page(w: Web, mailbox_id: int, folder: str, offset: int, hits: list[int] | None) -> FolderPage | None:
+    """A list page, its counts from relay/web/counts.py when they are known."""
+    known = w.counts.get(mailbox_id, folder)
+    epoch = w.counts.epoch
+    got = await w.store.folder_page(mailbox_id, folder, offset, PAGE, hits, with_counts=known is None)
+    if got is None or (known is not None and known[0] == got.uidvalidity):
+        return got if got is None or known is None else dataclasses.replace(got, total=known[1], unseen=known[2])
+    if known is not None:  # the folder was made anew meanwhile (another UIDVALIDITY)
+        got = await w.store.folder_page(mailbox_id, folder, offset, PAGE, hits)
+        if got is None:
+            return None
+    w.counts.put(mailbox_id, folder, got.uidvalidity, got.total, got.unseen, epoch)
+    return got
+
+
 def _page(request: web.Request) -> int:
     text = request.query.get("page", "1")
     return int(text) if text.isdigit() and 0 < int(text) < 1_000_000 else 1
@@ -360,23 +378,19 @@ async def _find(w: Web, who: Who, folder: str, query: str) -> list[int]:
     return hits[:SEARCH_HITS]
 
 
-async def _thread(w: Web, who: Who, folder: str, s: Summary) -> list[Shown]:
-    """The other messages of the conversation, among the newest of INBOX and Sent."""
-    thread = s.thread
-    if thread is None:
-        return []
+async def _thread(w: Web, who: Who, folder: str, uid: int, raw: bytes) -> list[Shown]:
+    """The other messages of the conversation in INBOX and Sent, however old: the
+    store's thread index (mailbox_store/thread.py) names them, one indexed query."""
+    members = await w.store.thread_members(who.space.id, who.space.ins, thread_root_of(raw), limit=THREAD_MAX)
     out: list[Shown] = []
+    limits = w.rt.config.attachments
     for name in ("INBOX", "Sent"):
-        got = await w.store.folder_page(who.space.id, name, 0, THREAD_WINDOW)
-        if got is None:
+        wanted = [u for f, u in members if f == name and not (f == folder and u == uid)]
+        if not wanted:
             continue
-        sums = await summaries(w, who.space, name, got.uidvalidity, got.messages)
-        wanted = [u for u, x in sums.items() if x.thread == thread and not (name == folder and u == s.uid)]
-        wanted = sorted(wanted)[-THREAD_MAX:]
         raws = await w.store.fetch_raw_many(who.space.ins, name, wanted)
-        for uid, raw in raws.items():
-            view = await asyncio.to_thread(full_view, uid, raw, w.rt.config.attachments)
-            out.append(Shown(_url_folder(name), uid, view, name == "Sent"))
+        views = await asyncio.to_thread(lambda r=raws: [(u, full_view(u, b, limits)) for u, b in r.items()])
+        out += [Shown(_url_folder(name), u, view, name == "Sent") for u, view in views]
     return out
 
 
@@ -398,9 +412,9 @@ async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, b
     """The text fields and the optional file of a form (multipart or urlencoded); the
     file is read in chunks and refused (TooBig) past the patients' 5 MB, before the
     rest is ever held (DESIGN.md §4)."""
-    reader = request.get("multipart")
+    reader = request.get(MULTIPART)
     if reader is None:
-        form = request["form"]
+        form = request[FORM]
         return {k: str(v)[:MAX_TEXT] for k, v in form.items() if isinstance(v, str)}, None
     fields: dict[str, str] = {}
     upload = None

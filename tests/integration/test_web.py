@@ -15,6 +15,7 @@ import time
 import xml.etree.ElementTree as ET
 from html import unescape
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -24,7 +25,9 @@ from tests.integration.conftest import (INS_ACTIVE, INS_CLOSED, INS_PENDING, INS
                                         PASSWORD, SENDER, RunningDaemon, message)
 from tests.integration.webclient import WebClient
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
+# the middlewares use aiohttp's typed request keys: a plain string key would warn, and
+# here (the daemon runs in this process) fail the request
+pytestmark = pytest.mark.filterwarnings("error::aiohttp.web_exceptions.NotAppKeyWarning")
 
 INS_OTHER = "185022A12345682"  # second patient for foreign-id tests (re-created active)
 INS_CHILD = "297122B00100160"
@@ -432,6 +435,50 @@ async def test_export_password_change_and_close(relay: RunningDaemon) -> None:
     assert list((relay.base / "archives").glob(f"{INS_ACTIVE}-*.tar.gpg"))
     assert (await client.get("/messagerie"))[2].url.path == "/"
     await client.close()
+
+
+async def test_closing_waits_for_gnupg_off_the_event_loop_and_ends_logged_out(
+        relay: RunningDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    """"Fermer mon espace" runs GnuPG (child processes waited for) and the archive's
+    fsyncs in worker threads, never on the daemon's event loop; the "Espace fermé" page
+    that follows is a logged-out page (the session is gone: no menu, no space selector)."""
+    import gnupg
+
+    import relay.export as export_module
+
+    calls: list[tuple[str, bool]] = []
+
+    def on_loop() -> bool:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
+
+    def watched(name: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            calls.append((name, on_loop()))
+            return fn(*args, **kw)
+        return wrapper
+
+    for name in ("__init__", "list_keys", "encrypt_file"):
+        monkeypatch.setattr(gnupg.GPG, name, watched(name, getattr(gnupg.GPG, name)))
+    monkeypatch.setattr(export_module, "durable_replace", watched("durable_replace", export_module.durable_replace))
+    relay.deliver(message(subject="A archiver"))
+    client = await logged_in(relay)
+    try:
+        await client.get("/parametres/fermer")
+        status, html, _ = await client.post("/parametres/fermer", {"mot_de_passe": PASSWORD})
+    finally:
+        await client.close()
+    assert status == 200 and "Espace fermé" in html
+    assert {n for n, _ in calls} == {"__init__", "list_keys", "encrypt_file", "durable_replace"}
+    assert [c for c in calls if c[1]] == [], "GnuPG or an fsync ran on the event loop"
+    main = html[html.index("<body"):]
+    for logged_in_only in ("Se déconnecter", "Changer d'espace", 'href="/parametres"', 'href="/dossier"',
+                           "Vous êtes dans votre propre espace", 'name="espace"'):
+        assert logged_in_only not in main, logged_in_only
+    assert 'href="/"' in main
 
 
 async def test_autoconfig_describes_imap_and_submission(relay: RunningDaemon, web: WebClient) -> None:

@@ -348,7 +348,6 @@ def test_stranger_patient_has_own_mailbox(web: Web, contexts: Contexts) -> None:
     expect_messagerie(a)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 open: a conversation shows only its messages among the 50 newest of INBOX and Sent (needs a stored thread index)")
 def test_a_conversation_shows_its_older_messages(web: Web, contexts: Contexts) -> None:
     """The conversation is the whole thread, in order, however much mail came in between
     (issue 11: "A conversation: its messages in order")."""
