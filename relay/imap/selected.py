@@ -46,6 +46,10 @@ class Selected:
     _flag_changes: dict[int, frozenset[str] | None] = field(default_factory=dict)
     _new: dict[int, MessageMeta | None] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # RFC 3501 §2.3.2: the UIDs this session got as \\Recent (recent.py); shown as a flag
+    # and counted in "* n RECENT" unless IMAP4rev2 is enabled (RFC 9051 removed it)
+    recent: set[int] = field(default_factory=set)
+    show_recent: bool = True
 
     @classmethod
     def from_snapshot(cls, owner: MailboxInfo, snap: Snapshot, readonly: bool,
@@ -66,7 +70,20 @@ class Selected:
     def view(self, seq: int) -> MessageView:
         uid = self.uids[seq - 1]
         m = self.meta[uid]
-        return MessageView(seq=seq, uid=uid, flags=m.flags, internal_date=m.internal_date, size=m.size)
+        return MessageView(seq=seq, uid=uid, flags=m.flags, internal_date=m.internal_date, size=m.size,
+                           recent=uid in self.recent)
+
+    def flags_of(self, uid: int, flags: frozenset[str]) -> bytes:
+        """A FLAGS list as this session shows it: with \\Recent when the message is."""
+        return flag_list(flags | {"\\Recent"} if self.show_recent and uid in self.recent else flags)
+
+    async def claim_recent(self, store: Store, uids: list[int], below_uid: int) -> None:
+        """After uids became visible: those this session is the first to see are its
+        \\Recent ones (a read-only session claims nothing, RFC 3501 §6.3.2)."""
+        if self.readonly or not uids:
+            return
+        first = await store.claim_recent(self.folder_id, below_uid)
+        self.recent.update(u for u in uids if u >= first)
 
     def set_flags(self, uid: int, flags: frozenset[str]) -> None:
         m = self.meta.get(uid)
@@ -120,6 +137,7 @@ class Selected:
                 if seq is not None:
                     out.append(b"* %d EXPUNGE" % seq)
                     self.meta.pop(uid, None)
+                    self.recent.discard(uid)
                 if i % UPDATE_SLICE == UPDATE_SLICE - 1:
                     await asyncio.sleep(0)  # a long list of changes lets other sessions run
             self.uids = [u for u in self.uids if u not in gone]
@@ -138,7 +156,7 @@ class Selected:
                 self.set_flags(uid, flags)
                 seq = self.seq_of(uid)
                 if seq is not None:
-                    out.append(b"* %d FETCH (UID %d FLAGS %s)" % (seq, uid, flag_list(flags)))
+                    out.append(b"* %d FETCH (UID %d FLAGS %s)" % (seq, uid, self.flags_of(uid, flags)))
         if self._new:
             pending, self._new = self._new, {}
             last = self.uids[-1] if self.uids else 0
@@ -154,5 +172,8 @@ class Selected:
                 self.meta[uid] = m
                 self.uidnext = max(self.uidnext, uid + 1)
             if fresh:
+                await self.claim_recent(store, sorted(fresh), max(fresh) + 1)
                 out.append(b"* %d EXISTS" % self.exists)
+                if self.show_recent:  # RFC 3501 §7.3.2
+                    out.append(b"* %d RECENT" % len(self.recent))
         return out

@@ -37,10 +37,10 @@ from mailbox_store.spool import SpooledMessage
 from mailbox_store.store import MailboxInfo, StoreError
 from relay.imap import fetch as fetchmod
 from relay.imap import search as searchmod
-from relay.imap import utf7, wire
+from relay.imap import recent, utf7, wire
 from relay.imap.budget import Reservation
 from relay.imap.parser import TAG_CHARS, BadCharset, ParseError, Parser, literal_announcement
-from relay.imap.selected import Selected, flag_list
+from relay.imap.selected import Selected
 from relay.imap.sequence import compress, expand, intervals
 from policy.recipients import MailboxState
 from relay.imap.types import FetchAtt, MessageView, SequenceSet
@@ -655,11 +655,12 @@ async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
     # child's mail is not theirs to do: a child's folder is always opened read-only
     readonly = readonly or not own
     sel = Selected.from_snapshot(owner, snap, readonly, client_name=name)
+    await recent.on_select(s.server.store, sel, snap, s.rev2)
     lines = [b"* FLAGS (" + b" ".join(SYSTEM_FLAGS) + b")",
              b"* OK [PERMANENTFLAGS (" + (b"" if readonly else b" ".join(SYSTEM_FLAGS) + b" \\*") + b")] flags",
              b"* %d EXISTS" % sel.exists]
     if not s.rev2:
-        lines.append(b"* 0 RECENT")
+        lines.append(b"* %d RECENT" % len(sel.recent))
         first = sel.unseen_first()
         if first is not None:
             lines.append(b"* OK [UNSEEN %d] first unseen" % first)
@@ -781,8 +782,9 @@ async def _status_line(s: Session, owner: MailboxInfo, f: FolderInfo, client_nam
         size = sum(m.size for m in snap.messages)
         deleted = sum(1 for m in snap.messages if "\\Deleted" in m.flags)
     for item in items:
-        value = {"MESSAGES": f.messages, "UIDNEXT": f.uidnext, "UIDVALIDITY": f.uidvalidity,
-                 "UNSEEN": f.unseen, "RECENT": 0, "SIZE": size, "DELETED": deleted}[item]
+        value = (await s.server.store.recent_count(f.id) if item == "RECENT" else
+                 {"MESSAGES": f.messages, "UIDNEXT": f.uidnext, "UIDVALIDITY": f.uidvalidity,
+                  "UNSEEN": f.unseen, "SIZE": size, "DELETED": deleted}[item])
         values.append(b"%s %d" % (item.encode(), value))
     return b"* STATUS " + s.encode_name(client_name) + b" " + wire.plist(values)
 
@@ -1151,7 +1153,7 @@ async def cmd_store(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
             sel.set_flags(u, new[u])
             if base == "FLAGS":
                 uid_part = b"UID %d " % u if uid else b""
-                lines.append(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, flag_list(new[u])))
+                lines.append(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, sel.flags_of(u, new[u])))
         if i % FETCH_CHUNK == FETCH_CHUNK - 1:  # in batches, between which other sessions run
             await s.send(*lines)
             lines = []
