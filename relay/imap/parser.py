@@ -29,6 +29,16 @@ MAX_NUMBER64 = 2**63 - 1  # RFC 9051 §9 number64
 MAX_SEARCH_DEPTH = 32
 
 
+class BadMailboxName(ParseError):
+    """A mailbox name that is not valid modified UTF-7 (RFC 3501 §5.1.3). The command is
+    well-formed, only the name cannot exist: NO, not BAD, as Dovecot answers."""
+
+
+# A LIST pattern no folder name matches (names never hold NUL): what an invalid modified
+# UTF-7 pattern becomes, so that LIST answers OK with nothing, as Dovecot does
+NO_MATCH = "\x00"
+
+
 class BadCharset(ParseError):
     """SEARCH with a CHARSET we do not support. RFC 3501 §6.4.4 answers NO (not BAD)
     with the BADCHARSET response code listing what we accept (RFC 3501 §7.1)."""
@@ -354,7 +364,8 @@ class Parser:
             try:
                 raw = utf7.decode(raw)
             except ValueError as exc:
-                raise self.error(f"nom de dossier invalide / invalid mailbox name: {exc}") from None
+                raise BadMailboxName(f"nom de dossier invalide / invalid mailbox name: {exc}",
+                                     self.tag_value) from None
         if _FORBIDDEN_IN_NAME.search(raw):
             raise self.error("caractere de controle dans un nom de dossier / control character in mailbox name")
         return raw
@@ -373,7 +384,10 @@ class Parser:
             if not chars:
                 raise self.error("motif de dossier attendu / expected mailbox pattern")
             raw = chars.decode("ascii")
-        return self._mailbox_name(raw)
+        try:
+            return self._mailbox_name(raw)
+        except BadMailboxName:
+            return NO_MATCH
 
     def list_mailbox_patterns(self) -> list[str]:
         """RFC 5258 §6 mbox-or-pat = list-mailbox / "(" list-mailbox *(SP list-mailbox) ")"."""

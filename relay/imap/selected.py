@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mailbox_store.feed import Change
@@ -24,6 +25,7 @@ from relay.imap import wire
 from relay.imap.types import MessageView
 
 
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 UPDATE_SLICE = 512  # changes worked through between two yields to the event loop
 
 
@@ -50,12 +52,17 @@ class Selected:
     # and counted in "* n RECENT" unless IMAP4rev2 is enabled (RFC 9051 removed it)
     recent: set[int] = field(default_factory=set)
     show_recent: bool = True
+    # RFC 3501 §7.2.6: the keywords named in the last FLAGS response; a message showing one
+    # the client was not told of first gets a new FLAGS response (imaptest checks it)
+    keywords: set[str] = field(default_factory=set)
 
     @classmethod
     def from_snapshot(cls, owner: MailboxInfo, snap: Snapshot, readonly: bool,
                       client_name: str = "") -> "Selected":
-        return cls(owner, snap.name, snap.folder_id, snap.uidvalidity, snap.uidnext, readonly,
-                   client_name or snap.name, [m.uid for m in snap.messages], {m.uid: m for m in snap.messages})
+        sel = cls(owner, snap.name, snap.folder_id, snap.uidvalidity, snap.uidnext, readonly,
+                  client_name or snap.name, [m.uid for m in snap.messages], {m.uid: m for m in snap.messages})
+        sel.learn_keywords(m.flags for m in snap.messages)
+        return sel
 
     # ---- the view ----------------------------------------------------------------
 
@@ -72,6 +79,20 @@ class Selected:
         m = self.meta[uid]
         return MessageView(seq=seq, uid=uid, flags=m.flags, internal_date=m.internal_date, size=m.size,
                            recent=uid in self.recent)
+
+    def flags_response(self) -> bytes:
+        """The untagged FLAGS response: the system flags and every keyword in use."""
+        return b"* FLAGS " + wire.plist([f.encode() for f in SYSTEM_FLAGS] +
+                                        [k.encode() for k in sorted(self.keywords)])
+
+    def learn_keywords(self, flag_sets: Iterable[frozenset[str]]) -> list[bytes]:
+        """A FLAGS response to send first when these flags hold keywords the client
+        was not told of (RFC 3501 §7.2.6), else nothing."""
+        new = {f for flags in flag_sets for f in flags if not f.startswith("\\")} - self.keywords
+        if not new:
+            return []
+        self.keywords |= new
+        return [self.flags_response()]
 
     def flags_of(self, uid: int, flags: frozenset[str]) -> bytes:
         """A FLAGS list as this session shows it: with \\Recent when the message is."""
@@ -156,6 +177,7 @@ class Selected:
                 self.set_flags(uid, flags)
                 seq = self.seq_of(uid)
                 if seq is not None:
+                    out[:0] = self.learn_keywords([flags])
                     out.append(b"* %d FETCH (UID %d FLAGS %s)" % (seq, uid, self.flags_of(uid, flags)))
         if self._new:
             pending, self._new = self._new, {}
@@ -172,6 +194,7 @@ class Selected:
                 self.meta[uid] = m
                 self.uidnext = max(self.uidnext, uid + 1)
             if fresh:
+                out[:0] = self.learn_keywords(m.flags for m in fresh.values() if m is not None)
                 await self.claim_recent(store, sorted(fresh), max(fresh) + 1)
                 out.append(b"* %d EXISTS" % self.exists)
                 if self.show_recent:  # RFC 3501 §7.3.2
