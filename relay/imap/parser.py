@@ -52,6 +52,7 @@ ATOM_CHARS = _PRINTABLE - frozenset(b'(){%*"\\]')
 ASTRING_CHARS = ATOM_CHARS | {ord("]")}
 TAG_CHARS = ASTRING_CHARS - {ord("+")}
 LIST_CHARS = ASTRING_CHARS | frozenset(b"%*")
+_SEARCH_ATOM_CHARS = ASTRING_CHARS | frozenset(range(0x80, 0x100))  # imaplib's 8-bit atoms
 _SEQSET_CHARS = frozenset(b"0123456789:*,$")
 _SEQSET_RUN = re.compile(rb"[0-9:*,$]*")  # the same characters, matched in C: a set may be 60 KB
 _LETTERS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
@@ -721,8 +722,19 @@ class Parser:
 
     # Argument parsers of the search keys, by kind (RFC 3501 §6.4.4).
 
+    def _search_astring(self) -> str:
+        """An astring, or a bare run of 8-bit octets: imaplib sends a SEARCH argument
+        that is not US-ASCII as such an atom ("SUBJECT R\xc3\xa9sultats"), which
+        RFC 3501 §9 does not allow but Dovecot accepts; the octets are UTF-8."""
+        if self._byte() in (0x22, 0x7B):
+            return self.astring()
+        raw = self._run(_SEARCH_ATOM_CHARS)
+        if not raw:
+            raise self.error("chaine attendue / expected astring")
+        return self._decode(raw)
+
     def _search_string(self, depth: int) -> tuple[object, ...]:
-        return (self.astring(),)
+        return (self._search_astring(),)
 
     def _search_keyword(self, depth: int) -> tuple[object, ...]:
         return (self.atom(),)  # flag-keyword = atom: "\Seen" is not a keyword
@@ -741,7 +753,7 @@ class Parser:
         # (RFC 5322 §1.2.2).
         name = self._field_name()
         self.sp()
-        return (name, self.astring())
+        return (name, self._search_astring())
 
     def _search_not(self, depth: int) -> tuple[object, ...]:
         return (self._search_key(depth),)

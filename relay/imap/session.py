@@ -827,12 +827,12 @@ async def cmd_list(s: Session, tag: str, p: Parser, uid: bool, lsub: bool = Fals
         if item.upper() not in STATUS_ITEMS:
             return bad(f"unknown STATUS item {item[:40]}")
     status_items = [i.upper() for i in status_items]
-    if patterns == [""]:  # RFC 3501 §6.3.8: the hierarchy delimiter and root
-        await s.send(b'* LIST (\\Noselect) "/" ""')
-        return ok("LIST done")
     problem = listing.selection_problem(selection)
     if problem is not None:  # RFC 5258 §6: an invalid selection is a syntax error
         return bad(problem)
+    if patterns == [""]:  # RFC 3501 §6.3.8: the hierarchy delimiter and root
+        await s.send(b'* LIST (\\Noselect) "/" ""')
+        return ok("LIST done")
     visible = await _visible_folders(s)
     assert s.user is not None
     folders = {name: (f, owner) for name, f, owner in visible}
