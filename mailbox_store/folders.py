@@ -235,7 +235,8 @@ class FolderOps:
                 Subscription.mailbox_id == mailbox_id, Subscription.name == name)).scalar()
             if not subscribed:
                 if listed is None:
-                    raise FolderError(f"{name} is not subscribed", "NONEXISTENT")
+                    _folder_id(conn, mailbox_id, name)  # an existing folder: nothing to do
+                    return None, []
                 conn.execute(delete(Subscription).where(Subscription.id == listed))
                 return None, []
             _folder_id(conn, mailbox_id, name)
