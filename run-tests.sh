@@ -16,6 +16,12 @@ command -v mbsync >/dev/null 2>&1 || need+=(isync)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# Dovecot's imaptest (tests/integration/test_imaptest.py builds ../shared/tools/imaptest): its build
+[ -f /usr/include/dovecot/imap-parser.h ] || need+=(dovecot-dev)
+command -v autoreconf >/dev/null 2>&1 || need+=(autoconf automake)
+command -v libtoolize >/dev/null 2>&1 || need+=(libtool)
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if ((${#need[@]})); then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
