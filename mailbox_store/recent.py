@@ -25,7 +25,7 @@ _KNOWN_MARKS = 100_000  # folders whose mark this process remembers (bounded mem
 
 class RecentOps:
     engine: Any
-    writer: "Writer"
+    writer: Writer
     _recent_marks: dict[int, int]
 
     def _marks(self) -> dict[int, int]:

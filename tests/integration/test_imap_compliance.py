@@ -191,7 +191,7 @@ def test_store_of_a_new_keyword_sends_flags_first(relay: RunningDaemon) -> None:
     c.select("INBOX")
     other.select("INBOX")
     assert b"$Important" not in _untagged(c, "FLAGS")[0]
-    typ, data = c.store("1", "+FLAGS", "($Important)")
+    typ, _ = c.store("1", "+FLAGS", "($Important)")
     assert typ == "OK"
     flags = _untagged(c, "FLAGS")
     assert flags and b"$Important" in flags[-1] and b"\\Seen" in flags[-1]
