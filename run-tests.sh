@@ -23,6 +23,12 @@ command -v pcscd >/dev/null 2>&1 || [ -x /usr/sbin/pcscd ] || need+=(pcscd)
 [ -e /usr/lib/pcsc/drivers/serial/libifdvpcd.so ] || need+=(vsmartcard-vpcd)
 [ -e /usr/include/PCSC/winscard.h ] || need+=(libpcsclite-dev)
 command -v swig >/dev/null 2>&1 || need+=(swig)
+# Dovecot's imaptest (tests/integration/test_imaptest.py builds ../shared/tools/imaptest): its build
+[ -f /usr/include/dovecot/imap-parser.h ] || need+=(dovecot-dev)
+command -v autoreconf >/dev/null 2>&1 || need+=(autoconf automake)
+command -v libtoolize >/dev/null 2>&1 || need+=(libtool)
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if ((${#need[@]})); then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq

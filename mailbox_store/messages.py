@@ -27,6 +27,7 @@ class Snapshot:
     uidvalidity: int
     uidnext: int
     messages: list[MessageMeta]
+    first_recent_uid: int = 1  # RFC 3501 §2.3.2: UIDs from here on are \Recent for nobody yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,8 @@ class MessageOps:
     async def snapshot(self, mailbox_id: int, name: str, since_uid: int = 0) -> Snapshot:
         """The folder as a session sees it on SELECT (or the messages above since_uid)."""
         async with self.engine.connect() as conn:
-            folder = (await conn.execute(select(Folder.id, Folder.uidvalidity, Folder.uidnext).where(
+            folder = (await conn.execute(select(Folder.id, Folder.uidvalidity, Folder.uidnext,
+                                                Folder.first_recent_uid).where(
                 Folder.mailbox_id == mailbox_id, Folder.name == name))).first()
             if folder is None:
                 raise FolderError(f"no folder {name}", "NONEXISTENT")
@@ -59,7 +61,8 @@ class MessageOps:
                 select(Message.uid, Message.flags, Message.internal_date, Message.size)
                 .where(Message.folder_id == folder.id, Message.uid > since_uid).order_by(Message.uid))).all()
         return Snapshot(folder.id, name, folder.uidvalidity, folder.uidnext,
-                        [MessageMeta(r.uid, _flags(r.flags), utc(r.internal_date), r.size) for r in rows])
+                        [MessageMeta(r.uid, _flags(r.flags), utc(r.internal_date), r.size) for r in rows],
+                        folder.first_recent_uid)
 
     async def flags_of(self, folder_id: int, uids: Iterable[int]) -> dict[int, frozenset[str]]:
         uid_list = list(uids)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String,
-                        UniqueConstraint, true)
+from sqlalchemy import (DateTime, ForeignKey, Index, Integer, LargeBinary, String,
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # DESIGN.md §4 "Dossier": copying a message into this folder files its attachments
@@ -45,6 +45,9 @@ class Mailbox(Base):
     last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     # argon2id hash of the one-time activation code of a pending mailbox
     activation_hash: Mapped[str | None] = mapped_column(String(255))
+    # RFC 3501 §2.3.1.1: the highest UIDVALIDITY any folder of this mailbox ever had, so
+    # that a folder deleted and re-created never gets an old one back
+    last_uidvalidity: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Folder(Base):
@@ -58,7 +61,20 @@ class Folder(Base):
     # same UIDVALIDITY; uidnext is only ever incremented, inside the writer transaction.
     uidvalidity: Mapped[int] = mapped_column(Integer)
     uidnext: Mapped[int] = mapped_column(Integer, default=1)
-    subscribed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # RFC 3501 §2.3.2 \Recent, Dovecot's semantics: UIDs from here on have been seen by no
+    # session yet; the first session to select the folder read-write claims them
+    first_recent_uid: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+
+class Subscription(Base):
+    """A subscribed name (RFC 3501 §6.3.6): independent of the folders, it may name one
+    that does not exist (any more): LSUB and LIST (SUBSCRIBED) still show it."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("mailbox_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
 
 
 class Blob(Base):

@@ -45,7 +45,8 @@ from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
 from mailbox_store.messages import MessageOps
 from mailbox_store.reader import READ_THREADS, Reader
 from mailbox_store.models import (DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Guardian, Mailbox, Message,
-                                  ReceiptRequest, utc)
+                                  ReceiptRequest, Subscription, utc)
+from mailbox_store.recent import RecentOps
 from mailbox_store.errors import StoreError
 from mailbox_store.spool import SpooledMessage
 from mailbox_store.thread import ThreadOps, derive_thread_key, thread_key, thread_root_of
@@ -209,7 +210,8 @@ class _Delivery(GroupJob):
         return results
 
 
-class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ProAccessOps, ThreadOps):
+class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ProAccessOps, ThreadOps,
+            RecentOps):
     def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,
                  max_batch: int = 64, mailbox_cache_ttl: float = 0.0, read_engine: Engine | None = None):
         self.engine = engine
@@ -272,13 +274,14 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
                 mid = conn.execute(insert(Mailbox).values(
                     ins=ins, state=state.value, password_hash=password_hash,
                     notify_email=notify_email, data_key_wrapped=wrapped,
-                    master_key_id=self.master.key_id, created_at=now, activation_hash=activation_hash)
-                    .returning(Mailbox.id)).scalar_one()
+                    master_key_id=self.master.key_id, created_at=now, activation_hash=activation_hash,
+                    last_uidvalidity=uidvalidity).returning(Mailbox.id)).scalar_one()
             except IntegrityError:
                 raise MailboxExists(f"mailbox {ins} already exists") from None
             conn.execute(insert(Folder), [
                 {"mailbox_id": mid, "name": name, "special_use": su,
-                 "uidvalidity": uidvalidity, "uidnext": 1, "subscribed": True} for name, su in DEFAULT_FOLDERS])
+                 "uidvalidity": uidvalidity, "uidnext": 1} for name, su in DEFAULT_FOLDERS])
+            conn.execute(insert(Subscription), [{"mailbox_id": mid, "name": name} for name, _ in DEFAULT_FOLDERS])
             # issue 16 §6: the creation and what it set, in the same transaction
             conn.execute(insert(AuditEvent), creation_audit(mid, now, state.value, password_hash is not None,
                                                             notify_email is not None, activation_hash is not None))

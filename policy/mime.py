@@ -557,6 +557,8 @@ def _address_tokens(text: str) -> list[tuple[str, str]]:
 
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
+_QP_TRAILING_SPACE = re.compile(rb"[ \t]+(?=\r?\n|\Z)")
+_QP_SOFT_BREAK = re.compile(rb"=(?:\r?\n|\Z)")
 
 
 def decode_cte(data: bytes, encoding: str | None) -> bytes:
@@ -566,8 +568,16 @@ def decode_cte(data: bytes, encoding: str | None) -> bytes:
     if enc == "base64":
         return _base64(data)
     if enc == "quoted-printable":
-        return binascii.a2b_qp(data)
+        return decode_qp(data)
     raise UnknownCte(encoding or "")
+
+
+def decode_qp(data: bytes) -> bytes:
+    """Quoted-printable (RFC 2045 §6.7): whitespace at the end of a line was added in
+    transport and goes (rule 3); "=" ending a line, even followed by such whitespace,
+    is a soft line break (rule 5); then =XX octets (binascii, at C speed, which keeps a
+    "=" that starts no valid pair as it is, as the RFC advises)."""
+    return binascii.a2b_qp(_QP_SOFT_BREAK.sub(b"", _QP_TRAILING_SPACE.sub(b"", data)))
 
 
 def _base64(data: bytes) -> bytes:

@@ -29,6 +29,16 @@ MAX_NUMBER64 = 2**63 - 1  # RFC 9051 §9 number64
 MAX_SEARCH_DEPTH = 32
 
 
+class BadMailboxName(ParseError):
+    """A mailbox name that is not valid modified UTF-7 (RFC 3501 §5.1.3). The command is
+    well-formed, only the name cannot exist: NO, not BAD, as Dovecot answers."""
+
+
+# A LIST pattern no folder name matches (names never hold NUL): what an invalid modified
+# UTF-7 pattern becomes, so that LIST answers OK with nothing, as Dovecot does
+NO_MATCH = "\x00"
+
+
 class BadCharset(ParseError):
     """SEARCH with a CHARSET we do not support. RFC 3501 §6.4.4 answers NO (not BAD)
     with the BADCHARSET response code listing what we accept (RFC 3501 §7.1)."""
@@ -42,6 +52,7 @@ ATOM_CHARS = _PRINTABLE - frozenset(b'(){%*"\\]')
 ASTRING_CHARS = ATOM_CHARS | {ord("]")}
 TAG_CHARS = ASTRING_CHARS - {ord("+")}
 LIST_CHARS = ASTRING_CHARS | frozenset(b"%*")
+_SEARCH_ATOM_CHARS = ASTRING_CHARS | frozenset(range(0x80, 0x100))  # imaplib's 8-bit atoms
 _SEQSET_CHARS = frozenset(b"0123456789:*,$")
 _SEQSET_RUN = re.compile(rb"[0-9:*,$]*")  # the same characters, matched in C: a set may be 60 KB
 _LETTERS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
@@ -354,7 +365,8 @@ class Parser:
             try:
                 raw = utf7.decode(raw)
             except ValueError as exc:
-                raise self.error(f"nom de dossier invalide / invalid mailbox name: {exc}") from None
+                raise BadMailboxName(f"nom de dossier invalide / invalid mailbox name: {exc}",
+                                     self.tag_value) from None
         if _FORBIDDEN_IN_NAME.search(raw):
             raise self.error("caractere de controle dans un nom de dossier / control character in mailbox name")
         return raw
@@ -373,7 +385,10 @@ class Parser:
             if not chars:
                 raise self.error("motif de dossier attendu / expected mailbox pattern")
             raw = chars.decode("ascii")
-        return self._mailbox_name(raw)
+        try:
+            return self._mailbox_name(raw)
+        except BadMailboxName:
+            return NO_MATCH
 
     def list_mailbox_patterns(self) -> list[str]:
         """RFC 5258 §6 mbox-or-pat = list-mailbox / "(" list-mailbox *(SP list-mailbox) ")"."""
@@ -707,8 +722,19 @@ class Parser:
 
     # Argument parsers of the search keys, by kind (RFC 3501 §6.4.4).
 
+    def _search_astring(self) -> str:
+        """An astring, or a bare run of 8-bit octets: imaplib sends a SEARCH argument
+        that is not US-ASCII as such an atom ("SUBJECT R\xc3\xa9sultats"), which
+        RFC 3501 §9 does not allow but Dovecot accepts; the octets are UTF-8."""
+        if self._byte() in (0x22, 0x7B):
+            return self.astring()
+        raw = self._run(_SEARCH_ATOM_CHARS)
+        if not raw:
+            raise self.error("chaine attendue / expected astring")
+        return self._decode(raw)
+
     def _search_string(self, depth: int) -> tuple[object, ...]:
-        return (self.astring(),)
+        return (self._search_astring(),)
 
     def _search_keyword(self, depth: int) -> tuple[object, ...]:
         return (self.atom(),)  # flag-keyword = atom: "\Seen" is not a keyword
@@ -727,7 +753,7 @@ class Parser:
         # (RFC 5322 §1.2.2).
         name = self._field_name()
         self.sp()
-        return (name, self.astring())
+        return (name, self._search_astring())
 
     def _search_not(self, depth: int) -> tuple[object, ...]:
         return (self._search_key(depth),)

@@ -160,6 +160,18 @@ def _header_has(name: str) -> Callable[[tuple[object, ...], _Context], bool]:
     return lambda args, ctx: any(_contains(v, args[0]) for v in ctx.headers(name))
 
 
+def _address_has(name: str) -> Callable[[tuple[object, ...], _Context], bool]:
+    """FROM/TO/CC/BCC: the field as written, and each address as parsed (RFC 5322
+    §3.4: comments and folding whitespace inside an address are not part of it, so
+    "<user (comment)@ domain.org>" is found as user@domain.org, as Dovecot does)."""
+    def check(args: tuple[object, ...], ctx: _Context) -> bool:
+        values = ctx.headers(name)
+        if any(_contains(v, args[0]) for v in values):
+            return True
+        return any(_contains(f"{display} <{address}>", args[0]) for display, address in email.utils.getaddresses(values))
+    return check
+
+
 def _header_key(args: tuple[object, ...], ctx: _Context) -> bool:
     name, value = str(args[0]), str(args[1])
     values = ctx.headers(name)
@@ -243,10 +255,10 @@ _HANDLERS: dict[str, Callable[[tuple[object, ...], _Context], bool]] = {
     "SENTBEFORE": _date_key(lambda day, when: day < when, sent=True),
     "SENTON": _date_key(lambda day, when: day == when, sent=True),
     "SENTSINCE": _date_key(lambda day, when: day >= when, sent=True),
-    "FROM": _header_has("FROM"),
-    "TO": _header_has("TO"),
-    "CC": _header_has("CC"),
-    "BCC": _header_has("BCC"),
+    "FROM": _address_has("FROM"),
+    "TO": _address_has("TO"),
+    "CC": _address_has("CC"),
+    "BCC": _address_has("BCC"),
     "SUBJECT": _header_has("SUBJECT"),
     "HEADER": _header_key,
     "BODY": lambda args, ctx: fold(str(args[0])) in ctx.body(),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mailbox_store.feed import Change
@@ -24,6 +25,7 @@ from relay.imap import wire
 from relay.imap.types import MessageView
 
 
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 UPDATE_SLICE = 512  # changes worked through between two yields to the event loop
 
 
@@ -46,12 +48,21 @@ class Selected:
     _flag_changes: dict[int, frozenset[str] | None] = field(default_factory=dict)
     _new: dict[int, MessageMeta | None] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # RFC 3501 §2.3.2: the UIDs this session got as \\Recent (recent.py); shown as a flag
+    # and counted in "* n RECENT" unless IMAP4rev2 is enabled (RFC 9051 removed it)
+    recent: set[int] = field(default_factory=set)
+    show_recent: bool = True
+    # RFC 3501 §7.2.6: the keywords named in the last FLAGS response; a message showing one
+    # the client was not told of first gets a new FLAGS response (imaptest checks it)
+    keywords: set[str] = field(default_factory=set)
 
     @classmethod
     def from_snapshot(cls, owner: MailboxInfo, snap: Snapshot, readonly: bool,
                       client_name: str = "") -> "Selected":
-        return cls(owner, snap.name, snap.folder_id, snap.uidvalidity, snap.uidnext, readonly,
-                   client_name or snap.name, [m.uid for m in snap.messages], {m.uid: m for m in snap.messages})
+        sel = cls(owner, snap.name, snap.folder_id, snap.uidvalidity, snap.uidnext, readonly,
+                  client_name or snap.name, [m.uid for m in snap.messages], {m.uid: m for m in snap.messages})
+        sel.learn_keywords(m.flags for m in snap.messages)
+        return sel
 
     # ---- the view ----------------------------------------------------------------
 
@@ -66,7 +77,34 @@ class Selected:
     def view(self, seq: int) -> MessageView:
         uid = self.uids[seq - 1]
         m = self.meta[uid]
-        return MessageView(seq=seq, uid=uid, flags=m.flags, internal_date=m.internal_date, size=m.size)
+        return MessageView(seq=seq, uid=uid, flags=m.flags, internal_date=m.internal_date, size=m.size,
+                           recent=uid in self.recent)
+
+    def flags_response(self) -> bytes:
+        """The untagged FLAGS response: the system flags and every keyword in use."""
+        return b"* FLAGS " + wire.plist([f.encode() for f in SYSTEM_FLAGS] +
+                                        [k.encode() for k in sorted(self.keywords)])
+
+    def learn_keywords(self, flag_sets: Iterable[frozenset[str]]) -> list[bytes]:
+        """A FLAGS response to send first when these flags hold keywords the client
+        was not told of (RFC 3501 §7.2.6), else nothing."""
+        new = {f for flags in flag_sets for f in flags if not f.startswith("\\")} - self.keywords
+        if not new:
+            return []
+        self.keywords |= new
+        return [self.flags_response()]
+
+    def flags_of(self, uid: int, flags: frozenset[str]) -> bytes:
+        """A FLAGS list as this session shows it: with \\Recent when the message is."""
+        return flag_list(flags | {"\\Recent"} if self.show_recent and uid in self.recent else flags)
+
+    async def claim_recent(self, store: Store, uids: list[int], below_uid: int) -> None:
+        """After uids became visible: those this session is the first to see are its
+        \\Recent ones (a read-only session claims nothing, RFC 3501 §6.3.2)."""
+        if self.readonly or not uids:
+            return
+        first = await store.claim_recent(self.folder_id, below_uid)
+        self.recent.update(u for u in uids if u >= first)
 
     def set_flags(self, uid: int, flags: frozenset[str]) -> None:
         m = self.meta.get(uid)
@@ -120,6 +158,7 @@ class Selected:
                 if seq is not None:
                     out.append(b"* %d EXPUNGE" % seq)
                     self.meta.pop(uid, None)
+                    self.recent.discard(uid)
                 if i % UPDATE_SLICE == UPDATE_SLICE - 1:
                     await asyncio.sleep(0)  # a long list of changes lets other sessions run
             self.uids = [u for u in self.uids if u not in gone]
@@ -138,7 +177,8 @@ class Selected:
                 self.set_flags(uid, flags)
                 seq = self.seq_of(uid)
                 if seq is not None:
-                    out.append(b"* %d FETCH (UID %d FLAGS %s)" % (seq, uid, flag_list(flags)))
+                    out[:0] = self.learn_keywords([flags])
+                    out.append(b"* %d FETCH (UID %d FLAGS %s)" % (seq, uid, self.flags_of(uid, flags)))
         if self._new:
             pending, self._new = self._new, {}
             last = self.uids[-1] if self.uids else 0
@@ -154,5 +194,9 @@ class Selected:
                 self.meta[uid] = m
                 self.uidnext = max(self.uidnext, uid + 1)
             if fresh:
+                out[:0] = self.learn_keywords(m.flags for m in fresh.values() if m is not None)
+                await self.claim_recent(store, sorted(fresh), max(fresh) + 1)
                 out.append(b"* %d EXISTS" % self.exists)
+                if self.show_recent:  # RFC 3501 §7.3.2
+                    out.append(b"* %d RECENT" % len(self.recent))
         return out

@@ -37,10 +37,10 @@ from mailbox_store.spool import SpooledMessage
 from mailbox_store.store import MailboxInfo, StoreError
 from relay.imap import fetch as fetchmod
 from relay.imap import search as searchmod
-from relay.imap import utf7, wire
+from relay.imap import listing, recent, utf7, wire
 from relay.imap.budget import Reservation
-from relay.imap.parser import TAG_CHARS, BadCharset, ParseError, Parser, literal_announcement
-from relay.imap.selected import Selected, flag_list
+from relay.imap.parser import TAG_CHARS, BadCharset, BadMailboxName, ParseError, Parser, literal_announcement
+from relay.imap.selected import Selected
 from relay.imap.sequence import compress, expand, intervals
 from policy.recipients import MailboxState
 from relay.imap.types import FetchAtt, MessageView, SequenceSet
@@ -385,6 +385,8 @@ class Session:
             reply = await self.bounded(name, handler, tag, p, uid)
         except BadCharset as e:  # RFC 3501 §6.4.4: NO [BADCHARSET ...], not BAD
             reply = no(str(e))
+        except BadMailboxName as e:  # a well-formed command naming a mailbox that cannot exist
+            reply = no(str(e), "CANNOT")
         except ParseError as e:
             reply = bad(str(e))
         except FolderError as e:
@@ -403,7 +405,7 @@ class Session:
         COMMAND_SECONDS.labels(name).observe(time.monotonic() - started)
         if reply is None:
             return
-        if self.selected is not None:
+        if self.selected is not None and self.state != LOGOUT:  # nothing pending after BYE
             allow = name not in NO_UPDATES_AFTER
             await self.send(*await self.selected.updates(self.server.store, allow_expunge=allow))
         code = f"[{reply.code}] " if reply.code else ""
@@ -655,11 +657,12 @@ async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
     # child's mail is not theirs to do: a child's folder is always opened read-only
     readonly = readonly or not own
     sel = Selected.from_snapshot(owner, snap, readonly, client_name=name)
-    lines = [b"* FLAGS (" + b" ".join(SYSTEM_FLAGS) + b")",
+    await recent.on_select(s.server.store, sel, snap, s.rev2)
+    lines = [sel.flags_response(),
              b"* OK [PERMANENTFLAGS (" + (b"" if readonly else b" ".join(SYSTEM_FLAGS) + b" \\*") + b")] flags",
              b"* %d EXISTS" % sel.exists]
     if not s.rev2:
-        lines.append(b"* 0 RECENT")
+        lines.append(b"* %d RECENT" % len(sel.recent))
         first = sel.unseen_first()
         if first is not None:
             lines.append(b"* OK [UNSEEN %d] first unseen" % first)
@@ -781,8 +784,9 @@ async def _status_line(s: Session, owner: MailboxInfo, f: FolderInfo, client_nam
         size = sum(m.size for m in snap.messages)
         deleted = sum(1 for m in snap.messages if "\\Deleted" in m.flags)
     for item in items:
-        value = {"MESSAGES": f.messages, "UIDNEXT": f.uidnext, "UIDVALIDITY": f.uidvalidity,
-                 "UNSEEN": f.unseen, "RECENT": 0, "SIZE": size, "DELETED": deleted}[item]
+        value = (await s.server.store.recent_count(f.id) if item == "RECENT" else
+                 {"MESSAGES": f.messages, "UIDNEXT": f.uidnext, "UIDVALIDITY": f.uidvalidity,
+                  "UNSEEN": f.unseen, "SIZE": size, "DELETED": deleted}[item])
         values.append(b"%s %d" % (item.encode(), value))
     return b"* STATUS " + s.encode_name(client_name) + b" " + wire.plist(values)
 
@@ -823,35 +827,33 @@ async def cmd_list(s: Session, tag: str, p: Parser, uid: bool, lsub: bool = Fals
         if item.upper() not in STATUS_ITEMS:
             return bad(f"unknown STATUS item {item[:40]}")
     status_items = [i.upper() for i in status_items]
+    problem = listing.selection_problem(selection)
+    if problem is not None:  # RFC 5258 §6: an invalid selection is a syntax error
+        return bad(problem)
     if patterns == [""]:  # RFC 3501 §6.3.8: the hierarchy delimiter and root
         await s.send(b'* LIST (\\Noselect) "/" ""')
         return ok("LIST done")
-    entries = await _visible_folders(s)
-    names = {n for n, _, _ in entries}
-    subscribed_only = lsub or "SUBSCRIBED" in selection
-    special_only = "SPECIAL-USE" in selection
+    visible = await _visible_folders(s)
+    assert s.user is not None
+    folders = {name: (f, owner) for name, f, owner in visible}
+    nodes = [listing.Node(name, f is not None, f.special_use if f is not None else None)
+             for name, f, _ in visible if not (lsub and f is None)]  # namespace nodes: no LSUB
+    subscribed = await s.server.store.subscriptions(s.user.id)
     full = [reference + pat if pat.upper() != "INBOX" else pat for pat in patterns]
+
+    def matches(name: str) -> bool:
+        return any(_matches(pat, name) or (pat.upper() == "INBOX" and name == "INBOX") for pat in full)
+
     verb = b"LSUB" if lsub else b"LIST"
-    for name, f, owner in entries:
-        if not any(_matches(pat, name) or (pat.upper() == "INBOX" and name == "INBOX") for pat in full):
-            continue
-        if f is not None and subscribed_only and not f.subscribed:
-            continue
-        if special_only and (f is None or not f.special_use):
-            continue
-        if lsub and f is None:
-            continue  # the namespace nodes are not subscribable folders
-        attrs = [b"\\HasChildren" if any(n.startswith(name + SEPARATOR) for n in names)
-                 else b"\\HasNoChildren"]
-        if f is None:
-            attrs.insert(0, b"\\Noselect")
-        elif f.special_use and not lsub:
-            attrs.append(f.special_use.encode())
-        if f is not None and f.subscribed and ("SUBSCRIBED" in returns or "SUBSCRIBED" in selection):
-            attrs.append(b"\\Subscribed")
-        await s.send(b"* " + verb + b" " + wire.plist(attrs) + b' "/" ' + s.encode_name(name))
+    for e in listing.entries(nodes, subscribed, matches, lsub=lsub, selection=set(selection),
+                             returns=set(returns)):
+        line = b"* " + verb + b" " + wire.plist([a.encode() for a in e.attrs]) + b' "/" ' + s.encode_name(e.name)
+        if e.childinfo:  # RFC 5258 §3.5
+            line += b' ("CHILDINFO" ("SUBSCRIBED"))'
+        await s.send(line)
+        f, owner = folders.get(e.name, (None, s.user))
         if status_items and f is not None:  # RFC 5819 LIST-STATUS
-            await s.send(await _status_line(s, owner, f, name, status_items))
+            await s.send(await _status_line(s, owner, f, e.name, status_items))
     return ok(f"{'LSUB' if lsub else 'LIST'} done")
 
 
@@ -1145,13 +1147,13 @@ async def cmd_store(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     seqs = s._seqs(seqset, uid)
     uids = [sel.uids[i - 1] for i in seqs]
     new = await s.server.store.store_flags(sel.owner.id, sel.name, uids, mode, flags)
-    lines: list[bytes] = []
+    lines: list[bytes] = sel.learn_keywords(new.values())  # RFC 3501 §7.2.6: FLAGS first
     for i, (seq, u) in enumerate(zip(seqs, uids, strict=True)):
         if u in new:
             sel.set_flags(u, new[u])
             if base == "FLAGS":
                 uid_part = b"UID %d " % u if uid else b""
-                lines.append(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, flag_list(new[u])))
+                lines.append(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, sel.flags_of(u, new[u])))
         if i % FETCH_CHUNK == FETCH_CHUNK - 1:  # in batches, between which other sessions run
             await s.send(*lines)
             lines = []

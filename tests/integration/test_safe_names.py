@@ -118,7 +118,7 @@ def _old_store_folders(relay: RunningDaemon) -> None:
         async with store.engine.begin() as conn:
             for n in HOSTILE_FOLDERS:
                 await conn.execute(insert(Folder).values(mailbox_id=mb.id, name=n, special_use=None,
-                                                         uidvalidity=int(time.time()), uidnext=1, subscribed=True))
+                                                         uidvalidity=int(time.time()), uidnext=1))
             assert len((await conn.execute(select(Folder.id).where(Folder.mailbox_id == mb.id))).all()) > 9
 
     relay.call(add())

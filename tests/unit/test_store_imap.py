@@ -98,8 +98,44 @@ async def test_folder_lifecycle(store: Store) -> None:
     for protected in ("INBOX", "Sent", "Trash"):
         with pytest.raises(FolderError):
             await store.delete_folder(mb.id, protected)
-    await store.set_subscribed(mb.id, "Medical", False)
+    # RFC 3501 §6.3.6: CREATE does not subscribe; a subscription outlives its folder
     assert not (await store.folder(mb.id, "Medical")).subscribed  # type: ignore[union-attr]
+    await store.set_subscribed(mb.id, "Medical/Analyses", True)
+    assert (await store.folder(mb.id, "Medical/Analyses")).subscribed  # type: ignore[union-attr]
+    await store.delete_folder(mb.id, "Medical/Analyses")
+    assert "Medical/Analyses" in await store.subscriptions(mb.id)
+    await store.set_subscribed(mb.id, "Medical/Analyses", False)
+    assert "Medical/Analyses" not in await store.subscriptions(mb.id)
+    with pytest.raises(FolderError):  # neither subscribed nor a folder
+        await store.set_subscribed(mb.id, "Nowhere", False)
+
+
+async def test_uidvalidity_never_reused_within_a_second(store: Store) -> None:
+    """RFC 3501 §2.3.1.1 (imaptest "uidvalidity"): delete and re-create at once."""
+    mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
+    first = await store.create_folder(mb.id, "Analyses")
+    await store.delete_folder(mb.id, "Analyses")
+    second = await store.create_folder(mb.id, "Analyses")
+    assert second.uidvalidity != first.uidvalidity
+    seen = {f.uidvalidity for f in await store.list_folders(mb.id)}
+    await store.delete_folder(mb.id, "Analyses")
+    third = await store.create_folder(mb.id, "Analyses")
+    assert third.uidvalidity not in seen | {first.uidvalidity}
+
+
+async def test_recent_is_claimed_once(store: Store) -> None:
+    """RFC 3501 §2.3.2: the first claim gets the new messages, a later one none."""
+    mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
+    await store.deliver([mb], msg(1))
+    await store.deliver([mb], msg(2))
+    snap = await store.snapshot(mb.id, "INBOX")
+    assert snap.first_recent_uid == 1 and await store.recent_count(snap.folder_id) == 2
+    assert await store.claim_recent(snap.folder_id, snap.uidnext) == 1  # both are the caller's
+    assert await store.recent_count(snap.folder_id) == 0
+    assert await store.claim_recent(snap.folder_id, snap.uidnext) >= snap.uidnext  # none left
+    await store.deliver([mb], msg(3))
+    assert await store.recent_count(snap.folder_id) == 1
+    assert await store.claim_recent(snap.folder_id, 4) == 3
 
 
 async def test_rename_inbox_moves_its_messages(store: Store) -> None:

@@ -464,3 +464,13 @@ def test_a_stray_closing_parenthesis_ends(value: str) -> None:
     worker.join(10)
     assert not worker.is_alive() and found
     assert all(a.mailbox != ")" for a in found[0])
+
+
+def test_quoted_printable_per_rfc2045() -> None:
+    """RFC 2045 §6.7 rules 3 and 5 (imaptest "fetch-binary-mime-qp")."""
+    from policy.mime import decode_qp
+    raw = (b"hello  \r\nbar=\r\n\r\nfoo\t=\r\nbar\r\nfoo\t \t= \r\n=62\r\nfoo = \t\r\nbar\r\n"
+           b"foo =\r\n=62\r\nfoo  \r\nbar=\r\n\r\nfoo_bar\r\n")
+    assert decode_qp(raw) == (b"hello\r\nbar\r\nfoo\tbar\r\nfoo\t \tb\r\nfoo bar\r\nfoo b\r\nfoo\r\n"
+                              b"bar\r\nfoo_bar\r\n")
+    assert decode_qp(b"caf=C3=A9 =ZZ end=") == "café =ZZ end".encode()  # an invalid "=" stays

@@ -19,7 +19,12 @@ WHEN = dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc)
 
 
 class NoStore:
-    """Changes carry their metadata: the view must never need to ask the store."""
+    """Changes carry their metadata: the view must never need to ask the store for it.
+    Only the \\Recent claim of new messages (a write, mailbox_store/recent.py) goes there:
+    this store gives the session every message it claims."""
+
+    async def claim_recent(self, folder_id: int, below_uid: int) -> int:
+        return 1
 
     def __getattr__(self, name: str) -> object:
         raise AssertionError(f"the store was asked ({name})")
