@@ -13,6 +13,7 @@ from sqlalchemy import Connection, case, delete, func, insert, select, update
 
 from mailbox_store.feed import Change
 from mailbox_store.models import Blob, Document, Folder, Message, OutboundEntry, ReceiptRequest
+from mailbox_store.modseq import bump, record_expunged
 
 if TYPE_CHECKING:
     from mailbox_store.writer import Writer
@@ -179,8 +180,14 @@ class FolderOps:
                 # RFC 3501 §6.3.5: renaming INBOX moves its messages to a new folder and
                 # leaves INBOX empty
                 info, _ = job_create(conn, new)
+                moved = list(conn.execute(select(Message.uid).where(Message.folder_id == rows["INBOX"])).scalars())
                 conn.execute(update(Message).where(Message.folder_id == rows["INBOX"])
                              .values(folder_id=info))
+                # RFC 7162: INBOX's messages vanished from it; the new folder starts
+                # above every modseq its messages carry
+                value = bump(conn, [rows["INBOX"]])[rows["INBOX"]]
+                record_expunged(conn, rows["INBOX"], moved, value)
+                conn.execute(update(Folder).where(Folder.id == info).values(highestmodseq=value))
                 return None, [Change("folder.renamed", mailbox_id, old, 0)]
             for name, fid in rows.items():
                 if name == old or name.startswith(old + SEPARATOR):

@@ -59,6 +59,9 @@ class Folder(Base):
     uidvalidity: Mapped[int] = mapped_column(Integer)
     uidnext: Mapped[int] = mapped_column(Integer, default=1)
     subscribed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # RFC 7162 §3: the folder's HIGHESTMODSEQ, raised by every change to its messages
+    # (modseq.py); it only grows, and a folder re-created gets a new UIDVALIDITY
+    highestmodseq: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class Blob(Base):
@@ -82,9 +85,21 @@ class Message(Base):
     flags: Mapped[str] = mapped_column(String(1024), default="")  # space-separated
     internal_date: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     size: Mapped[int] = mapped_column(Integer)  # RFC822.SIZE of the stored bytes
+    # RFC 7162 §3: the folder's modseq at this message's last change (arrival, flags)
+    modseq: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 Index("ix_messages_blob", Message.blob_id)
+
+
+class ExpungedUid(Base):
+    """A UID expunged from a folder, with the modseq of its expunge: what QRESYNC's
+    VANISHED (EARLIER) tells a client that resynchronises (RFC 7162 §3.2.5.2)."""
+
+    __tablename__ = "expunged_uids"
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True)
+    uid: Mapped[int] = mapped_column(Integer, primary_key=True)
+    modseq: Mapped[int] = mapped_column(Integer)
 
 
 class AuditEvent(Base):

@@ -41,6 +41,7 @@ from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, i
 from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
 from mailbox_store.messages import MessageOps
+from mailbox_store.modseq import bump, record_expunged
 from mailbox_store.models import (DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Guardian, Mailbox, Message,
                                   ReceiptRequest, utc)
 from mailbox_store.errors import StoreError
@@ -175,6 +176,8 @@ class _Delivery(GroupJob):
         conn.execute(update(Folder).where(Folder.id == bindparam("fid"))
                      .values(uidnext=bindparam("new_uidnext")),
                      [{"fid": next_uid[k][0], "new_uidnext": next_uid[k][1] + n} for k, n in wanted.items()])
+        # RFC 7162: one new modseq per folder for the whole batch (modseq.py)
+        modseq = bump(conn, [fid for fid, _ in next_uid.values()])
         blobs, messages, results = [], [], []
         for job in jobs:
             blobs.append({"id": job.blob_id, "sealed": job.sealed})
@@ -184,11 +187,13 @@ class _Delivery(GroupJob):
                 next_uid[(mb.id, job.folder)] = (fid, uid + 1)
                 messages.append({"folder_id": fid, "uid": uid, "blob_id": job.blob_id,
                                  "key_wrapped": key_wrapped, "flags": job.flags,
-                                 "internal_date": job.when, "size": job.size})
+                                 "internal_date": job.when, "size": job.size, "modseq": modseq[fid]})
                 out.append(Delivered(mb.id, job.folder, uid))
             meta_flags = frozenset(job.flags.split())
             results.append((out, [Change("message.new", d.mailbox_id, d.folder, d.uid,
-                                         meta=MessageMeta(d.uid, meta_flags, job.when, job.size)) for d in out]))
+                                         meta=MessageMeta(d.uid, meta_flags, job.when, job.size,
+                                                          modseq[next_uid[(d.mailbox_id, d.folder)][0]]),
+                                         modseq=modseq[next_uid[(d.mailbox_id, d.folder)][0]]) for d in out]))
         conn.execute(insert(Blob), blobs)
         conn.execute(insert(Message), messages)
         for job, (_, changes) in zip(jobs, results, strict=True):
@@ -382,12 +387,16 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
                                                            Folder.name == folder)).scalar()
                 if fid is None:
                     continue
+                value = bump(conn, [fid])[fid]
                 for start in range(0, len(uids), 500):
                     chunk = uids[start:start + 500]
                     blobs |= set(conn.execute(select(Message.blob_id).where(
                         Message.folder_id == fid, Message.uid.in_(chunk))).scalars())
+                    present = list(conn.execute(select(Message.uid).where(
+                        Message.folder_id == fid, Message.uid.in_(chunk))).scalars())
                     n += conn.execute(delete(Message).where(Message.folder_id == fid,
                                                             Message.uid.in_(chunk))).rowcount
+                    record_expunged(conn, fid, present, value)
             delete_orphan_blobs(conn, blobs)
             conn.execute(insert(AuditEvent).values(mailbox_id=mb.id, at=when, actor="admin", action="messages.purged",
                                                    detail=f"{n} message(s)", source="cli"))
