@@ -68,6 +68,7 @@ class FolderInfo:
     unseen: int
     id: int = 0
     subscribed: bool = True
+    highestmodseq: int = 0  # RFC 7162 STATUS HIGHESTMODSEQ
 
 
 def _folder_id(conn: Connection, mailbox_id: int, name: str) -> int:
@@ -101,10 +102,11 @@ class FolderOps:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(
                 select(Folder.name, Folder.special_use, Folder.uidvalidity, Folder.uidnext,
-                       func.count(Message.id), func.coalesce(unseen, 0), Folder.id, Folder.subscribed)
+                       func.count(Message.id), func.coalesce(unseen, 0), Folder.id, Folder.subscribed,
+                       Folder.highestmodseq)
                 .outerjoin(Message, Message.folder_id == Folder.id)
                 .where(Folder.mailbox_id == mailbox_id).group_by(Folder.id).order_by(Folder.id))).all()
-        return [FolderInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7])) for r in rows]
+        return [FolderInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8]) for r in rows]
 
     async def folder(self, mailbox_id: int, name: str) -> FolderInfo | None:
         for f in await self.list_folders(mailbox_id):

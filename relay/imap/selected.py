@@ -21,6 +21,7 @@ from mailbox_store.feed import MessageMeta
 from mailbox_store.messages import Snapshot
 from mailbox_store.store import MailboxInfo, Store
 from relay.imap import wire
+from relay.imap.sequence import compress
 from relay.imap.types import MessageView
 
 
@@ -46,6 +47,12 @@ class Selected:
     _flag_changes: dict[int, frozenset[str] | None] = field(default_factory=dict)
     _new: dict[int, MessageMeta | None] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # RFC 7162: the HIGHESTMODSEQ the client was told of, and what the session enabled
+    highestmodseq: int = 0
+    condstore: bool = False
+    qresync: bool = False
+    _modseqs: dict[int, int] = field(default_factory=dict)  # modseqs of pending flag changes
+    _pending_modseq: int = 0
 
     @classmethod
     def from_snapshot(cls, owner: MailboxInfo, snap: Snapshot, readonly: bool,
@@ -66,12 +73,13 @@ class Selected:
     def view(self, seq: int) -> MessageView:
         uid = self.uids[seq - 1]
         m = self.meta[uid]
-        return MessageView(seq=seq, uid=uid, flags=m.flags, internal_date=m.internal_date, size=m.size)
+        return MessageView(seq=seq, uid=uid, flags=m.flags, internal_date=m.internal_date, size=m.size,
+                           modseq=m.modseq)
 
-    def set_flags(self, uid: int, flags: frozenset[str]) -> None:
+    def set_flags(self, uid: int, flags: frozenset[str], modseq: int = 0) -> None:
         m = self.meta.get(uid)
         if m is not None:
-            self.meta[uid] = MessageMeta(m.uid, flags, m.internal_date, m.size)
+            self.meta[uid] = MessageMeta(m.uid, flags, m.internal_date, m.size, max(modseq, m.modseq))
 
     def unseen_first(self) -> int | None:
         for i, uid in enumerate(self.uids):
@@ -84,6 +92,7 @@ class Selected:
     def feed(self, change: Change) -> None:
         if change.mailbox_id != self.owner.id or change.folder != self.name:
             return
+        self._pending_modseq = max(self._pending_modseq, change.modseq)
         if change.kind == "message.new":
             self._new[change.uid] = change.meta
         elif change.kind == "message.expunged":
@@ -94,9 +103,11 @@ class Selected:
             if change.uid in self._new:
                 # not announced yet: it will be announced with these flags
                 self._new[change.uid] = None if pending is None or change.flags is None else \
-                    MessageMeta(pending.uid, change.flags, pending.internal_date, pending.size)
+                    MessageMeta(pending.uid, change.flags, pending.internal_date, pending.size,
+                                max(pending.modseq, change.modseq))
             else:
                 self._flag_changes[change.uid] = change.flags
+                self._modseqs[change.uid] = max(self._modseqs.get(change.uid, 0), change.modseq)
         else:
             return
         self.wake.set()
@@ -115,16 +126,23 @@ class Selected:
             # deleting a higher number never moves a lower one, so every number is
             # read from the view as it was, and the view is rebuilt once (a del per
             # message was quadratic for an EXPUNGE of 10,000)
+            vanished: list[int] = []
             for i, uid in enumerate(sorted(gone, reverse=True)):
                 seq = self.seq_of(uid)
                 if seq is not None:
-                    out.append(b"* %d EXPUNGE" % seq)
+                    if self.qresync:  # RFC 7162 §3.2.10: VANISHED instead of EXPUNGE
+                        vanished.append(uid)
+                    else:
+                        out.append(b"* %d EXPUNGE" % seq)
                     self.meta.pop(uid, None)
                 if i % UPDATE_SLICE == UPDATE_SLICE - 1:
                     await asyncio.sleep(0)  # a long list of changes lets other sessions run
+            if vanished:
+                out.append(b"* VANISHED " + compress(vanished).encode())
             self.uids = [u for u in self.uids if u not in gone]
         if self._flag_changes:
             changes, self._flag_changes = self._flag_changes, {}
+            modseqs, self._modseqs = self._modseqs, {}
             changes = {u: f for u, f in changes.items() if u in self.meta and u not in self._expunged}
             missing = [u for u, f in changes.items() if f is None]
             if missing:  # a change published without its flags: ask the store
@@ -133,12 +151,14 @@ class Selected:
                 if i % UPDATE_SLICE == UPDATE_SLICE - 1:
                     await asyncio.sleep(0)
                 flags = changes[uid]
-                if flags is None or flags == self.meta[uid].flags:
+                modseq = modseqs.get(uid, 0)
+                if flags is None or (flags == self.meta[uid].flags and modseq <= self.meta[uid].modseq):
                     continue  # the client already knows (its own STORE or FETCH)
-                self.set_flags(uid, flags)
+                self.set_flags(uid, flags, modseq)
                 seq = self.seq_of(uid)
                 if seq is not None:
-                    out.append(b"* %d FETCH (UID %d FLAGS %s)" % (seq, uid, flag_list(flags)))
+                    tail = b" MODSEQ (%d)" % self.meta[uid].modseq if self.condstore else b""
+                    out.append(b"* %d FETCH (UID %d FLAGS %s%s)" % (seq, uid, flag_list(flags), tail))
         if self._new:
             pending, self._new = self._new, {}
             last = self.uids[-1] if self.uids else 0
@@ -155,4 +175,6 @@ class Selected:
                 self.uidnext = max(self.uidnext, uid + 1)
             if fresh:
                 out.append(b"* %d EXISTS" % self.exists)
+        if not self.has_pending:  # a modseq is told only once all it covers is
+            self.highestmodseq = max(self.highestmodseq, self._pending_modseq)
         return out

@@ -35,6 +35,7 @@ from mailbox_store.messages import SEEN
 from mailbox_store.models import DOSSIER_FOLDER
 from mailbox_store.spool import SpooledMessage
 from mailbox_store.store import MailboxInfo, StoreError
+from relay.imap import condstore
 from relay.imap import fetch as fetchmod
 from relay.imap import search as searchmod
 from relay.imap import utf7, wire
@@ -108,6 +109,7 @@ class Session:
         self.user: MailboxInfo | None = None
         self.selected: Selected | None = None
         self.rev2 = False
+        self.condstore = self.qresync = False  # RFC 7162, per session (condstore.py)
         self.peer = (writer.get_extra_info("peername") or ("?",))[0]
         self._listening = False
         self.selected_gone = False  # another session deleted or renamed the selected folder
@@ -308,7 +310,7 @@ class Session:
     def capabilities(self) -> bytes:
         caps = [b"IMAP4rev1", b"IMAP4rev2", b"LITERAL+", b"SASL-IR", b"ENABLE", b"ID", b"IDLE",
                 b"NAMESPACE", b"UIDPLUS", b"MOVE", b"UNSELECT", b"SPECIAL-USE", b"LIST-EXTENDED",
-                b"LIST-STATUS", b"ESEARCH", b"CHILDREN", b"BINARY", b"STATUS=SIZE"]
+                b"LIST-STATUS", b"ESEARCH", b"CHILDREN", b"BINARY", b"STATUS=SIZE", b"CONDSTORE", b"QRESYNC"]
         if self.state == NOT_AUTH:
             caps += [b"STARTTLS", b"LOGINDISABLED"] if not self.tls else [b"AUTH=PLAIN"]
         return b" ".join(caps)
@@ -631,6 +633,9 @@ async def cmd_enable(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         if cap == "IMAP4REV2" and not s.rev2:
             s.rev2 = True
             enabled.append(b"IMAP4rev2")
+        elif cap in ("CONDSTORE", "QRESYNC") and not (s.qresync if cap == "QRESYNC" else s.condstore):
+            await s.send(*condstore.enable(s, qresync=cap == "QRESYNC"))  # RFC 7162 §3.2.3
+            enabled.append(cap.encode())
     await s.send(b"* ENABLED" + b"".join(b" " + c for c in enabled))
     return ok("ENABLE done")
 
@@ -645,16 +650,25 @@ async def cmd_namespace(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
 async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
     p.sp()
     name = p.mailbox()
+    params = condstore.SelectParams()
+    if not p.at_end():  # RFC 4466 §2.1 select-params: (CONDSTORE), (QRESYNC (...)), RFC 7162
+        p.sp()
+        params = condstore.parse_select_params(p, s.qresync)
     p.end()
     assert s.user is not None
+    if s.selected is not None and s.qresync:  # RFC 7162 §3.2.11
+        await s.send(b"* OK [CLOSED] previous mailbox closed")
     s.selected = None
     s.state = AUTH
+    if params.condstore:
+        s.condstore = True
     owner, folder, own = await resolve(s, name)
     snap = await s.server.store.snapshot(owner.id, folder)
     # a guardian reads (and answers by submission); deleting, moving or flagging the
     # child's mail is not theirs to do: a child's folder is always opened read-only
     readonly = readonly or not own
     sel = Selected.from_snapshot(owner, snap, readonly, client_name=name)
+    sel.highestmodseq, sel.condstore, sel.qresync = snap.highestmodseq, s.condstore, s.qresync
     lines = [b"* FLAGS (" + b" ".join(SYSTEM_FLAGS) + b")",
              b"* OK [PERMANENTFLAGS (" + (b"" if readonly else b" ".join(SYSTEM_FLAGS) + b" \\*") + b")] flags",
              b"* %d EXISTS" % sel.exists]
@@ -667,6 +681,10 @@ async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
               b"* OK [UIDNEXT %d] predicted next UID" % sel.uidnext]
     if s.rev2:
         lines.append(b'* LIST () "/" ' + s.encode_name(sel.client_name))
+    if s.condstore:
+        lines += condstore.select_lines(sel)
+    if params.qresync is not None:
+        lines += await condstore.qresync_lines(s, sel, params.qresync)
     await s.send(*lines)
     s.selected, s.selected_gone = sel, False
     s.state = SELECTED
@@ -769,7 +787,8 @@ def _matches(pattern: str, name: str) -> bool:
     return alive[len(name)]
 
 
-STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE", "DELETED")
+STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE", "DELETED",
+                "HIGHESTMODSEQ")
 
 
 async def _status_line(s: Session, owner: MailboxInfo, f: FolderInfo, client_name: str,
@@ -782,7 +801,8 @@ async def _status_line(s: Session, owner: MailboxInfo, f: FolderInfo, client_nam
         deleted = sum(1 for m in snap.messages if "\\Deleted" in m.flags)
     for item in items:
         value = {"MESSAGES": f.messages, "UIDNEXT": f.uidnext, "UIDVALIDITY": f.uidvalidity,
-                 "UNSEEN": f.unseen, "RECENT": 0, "SIZE": size, "DELETED": deleted}[item]
+                 "UNSEEN": f.unseen, "RECENT": 0, "SIZE": size, "DELETED": deleted,
+                 "HIGHESTMODSEQ": f.highestmodseq}[item]
         values.append(b"%s %d" % (item.encode(), value))
     return b"* STATUS " + s.encode_name(client_name) + b" " + wire.plist(values)
 
@@ -872,6 +892,8 @@ async def cmd_status(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     f = await s.server.store.folder(owner.id, folder)
     if f is None:
         return no(f"no folder {name}", "NONEXISTENT")
+    if "HIGHESTMODSEQ" in items:  # RFC 7162 §3.1: a CONDSTORE-enabling command
+        await s.send(*condstore.enable(s))
     await s.send(await _status_line(s, owner, f, name, items))
     return ok("STATUS done")
 
@@ -999,6 +1021,9 @@ async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.end()
     sel = s.selected
     assert sel is not None
+    by_modseq = condstore.uses_modseq(key)
+    if by_modseq:
+        await s.send(*condstore.enable(s))  # RFC 7162 §3.1: CONDSTORE-enabling
     # compiled once: sequence sets as sorted ranges, tested by bisect (search.py)
     search = searchmod.Search(key, sel.exists, sel.uids[-1] if sel.uids else 0)
     need = search.needs_content
@@ -1020,8 +1045,12 @@ async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         hits.extend(v.uid if uid else v.seq for v in found)
     if read:
         s.server.audit_read(s, read)
+    modseq = b""
+    if by_modseq and hits:  # RFC 7162 §3.1.5: the highest modseq of what is returned
+        modseq = b"%d" % condstore.hits_modseq(sel, hits, uid, returns)
     if returns is None and not s.rev2:
-        await s.send(b"* SEARCH" + b"".join(b" %d" % h for h in hits))
+        await s.send(b"* SEARCH" + b"".join(b" %d" % h for h in hits) + (b" (MODSEQ " + modseq + b")"
+                                                                            if modseq else b""))
     else:  # RFC 4731 / RFC 9051 §7.3.4 ESEARCH
         opts = returns or ["ALL"]
         parts = [b'(TAG "' + tag.encode() + b'")'] + ([b"UID"] if uid else [])
@@ -1033,6 +1062,8 @@ async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
             parts.append(b"ALL " + compress(hits).encode())
         if "COUNT" in opts:
             parts.append(b"COUNT %d" % len(hits))
+        if modseq:
+            parts.append(b"MODSEQ " + modseq)
         await s.send(b"* ESEARCH " + b" ".join(parts))
     return ok("SEARCH done")
 
@@ -1042,16 +1073,32 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     seqset = p.sequence_set()
     p.sp()
     atts = p.fetch_atts()
+    mods = condstore.FetchModifiers()
+    if not p.at_end():  # RFC 4466 §2.4 fetch-modifiers (RFC 7162 CHANGEDSINCE, VANISHED)
+        p.sp()
+        mods = condstore.parse_fetch_modifiers(p)
+        condstore.require_uid(uid, mods)
     p.end()
     sel = s.selected
     assert sel is not None
+    if mods.vanished and not s.qresync:
+        return bad("VANISHED exige ENABLE QRESYNC / VANISHED needs QRESYNC enabled")
     if uid and not any(a.name == "UID" for a in atts):
         atts = [FetchAtt("UID"), *atts]
+    if mods.changedsince is not None or any(a.name == "MODSEQ" for a in atts):
+        await s.send(*condstore.enable(s))  # RFC 7162 §3.1: CONDSTORE-enabling
+    if s.condstore and not any(a.name == "MODSEQ" for a in atts) and (
+            mods.changedsince is not None or any(a.name == "FLAGS" for a in atts)):
+        atts = [*atts, FetchAtt("MODSEQ")]  # RFC 7162 §3.1.4.1, §3.2: FLAGS come with their MODSEQ
     need = fetchmod.needs_content(atts)
     mark_seen = fetchmod.sets_seen(atts) and not sel.readonly
     with_flags = atts if any(a.name == "FLAGS" for a in atts) else [*atts, FetchAtt("FLAGS")]
     reads = 0
     seqs = s._seqs(seqset, uid)
+    if mods.vanished:
+        await s.send(*await condstore.vanished_lines(s, sel, seqset, mods.changedsince or 0))
+    if mods.changedsince is not None:
+        seqs = [i for i in seqs if sel.meta[sel.uids[i - 1]].modseq > mods.changedsince]
     for chunk in _chunks(sel, seqs, need):
         raws = (await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [sel.uids[i - 1] for i in chunk])
                 if need else {})
@@ -1059,9 +1106,9 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         if mark_seen:
             unseen = {sel.uids[i - 1] for i in chunk if SEEN not in sel.meta[sel.uids[i - 1]].flags}
             if unseen:
-                for u, flags in (await s.server.store.store_flags(sel.owner.id, sel.name, sorted(unseen), "+",
-                                                                  [SEEN])).items():
-                    sel.set_flags(u, flags)
+                done = await s.server.store.store_flags_if(sel.owner.id, sel.name, sorted(unseen), "+", [SEEN])
+                for u, flags in done.flags.items():
+                    sel.set_flags(u, flags, done.modseqs.get(u, 0))
         group: list[tuple[MessageView, bytes | None, list[FetchAtt]]] = []
         group_size = 0
         for seq in chunk:
@@ -1130,6 +1177,10 @@ async def cmd_store(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.sp()
     seqset = p.sequence_set()
     p.sp()
+    unchanged: int | None = None
+    if p.peek() == b"(":  # RFC 7162 §3.1.3 (UNCHANGEDSINCE n)
+        unchanged = condstore.parse_store_modifiers(p)
+        p.sp()
     item = p.atom().upper()
     mode = item[0] if item[0] in "+-" else ""
     base = item.lstrip("+-")
@@ -1142,21 +1193,31 @@ async def cmd_store(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     assert sel is not None
     if sel.readonly:
         return no("mailbox is read-only", "READ-ONLY")
+    if unchanged is not None:
+        await s.send(*condstore.enable(s))  # RFC 7162 §3.1: CONDSTORE-enabling
     seqs = s._seqs(seqset, uid)
     uids = [sel.uids[i - 1] for i in seqs]
-    new = await s.server.store.store_flags(sel.owner.id, sel.name, uids, mode, flags)
+    done = await s.server.store.store_flags_if(sel.owner.id, sel.name, uids, mode, flags, unchanged)
+    new, failed = done.flags, set(done.modified)
     lines: list[bytes] = []
     for i, (seq, u) in enumerate(zip(seqs, uids, strict=True)):
-        if u in new:
-            sel.set_flags(u, new[u])
+        if u in new and u not in failed:
+            before = sel.meta[u].modseq
+            sel.set_flags(u, new[u], done.modseqs.get(u, 0))
+            uid_part = b"UID %d " % u if uid else b""
+            modseq = b" MODSEQ (%d)" % sel.meta[u].modseq if s.condstore else b""
             if base == "FLAGS":
-                uid_part = b"UID %d " % u if uid else b""
-                lines.append(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, flag_list(new[u])))
+                lines.append(b"* %d FETCH (%sFLAGS %s%s)" % (seq, uid_part, flag_list(new[u]), modseq))
+            elif s.condstore and sel.meta[u].modseq != before:  # RFC 7162 §3.1.3: .SILENT still tells the modseq
+                lines.append(b"* %d FETCH (%sMODSEQ (%d))" % (seq, uid_part, sel.meta[u].modseq))
         if i % FETCH_CHUNK == FETCH_CHUNK - 1:  # in batches, between which other sessions run
             await s.send(*lines)
             lines = []
             await asyncio.sleep(0)
     await s.send(*lines)
+    if failed:  # RFC 7162 §3.1.3: the messages left alone, as the command numbered them
+        return ok("conditional STORE done", "MODIFIED " + compress(
+            u if uid else seq for seq, u in zip(seqs, uids, strict=True) if u in failed))
     return ok("STORE done")
 
 
