@@ -310,7 +310,8 @@ class Session:
     def capabilities(self) -> bytes:
         caps = [b"IMAP4rev1", b"IMAP4rev2", b"LITERAL+", b"SASL-IR", b"ENABLE", b"ID", b"IDLE",
                 b"NAMESPACE", b"UIDPLUS", b"MOVE", b"UNSELECT", b"SPECIAL-USE", b"LIST-EXTENDED",
-                b"LIST-STATUS", b"ESEARCH", b"CHILDREN", b"BINARY", b"STATUS=SIZE", b"CONDSTORE", b"QRESYNC"]
+                b"LIST-STATUS", b"ESEARCH", b"CHILDREN", b"BINARY", b"STATUS=SIZE", b"CONDSTORE", b"QRESYNC",
+                b"SORT", b"SORT=DISPLAY", b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"ESORT"]
         if self.state == NOT_AUTH:
             caps += [b"STARTTLS", b"LOGINDISABLED"] if not self.tls else [b"AUTH=PLAIN"]
         return b" ".join(caps)
@@ -1271,6 +1272,8 @@ async def cmd_move(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     return await _copy(s, p, uid, move=True)
 
 
+from relay.imap import ordering  # noqa: E402  (its handlers use this module's Reply and helpers)
+
 ANY_STATE: dict[str, Handler] = {"CAPABILITY": cmd_capability, "NOOP": cmd_noop, "LOGOUT": cmd_logout,
                                  "ID": cmd_id}
 _AUTH_COMMANDS: dict[str, Handler] = {
@@ -1284,7 +1287,7 @@ TABLES: dict[str, dict[str, Handler]] = {
     AUTH: _AUTH_COMMANDS,
     SELECTED: {**_AUTH_COMMANDS, "CHECK": cmd_check, "CLOSE": cmd_close, "UNSELECT": cmd_unselect,
                "EXPUNGE": cmd_expunge, "SEARCH": cmd_search, "FETCH": cmd_fetch, "STORE": cmd_store,
-               "COPY": cmd_copy, "MOVE": cmd_move},
+               "COPY": cmd_copy, "MOVE": cmd_move, "SORT": ordering.cmd_sort, "THREAD": ordering.cmd_thread},
     LOGOUT: {},
 }
 PRELOGIN_TIMEOUT = 60.0  # seconds a client may stay silent before logging in
@@ -1296,6 +1299,6 @@ FETCH_CHUNK = 256  # at most this many messages...
 FETCH_CHUNK_BYTES = 16 * 1024 * 1024  # ...and about this many bytes decrypted at once
 SEND_BATCH_BYTES = 256 * 1024  # messages loaded, rendered and written together
 UNBOUNDED_COMMANDS = {"IDLE"}  # waits for the client, with its own timeout
-UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"}
+UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD"}
 # RFC 3501 §7.4.1: no EXPUNGE responses while the client may hold sequence numbers
-NO_UPDATES_AFTER = {"FETCH", "STORE", "SEARCH"}
+NO_UPDATES_AFTER = {"FETCH", "STORE", "SEARCH", "SORT", "THREAD"}
