@@ -85,6 +85,17 @@ class MessageOps:
                     Message.folder_id == folder_id, Message.uid.in_(uid_list[start:start + 500])))).all())
         return out
 
+    async def blob_ids(self, folder_id: int, uids: Iterable[int]) -> dict[int, str]:
+        """The sealed blob of each of those UIDs that exist: a message's identity for
+        caches of what is derived from its bytes (copies share it; never reused)."""
+        uid_list = list(uids)
+        out: dict[int, str] = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(uid_list), 500):
+                out.update((await conn.execute(select(Message.uid, Message.blob_id).where(
+                    Message.folder_id == folder_id, Message.uid.in_(uid_list[start:start + 500])))).all())
+        return out
+
     async def vanished_since(self, folder_id: int, modseq: int) -> list[int]:
         """UIDs expunged from the folder after `modseq`, ascending (RFC 7162 §3.2.5.2)."""
         async with self.engine.connect() as conn:

@@ -622,7 +622,9 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         dossiers (`not_filed`: (mailbox, reason) for the audit log), and record the
         conversation effects of a professional's message and its read-receipt request
         (address, Message-ID), all or nothing, durably."""
-        when = internal_date or dt.datetime.now(dt.timezone.utc)
+        # stored in UTC: SQLite keeps no zone, and a time read back is taken as UTC
+        # (an APPEND dated 01:30 +0200 was read back as 01:30 +0000)
+        when = (internal_date or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
         blob_id = uuid.uuid4().hex
         content_key, sealed = seal_blob(blob_id, raw)
         keys = [(mb, wrap_content_key(await self._data_key(mb.id, mb.ins), mb.ins, blob_id, content_key))
@@ -638,7 +640,9 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         APPEND's: its plaintext is never whole in memory. The sealed bytes are read
         back once, in a worker thread, and at most SPOOLED_COMMITS messages at a time
         hold theirs in memory: 50 APPENDs ending together must not all load 25 MB."""
-        when = internal_date or dt.datetime.now(dt.timezone.utc)
+        # stored in UTC: SQLite keeps no zone, and a time read back is taken as UTC
+        # (an APPEND dated 01:30 +0200 was read back as 01:30 +0000)
+        when = (internal_date or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
         keys = [(mb, wrap_content_key(await self._data_key(mb.id, mb.ins), mb.ins, spooled.blob_id,
                                       spooled.content_key)) for mb in mailboxes]
         async with self._spooled_commits:

@@ -69,10 +69,13 @@ async def _with_keys(s: Session, views: list[MessageView]) -> list[tuple[Message
     sel = s.selected
     assert sel is not None
     cache = cache_of(s)
+    blobs = await s.server.store.blob_ids(sel.folder_id, [v.uid for v in views])
     known: dict[int, SortFields] = {}
     missing: list[int] = []
     for v in views:
-        got = cache.get((sel.owner.id, sel.folder_id, sel.uidvalidity, v.uid))
+        if v.uid not in blobs:
+            continue  # expunged by another session meanwhile (not announced yet)
+        got = cache.get(blobs[v.uid])
         if got is None:
             missing.append(v.seq)
         else:
@@ -85,7 +88,7 @@ async def _with_keys(s: Session, views: list[MessageView]) -> list[tuple[Message
         items = list(raws.items())
         del raws
         for uid, fields in await s.server.offload(lambda items=items: [(u, extract(r)) for u, r in items]):
-            cache.put((sel.owner.id, sel.folder_id, sel.uidvalidity, uid), fields)
+            cache.put(blobs[uid], fields)
             known[uid] = fields
     if read:
         s.server.audit_read(s, read)

@@ -5,8 +5,9 @@ Implementation notes:
 - Only the header block is parsed (never the body), in a worker thread (the caller's
   business); the result is a small frozen record, cached per message: a
   message never changes under its UID, so a cached entry is never stale, and a second
-  SORT of the same folder decrypts nothing. The key is (mailbox, folder, UIDVALIDITY,
-  UID), never the folder id alone: SQLite may give a deleted folder's id to a new one. The cache is bounded in entries (LRU);
+  SORT of the same folder decrypts nothing. The key is the message's sealed blob id
+  (random, never reused, shared by copies of the same bytes), not a folder id and UID:
+  SQLite may give a deleted folder's id to a new one, whose UIDs start again at 1. The cache is bounded in entries (LRU);
   it holds subjects and addresses, like the decrypted messages a FETCH holds, and
   never goes to disk or logs.
 - Strings compare with the i;ascii-casemap collation (RFC 5256 §2.2, RFC 4790 §9.2):
@@ -99,8 +100,10 @@ def _first_mailbox(value: bytes | None) -> tuple[str, str]:
     if value is None:
         return "", ""
     for a in parse_addresses(value.decode("utf-8", "surrogateescape")):
-        if a.host is None:  # group start or end: not an address
+        if a.mailbox is None:  # a group's end
             continue
+        if a.host is None:  # a group's start: its name is the mailbox, as in the ENVELOPE
+            return a.mailbox, a.mailbox
         mailbox = a.mailbox or ""
         name = decode_header(a.name.encode("utf-8", "surrogateescape")).strip() if a.name else ""
         return mailbox, name or f"{mailbox}@{a.host}"
@@ -155,20 +158,19 @@ def extract(raw: bytes) -> SortFields:
 
 
 class SortCache:
-    """SortFields by (mailbox id, folder id, UIDVALIDITY, UID), least recently used
-    first out."""
+    """SortFields by blob id, least recently used first out."""
 
     def __init__(self, entries: int = CACHE_ENTRIES) -> None:
         self._entries = entries
-        self._data: OrderedDict[tuple[int, int, int, int], SortFields] = OrderedDict()
+        self._data: OrderedDict[str, SortFields] = OrderedDict()
 
-    def get(self, key: tuple[int, int, int, int]) -> SortFields | None:
+    def get(self, key: str) -> SortFields | None:
         got = self._data.get(key)
         if got is not None:
             self._data.move_to_end(key)
         return got
 
-    def put(self, key: tuple[int, int, int, int], fields: SortFields) -> None:
+    def put(self, key: str, fields: SortFields) -> None:
         self._data[key] = fields
         self._data.move_to_end(key)
         while len(self._data) > self._entries:

@@ -87,11 +87,11 @@ def references(messages: Sequence[tuple[MessageView, SortFields]]) -> list[Node]
             if prev is not None and cur.parent is None and cur is not prev and not prev.has_ancestor(cur):
                 prev.add(cur)
             prev = cur
-        # (1B) the last reference is the parent, replacing a parent from elsewhere
+        # (1B) the last reference is the parent: the old link goes first (a truncated
+        # References), and the new one is not made if it would close a loop
+        node.detach()
         if prev is not None and prev is not node and not prev.has_ancestor(node):
             prev.add(node)
-        elif prev is None:
-            node.detach()
     # (2) the root set
     roots = [n for n in table.values() if n.parent is None]
     # (4) prune dummies, walking each tree with an explicit stack
