@@ -651,6 +651,38 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
                 _Delivery(spooled.blob_id, sealed, spooled.size, keys, folder, " ".join(flags), when,
                           SealedDocuments(), None, None))
 
+    async def deliver_all(self, mailbox: MailboxInfo, items: Sequence[tuple[bytes | SpooledMessage,
+                                                                           dt.datetime | None, Sequence[str]]],
+                          folder: str) -> list[Delivered]:
+        """Several messages (content, internal date, flags) into one folder, all or
+        none, in one transaction, UIDs in order: MULTIAPPEND (RFC 3502 §6.3.11: "if
+        the server rejects any message, none of them is appended"). A spooled message
+        is read back as deliver_spooled() does."""
+        deliveries: list[_Delivery] = []
+        async with self._spooled_commits:
+            for content, internal_date, flags in items:
+                when = (internal_date or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+                if isinstance(content, SpooledMessage):
+                    blob_id, content_key, size = content.blob_id, content.content_key, content.size
+                    sealed = await asyncio.to_thread(content.sealed)
+                else:
+                    blob_id, size = uuid.uuid4().hex, len(content)
+                    content_key, sealed = seal_blob(blob_id, content)
+                key = wrap_content_key(await self._data_key(mailbox.id, mailbox.ins), mailbox.ins, blob_id,
+                                       content_key)
+                deliveries.append(_Delivery(blob_id, sealed, size, [(mailbox, key)], folder, " ".join(flags), when,
+                                            SealedDocuments(), None, None))
+
+            def job(conn: Connection) -> tuple[list[Delivered], list[Change]]:
+                out: list[Delivered] = []
+                changes: list[Change] = []
+                for delivered, published in _Delivery.apply_group(conn, deliveries):
+                    out += delivered
+                    changes += published
+                return out, changes
+
+            return await self.writer.submit(job)
+
     async def messages(self, ins: str, folder: str = "INBOX") -> list[MessageInfo]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(

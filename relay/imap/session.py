@@ -19,7 +19,6 @@ import asyncio
 import base64
 import bisect
 import binascii
-import datetime as dt
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -311,7 +310,8 @@ class Session:
         caps = [b"IMAP4rev1", b"IMAP4rev2", b"LITERAL+", b"SASL-IR", b"ENABLE", b"ID", b"IDLE",
                 b"NAMESPACE", b"UIDPLUS", b"MOVE", b"UNSELECT", b"SPECIAL-USE", b"LIST-EXTENDED",
                 b"LIST-STATUS", b"ESEARCH", b"CHILDREN", b"BINARY", b"STATUS=SIZE", b"CONDSTORE", b"QRESYNC",
-                b"SORT", b"SORT=DISPLAY", b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"ESORT"]
+                b"SORT", b"SORT=DISPLAY", b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"ESORT",
+                b"MULTIAPPEND", b"CATENATE"]
         if self.state == NOT_AUTH:
             caps += [b"STARTTLS", b"LOGINDISABLED"] if not self.tls else [b"AUTH=PLAIN"]
         return b" ".join(caps)
@@ -899,36 +899,6 @@ async def cmd_status(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     return ok("STATUS done")
 
 
-async def cmd_append(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
-    p.sp()
-    name = p.mailbox()
-    p.sp()
-    flags: list[str] = []
-    when: dt.datetime | None = None
-    if p.peek() == b"(":
-        flags = p.flag_list(allow_recent=False)
-        p.sp()
-    if p.peek() == b'"':
-        when = p.date_time()
-        p.sp()
-    content = p.message_literal()  # None: the reader sealed it into s.spool as it came
-    p.end()
-    assert s.user is not None
-    name = await resolve_own(s, name)
-    f = await s.server.store.folder(s.user.id, name)
-    if f is None:
-        return no(f"no folder {name}", "TRYCREATE")
-    if content is None:
-        assert s.spool is not None and s.spool.finished
-        delivered = await s.server.store.deliver_spooled([s.user], s.spool, internal_date=when, folder=name,
-                                                         flags=flags)
-        return ok("APPEND done", f"APPENDUID {f.uidvalidity} {delivered[0].uid}")
-    if not content:
-        return no("empty message")
-    delivered = await s.server.store.deliver([s.user], content, internal_date=when, folder=name, flags=flags)
-    return ok("APPEND done", f"APPENDUID {f.uidvalidity} {delivered[0].uid}")
-
-
 async def cmd_idle(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.end()
     await s.send(b"+ idling")
@@ -1272,7 +1242,8 @@ async def cmd_move(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     return await _copy(s, p, uid, move=True)
 
 
-from relay.imap import ordering  # noqa: E402  (its handlers use this module's Reply and helpers)
+from relay.imap import append as appendmod  # noqa: E402  (its handlers use this module's Reply and helpers)
+from relay.imap import ordering  # noqa: E402
 
 ANY_STATE: dict[str, Handler] = {"CAPABILITY": cmd_capability, "NOOP": cmd_noop, "LOGOUT": cmd_logout,
                                  "ID": cmd_id}
@@ -1280,7 +1251,7 @@ _AUTH_COMMANDS: dict[str, Handler] = {
     "ENABLE": cmd_enable, "NAMESPACE": cmd_namespace, "SELECT": cmd_select, "EXAMINE": cmd_examine,
     "CREATE": cmd_create, "DELETE": cmd_delete, "RENAME": cmd_rename, "SUBSCRIBE": cmd_subscribe,
     "UNSUBSCRIBE": cmd_unsubscribe, "LIST": cmd_list, "LSUB": cmd_lsub, "STATUS": cmd_status,
-    "APPEND": cmd_append, "IDLE": cmd_idle,
+    "APPEND": appendmod.cmd_append, "IDLE": cmd_idle,
 }
 TABLES: dict[str, dict[str, Handler]] = {
     NOT_AUTH: {"STARTTLS": cmd_starttls, "LOGIN": cmd_login, "AUTHENTICATE": cmd_authenticate},
