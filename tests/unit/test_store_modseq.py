@@ -105,3 +105,15 @@ async def test_sent_copy_rename_and_purge_raise_modseq(store: Store) -> None:
     assert await store.vanished_since(inbox_fid, high) == [2, 3]
     new_high, new_mods = await _state(store, mb.id, "Ancien")
     assert set(new_mods) == {2, 3} and new_high >= max(new_mods.values())
+
+
+async def test_internal_date_keeps_its_instant_whatever_its_zone(store: Store) -> None:
+    # SQLite keeps no zone: an APPEND dated 01:30 +0200 was read back as 01:30 UTC
+    # (SORT ARRIVAL/DATE then misplaced it against messages of other zones)
+    mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
+    when = dt.datetime(2008, 2, 22, 1, 30, 23, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    await store.deliver([mb], msg(1), internal_date=when)
+    await store.deliver_all(mb, [(msg(2), when, ["\\Seen"])], "INBOX")
+    snap = await store.snapshot(mb.id, "INBOX")
+    assert [m.internal_date for m in snap.messages] == [when, when]
+    assert snap.messages[1].flags == frozenset({"\\Seen"})
