@@ -24,6 +24,7 @@ class MessageMeta:
     flags: frozenset[str]
     internal_date: dt.datetime
     size: int
+    modseq: int = 0  # RFC 7162: the message's MODSEQ (0: not known to the publisher)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class Change:
     uid: int
     meta: MessageMeta | None = None  # message.new: the message as a session lists it
     flags: frozenset[str] | None = None  # message.flags: the flags after the change
+    modseq: int = 0  # RFC 7162: the folder's modseq this change got (0: none)
 
 
 class Feed:

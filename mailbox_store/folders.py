@@ -13,6 +13,7 @@ from sqlalchemy import Connection, case, delete, func, insert, select, update
 
 from mailbox_store.feed import Change
 from mailbox_store.models import Blob, Document, Folder, Mailbox, Message, OutboundEntry, ReceiptRequest, Subscription
+from mailbox_store.modseq import bump, record_expunged
 
 if TYPE_CHECKING:
     from mailbox_store.writer import Writer
@@ -68,6 +69,7 @@ class FolderInfo:
     id: int = 0
     subscribed: bool = True
     first_recent_uid: int = 1  # RFC 3501 §2.3.2: UIDs from here on are \Recent for nobody yet
+    highestmodseq: int = 0  # RFC 7162 STATUS HIGHESTMODSEQ
 
 
 def new_uidvalidity(conn: Connection, mailbox_id: int) -> int:
@@ -115,11 +117,12 @@ class FolderOps:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(
                 select(Folder.name, Folder.special_use, Folder.uidvalidity, Folder.uidnext,
-                       func.count(Message.id), func.coalesce(unseen, 0), Folder.id, Folder.first_recent_uid)
+                       func.count(Message.id), func.coalesce(unseen, 0), Folder.id, Folder.first_recent_uid,
+                       Folder.highestmodseq)
                 .outerjoin(Message, Message.folder_id == Folder.id)
                 .where(*where).group_by(Folder.id).order_by(Folder.id))).all()
             subscribed = set((await conn.execute(select(Subscription.name).where(*subs))).scalars())
-        return [FolderInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[0] in subscribed, r[7]) for r in rows]
+        return [FolderInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[0] in subscribed, r[7], r[8]) for r in rows]
 
     async def subscriptions(self, mailbox_id: int) -> set[str]:
         """The subscribed names, whether or not a folder has them (RFC 3501 §6.3.6)."""
@@ -203,8 +206,14 @@ class FolderOps:
                 # RFC 3501 §6.3.5: renaming INBOX moves its messages to a new folder and
                 # leaves INBOX empty
                 info, _ = job_create(conn, new)
+                moved = list(conn.execute(select(Message.uid).where(Message.folder_id == rows["INBOX"])).scalars())
                 conn.execute(update(Message).where(Message.folder_id == rows["INBOX"])
                              .values(folder_id=info))
+                # RFC 7162: INBOX's messages vanished from it; the new folder starts
+                # above every modseq its messages carry
+                value = bump(conn, [rows["INBOX"]])[rows["INBOX"]]
+                record_expunged(conn, rows["INBOX"], moved, value)
+                conn.execute(update(Folder).where(Folder.id == info).values(highestmodseq=value))
                 return None, [Change("folder.renamed", mailbox_id, old, 0)]
             for name, fid in rows.items():
                 if name == old or name.startswith(old + SEPARATOR):

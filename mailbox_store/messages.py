@@ -11,7 +11,8 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from mailbox_store.feed import Change, MessageMeta
 from mailbox_store.folders import FolderError, _folder_id, delete_orphan_blobs
-from mailbox_store.models import Folder, Message, utc
+from mailbox_store.models import ExpungedUid, Folder, Message, utc
+from mailbox_store.modseq import bump, record_expunged
 
 if TYPE_CHECKING:
     from mailbox_store.writer import Writer
@@ -28,6 +29,17 @@ class Snapshot:
     uidnext: int
     messages: list[MessageMeta]
     first_recent_uid: int = 1  # RFC 3501 §2.3.2: UIDs from here on are \Recent for nobody yet
+    highestmodseq: int = 0  # RFC 7162 HIGHESTMODSEQ
+
+
+@dataclass(frozen=True, slots=True)
+class FlagStore:
+    """A STORE's outcome (RFC 7162 §3.1.3): the flags and modseq of the messages that
+    still exist, and the UIDs left alone because they changed after UNCHANGEDSINCE."""
+
+    flags: dict[int, frozenset[str]]
+    modseqs: dict[int, int]
+    modified: list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +65,44 @@ class MessageOps:
         """The folder as a session sees it on SELECT (or the messages above since_uid)."""
         async with self.engine.connect() as conn:
             folder = (await conn.execute(select(Folder.id, Folder.uidvalidity, Folder.uidnext,
-                                                Folder.first_recent_uid).where(
+                                                Folder.first_recent_uid, Folder.highestmodseq).where(
                 Folder.mailbox_id == mailbox_id, Folder.name == name))).first()
             if folder is None:
                 raise FolderError(f"no folder {name}", "NONEXISTENT")
             rows = (await conn.execute(
-                select(Message.uid, Message.flags, Message.internal_date, Message.size)
+                select(Message.uid, Message.flags, Message.internal_date, Message.size, Message.modseq)
                 .where(Message.folder_id == folder.id, Message.uid > since_uid).order_by(Message.uid))).all()
         return Snapshot(folder.id, name, folder.uidvalidity, folder.uidnext,
-                        [MessageMeta(r.uid, _flags(r.flags), utc(r.internal_date), r.size) for r in rows],
-                        folder.first_recent_uid)
+                        [MessageMeta(r.uid, _flags(r.flags), utc(r.internal_date), r.size, r.modseq) for r in rows],
+                        folder.first_recent_uid, folder.highestmodseq)
+
+    async def modseqs_of(self, folder_id: int, uids: Iterable[int]) -> dict[int, int]:
+        """The current MODSEQ of those UIDs that exist (RFC 7162 FETCH MODSEQ)."""
+        uid_list = list(uids)
+        out: dict[int, int] = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(uid_list), 500):
+                out.update((await conn.execute(select(Message.uid, Message.modseq).where(
+                    Message.folder_id == folder_id, Message.uid.in_(uid_list[start:start + 500])))).all())
+        return out
+
+    async def blob_ids(self, folder_id: int, uids: Iterable[int]) -> dict[int, str]:
+        """The sealed blob of each of those UIDs that exist: a message's identity for
+        caches of what is derived from its bytes (copies share it; never reused)."""
+        uid_list = list(uids)
+        out: dict[int, str] = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(uid_list), 500):
+                out.update((await conn.execute(select(Message.uid, Message.blob_id).where(
+                    Message.folder_id == folder_id, Message.uid.in_(uid_list[start:start + 500])))).all())
+        return out
+
+    async def vanished_since(self, folder_id: int, modseq: int) -> list[int]:
+        """UIDs expunged from the folder after `modseq`, ascending (RFC 7162 §3.2.5.2)."""
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(select(ExpungedUid.uid).where(
+                ExpungedUid.folder_id == folder_id, ExpungedUid.modseq > modseq)
+                .order_by(ExpungedUid.uid))).scalars())
 
     async def flags_of(self, folder_id: int, uids: Iterable[int]) -> dict[int, frozenset[str]]:
         uid_list = list(uids)
@@ -75,26 +115,44 @@ class MessageOps:
                           flags: Iterable[str]) -> dict[int, frozenset[str]]:
         """mode "+" adds, "-" removes, "" replaces (RFC 3501 §6.4.6). Returns the new
         flags of the messages that still exist."""
+        return (await self.store_flags_if(mailbox_id, folder, uids, mode, flags)).flags
+
+    async def store_flags_if(self, mailbox_id: int, folder: str, uids: Iterable[int], mode: str,
+                             flags: Iterable[str], unchanged_since: int | None = None) -> FlagStore:
+        """store_flags, conditional (RFC 7162 §3.1.3 UNCHANGEDSINCE): a message whose
+        MODSEQ is above `unchanged_since` is left alone and reported as modified. The
+        messages whose flags change get the folder's next modseq, all the same one."""
         wanted, uid_list = frozenset(flags), sorted(set(uids))
 
-        def job(conn: Connection) -> tuple[dict[int, frozenset[str]], list[Change]]:
+        def job(conn: Connection) -> tuple[FlagStore, list[Change]]:
             fid = _folder_id(conn, mailbox_id, folder)
             out: dict[int, frozenset[str]] = {}
+            modseqs: dict[int, int] = {}
+            modified: list[int] = []
+            changed: list[tuple[int, frozenset[str]]] = []
+            for start in range(0, len(uid_list), 500):
+                for uid, text, modseq in conn.execute(select(Message.uid, Message.flags, Message.modseq).where(
+                        Message.folder_id == fid, Message.uid.in_(uid_list[start:start + 500]))).all():
+                    old = _flags(text)
+                    if unchanged_since is not None and modseq > unchanged_since:
+                        modified.append(uid)
+                        out[uid], modseqs[uid] = old, modseq
+                        continue
+                    new = old | wanted if mode == "+" else old - wanted if mode == "-" else wanted
+                    out[uid], modseqs[uid] = new, modseq
+                    if new != old:
+                        changed.append((uid, new))
             changes: list[Change] = []
-            updates = []
-            for uid, text in conn.execute(select(Message.uid, Message.flags).where(
-                    Message.folder_id == fid, Message.uid.in_(uid_list))).all():
-                old = _flags(text)
-                new = old | wanted if mode == "+" else old - wanted if mode == "-" else wanted
-                out[uid] = new
-                if new != old:
-                    updates.append({"fid": fid, "u": uid, "f": _flag_text(new)})
-                    changes.append(Change("message.flags", mailbox_id, folder, uid, flags=new))
-            if updates:
+            if changed:
+                value = bump(conn, [fid])[fid]
                 conn.execute(update(Message).where(Message.folder_id == bindparam("fid"),
                                                    Message.uid == bindparam("u"))
-                             .values(flags=bindparam("f")), updates)
-            return out, changes
+                             .values(flags=bindparam("f"), modseq=value),
+                             [{"fid": fid, "u": uid, "f": _flag_text(new)} for uid, new in changed])
+                for uid, new in changed:
+                    modseqs[uid] = value
+                    changes.append(Change("message.flags", mailbox_id, folder, uid, flags=new, modseq=value))
+            return FlagStore(out, modseqs, sorted(modified)), changes
 
         return await self.writer.submit(job)
 
@@ -113,10 +171,13 @@ class MessageOps:
                 q = q.where(Message.uid.in_(restrict))
             rows = [r for r in conn.execute(q.order_by(Message.uid)).all() if DELETED in _flags(r.flags)]
             gone = [r.uid for r in rows]
+            value = 0
             if gone:
                 conn.execute(delete(Message).where(Message.folder_id == fid, Message.uid.in_(gone)))
                 delete_orphan_blobs(conn, {r.blob_id for r in rows})
-            return gone, [Change("message.expunged", mailbox_id, folder, u) for u in gone]
+                value = bump(conn, [fid])[fid]
+                record_expunged(conn, fid, gone, value)
+            return gone, [Change("message.expunged", mailbox_id, folder, u, modseq=value) for u in gone]
 
         return await self.writer.submit(job)
 
@@ -137,14 +198,16 @@ class MessageOps:
                                 .where(Message.folder_id == src, Message.uid.in_(uid_list))
                                 .order_by(Message.uid)).all()
             pairs, values = [], []
+            bumped = bump(conn, [dst.id, *([src] if move and rows else [])]) if rows else {}
             for i, m in enumerate(rows):
                 new_uid = dst.uidnext + i
                 pairs.append((m.uid, new_uid))
                 values.append({"folder_id": dst.id, "uid": new_uid, "blob_id": m.blob_id,
                                "key_wrapped": m.key_wrapped, "flags": m.flags,
-                               "internal_date": m.internal_date, "size": m.size, "thread_key": m.thread_key})
+                               "internal_date": m.internal_date, "size": m.size, "thread_key": m.thread_key, "modseq": bumped[dst.id]})
             changes = [Change("message.new", mailbox_id, target, v["uid"],
-                              meta=MessageMeta(v["uid"], _flags(v["flags"]), utc(v["internal_date"]), v["size"]))
+                              meta=MessageMeta(v["uid"], _flags(v["flags"]), utc(v["internal_date"]), v["size"],
+                                               v["modseq"]), modseq=v["modseq"])
                        for v in values]
             if values:
                 conn.execute(insert(Message), values)
@@ -152,7 +215,8 @@ class MessageOps:
             if move and pairs:
                 moved = [s for s, _ in pairs]
                 conn.execute(delete(Message).where(Message.folder_id == src, Message.uid.in_(moved)))
-                changes += [Change("message.expunged", mailbox_id, source, u) for u in moved]
+                record_expunged(conn, src, moved, bumped[src])
+                changes += [Change("message.expunged", mailbox_id, source, u, modseq=bumped[src]) for u in moved]
             return CopyResult(dst.uidvalidity, pairs), changes
 
         return await self.writer.submit(job)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (DateTime, ForeignKey, Index, Integer, LargeBinary, String,
-                        UniqueConstraint)
+from sqlalchemy import (Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String,
+                        UniqueConstraint, true)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # DESIGN.md §4 "Dossier": copying a message into this folder files its attachments
@@ -75,6 +75,9 @@ class Subscription(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(255))
+    # RFC 7162 §3: the folder's HIGHESTMODSEQ, raised by every change to its messages
+    # (modseq.py); it only grows, and a folder re-created gets a new UIDVALIDITY
+    highestmodseq: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class Blob(Base):
@@ -102,10 +105,22 @@ class Message(Base):
     # data key, of the thread root's Message-ID; "" when the message names none, NULL
     # until the backfill of rows stored before migration 0011 reaches it.
     thread_key: Mapped[str | None] = mapped_column(String(64))
+    # RFC 7162 §3: the folder's modseq at this message's last change (arrival, flags)
+    modseq: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 Index("ix_messages_blob", Message.blob_id)
 Index("ix_messages_thread", Message.thread_key)
+
+
+class ExpungedUid(Base):
+    """A UID expunged from a folder, with the modseq of its expunge: what QRESYNC's
+    VANISHED (EARLIER) tells a client that resynchronises (RFC 7162 §3.2.5.2)."""
+
+    __tablename__ = "expunged_uids"
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True)
+    uid: Mapped[int] = mapped_column(Integer, primary_key=True)
+    modseq: Mapped[int] = mapped_column(Integer)
 
 
 class AuditEvent(Base):

@@ -29,6 +29,7 @@ from mailbox_store.feed import Change, MessageMeta
 from mailbox_store.folders import FolderError, delete_orphan_blobs
 from mailbox_store.models import Blob, Folder, Mailbox, Message, OutboundEntry, utc
 from mailbox_store.thread import thread_key, thread_root_of
+from mailbox_store.modseq import bump
 
 if TYPE_CHECKING:
     from mailbox_store.store import MailboxInfo
@@ -120,11 +121,13 @@ class QueueOps:
                     raise FolderError(f"no folder {sent_folder}", "NONEXISTENT")
                 uid = folder.uidnext
                 conn.execute(update(Folder).where(Folder.id == folder.id).values(uidnext=uid + 1))
+                modseq = bump(conn, [folder.id])[folder.id]  # RFC 7162 (modseq.py)
                 conn.execute(insert(Message).values(folder_id=folder.id, uid=uid, blob_id=blob_id,
                                                     key_wrapped=key_wrapped, flags="\\Seen", internal_date=now,
-                                                    size=len(raw), thread_key=threaded))
+                                                    size=len(raw), thread_key=threaded, modseq=modseq))
                 changes.append(Change("message.new", mailbox.id, sent_folder, uid,
-                                      meta=MessageMeta(uid, frozenset({"\\Seen"}), now, len(raw))))
+                                      meta=MessageMeta(uid, frozenset({"\\Seen"}), now, len(raw), modseq),
+                                      modseq=modseq))
             if rows:
                 conn.execute(insert(OutboundEntry), rows)
                 changes.append(Change("queue.new", mailbox.id, "", 0))

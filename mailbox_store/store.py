@@ -44,6 +44,7 @@ from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
 from mailbox_store.messages import MessageOps
 from mailbox_store.reader import READ_THREADS, Reader
+from mailbox_store.modseq import bump, record_expunged
 from mailbox_store.models import (DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Guardian, Mailbox, Message,
                                   ReceiptRequest, Subscription, utc)
 from mailbox_store.recent import RecentOps
@@ -181,6 +182,8 @@ class _Delivery(GroupJob):
         conn.execute(update(Folder).where(Folder.id == bindparam("fid"))
                      .values(uidnext=bindparam("new_uidnext")),
                      [{"fid": next_uid[k][0], "new_uidnext": next_uid[k][1] + n} for k, n in wanted.items()])
+        # RFC 7162: one new modseq per folder for the whole batch (modseq.py)
+        modseq = bump(conn, [fid for fid, _ in next_uid.values()])
         blobs, messages, results = [], [], []
         for job in jobs:
             blobs.append({"id": job.blob_id, "sealed": job.sealed})
@@ -191,11 +194,13 @@ class _Delivery(GroupJob):
                 messages.append({"folder_id": fid, "uid": uid, "blob_id": job.blob_id,
                                  "key_wrapped": key_wrapped, "flags": job.flags,
                                  "internal_date": job.when, "size": job.size,
-                                 "thread_key": job.threads.get(mb.id)})
+                                 "thread_key": job.threads.get(mb.id), "modseq": modseq[fid]})
                 out.append(Delivered(mb.id, job.folder, uid))
             meta_flags = frozenset(job.flags.split())
             results.append((out, [Change("message.new", d.mailbox_id, d.folder, d.uid,
-                                         meta=MessageMeta(d.uid, meta_flags, job.when, job.size)) for d in out]))
+                                         meta=MessageMeta(d.uid, meta_flags, job.when, job.size,
+                                                          modseq[next_uid[(d.mailbox_id, d.folder)][0]]),
+                                         modseq=modseq[next_uid[(d.mailbox_id, d.folder)][0]]) for d in out]))
         conn.execute(insert(Blob), blobs)
         conn.execute(insert(Message), messages)
         for job, (_, changes) in zip(jobs, results, strict=True):
@@ -400,12 +405,16 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
                                                            Folder.name == folder)).scalar()
                 if fid is None:
                     continue
+                value = bump(conn, [fid])[fid]
                 for start in range(0, len(uids), 500):
                     chunk = uids[start:start + 500]
                     blobs |= set(conn.execute(select(Message.blob_id).where(
                         Message.folder_id == fid, Message.uid.in_(chunk))).scalars())
+                    present = list(conn.execute(select(Message.uid).where(
+                        Message.folder_id == fid, Message.uid.in_(chunk))).scalars())
                     n += conn.execute(delete(Message).where(Message.folder_id == fid,
                                                             Message.uid.in_(chunk))).rowcount
+                    record_expunged(conn, fid, present, value)
             delete_orphan_blobs(conn, blobs)
             conn.execute(insert(AuditEvent).values(mailbox_id=mb.id, at=when, actor="admin", action="messages.purged",
                                                    detail=f"{n} message(s)", source="cli"))
@@ -629,7 +638,9 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         dossiers (`not_filed`: (mailbox, reason) for the audit log), and record the
         conversation effects of a professional's message and its read-receipt request
         (address, Message-ID), all or nothing, durably."""
-        when = internal_date or dt.datetime.now(dt.timezone.utc)
+        # stored in UTC: SQLite keeps no zone, and a time read back is taken as UTC
+        # (an APPEND dated 01:30 +0200 was read back as 01:30 +0000)
+        when = (internal_date or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
         blob_id = uuid.uuid4().hex
         content_key, sealed = seal_blob(blob_id, raw)
         keys = [(mb, wrap_content_key(await self._data_key(mb.id, mb.ins), mb.ins, blob_id, content_key))
@@ -648,7 +659,9 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         APPEND's: its plaintext is never whole in memory. The sealed bytes are read
         back once, in a worker thread, and at most SPOOLED_COMMITS messages at a time
         hold theirs in memory: 50 APPENDs ending together must not all load 25 MB."""
-        when = internal_date or dt.datetime.now(dt.timezone.utc)
+        # stored in UTC: SQLite keeps no zone, and a time read back is taken as UTC
+        # (an APPEND dated 01:30 +0200 was read back as 01:30 +0000)
+        when = (internal_date or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
         keys = [(mb, wrap_content_key(await self._data_key(mb.id, mb.ins), mb.ins, spooled.blob_id,
                                       spooled.content_key)) for mb in mailboxes]
         root = thread_root_of(spooled.head)
@@ -658,6 +671,40 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
             return await self.writer.submit(
                 _Delivery(spooled.blob_id, sealed, spooled.size, keys, folder, " ".join(flags), when,
                           SealedDocuments(), None, None, threads))
+
+    async def deliver_all(self, mailbox: MailboxInfo, items: Sequence[tuple[bytes | SpooledMessage,
+                                                                           dt.datetime | None, Sequence[str]]],
+                          folder: str) -> list[Delivered]:
+        """Several messages (content, internal date, flags) into one folder, all or
+        none, in one transaction, UIDs in order: MULTIAPPEND (RFC 3502 §6.3.11: "if
+        the server rejects any message, none of them is appended"). A spooled message
+        is read back as deliver_spooled() does."""
+        deliveries: list[_Delivery] = []
+        async with self._spooled_commits:
+            for content, internal_date, flags in items:
+                when = (internal_date or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+                if isinstance(content, SpooledMessage):
+                    blob_id, content_key, size = content.blob_id, content.content_key, content.size
+                    sealed = await asyncio.to_thread(content.sealed)
+                else:
+                    blob_id, size = uuid.uuid4().hex, len(content)
+                    content_key, sealed = seal_blob(blob_id, content)
+                key = wrap_content_key(await self._data_key(mailbox.id, mailbox.ins), mailbox.ins, blob_id,
+                                       content_key)
+                root = thread_root_of(content.head if isinstance(content, SpooledMessage) else content)
+                threads = {mailbox.id: thread_key(await self._thread_hmac_key(mailbox.id, mailbox.ins), root)}
+                deliveries.append(_Delivery(blob_id, sealed, size, [(mailbox, key)], folder, " ".join(flags), when,
+                                            SealedDocuments(), None, None, threads))
+
+            def job(conn: Connection) -> tuple[list[Delivered], list[Change]]:
+                out: list[Delivered] = []
+                changes: list[Change] = []
+                for delivered, published in _Delivery.apply_group(conn, deliveries):
+                    out += delivered
+                    changes += published
+                return out, changes
+
+            return await self.writer.submit(job)
 
     async def messages(self, ins: str, folder: str = "INBOX") -> list[MessageInfo]:
         async with self.engine.connect() as conn:

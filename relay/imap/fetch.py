@@ -31,7 +31,7 @@ from relay.imap.types import FetchAtt, MessageView, Section
 
 __all__ = ["UnknownCte", "needs_content", "render", "sets_seen"]
 
-_FROM_VIEW = frozenset({"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE"})
+_FROM_VIEW = frozenset({"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"})
 _ATOM_SPECIALS = frozenset(b'(){ %*"\\]')
 
 
@@ -112,6 +112,8 @@ def _value(att: FetchAtt, msg: MessageView, tree: Part | None, raw: bytes, rev2:
         return wire.date_time(msg.internal_date)
     if name == "RFC822.SIZE":
         return b"%d" % msg.size
+    if name == "MODSEQ":  # RFC 7162 §3.1.4.1
+        return b"(%d)" % msg.modseq
     assert tree is not None
     if name == "ENVELOPE":
         return _envelope(tree)

@@ -78,7 +78,8 @@ _FETCH_MACROS = {
     "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
 }
 _FETCH_SIMPLE = frozenset({"ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER",
-                           "RFC822.SIZE", "RFC822.TEXT", "BODYSTRUCTURE", "UID"})
+                           "RFC822.SIZE", "RFC822.TEXT", "BODYSTRUCTURE", "UID",
+                           "MODSEQ"})  # RFC 7162 §3.1.4
 _SECTION_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"})
 
 # RFC 3501 §6.4.4 search keys that take no argument.
@@ -748,6 +749,17 @@ class Parser:
     def _search_uid(self, depth: int) -> tuple[object, ...]:
         return (self.sequence_set(),)
 
+    def _search_modseq(self, depth: int) -> tuple[object, ...]:
+        # RFC 7162 §3.1.5: MODSEQ [entry-name SP entry-type-req SP] mod-sequence-valzer;
+        # the entry (a flag's own modseq) narrows nothing here: a message has one modseq
+        if self.peek() == b'"':
+            self.string()
+            self.sp()
+            if self.atom().lower() not in ("priv", "shared", "all"):
+                raise self.error("type d'entree MODSEQ inconnu / unknown MODSEQ entry type")
+            self.sp()
+        return (self.number64(),)
+
     def _search_header(self, depth: int) -> tuple[object, ...]:
         # Upper-cased like HEADER.FIELDS names: field names compare case-insensitively
         # (RFC 5322 §1.2.2).
@@ -771,6 +783,7 @@ _SEARCH_ARGS: dict[str, _SearchArgs] = {
     **dict.fromkeys(("BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"), Parser._search_date),
     **dict.fromkeys(("LARGER", "SMALLER"), Parser._search_size),
     "UID": Parser._search_uid,
+    "MODSEQ": Parser._search_modseq,
     "HEADER": Parser._search_header,
     "NOT": Parser._search_not,
     "OR": Parser._search_or,

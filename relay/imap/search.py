@@ -232,6 +232,7 @@ _HANDLERS: dict[str, Callable[[tuple[object, ...], _Context], bool]] = {
     "OR": lambda args, ctx: _match(_sub(args, 0), ctx) or _match(_sub(args, 1), ctx),
     "SEQ": _seq_key("seq"),
     "UID": _seq_key("uid"),
+    "MODSEQ": lambda args, ctx: ctx.msg.modseq >= args[0],  # RFC 7162 §3.1.5
     "ANSWERED": _flag("\\answered", True),
     "UNANSWERED": _flag("\\answered", False),
     "DELETED": _flag("\\deleted", True),

@@ -22,6 +22,7 @@ from mailbox_store.feed import MessageMeta
 from mailbox_store.messages import Snapshot
 from mailbox_store.store import MailboxInfo, Store
 from relay.imap import wire
+from relay.imap.sequence import compress
 from relay.imap.types import MessageView
 
 
@@ -55,6 +56,12 @@ class Selected:
     # RFC 3501 §7.2.6: the keywords named in the last FLAGS response; a message showing one
     # the client was not told of first gets a new FLAGS response (imaptest checks it)
     keywords: set[str] = field(default_factory=set)
+    # RFC 7162: the HIGHESTMODSEQ the client was told of, and what the session enabled
+    highestmodseq: int = 0
+    condstore: bool = False
+    qresync: bool = False
+    _modseqs: dict[int, int] = field(default_factory=dict)  # modseqs of pending flag changes
+    _pending_modseq: int = 0
 
     @classmethod
     def from_snapshot(cls, owner: MailboxInfo, snap: Snapshot, readonly: bool,
@@ -78,7 +85,7 @@ class Selected:
         uid = self.uids[seq - 1]
         m = self.meta[uid]
         return MessageView(seq=seq, uid=uid, flags=m.flags, internal_date=m.internal_date, size=m.size,
-                           recent=uid in self.recent)
+                           recent=uid in self.recent, modseq=m.modseq)
 
     def flags_response(self) -> bytes:
         """The untagged FLAGS response: the system flags and every keyword in use."""
@@ -106,10 +113,10 @@ class Selected:
         first = await store.claim_recent(self.folder_id, below_uid)
         self.recent.update(u for u in uids if u >= first)
 
-    def set_flags(self, uid: int, flags: frozenset[str]) -> None:
+    def set_flags(self, uid: int, flags: frozenset[str], modseq: int = 0) -> None:
         m = self.meta.get(uid)
         if m is not None:
-            self.meta[uid] = MessageMeta(m.uid, flags, m.internal_date, m.size)
+            self.meta[uid] = MessageMeta(m.uid, flags, m.internal_date, m.size, max(modseq, m.modseq))
 
     def unseen_first(self) -> int | None:
         for i, uid in enumerate(self.uids):
@@ -122,6 +129,7 @@ class Selected:
     def feed(self, change: Change) -> None:
         if change.mailbox_id != self.owner.id or change.folder != self.name:
             return
+        self._pending_modseq = max(self._pending_modseq, change.modseq)
         if change.kind == "message.new":
             self._new[change.uid] = change.meta
         elif change.kind == "message.expunged":
@@ -132,9 +140,11 @@ class Selected:
             if change.uid in self._new:
                 # not announced yet: it will be announced with these flags
                 self._new[change.uid] = None if pending is None or change.flags is None else \
-                    MessageMeta(pending.uid, change.flags, pending.internal_date, pending.size)
+                    MessageMeta(pending.uid, change.flags, pending.internal_date, pending.size,
+                                max(pending.modseq, change.modseq))
             else:
                 self._flag_changes[change.uid] = change.flags
+                self._modseqs[change.uid] = max(self._modseqs.get(change.uid, 0), change.modseq)
         else:
             return
         self.wake.set()
@@ -153,17 +163,24 @@ class Selected:
             # deleting a higher number never moves a lower one, so every number is
             # read from the view as it was, and the view is rebuilt once (a del per
             # message was quadratic for an EXPUNGE of 10,000)
+            vanished: list[int] = []
             for i, uid in enumerate(sorted(gone, reverse=True)):
                 seq = self.seq_of(uid)
                 if seq is not None:
-                    out.append(b"* %d EXPUNGE" % seq)
+                    if self.qresync:  # RFC 7162 §3.2.10: VANISHED instead of EXPUNGE
+                        vanished.append(uid)
+                    else:
+                        out.append(b"* %d EXPUNGE" % seq)
                     self.meta.pop(uid, None)
                     self.recent.discard(uid)
                 if i % UPDATE_SLICE == UPDATE_SLICE - 1:
                     await asyncio.sleep(0)  # a long list of changes lets other sessions run
+            if vanished:
+                out.append(b"* VANISHED " + compress(vanished).encode())
             self.uids = [u for u in self.uids if u not in gone]
         if self._flag_changes:
             changes, self._flag_changes = self._flag_changes, {}
+            modseqs, self._modseqs = self._modseqs, {}
             changes = {u: f for u, f in changes.items() if u in self.meta and u not in self._expunged}
             missing = [u for u, f in changes.items() if f is None]
             if missing:  # a change published without its flags: ask the store
@@ -172,13 +189,15 @@ class Selected:
                 if i % UPDATE_SLICE == UPDATE_SLICE - 1:
                     await asyncio.sleep(0)
                 flags = changes[uid]
-                if flags is None or flags == self.meta[uid].flags:
+                modseq = modseqs.get(uid, 0)
+                if flags is None or (flags == self.meta[uid].flags and modseq <= self.meta[uid].modseq):
                     continue  # the client already knows (its own STORE or FETCH)
-                self.set_flags(uid, flags)
+                self.set_flags(uid, flags, modseq)
                 seq = self.seq_of(uid)
                 if seq is not None:
                     out[:0] = self.learn_keywords([flags])
-                    out.append(b"* %d FETCH (UID %d FLAGS %s)" % (seq, uid, self.flags_of(uid, flags)))
+                    tail = b" MODSEQ (%d)" % self.meta[uid].modseq if self.condstore else b""
+                    out.append(b"* %d FETCH (UID %d FLAGS %s%s)" % (seq, uid, self.flags_of(uid, flags), tail))
         if self._new:
             pending, self._new = self._new, {}
             last = self.uids[-1] if self.uids else 0
@@ -199,4 +218,6 @@ class Selected:
                 out.append(b"* %d EXISTS" % self.exists)
                 if self.show_recent:  # RFC 3501 §7.3.2
                     out.append(b"* %d RECENT" % len(self.recent))
+        if not self.has_pending:  # a modseq is told only once all it covers is
+            self.highestmodseq = max(self.highestmodseq, self._pending_modseq)
         return out

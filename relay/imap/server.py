@@ -20,6 +20,7 @@ from mailbox_store.spool import private_dir
 from relay.auth import Authenticator
 from relay.config import Config
 from relay.imap.budget import LiteralBudget
+from relay.imap.sortkeys import SortCache
 from relay.limits import SlotCounter
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class ImapServer:
         # APPEND messages, sealed as they arrive (store.spool_dir: writable, unlike /etc when packaged)
         self.spool_dir = config.spool_dir or config.base_dir / "spool"
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="imap-work")
+        self.sort_cache = SortCache()  # SORT/THREAD keys by message, bounded (sortkeys.py)
 
     async def offload(self, work: Callable[[], T]) -> T:
         """Run pure, bounded work (one chunk of a command) in the IMAP worker threads."""

@@ -19,7 +19,6 @@ import asyncio
 import base64
 import bisect
 import binascii
-import datetime as dt
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,6 +34,7 @@ from mailbox_store.messages import SEEN
 from mailbox_store.models import DOSSIER_FOLDER
 from mailbox_store.spool import SpooledMessage
 from mailbox_store.store import MailboxInfo, StoreError
+from relay.imap import condstore
 from relay.imap import fetch as fetchmod
 from relay.imap import search as searchmod
 from relay.imap import listing, recent, utf7, wire
@@ -108,6 +108,7 @@ class Session:
         self.user: MailboxInfo | None = None
         self.selected: Selected | None = None
         self.rev2 = False
+        self.condstore = self.qresync = False  # RFC 7162, per session (condstore.py)
         self.peer = (writer.get_extra_info("peername") or ("?",))[0]
         self._listening = False
         self.selected_gone = False  # another session deleted or renamed the selected folder
@@ -308,7 +309,9 @@ class Session:
     def capabilities(self) -> bytes:
         caps = [b"IMAP4rev1", b"IMAP4rev2", b"LITERAL+", b"SASL-IR", b"ENABLE", b"ID", b"IDLE",
                 b"NAMESPACE", b"UIDPLUS", b"MOVE", b"UNSELECT", b"SPECIAL-USE", b"LIST-EXTENDED",
-                b"LIST-STATUS", b"ESEARCH", b"CHILDREN", b"BINARY", b"STATUS=SIZE"]
+                b"LIST-STATUS", b"ESEARCH", b"CHILDREN", b"BINARY", b"STATUS=SIZE", b"CONDSTORE", b"QRESYNC",
+                b"SORT", b"SORT=DISPLAY", b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"ESORT",
+                b"MULTIAPPEND", b"CATENATE"]
         if self.state == NOT_AUTH:
             caps += [b"STARTTLS", b"LOGINDISABLED"] if not self.tls else [b"AUTH=PLAIN"]
         return b" ".join(caps)
@@ -633,6 +636,9 @@ async def cmd_enable(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         if cap == "IMAP4REV2" and not s.rev2:
             s.rev2 = True
             enabled.append(b"IMAP4rev2")
+        elif cap in ("CONDSTORE", "QRESYNC") and not (s.qresync if cap == "QRESYNC" else s.condstore):
+            await s.send(*condstore.enable(s, qresync=cap == "QRESYNC"))  # RFC 7162 §3.2.3
+            enabled.append(cap.encode())
     await s.send(b"* ENABLED" + b"".join(b" " + c for c in enabled))
     return ok("ENABLE done")
 
@@ -647,16 +653,25 @@ async def cmd_namespace(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
 async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
     p.sp()
     name = p.mailbox()
+    params = condstore.SelectParams()
+    if not p.at_end():  # RFC 4466 §2.1 select-params: (CONDSTORE), (QRESYNC (...)), RFC 7162
+        p.sp()
+        params = condstore.parse_select_params(p, s.qresync)
     p.end()
     assert s.user is not None
+    if s.selected is not None and s.qresync:  # RFC 7162 §3.2.11
+        await s.send(b"* OK [CLOSED] previous mailbox closed")
     s.selected = None
     s.state = AUTH
+    if params.condstore:
+        s.condstore = True
     owner, folder, own = await resolve(s, name)
     snap = await s.server.store.snapshot(owner.id, folder)
     # a guardian reads (and answers by submission); deleting, moving or flagging the
     # child's mail is not theirs to do: a child's folder is always opened read-only
     readonly = readonly or not own
     sel = Selected.from_snapshot(owner, snap, readonly, client_name=name)
+    sel.highestmodseq, sel.condstore, sel.qresync = snap.highestmodseq, s.condstore, s.qresync
     await recent.on_select(s.server.store, sel, snap, s.rev2)
     lines = [sel.flags_response(),
              b"* OK [PERMANENTFLAGS (" + (b"" if readonly else b" ".join(SYSTEM_FLAGS) + b" \\*") + b")] flags",
@@ -670,6 +685,10 @@ async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
               b"* OK [UIDNEXT %d] predicted next UID" % sel.uidnext]
     if s.rev2:
         lines.append(b'* LIST () "/" ' + s.encode_name(sel.client_name))
+    if s.condstore:
+        lines += condstore.select_lines(sel)
+    if params.qresync is not None:
+        lines += await condstore.qresync_lines(s, sel, params.qresync)
     await s.send(*lines)
     s.selected, s.selected_gone = sel, False
     s.state = SELECTED
@@ -772,7 +791,8 @@ def _matches(pattern: str, name: str) -> bool:
     return alive[len(name)]
 
 
-STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE", "DELETED")
+STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE", "DELETED",
+                "HIGHESTMODSEQ")
 
 
 async def _status_line(s: Session, owner: MailboxInfo, f: FolderInfo, client_name: str,
@@ -786,7 +806,8 @@ async def _status_line(s: Session, owner: MailboxInfo, f: FolderInfo, client_nam
     for item in items:
         value = (await s.server.store.recent_count(f.id) if item == "RECENT" else
                  {"MESSAGES": f.messages, "UIDNEXT": f.uidnext, "UIDVALIDITY": f.uidvalidity,
-                  "UNSEEN": f.unseen, "SIZE": size, "DELETED": deleted}[item])
+                  "UNSEEN": f.unseen, "SIZE": size, "DELETED": deleted,
+                  "HIGHESTMODSEQ": f.highestmodseq}[item])
         values.append(b"%s %d" % (item.encode(), value))
     return b"* STATUS " + s.encode_name(client_name) + b" " + wire.plist(values)
 
@@ -874,38 +895,10 @@ async def cmd_status(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     f = await s.server.store.folder(owner.id, folder)
     if f is None:
         return no(f"no folder {name}", "NONEXISTENT")
+    if "HIGHESTMODSEQ" in items:  # RFC 7162 §3.1: a CONDSTORE-enabling command
+        await s.send(*condstore.enable(s))
     await s.send(await _status_line(s, owner, f, name, items))
     return ok("STATUS done")
-
-
-async def cmd_append(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
-    p.sp()
-    name = p.mailbox()
-    p.sp()
-    flags: list[str] = []
-    when: dt.datetime | None = None
-    if p.peek() == b"(":
-        flags = p.flag_list(allow_recent=False)
-        p.sp()
-    if p.peek() == b'"':
-        when = p.date_time()
-        p.sp()
-    content = p.message_literal()  # None: the reader sealed it into s.spool as it came
-    p.end()
-    assert s.user is not None
-    name = await resolve_own(s, name)
-    f = await s.server.store.folder(s.user.id, name)
-    if f is None:
-        return no(f"no folder {name}", "TRYCREATE")
-    if content is None:
-        assert s.spool is not None and s.spool.finished
-        delivered = await s.server.store.deliver_spooled([s.user], s.spool, internal_date=when, folder=name,
-                                                         flags=flags)
-        return ok("APPEND done", f"APPENDUID {f.uidvalidity} {delivered[0].uid}")
-    if not content:
-        return no("empty message")
-    delivered = await s.server.store.deliver([s.user], content, internal_date=when, folder=name, flags=flags)
-    return ok("APPEND done", f"APPENDUID {f.uidvalidity} {delivered[0].uid}")
 
 
 async def cmd_idle(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
@@ -1001,6 +994,9 @@ async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.end()
     sel = s.selected
     assert sel is not None
+    by_modseq = condstore.uses_modseq(key)
+    if by_modseq:
+        await s.send(*condstore.enable(s))  # RFC 7162 §3.1: CONDSTORE-enabling
     # compiled once: sequence sets as sorted ranges, tested by bisect (search.py)
     search = searchmod.Search(key, sel.exists, sel.uids[-1] if sel.uids else 0)
     need = search.needs_content
@@ -1022,8 +1018,12 @@ async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         hits.extend(v.uid if uid else v.seq for v in found)
     if read:
         s.server.audit_read(s, read)
+    modseq = b""
+    if by_modseq and hits:  # RFC 7162 §3.1.5: the highest modseq of what is returned
+        modseq = b"%d" % condstore.hits_modseq(sel, hits, uid, returns)
     if returns is None and not s.rev2:
-        await s.send(b"* SEARCH" + b"".join(b" %d" % h for h in hits))
+        await s.send(b"* SEARCH" + b"".join(b" %d" % h for h in hits) + (b" (MODSEQ " + modseq + b")"
+                                                                            if modseq else b""))
     else:  # RFC 4731 / RFC 9051 §7.3.4 ESEARCH
         opts = returns or ["ALL"]
         parts = [b'(TAG "' + tag.encode() + b'")'] + ([b"UID"] if uid else [])
@@ -1035,6 +1035,8 @@ async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
             parts.append(b"ALL " + compress(hits).encode())
         if "COUNT" in opts:
             parts.append(b"COUNT %d" % len(hits))
+        if modseq:
+            parts.append(b"MODSEQ " + modseq)
         await s.send(b"* ESEARCH " + b" ".join(parts))
     return ok("SEARCH done")
 
@@ -1044,16 +1046,32 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     seqset = p.sequence_set()
     p.sp()
     atts = p.fetch_atts()
+    mods = condstore.FetchModifiers()
+    if not p.at_end():  # RFC 4466 §2.4 fetch-modifiers (RFC 7162 CHANGEDSINCE, VANISHED)
+        p.sp()
+        mods = condstore.parse_fetch_modifiers(p)
+        condstore.require_uid(uid, mods)
     p.end()
     sel = s.selected
     assert sel is not None
+    if mods.vanished and not s.qresync:
+        return bad("VANISHED exige ENABLE QRESYNC / VANISHED needs QRESYNC enabled")
     if uid and not any(a.name == "UID" for a in atts):
         atts = [FetchAtt("UID"), *atts]
+    if mods.changedsince is not None or any(a.name == "MODSEQ" for a in atts):
+        await s.send(*condstore.enable(s))  # RFC 7162 §3.1: CONDSTORE-enabling
+    if s.condstore and not any(a.name == "MODSEQ" for a in atts) and (
+            mods.changedsince is not None or any(a.name == "FLAGS" for a in atts)):
+        atts = [*atts, FetchAtt("MODSEQ")]  # RFC 7162 §3.1.4.1, §3.2: FLAGS come with their MODSEQ
     need = fetchmod.needs_content(atts)
     mark_seen = fetchmod.sets_seen(atts) and not sel.readonly
     with_flags = atts if any(a.name == "FLAGS" for a in atts) else [*atts, FetchAtt("FLAGS")]
     reads = 0
     seqs = s._seqs(seqset, uid)
+    if mods.vanished:
+        await s.send(*await condstore.vanished_lines(s, sel, seqset, mods.changedsince or 0))
+    if mods.changedsince is not None:
+        seqs = [i for i in seqs if sel.meta[sel.uids[i - 1]].modseq > mods.changedsince]
     for chunk in _chunks(sel, seqs, need):
         raws = (await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [sel.uids[i - 1] for i in chunk])
                 if need else {})
@@ -1061,9 +1079,9 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         if mark_seen:
             unseen = {sel.uids[i - 1] for i in chunk if SEEN not in sel.meta[sel.uids[i - 1]].flags}
             if unseen:
-                for u, flags in (await s.server.store.store_flags(sel.owner.id, sel.name, sorted(unseen), "+",
-                                                                  [SEEN])).items():
-                    sel.set_flags(u, flags)
+                done = await s.server.store.store_flags_if(sel.owner.id, sel.name, sorted(unseen), "+", [SEEN])
+                for u, flags in done.flags.items():
+                    sel.set_flags(u, flags, done.modseqs.get(u, 0))
         group: list[tuple[MessageView, bytes | None, list[FetchAtt]]] = []
         group_size = 0
         for seq in chunk:
@@ -1132,6 +1150,10 @@ async def cmd_store(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.sp()
     seqset = p.sequence_set()
     p.sp()
+    unchanged: int | None = None
+    if p.peek() == b"(":  # RFC 7162 §3.1.3 (UNCHANGEDSINCE n)
+        unchanged = condstore.parse_store_modifiers(p)
+        p.sp()
     item = p.atom().upper()
     mode = item[0] if item[0] in "+-" else ""
     base = item.lstrip("+-")
@@ -1144,21 +1166,31 @@ async def cmd_store(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     assert sel is not None
     if sel.readonly:
         return no("mailbox is read-only", "READ-ONLY")
+    if unchanged is not None:
+        await s.send(*condstore.enable(s))  # RFC 7162 §3.1: CONDSTORE-enabling
     seqs = s._seqs(seqset, uid)
     uids = [sel.uids[i - 1] for i in seqs]
-    new = await s.server.store.store_flags(sel.owner.id, sel.name, uids, mode, flags)
+    done = await s.server.store.store_flags_if(sel.owner.id, sel.name, uids, mode, flags, unchanged)
+    new, failed = done.flags, set(done.modified)
     lines: list[bytes] = sel.learn_keywords(new.values())  # RFC 3501 §7.2.6: FLAGS first
     for i, (seq, u) in enumerate(zip(seqs, uids, strict=True)):
-        if u in new:
-            sel.set_flags(u, new[u])
+        if u in new and u not in failed:
+            before = sel.meta[u].modseq
+            sel.set_flags(u, new[u], done.modseqs.get(u, 0))
+            uid_part = b"UID %d " % u if uid else b""
+            modseq = b" MODSEQ (%d)" % sel.meta[u].modseq if s.condstore else b""
             if base == "FLAGS":
-                uid_part = b"UID %d " % u if uid else b""
-                lines.append(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, sel.flags_of(u, new[u])))
+                lines.append(b"* %d FETCH (%sFLAGS %s%s)" % (seq, uid_part, sel.flags_of(u, new[u]), modseq))
+            elif s.condstore and sel.meta[u].modseq != before:  # RFC 7162 §3.1.3: .SILENT still tells the modseq
+                lines.append(b"* %d FETCH (%sMODSEQ (%d))" % (seq, uid_part, sel.meta[u].modseq))
         if i % FETCH_CHUNK == FETCH_CHUNK - 1:  # in batches, between which other sessions run
             await s.send(*lines)
             lines = []
             await asyncio.sleep(0)
     await s.send(*lines)
+    if failed:  # RFC 7162 §3.1.3: the messages left alone, as the command numbered them
+        return ok("conditional STORE done", "MODIFIED " + compress(
+            u if uid else seq for seq, u in zip(seqs, uids, strict=True) if u in failed))
     return ok("STORE done")
 
 
@@ -1212,20 +1244,23 @@ async def cmd_move(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     return await _copy(s, p, uid, move=True)
 
 
+from relay.imap import append as appendmod  # noqa: E402  (its handlers use this module's Reply and helpers)
+from relay.imap import ordering  # noqa: E402
+
 ANY_STATE: dict[str, Handler] = {"CAPABILITY": cmd_capability, "NOOP": cmd_noop, "LOGOUT": cmd_logout,
                                  "ID": cmd_id}
 _AUTH_COMMANDS: dict[str, Handler] = {
     "ENABLE": cmd_enable, "NAMESPACE": cmd_namespace, "SELECT": cmd_select, "EXAMINE": cmd_examine,
     "CREATE": cmd_create, "DELETE": cmd_delete, "RENAME": cmd_rename, "SUBSCRIBE": cmd_subscribe,
     "UNSUBSCRIBE": cmd_unsubscribe, "LIST": cmd_list, "LSUB": cmd_lsub, "STATUS": cmd_status,
-    "APPEND": cmd_append, "IDLE": cmd_idle,
+    "APPEND": appendmod.cmd_append, "IDLE": cmd_idle,
 }
 TABLES: dict[str, dict[str, Handler]] = {
     NOT_AUTH: {"STARTTLS": cmd_starttls, "LOGIN": cmd_login, "AUTHENTICATE": cmd_authenticate},
     AUTH: _AUTH_COMMANDS,
     SELECTED: {**_AUTH_COMMANDS, "CHECK": cmd_check, "CLOSE": cmd_close, "UNSELECT": cmd_unselect,
                "EXPUNGE": cmd_expunge, "SEARCH": cmd_search, "FETCH": cmd_fetch, "STORE": cmd_store,
-               "COPY": cmd_copy, "MOVE": cmd_move},
+               "COPY": cmd_copy, "MOVE": cmd_move, "SORT": ordering.cmd_sort, "THREAD": ordering.cmd_thread},
     LOGOUT: {},
 }
 PRELOGIN_TIMEOUT = 60.0  # seconds a client may stay silent before logging in
@@ -1237,6 +1272,6 @@ FETCH_CHUNK = 256  # at most this many messages...
 FETCH_CHUNK_BYTES = 16 * 1024 * 1024  # ...and about this many bytes decrypted at once
 SEND_BATCH_BYTES = 256 * 1024  # messages loaded, rendered and written together
 UNBOUNDED_COMMANDS = {"IDLE"}  # waits for the client, with its own timeout
-UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"}
+UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD"}
 # RFC 3501 §7.4.1: no EXPUNGE responses while the client may hold sequence numbers
-NO_UPDATES_AFTER = {"FETCH", "STORE", "SEARCH"}
+NO_UPDATES_AFTER = {"FETCH", "STORE", "SEARCH", "SORT", "THREAD"}

@@ -87,3 +87,4 @@ class MessageView:
     size: int  # RFC822.SIZE: octets of the stored message
     recent: bool = False
     extra: dict[str, object] = field(default_factory=dict)
+    modseq: int = 0  # RFC 7162 MODSEQ, as the session's view knows it

@@ -401,7 +401,7 @@ def test_search_charset() -> None:
     "", "FOO", "FROM", "FROM ", "OR SEEN", "NOT", "(SEEN", "()", "SEEN  DRAFT", "SEEN ",
     "SINCE 2024-02-01", "LARGER -1", "LARGER x", "UID", "UID $", "$", "0", "HEADER a:b c",
     "KEYWORD \\Seen", 'SUBJECT "\xff"', "CHARSET", "CHARSET UTF-8", "FROM {3}\r\nab",
-    "MODSEQ 5",
+    "SAVEDBEFORE 5", "MODSEQ", "MODSEQ x", 'MODSEQ "/flags/\\\\seen" bogus 5',
 ])
 def test_search_refused(bad: str) -> None:
     with pytest.raises(ParseError):
@@ -558,3 +558,10 @@ def test_methods_raise_only_parse_error(method: str, pieces: list[bytes], utf8: 
 def test_literal_announcement_never_raises(line: bytes) -> None:
     announced = literal_announcement(line)
     assert announced is None or (announced[0] >= 0 and line.rstrip(b"\r\n").endswith(b"}"))
+
+
+def test_search_modseq_and_fetch_modseq() -> None:
+    # RFC 7162 §3.1.5: MODSEQ [entry-name SP entry-type-req SP] mod-sequence-valzer
+    assert whole("MODSEQ 5", "search_program") == (None, key("MODSEQ", 5))
+    assert whole('MODSEQ "/flags/\\\\seen" all 0', "search_program") == (None, key("MODSEQ", 0))
+    assert whole("(MODSEQ)", "fetch_atts")[0].name == "MODSEQ"

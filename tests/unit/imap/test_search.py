@@ -240,7 +240,14 @@ def test_the_message_is_parsed_once_per_search(monkeypatch: pytest.MonkeyPatch) 
 
 def test_unknown_key_is_an_error() -> None:
     with pytest.raises(ValueError):
-        hit(k("MODSEQ", 5), None)
+        hit(k("SAVEDBEFORE", 5), None)
+
+
+def test_modseq_key_compares_the_views_modseq() -> None:
+    # RFC 7162 §3.1.5: MODSEQ n matches messages whose modseq is n or more
+    msg = MessageView(seq=1, uid=1, flags=frozenset(), internal_date=INTERNAL, size=10, modseq=7)
+    assert matches(k("MODSEQ", 7), msg, None, 1, 1) and matches(k("MODSEQ", 1), msg, None, 1, 1)
+    assert not matches(k("MODSEQ", 8), msg, None, 1, 1)
 
 
 def test_malformed_message_never_raises() -> None:

@@ -1,0 +1,37 @@
+"""Modification sequences (RFC 7162 CONDSTORE/QRESYNC), kept by the store itself.
+
+Implementation notes:
+- Every write path that adds, flags or removes a message calls `bump` inside its own
+  writer transaction and stamps the rows it touched with the folder's new value: the MX
+  delivery's group commit, APPEND, STORE, COPY/MOVE, EXPUNGE, the Sent copy of a
+  submission, an INBOX rename, an admin purge. Protocol fronts and the webmail only call
+  the store, so they cannot forget it.
+- One operation is one modseq per folder, whatever the number of messages it touches
+  (RFC 7162 §3.1.3 allows messages changed together to share it): a batch of 64
+  deliveries costs one UPDATE per folder, not one per message.
+- An expunged UID is kept with its modseq (`expunged_uids`) so QRESYNC can answer
+  VANISHED (EARLIER) (RFC 7162 §3.2.5.2); it goes with its folder.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, insert, select, update
+
+from mailbox_store.models import ExpungedUid, Folder
+
+
+def bump(conn: Connection, folder_ids: Iterable[int]) -> dict[int, int]:
+    """Raise each folder's HIGHESTMODSEQ by one; returns {folder id: new value}."""
+    ids = sorted(set(folder_ids))
+    if not ids:
+        return {}
+    conn.execute(update(Folder).where(Folder.id.in_(ids)).values(highestmodseq=Folder.highestmodseq + 1))
+    return {fid: value for fid, value in conn.execute(
+        select(Folder.id, Folder.highestmodseq).where(Folder.id.in_(ids))).all()}
+
+
+def record_expunged(conn: Connection, folder_id: int, uids: Iterable[int], modseq: int) -> None:
+    rows = [{"folder_id": folder_id, "uid": u, "modseq": modseq} for u in uids]
+    if rows:
+        conn.execute(insert(ExpungedUid), rows)
