@@ -64,6 +64,9 @@ class Folder(Base):
     # RFC 3501 §2.3.2 \Recent, Dovecot's semantics: UIDs from here on have been seen by no
     # session yet; the first session to select the folder read-write claims them
     first_recent_uid: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # RFC 7162 §3: the folder's HIGHESTMODSEQ, raised by every change to its messages
+    # (modseq.py); it only grows, and a folder re-created gets a new UIDVALIDITY
+    highestmodseq: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class Subscription(Base):
@@ -75,9 +78,6 @@ class Subscription(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(255))
-    # RFC 7162 §3: the folder's HIGHESTMODSEQ, raised by every change to its messages
-    # (modseq.py); it only grows, and a folder re-created gets a new UIDVALIDITY
-    highestmodseq: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class Blob(Base):
