@@ -774,6 +774,15 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         sys.stderr.write(f"mssante-relay: error: {e}\n")
         return EXIT_USAGE
+    except BrokenPipeError:  # `mssante-relay … | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        sys.stderr.write("mssante-relay: interrupted\n")
+        return 130
+    except Exception as e:  # last resort: one line naming the failure's kind, never a traceback
+        sys.stderr.write(f"mssante-relay: error: internal error ({type(e).__name__})\n")
+        return 1
 
 
 if __name__ == "__main__":

@@ -96,6 +96,8 @@ def _plain(value: Any) -> Any:
                 if f.repr}
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, bytes):  # [cps] file identifiers and AID, as written in relay.toml
+        return value.hex().upper()
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
