@@ -12,7 +12,7 @@ from aiohttp import web
 from mailbox_store.documents import NoSuchDocument
 from policy.dossier_access import IdNatError, parse_idnat
 from relay.web.app import Web
-from relay.web.context import Who
+from relay.web.context import FORM, WHO, Who
 from relay.web.pages_dossier import _doc_id
 
 PAGE = "/parametres/professionnels"
@@ -23,7 +23,7 @@ def routes(app: web.Application, w: Web) -> None:
     store = w.store
 
     async def page(request: web.Request, status: int = 200, error: str | None = None) -> web.Response:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         records = await store.pro_list(who.space)
         rules = await store.pro_rules(who.space)
         return w.render(request, "pro_access.html", status=status, title=TITLE, error=error,
@@ -35,9 +35,9 @@ def routes(app: web.Application, w: Web) -> None:
         return await page(request)
 
     async def change(request: web.Request, action: str) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         try:
-            idnat = parse_idnat(str(request["form"].get("idnat", ""))[:64])
+            idnat = parse_idnat(str(request[FORM].get("idnat", ""))[:64])
         except IdNatError:
             return await page(request, 400, "Numéro invalide : indiquez les 11 chiffres du numéro RPPS, "
                                             "ou les 12 chiffres de l'identifiant national commençant par 8.")
@@ -53,14 +53,14 @@ def routes(app: web.Application, w: Web) -> None:
         return await change(request, "unblock")
 
     async def emergency(request: web.Request) -> web.StreamResponse:
-        who: Who = request["who"]
-        on = request["form"].get("urgence") == "1"
+        who: Who = request[WHO]
+        on = request[FORM].get("urgence") == "1"
         await store.set_pro_settings(who.space, who.actor, who.ip, emergency=on)
         who.session.flash.append("Accès en cas d'urgence activé." if on else "Accès en cas d'urgence désactivé.")
         raise web.HTTPSeeOther(PAGE)
 
     async def hide(request: web.Request, hidden: bool) -> web.StreamResponse:
-        who: Who = request["who"]
+        who: Who = request[WHO]
         try:
             await store.set_document_hidden(who.space, _doc_id(request), hidden, actor=who.actor, source=who.ip)
         except NoSuchDocument:
