@@ -13,16 +13,14 @@ Implementation notes:
 """
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
-from relay.imap import search as searchmod
 from relay.imap import sort as sortmod
 from relay.imap import thread as threadmod
 from relay.imap.parser import BadCharset, Parser
-from relay.imap.session import Reply, Session, _chunks, bad, ok
+from relay.imap.session import Reply, Session, _chunks, bad, matching_views, ok
 from relay.imap.sortkeys import SortCache, SortFields, extract
-from relay.imap.types import MessageView, SearchKey
+from relay.imap.types import MessageView
 
 CHARSETS = ("US-ASCII", "UTF-8")
 OFFLOAD_FROM = 2000  # messages from which sorting/threading runs in a worker thread
@@ -38,30 +36,6 @@ def _charset(p: Parser) -> None:
     if charset not in CHARSETS:  # RFC 5256 §3: NO [BADCHARSET] like SEARCH
         raise BadCharset("[BADCHARSET (US-ASCII UTF-8)] jeu de caracteres non pris en charge / "
                          "unsupported charset", p.tag_value)
-
-
-async def _matching(s: Session, key: SearchKey) -> list[MessageView]:
-    """The views of the selected mailbox matching a search key (as SEARCH finds them)."""
-    sel = s.selected
-    assert sel is not None
-    search = searchmod.Search(key, sel.exists, sel.uids[-1] if sel.uids else 0)
-    need = search.needs_content
-    hits: list[MessageView] = []
-    read = 0
-    for chunk in _chunks(sel, range(1, sel.exists + 1), need):
-        views = [sel.view(seq) for seq in chunk]
-        if need:
-            raws = await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [v.uid for v in views])
-            pairs = [(v, raws[v.uid]) for v in views if v.uid in raws]
-            del raws
-            read += len(pairs)
-            hits += await s.server.offload(lambda pairs=pairs: [v for v, raw in pairs if search.matches(v, raw)])
-        else:
-            hits += [v for v in views if search.matches(v, None)]
-            await asyncio.sleep(0)
-    if read:
-        s.server.audit_read(s, read)
-    return hits
 
 
 async def _with_keys(s: Session, views: list[MessageView]) -> list[tuple[MessageView, SortFields]]:
@@ -124,7 +98,7 @@ async def cmd_sort(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.sp()
     _none, key = p.search_program(charset_allowed=False)
     p.end()
-    pairs = await _with_keys(s, await _matching(s, key))
+    pairs = await _with_keys(s, await matching_views(s, key))
     if len(pairs) >= OFFLOAD_FROM:
         ordered = await s.server.offload(lambda: sortmod.sort(pairs, criteria))
     else:
@@ -156,7 +130,7 @@ async def cmd_thread(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.sp()
     _none, key = p.search_program(charset_allowed=False)
     p.end()
-    pairs = await _with_keys(s, await _matching(s, key))
+    pairs = await _with_keys(s, await matching_views(s, key))
     build = threadmod.references if algorithm == "REFERENCES" else threadmod.ordered_subject
 
     def work() -> bytes:

@@ -43,7 +43,7 @@ from relay.imap.parser import TAG_CHARS, BadCharset, BadMailboxName, ParseError,
 from relay.imap.selected import Selected
 from relay.imap.sequence import compress, expand, intervals
 from policy.recipients import MailboxState
-from relay.imap.types import FetchAtt, MessageView, SequenceSet
+from relay.imap.types import FetchAtt, MessageView, SearchKey, SequenceSet
 
 from relay import storefaults
 from relay.imap.server import COMMAND_SECONDS
@@ -985,6 +985,34 @@ def _expunged(sel: Selected, uid: int) -> Change:
     return Change("message.expunged", sel.owner.id, sel.name, uid)
 
 
+async def matching_views(s: Session, key: SearchKey) -> list[MessageView]:
+    """The views of the selected mailbox that match a search key, in sequence order:
+    SEARCH's matching, which SORT, THREAD and ESORT reuse (ordering.py)."""
+    sel = s.selected
+    assert sel is not None
+    # compiled once: sequence sets as sorted ranges, tested by bisect (search.py)
+    search = searchmod.Search(key, sel.exists, sel.uids[-1] if sel.uids else 0)
+    need = search.needs_content
+    hits: list[MessageView] = []
+    read = 0
+    for chunk in _chunks(sel, range(1, sel.exists + 1), need):
+        views = [sel.view(seq) for seq in chunk]
+        if need:
+            raws = await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [v.uid for v in views])
+            # expunged by another session, not yet announced: no match
+            pairs = [(v, raws[v.uid]) for v in views if v.uid in raws]
+            del raws
+            read += len(pairs)
+            # parsing and folding bodies is long work: a worker thread, never the loop
+            hits += await s.server.offload(lambda pairs=pairs: [v for v, raw in pairs if search.matches(v, raw)])
+        else:
+            hits += [v for v in views if search.matches(v, None)]
+            await asyncio.sleep(0)  # between chunks, other sessions' commands run
+    if read:
+        s.server.audit_read(s, read)
+    return hits
+
+
 async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.sp()
     returns = p.search_return_opts()  # RFC 4731 ESEARCH; None when absent
@@ -997,27 +1025,7 @@ async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     by_modseq = condstore.uses_modseq(key)
     if by_modseq:
         await s.send(*condstore.enable(s))  # RFC 7162 §3.1: CONDSTORE-enabling
-    # compiled once: sequence sets as sorted ranges, tested by bisect (search.py)
-    search = searchmod.Search(key, sel.exists, sel.uids[-1] if sel.uids else 0)
-    need = search.needs_content
-    hits: list[int] = []
-    read = 0
-    for chunk in _chunks(sel, range(1, sel.exists + 1), need):
-        views = [sel.view(seq) for seq in chunk]
-        if need:
-            raws = await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [v.uid for v in views])
-            # expunged by another session, not yet announced: no match
-            pairs = [(v, raws[v.uid]) for v in views if v.uid in raws]
-            del raws
-            read += len(pairs)
-            # parsing and folding bodies is long work: a worker thread, never the loop
-            found = await s.server.offload(lambda pairs=pairs: [v for v, raw in pairs if search.matches(v, raw)])
-        else:
-            found = [v for v in views if search.matches(v, None)]
-            await asyncio.sleep(0)  # between chunks, other sessions' commands run
-        hits.extend(v.uid if uid else v.seq for v in found)
-    if read:
-        s.server.audit_read(s, read)
+    hits = [v.uid if uid else v.seq for v in await matching_views(s, key)]
     modseq = b""
     if by_modseq and hits:  # RFC 7162 §3.1.5: the highest modseq of what is returned
         modseq = b"%d" % condstore.hits_modseq(sel, hits, uid, returns)
