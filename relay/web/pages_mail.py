@@ -8,6 +8,7 @@ every view and download is audited like an IMAP read."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import dataclasses
 import json
 import urllib.parse
@@ -67,6 +68,17 @@ class Shown:
     uid: int
     view: Any  # mailview.FullView
     mine: bool  # sent by the patient (Sent folder)
+
+
+_EPOCH = dt.datetime.fromtimestamp(0, dt.timezone.utc)
+
+
+def _conversation_order(m: Shown) -> tuple[bool, dt.datetime, int, int]:
+    """By Date; within one second (Date has no finer grain) a reply after what it
+    answers: its thread depth (RFC 5322 §3.6.4 References) is larger."""
+    s = m.view.summary
+    depth = len(set(s.references) | set(s.in_reply_to))
+    return (s.date is None, s.date or _EPOCH, depth, m.uid)
 
 
 class TooBig(Exception):
@@ -170,7 +182,7 @@ def routes(app: web.Application, w: Web) -> None:
         view = await asyncio.to_thread(full_view, uid, raw, limits)
         shown = [Shown(key, uid, view, folder == "Sent")]
         shown += await _thread(w, who, folder, uid, raw)
-        shown.sort(key=lambda m: (m.view.summary.date is None, m.view.summary.date or meta.internal_date))
+        shown.sort(key=_conversation_order)
         await w.audit(who, "message.read", f"{folder}: {len(shown)} message(s) (web, uid {uid})")
         if who.own and SEEN not in meta.flags:
             # as an IMAP FETCH of the body: \Seen, which sends a requested read receipt
