@@ -312,13 +312,19 @@ def routes(app: web.Application, w: Web) -> None:
         session.streams += 1
         w.streams += 1
         store.feed.listen(on_change)
+        stopping: asyncio.Future[bool] | None = None
         try:
             await resp.prepare(request)
             await resp.write(b"retry: 5000\n\n")
+            stopping = asyncio.ensure_future(w.stopping.wait())  # ends the stream at once on stop
             while not w.stopping.is_set() and w.sessions.alive(session):
-                try:
-                    c = await asyncio.wait_for(queue.get(), HEARTBEAT)
-                except asyncio.TimeoutError:
+                got = asyncio.ensure_future(queue.get())
+                await asyncio.wait((got, stopping), timeout=HEARTBEAT, return_when=asyncio.FIRST_COMPLETED)
+                if w.stopping.is_set():
+                    got.cancel()
+                    break
+                if not got.done():
+                    got.cancel()
                     # a comment keeps proxies from closing the stream; and a guardian
                     # removed meanwhile stops hearing of the child's mail
                     if session.space_ins != who.user.ins and \
@@ -326,12 +332,15 @@ def routes(app: web.Application, w: Web) -> None:
                         break
                     await resp.write(b": ping\n\n")
                     continue
+                c = got.result()
                 data = json.dumps({"dossier": _url_folder(c.folder) if c.folder in
                                    {n for n, _ in FOLDERS.values()} else "", "uid": c.uid})
                 await resp.write(f"event: nouveau\ndata: {data}\n\n".encode())
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
+            if stopping is not None:
+                stopping.cancel()
             store.feed.unlisten(on_change)
             session.streams -= 1
             w.streams -= 1
