@@ -36,6 +36,7 @@ from certs.dkim import DkimResult, auth_results
 from certs.dkim import verify as verify_dkim
 from certs.tls import peer_subject
 from dossier_bridge.dossier import inspect_message
+from mailbox_store.outbound import PreparedOutgoing
 from mailbox_store.store import Delivered, MailboxInfo
 from policy.addresses import TEST_LOCAL_PART, AddressKind, split_address, valid_helo
 from policy.conversation import professional_effects, professional_from_headers
@@ -263,12 +264,25 @@ class MxHandler:
         if isinstance(filing, Decision):
             return self.refuse(filing, "data", session, ins_hash=hashes)
         queue_id = uuid.uuid4().hex[:16]
+        ack: PreparedOutgoing | None = None
         if envelope.test_rcpt:  # type: ignore[attr-defined]
+            # prepared only: written in the message's own transaction below (or alone
+            # when the test address is the only recipient), never before it
             try:
-                await self.autotest.answer(envelope.mail_from or "", raw, queue_id)
+                ack = await self.autotest.prepare(envelope.mail_from or "", raw, queue_id)
             except Exception as e:  # the test message is still accepted; the reply is best effort
                 log.error("autotest.failed", queue_id=queue_id, error=type(e).__name__)
             if not mailboxes:
+                if ack is not None:
+                    try:
+                        await asyncio.shield(self.rt.store.commit_outgoing(ack))
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as e:
+                        log.error("store.deliver_failed", error=type(e).__name__, queue_id=queue_id)
+                        refusal = store_failure(e, self.rt.config) or STORE_UNAVAILABLE
+                        return self.refuse(refusal, "data", session, queue_id=queue_id)
+                    self.autotest.committed(ack, queue_id)
                 return f"250 2.0.0 OK: message de test recu / test message received as {queue_id}"
         headers = parse_headers(raw)
         # DESIGN.md §4 "Professional initiates": the conversation change is committed
@@ -303,7 +317,8 @@ class MxHandler:
         started = time.monotonic()
         delivery = asyncio.ensure_future(self.rt.store.deliver(
             mailboxes, stored, documents=filing.documents, filed_by="mx", source=channel.peer_ip,
-            not_filed=filing.not_filed, conversation=conversation, receipt=receipt))
+            not_filed=filing.not_filed, conversation=conversation, receipt=receipt,
+            outgoing=(ack,) if ack is not None else ()))
         delivery.add_done_callback(logged)
         try:
             await asyncio.shield(delivery)
@@ -312,4 +327,6 @@ class MxHandler:
         except Exception as e:  # logged by `logged`; the answer says whether space is the cause
             refusal = store_failure(e, self.rt.config) or STORE_UNAVAILABLE
             return self.refuse(refusal, "data", session, ins_hash=hashes, queue_id=queue_id)
+        if ack is not None:
+            self.autotest.committed(ack, queue_id)
         return f"250 2.0.0 OK: stocke / stored as {queue_id}"
