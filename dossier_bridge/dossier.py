@@ -179,6 +179,13 @@ def candidates(attachments: Sequence[Attachment], src: SourceMessage, limits: At
             package = (packages or {}).get(att.part.path) or open_package(att, limits)
             if isinstance(package, Decision):
                 return package
+            if not package.documents:
+                # a package that files nothing says why in the audit log (issue 15 item 7):
+                # the first problem the reader met names entries and folders, never content
+                why = package.problems[0] if package.problems else "no DocumentEntry"
+                meta = _base_meta(src, name, att.part.content, att.mime_type, "xdm")
+                out.append(Candidate(att.part.content, meta, None, False, f"xdm_no_document ({why[:160]})",
+                                     f"part:{att.part.path}"))
             for d in package.documents:
                 filename = d.path.rsplit("/", 1)[-1]
                 meta = _base_meta(src, filename, d.content, d.mime_type or "application/octet-stream", "xdm")

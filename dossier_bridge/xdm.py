@@ -531,6 +531,28 @@ class _Rim:
         return None
 
 
+# The ebRIM elements _Rim reads. Real packages declare some of them with an empty
+# namespace: the ANS's published examples (ansforge TestContenuCDA) write
+# `<ExtrinsicObject xmlns="" ...>`, which puts the element and its unprefixed children
+# (Slot, Name, Classification...) in no namespace at all. Inside a SubmitObjectsRequest
+# nothing else can be meant, so such elements are read by their local name.
+_RIM_LOCAL_NAMES = frozenset({
+    "RegistryObjectList", "LeafRegistryObjectList", "ExtrinsicObject", "RegistryPackage", "Association",
+    "Classification", "ExternalIdentifier", "Slot", "ValueList", "Value", "Name", "Description",
+    "LocalizedString", "VersionInfo", "ObjectRef",
+})
+
+
+def _adopt_unqualified(root: Element, ns: str) -> Element:
+    """Put the ebRIM elements written without a namespace (missing or xmlns="") in
+    the document's ebRIM namespace `ns`; elements of any other namespace are left."""
+    for element in root.iter():
+        tag = element.tag
+        if isinstance(tag, str) and not tag.startswith("{") and tag in _RIM_LOCAL_NAMES:
+            element.tag = f"{{{ns}}}{tag}"
+    return root
+
+
 def _parse_metadata(data: bytes, folder: str) -> _Rim:
     where = f"{folder}/METADATA.XML"
     try:
@@ -542,9 +564,9 @@ def _parse_metadata(data: bytes, folder: str) -> _Rim:
     except (ValueError, LookupError, UnicodeError, RecursionError) as exc:
         raise XdmError(f"{where}: unreadable XML") from exc
     if root.tag in (f"{{{LCM3_NS}}}SubmitObjectsRequest", f"{{{RIM3_NS}}}RegistryObjectList"):
-        return _Rim(root, RIM3_NS)
+        return _Rim(_adopt_unqualified(root, RIM3_NS), RIM3_NS)
     if root.tag in (f"{{{RS21_NS}}}SubmitObjectsRequest", f"{{{RIM21_NS}}}LeafRegistryObjectList"):
-        return _Rim(root, RIM21_NS)
+        return _Rim(_adopt_unqualified(root, RIM21_NS), RIM21_NS)
     raise XdmError(f"{where}: not an XDS SubmitObjectsRequest (ebRIM 3.0 or 2.1)")
 
 
@@ -686,6 +708,8 @@ def _read_subset(
             members.setdefault(target, source)
 
     documents = []
+    if next(rim.root.iter(rim.tag("ExtrinsicObject")), None) is None:
+        problems.append(f"{folder}: no DocumentEntry (ExtrinsicObject) in METADATA.XML")
     for element in rim.root.iter(rim.tag("ExtrinsicObject")):
         object_type = element.get("objectType")
         if object_type != DOCUMENT_ENTRY_STABLE:
