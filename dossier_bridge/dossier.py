@@ -257,11 +257,13 @@ class Filing:
 
 
 def inspect_message(raw: bytes, recipients: Sequence[MailboxInfo], limits: AttachmentLimits,
-                    cert_subject: str | None = None, file: bool = True) -> Filing | Decision:
+                    cert_subject: str | None = None, file: bool = True,
+                    headers: Message | None = None) -> Filing | Decision:
     """The attachment rules over a whole message, the files of its IHE_XDM packages
     included (a refusal names the part, or "<package>/<entry>"), then, when `file`,
     the documents each recipient's dossier receives. CPU-bound: parses the
-    message once for all recipients."""
+    message once for all recipients (`headers`: its header section, when the caller
+    parsed it already, relay/inbound)."""
     parts = mime_parts(raw, limits)
     if isinstance(parts, Decision):
         return parts
@@ -285,7 +287,7 @@ def inspect_message(raw: bytes, recipients: Sequence[MailboxInfo], limits: Attac
             packages[att.part.path] = dataclasses.replace(package, files=())
     if not file or not attachments or not recipients:
         return Filing()
-    src = source_of(parse_headers(raw), raw, cert_subject)
+    src = source_of(parse_headers(raw) if headers is None else headers, raw, cert_subject)
     cands = candidates(attachments, src, limits, packages)
     if isinstance(cands, Decision):
         return cands
