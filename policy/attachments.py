@@ -223,6 +223,10 @@ class Part:
     disposition: str | None  # "attachment", "inline" or None (RFC 2183)
     content: bytes = field(repr=False)  # transfer-decoded; never in a repr (health content)
     depth: int
+    # where the encoded body lies in the message (byte offsets, end excluded) and its
+    # transfer encoding: `content` is decode_cte(message[span[0]:span[1]], encoding)
+    span: tuple[int, int] | None = None
+    encoding: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,7 +416,8 @@ def _walk(root: mime.Part, limits: AttachmentLimits) -> list[Part] | Decision:
                 return _mime_refusal("Encodage de transfert inconnu", "Unknown transfer encoding")
             # a non-multipart message's own body is its part "1" (RFC 9051 §6.4.5)
             path = (f"{number}.1" if number else "1") if is_message else number
-            leaves.append(Part(path, _decode_filename(node), declared or "", _disposition(node), content, depth))
+            leaves.append(Part(path, _decode_filename(node), declared or "", _disposition(node), content, depth,
+                               (node.body_start, node.end), (node.encoding or "7bit").lower()))
     return leaves
 
 

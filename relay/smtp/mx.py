@@ -35,6 +35,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from certs.dkim import DkimResult, auth_results
 from certs.dkim import verify as verify_dkim
 from certs.tls import peer_subject
+from dossier_bridge.dossier import shifted
 from mailbox_store.outbound import PreparedOutgoing
 from mailbox_store.store import Delivered, MailboxInfo
 from policy.addresses import TEST_LOCAL_PART, AddressKind, split_address, valid_helo
@@ -282,6 +283,9 @@ class MxHandler:
         dkim = auth_results(await self._dkim(raw))
         stored = trace_headers(channel, self.rt.config.hostname, queue_id, single, more_results=dkim) + \
             strip_own_auth_results(raw, self.rt.config.hostname)
+        # the documents' byte ranges were read in `raw`: the stored copy moves every body
+        # offset by the same amount (trace headers in front, our own results out)
+        filing = shifted(filing, len(stored) - len(raw))
 
         def logged(fut: "asyncio.Future[list[Delivered]]") -> None:
             if fut.cancelled() or fut.exception() is not None:
