@@ -41,6 +41,7 @@ from policy.attachments import (Attachment, AttachmentLimits, Kind, PackageEntry
                                 check_package, classify, mime_parts, refuse_part)
 from policy.decisions import Decision
 from policy.headers import header_block, parse_headers
+from policy.mime import UnknownCte, decode_cte
 
 MSS_HEADERS = ("X-MSS-CODECDA", "X-MSS-INS", "X-MSS-NIL")
 
@@ -164,6 +165,40 @@ def open_package(att: Attachment, limits: AttachmentLimits) -> XdmPackage | Deci
     return package if refusal is None else refusal
 
 
+def _locator(part: Part) -> str:
+    """Where a part's content lies in its message (issue 15 item 4): the byte range of
+    its encoded body and its transfer encoding ("at:S-E|cte:base64"), which no change of
+    part numbering can move; the part number is kept for the logs and for reading
+    documents filed before ranges existed. The sha256 recorded beside it still checks
+    every read."""
+    if part.span is None:
+        return f"part:{part.path}"
+    return f"part:{part.path}|at:{part.span[0]}-{part.span[1]}|cte:{part.encoding or '7bit'}"
+
+
+def shifted(filing: Filing, delta: int) -> Filing:
+    """The filing with its byte ranges moved by `delta`: the MX stores the message with
+    its trace headers in front (and its own Authentication-Results out of the header),
+    which moves every body offset by the same amount."""
+    if not delta:
+        return filing
+
+    def move(locator: str | None) -> str | None:
+        if locator is None:
+            return None
+        items = []
+        for item in locator.split("|"):
+            key, _, value = item.partition(":")
+            if key == "at":
+                start, _, end = value.partition("-")
+                item = f"at:{int(start) + delta}-{int(end) + delta}"
+            items.append(item)
+        return "|".join(items)
+
+    return Filing([(mb, [dataclasses.replace(d, locator=move(d.locator)) for d in docs])
+                   for mb, docs in filing.documents], list(filing.not_filed))
+
+
 def candidates(attachments: Sequence[Attachment], src: SourceMessage, limits: AttachmentLimits,
                packages: Mapping[str, XdmPackage] | None = None) -> list[Candidate] | Decision:
     """`packages`: the IHE_XDM attachments already opened by `open_package`, by part
@@ -179,6 +214,13 @@ def candidates(attachments: Sequence[Attachment], src: SourceMessage, limits: At
             package = (packages or {}).get(att.part.path) or open_package(att, limits)
             if isinstance(package, Decision):
                 return package
+            if not package.documents:
+                # a package that files nothing says why in the audit log (issue 15 item 7):
+                # the first problem the reader met names entries and folders, never content
+                why = package.problems[0] if package.problems else "no DocumentEntry"
+                meta = _base_meta(src, name, att.part.content, att.mime_type, "xdm")
+                out.append(Candidate(att.part.content, meta, None, False, f"xdm_no_document ({why[:160]})",
+                                     _locator(att.part)))
             for d in package.documents:
                 filename = d.path.rsplit("/", 1)[-1]
                 meta = _base_meta(src, filename, d.content, d.mime_type or "application/octet-stream", "xdm")
@@ -214,14 +256,14 @@ def candidates(attachments: Sequence[Attachment], src: SourceMessage, limits: At
                 if cda_ins:  # the document's own header must name the same patient
                     ins &= cda_ins
                 out.append(Candidate(d.content, meta, ins, True, refused,
-                                     f"part:{att.part.path}|xdm:{d.path}"))
+                                     f"{_locator(att.part)}|xdm:{d.path}"))
         elif att.kind is Kind.CDA:
             meta, ins, names = _with_cda(_base_meta(src, name, att.part.content, att.mime_type, "cda"),
                                          att.part.content)
-            out.append(Candidate(att.part.content, meta, ins, names, locator=f"part:{att.part.path}"))
+            out.append(Candidate(att.part.content, meta, ins, names, locator=_locator(att.part)))
         else:
             meta = _base_meta(src, name, att.part.content, att.mime_type, "attachment")
-            out.append(Candidate(att.part.content, meta, None, False, locator=f"part:{att.part.path}"))
+            out.append(Candidate(att.part.content, meta, None, False, locator=_locator(att.part)))
     return out
 
 
@@ -250,11 +292,13 @@ class Filing:
 
 
 def inspect_message(raw: bytes, recipients: Sequence[MailboxInfo], limits: AttachmentLimits,
-                    cert_subject: str | None = None, file: bool = True) -> Filing | Decision:
+                    cert_subject: str | None = None, file: bool = True,
+                    headers: Message | None = None) -> Filing | Decision:
     """The attachment rules over a whole message, the files of its IHE_XDM packages
     included (a refusal names the part, or "<package>/<entry>"), then, when `file`,
     the documents each recipient's dossier receives. CPU-bound: parses the
-    message once for all recipients."""
+    message once for all recipients (`headers`: its header section, when the caller
+    parsed it already, relay/inbound)."""
     parts = mime_parts(raw, limits)
     if isinstance(parts, Decision):
         return parts
@@ -278,7 +322,7 @@ def inspect_message(raw: bytes, recipients: Sequence[MailboxInfo], limits: Attac
             packages[att.part.path] = dataclasses.replace(package, files=())
     if not file or not attachments or not recipients:
         return Filing()
-    src = source_of(parse_headers(raw), raw, cert_subject)
+    src = source_of(parse_headers(raw) if headers is None else headers, raw, cert_subject)
     cands = candidates(attachments, src, limits, packages)
     if isinstance(cands, Decision):
         return cands
@@ -300,16 +344,25 @@ def locate(raw: bytes, locator: str, limits: AttachmentLimits) -> bytes:
     """The content a locator names in its message: the MIME part (decoded), and in an
     IHE_XDM package, the entry. Raises DocumentUnreadable."""
     where = dict(item.split(":", 1) for item in locator.split("|") if ":" in item)
-    parts = mime_parts(raw, limits)
-    if isinstance(parts, Decision):
-        raise DocumentUnreadable(f"message unreadable: {parts.en}")
-    part = next((p for p in parts if p.path == where.get("part")), None)
-    if part is None:
-        raise DocumentUnreadable(f"no part {where.get('part')} in the message")
+    if "at" in where:  # the byte range of the encoded body (_locator)
+        start, _, end = where["at"].partition("-")
+        try:
+            span = slice(int(start), int(end))
+            content = decode_cte(raw[span], where.get("cte"))
+        except (ValueError, UnknownCte):
+            raise DocumentUnreadable("bad byte range or transfer encoding in the locator") from None
+    else:  # a document filed before byte ranges: found again by part number
+        parts = mime_parts(raw, limits)
+        if isinstance(parts, Decision):
+            raise DocumentUnreadable(f"message unreadable: {parts.en}")
+        part = next((p for p in parts if p.path == where.get("part")), None)
+        if part is None:
+            raise DocumentUnreadable(f"no part {where.get('part')} in the message")
+        content = part.content
     if "xdm" not in where:
-        return part.content
+        return content
     try:
-        package = read_xdm(part.content, limits)
+        package = read_xdm(content, limits)
     except XdmError as e:
         raise DocumentUnreadable(f"package unreadable: {e}") from None
     entry = next((d for d in package.documents if d.path == where["xdm"]), None)

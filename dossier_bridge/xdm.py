@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import stat
 import struct
 import zipfile
 import zlib
@@ -49,6 +48,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from dossier_bridge.cda import RPPS_OID, parse_hl7_ts
+from policy import zipsafety
 from policy.attachments import AttachmentLimits
 
 __all__ = [
@@ -103,17 +103,9 @@ _CHUNK = 64 * 1024
 # respects zip_max_entries, and far below what the tree of a 100 MiB file would cost.
 MAX_METADATA_BYTES = 10 * 1024 * 1024
 _OID_RE = re.compile(r"[0-2](?:\.(?:0|[1-9][0-9]*))+")
-_DRIVE_RE = re.compile(r"[A-Za-z]:")
 _V2_ESCAPE_RE = re.compile(r"\\([FSTRE])\\")
 _V2_ESCAPES = {"F": "|", "S": "^", "T": "&", "R": "~", "E": "\\"}
 _SPLIT_URI_RE = re.compile(r"([0-9]+)\|(.*)", re.DOTALL)
-
-# Zip records (APPNOTE.TXT §4.3.12, §4.3.14-16).
-_EOCD_SIG = b"PK\x05\x06"
-_EOCD_SIZE = 22
-_ZIP64_LOCATOR_SIG = b"PK\x06\x07"
-_CENTRAL_SIG = b"PK\x01\x02"
-_CENTRAL_SIZE = 46
 
 
 class XdmError(ValueError):
@@ -320,65 +312,24 @@ def parse_xon(value: str | None) -> Xon | None:
 
 
 def _precount_entries(data: bytes, max_entries: int) -> None:
-    """Refuse too many entries from the raw central directory.
+    """Refuse too many entries, Zip64 and multi-volume archives from the raw central
+    directory, before zipfile builds one ZipInfo per record (policy/zipsafety.py)."""
+    problem = zipsafety.directory_problem(data, max_entries)
+    if problem is None:
+        return
+    raise XdmError({"not_zip": "not a zip file", "bad_directory": "not a zip file (bad central directory)",
+                    "zip64": "Zip64 packages are not accepted", "multi_volume": "multi-volume zip",
+                    "too_many": f"too many entries in the zip (more than {max_entries})"}[problem.code])
 
-    zipfile walks the central directory by its byte size, not by the count of the end
-    record, and builds one ZipInfo per record: counting ourselves first keeps a 25 MB
-    message of empty records from costing hundreds of MB. The end record is found the
-    way zipfile finds it, so both read the same directory.
-    """
-    if len(data) < _EOCD_SIZE:
-        raise XdmError("not a zip file")
-    if data[-_EOCD_SIZE:-_EOCD_SIZE + 4] == _EOCD_SIG and data[-2:] == b"\x00\x00":
-        pos = len(data) - _EOCD_SIZE
-    else:
-        pos = data.rfind(_EOCD_SIG, max(0, len(data) - _EOCD_SIZE - 0xFFFF))
-        if pos < 0 or len(data) - pos < _EOCD_SIZE:
-            raise XdmError("not a zip file")
-    if pos >= 20 and data[pos - 20:pos - 16] == _ZIP64_LOCATOR_SIG:
-        # A message-sized package never needs Zip64 (APPNOTE §4.3.14); it would also
-        # move the central directory out of the reach of this count.
-        raise XdmError("Zip64 packages are not accepted")
-    disk, cd_disk, _, total, size_cd, _, _ = struct.unpack("<HHHHIIH", data[pos + 4:pos + _EOCD_SIZE])
-    if disk or cd_disk:
-        raise XdmError("multi-volume zip")
-    if total > max_entries:
-        raise XdmError(f"too many entries in the zip (more than {max_entries})")
-    offset = pos - size_cd
-    if offset < 0:
-        raise XdmError("not a zip file (bad central directory)")
-    count = 0
-    while offset + _CENTRAL_SIZE <= pos and data[offset:offset + 4] == _CENTRAL_SIG:
-        name_len, extra_len, comment_len = struct.unpack("<HHH", data[offset + 28:offset + 34])
-        offset += _CENTRAL_SIZE + name_len + extra_len + comment_len
-        count += 1
-        if count > max_entries:
-            raise XdmError(f"too many entries in the zip (more than {max_entries})")
+
+_ENTRY_TEXT = {"nul": "NUL in its name", "backslash": "backslash in its name", "dotdot": "'..' in its path"}
 
 
 def _check_entry(index: int, info: zipfile.ZipInfo) -> None:
     # Entry names are not echoed: they may carry a patient's name.
-    raw = info.orig_filename  # before zipfile cuts it at a NUL
-    name = info.filename
-    where = f"zip entry #{index + 1}"
-    if "\x00" in raw:
-        raise XdmError(f"{where}: NUL in its name")
-    if not name:
-        raise XdmError(f"{where}: empty name")
-    if "\\" in raw:
-        raise XdmError(f"{where}: backslash in its name")
-    if name.startswith("/"):
-        raise XdmError(f"{where}: absolute path")
-    if _DRIVE_RE.match(name):
-        raise XdmError(f"{where}: drive letter")
-    if ".." in name.split("/"):
-        raise XdmError(f"{where}: '..' in its path")
-    if stat.S_ISLNK(info.external_attr >> 16):
-        raise XdmError(f"{where}: symbolic link")
-    if info.flag_bits & 0x41:  # APPNOTE §4.4.4: bit 0 encrypted, bit 6 strong encryption
-        raise XdmError(f"{where}: encrypted")
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise XdmError(f"{where}: compression method {info.compress_type} not accepted")
+    problem = zipsafety.entry_problem(info)
+    if problem is not None:
+        raise XdmError(f"zip entry #{index + 1}: {_ENTRY_TEXT.get(problem.code, problem.en)}")
 
 
 class _BoundedReader:
@@ -531,6 +482,28 @@ class _Rim:
         return None
 
 
+# The ebRIM elements _Rim reads. Real packages declare some of them with an empty
+# namespace: the ANS's published examples (ansforge TestContenuCDA) write
+# `<ExtrinsicObject xmlns="" ...>`, which puts the element and its unprefixed children
+# (Slot, Name, Classification...) in no namespace at all. Inside a SubmitObjectsRequest
+# nothing else can be meant, so such elements are read by their local name.
+_RIM_LOCAL_NAMES = frozenset({
+    "RegistryObjectList", "LeafRegistryObjectList", "ExtrinsicObject", "RegistryPackage", "Association",
+    "Classification", "ExternalIdentifier", "Slot", "ValueList", "Value", "Name", "Description",
+    "LocalizedString", "VersionInfo", "ObjectRef",
+})
+
+
+def _adopt_unqualified(root: Element, ns: str) -> Element:
+    """Put the ebRIM elements written without a namespace (missing or xmlns="") in
+    the document's ebRIM namespace `ns`; elements of any other namespace are left."""
+    for element in root.iter():
+        tag = element.tag
+        if isinstance(tag, str) and not tag.startswith("{") and tag in _RIM_LOCAL_NAMES:
+            element.tag = f"{{{ns}}}{tag}"
+    return root
+
+
 def _parse_metadata(data: bytes, folder: str) -> _Rim:
     where = f"{folder}/METADATA.XML"
     try:
@@ -542,9 +515,9 @@ def _parse_metadata(data: bytes, folder: str) -> _Rim:
     except (ValueError, LookupError, UnicodeError, RecursionError) as exc:
         raise XdmError(f"{where}: unreadable XML") from exc
     if root.tag in (f"{{{LCM3_NS}}}SubmitObjectsRequest", f"{{{RIM3_NS}}}RegistryObjectList"):
-        return _Rim(root, RIM3_NS)
+        return _Rim(_adopt_unqualified(root, RIM3_NS), RIM3_NS)
     if root.tag in (f"{{{RS21_NS}}}SubmitObjectsRequest", f"{{{RIM21_NS}}}LeafRegistryObjectList"):
-        return _Rim(root, RIM21_NS)
+        return _Rim(_adopt_unqualified(root, RIM21_NS), RIM21_NS)
     raise XdmError(f"{where}: not an XDS SubmitObjectsRequest (ebRIM 3.0 or 2.1)")
 
 
@@ -686,6 +659,8 @@ def _read_subset(
             members.setdefault(target, source)
 
     documents = []
+    if next(rim.root.iter(rim.tag("ExtrinsicObject")), None) is None:
+        problems.append(f"{folder}: no DocumentEntry (ExtrinsicObject) in METADATA.XML")
     for element in rim.root.iter(rim.tag("ExtrinsicObject")):
         object_type = element.get("objectType")
         if object_type != DOCUMENT_ENTRY_STABLE:

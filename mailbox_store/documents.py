@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Connection, delete, insert, select, tuple_
+from sqlalchemy import Connection, delete, insert, select, tuple_, update
 
 from mailbox_store.crypto import blob_aad, open_blob, open_sealed, seal, seal_blob, wrap_content_key
 from mailbox_store.errors import StoreError
 from mailbox_store.feed import Change
 from mailbox_store.folders import delete_orphan_blobs
-from mailbox_store.models import AuditEvent, Blob, Document, utc
+from mailbox_store.models import AuditEvent, Blob, Document, Mailbox, utc
 
 if TYPE_CHECKING:
     from mailbox_store.store import MailboxInfo
@@ -179,6 +179,32 @@ class DocumentOps:
             return [doc_id for _, doc_id in filed], changes
 
         return await self.writer.submit(job) if sealed else []
+
+    async def part_located(self, after: str = "", limit: int = 50) -> list[tuple[str, str, bytes]]:
+        """Documents located in their message by part number only (filed before byte
+        ranges, issue 15 item 4), after the id `after`, in id order: (id, locator,
+        the decrypted message). At most `limit` messages in memory."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(Document.id, Document.locator, Document.blob_id, Document.key_wrapped, Blob.sealed,
+                       Mailbox.id.label("mailbox_id"), Mailbox.ins)
+                .join(Blob, Blob.id == Document.blob_id).join(Mailbox, Mailbox.id == Document.mailbox_id)
+                .where(Document.locator.is_not(None), Document.locator.not_like("%|at:%"), Document.id > after)
+                .order_by(Document.id).limit(limit))).all()
+        out = []
+        for r in rows:
+            aead = await self._data_key(r.mailbox_id, r.ins)
+            out.append((r.id, r.locator, open_blob(aead, r.ins, r.blob_id, r.key_wrapped, r.sealed)))
+        return out
+
+    async def relocate_document(self, doc_id: str, old: str, new: str) -> bool:
+        """Replace a document's locator, only if it is still `old`."""
+        def job(conn: Connection) -> tuple[bool, list[Change]]:
+            done = conn.execute(update(Document).where(Document.id == doc_id, Document.locator == old)
+                                .values(locator=new))
+            return done.rowcount == 1, []
+
+        return bool(await self.writer.submit(job))
 
     async def documents(self, mailbox: "MailboxInfo") -> list[StoredDocument]:
         async with self.engine.connect() as conn:

@@ -72,6 +72,47 @@ class Submitted:
     sent_uid: int | None  # UID of the copy in the Sent folder
 
 
+@dataclass(frozen=True)
+class PreparedOutgoing:
+    """A message of ours sealed for the queue, not yet written: `apply` writes it on
+    the writer's connection, inside whatever transaction the caller runs."""
+
+    mailbox_id: int
+    blob_id: str
+    envelope_id: str
+    sealed: bytes
+    key_wrapped: bytes
+    size: int
+    rows: list[dict[str, Any]]
+    thread_key: str | None
+    sent_folder: str | None
+    when: dt.datetime
+
+    def apply(self, conn: Connection) -> tuple[Submitted, list[Change]]:
+        conn.execute(insert(Blob).values(id=self.blob_id, sealed=self.sealed))
+        changes: list[Change] = []
+        uid = None
+        if self.sent_folder is not None:
+            folder = conn.execute(select(Folder.id, Folder.uidnext).where(
+                Folder.mailbox_id == self.mailbox_id, Folder.name == self.sent_folder).with_for_update()).first()
+            if folder is None:
+                raise FolderError(f"no folder {self.sent_folder}", "NONEXISTENT")
+            uid = folder.uidnext
+            conn.execute(update(Folder).where(Folder.id == folder.id).values(uidnext=uid + 1))
+            modseq = bump(conn, [folder.id])[folder.id]  # RFC 7162 (modseq.py)
+            conn.execute(insert(Message).values(folder_id=folder.id, uid=uid, blob_id=self.blob_id,
+                                                key_wrapped=self.key_wrapped, flags="\\Seen",
+                                                internal_date=self.when, size=self.size,
+                                                thread_key=self.thread_key, modseq=modseq))
+            changes.append(Change("message.new", self.mailbox_id, self.sent_folder, uid,
+                                  meta=MessageMeta(uid, frozenset({"\\Seen"}), self.when, self.size, modseq),
+                                  modseq=modseq))
+        if self.rows:
+            conn.execute(insert(OutboundEntry), self.rows)
+            changes.append(Change("queue.new", self.mailbox_id, "", 0))
+        return Submitted(self.envelope_id, uid), changes
+
+
 
 _COLUMNS = (OutboundEntry.id, OutboundEntry.envelope_id, OutboundEntry.mailbox_id, Mailbox.ins, OutboundEntry.kind,
             OutboundEntry.route, OutboundEntry.mail_from, OutboundEntry.rcpt, OutboundEntry.domain,
@@ -97,6 +138,19 @@ class QueueOps:
                       kind: str, lifetime: dt.timedelta, sent_folder: str | None = None) -> Submitted:
         """Queue `raw` for each recipient (and keep it in `sent_folder`, \\Seen), durably,
         in one transaction. `mailbox` is the sender (or the postmaster mailbox)."""
+        prepared = await self.prepare_outgoing(mailbox, raw, mail_from, recipients, kind, lifetime, sent_folder)
+        return await self.writer.submit(prepared.apply)
+
+    async def commit_outgoing(self, prepared: "PreparedOutgoing") -> Submitted:
+        """Write what prepare_outgoing() sealed, in a transaction of its own."""
+        return await self.writer.submit(prepared.apply)
+
+    async def prepare_outgoing(self, mailbox: "MailboxInfo", raw: bytes, mail_from: str,
+                               recipients: Sequence[Recipient], kind: str, lifetime: dt.timedelta,
+                               sent_folder: str | None = None) -> "PreparedOutgoing":
+        """Everything enqueue() writes, sealed and ready, but not written: a caller hands
+        it to a transaction of its own (the MX's TEST acknowledgement goes in the
+        transaction of the message it answers, Store.deliver(outgoing=...))."""
         now = dt.datetime.now(dt.timezone.utc)
         blob_id, envelope_id = uuid.uuid4().hex, uuid.uuid4().hex
         content_key, sealed = seal_blob(blob_id, raw)
@@ -107,33 +161,9 @@ class QueueOps:
                  "rcpt": r.address, "domain": r.domain.lower(), "size": len(raw), "attempts": 0,
                  "next_attempt_at": now, "created_at": now, "expires_at": now + lifetime, "last_error": ""}
                 for r in recipients]
-
         threaded = thread_key(await self._thread_hmac_key(mailbox.id, mailbox.ins), thread_root_of(raw))
-
-        def job(conn: Connection) -> tuple[Submitted, list[Change]]:
-            conn.execute(insert(Blob).values(id=blob_id, sealed=sealed))
-            changes: list[Change] = []
-            uid = None
-            if sent_folder is not None:
-                folder = conn.execute(select(Folder.id, Folder.uidnext).where(
-                    Folder.mailbox_id == mailbox.id, Folder.name == sent_folder).with_for_update()).first()
-                if folder is None:
-                    raise FolderError(f"no folder {sent_folder}", "NONEXISTENT")
-                uid = folder.uidnext
-                conn.execute(update(Folder).where(Folder.id == folder.id).values(uidnext=uid + 1))
-                modseq = bump(conn, [folder.id])[folder.id]  # RFC 7162 (modseq.py)
-                conn.execute(insert(Message).values(folder_id=folder.id, uid=uid, blob_id=blob_id,
-                                                    key_wrapped=key_wrapped, flags="\\Seen", internal_date=now,
-                                                    size=len(raw), thread_key=threaded, modseq=modseq))
-                changes.append(Change("message.new", mailbox.id, sent_folder, uid,
-                                      meta=MessageMeta(uid, frozenset({"\\Seen"}), now, len(raw), modseq),
-                                      modseq=modseq))
-            if rows:
-                conn.execute(insert(OutboundEntry), rows)
-                changes.append(Change("queue.new", mailbox.id, "", 0))
-            return Submitted(envelope_id, uid), changes
-
-        return await self.writer.submit(job)
+        return PreparedOutgoing(mailbox.id, blob_id, envelope_id, sealed, key_wrapped, len(raw), rows, threaded,
+                                sent_folder, now)
 
     async def queue_items(self, due_before: dt.datetime | None = None, limit: int = 1000,
                           exclude_ids: Sequence[str] = (), exclude_domains: Sequence[str] = ()) -> list[QueueItem]:

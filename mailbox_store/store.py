@@ -36,7 +36,7 @@ from mailbox_store.audit import AuditJob, creation_audit
 from mailbox_store.cache import MailboxCache
 from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, wrap_content_key
 from mailbox_store.conversations import ConversationOps, apply_effects
-from mailbox_store.outbound import QueueOps
+from mailbox_store.outbound import PreparedOutgoing, QueueOps
 from mailbox_store.pages import PageOps
 from mailbox_store.pro_access import ProAccessOps
 from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, insert_documents
@@ -157,6 +157,9 @@ class _Delivery(GroupJob):
     conversation: ConversationEffects | None  # a professional message's, for each mailbox
     receipt: tuple[str, str | None] | None  # requested read receipt: (address, Message-ID)
     threads: dict[int, str] = field(default_factory=dict)  # mailbox id -> thread key (thread.py)
+    # messages of ours that answer this one (the TEST acknowledgement): queued in the
+    # same transaction, so a refused commit leaves no answer behind (relay/inbound)
+    outgoing: Sequence[PreparedOutgoing] = ()
 
     @classmethod
     def apply_group(cls, conn: Connection, jobs: list["_Delivery"]) -> list[tuple[Any, list[Change]]]:
@@ -212,6 +215,9 @@ class _Delivery(GroupJob):
                     for job in jobs if job.receipt is not None for mb, _ in job.keys]
         if receipts:
             conn.execute(insert(ReceiptRequest), receipts)
+        for job, (_, changes) in zip(jobs, results, strict=True):
+            for prepared in job.outgoing:
+                changes.extend(prepared.apply(conn)[1])
         return results
 
 
@@ -633,11 +639,13 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
                       filed_by: str = "mx", source: str = "",
                       not_filed: Sequence[tuple[MailboxInfo, str]] = (),
                       conversation: ConversationEffects | None = None,
-                      receipt: tuple[str, str | None] | None = None) -> list[Delivered]:
+                      receipt: tuple[str, str | None] | None = None,
+                      outgoing: Sequence[PreparedOutgoing] = ()) -> list[Delivered]:
         """Store one message in each mailbox's folder, and file its documents in their
         dossiers (`not_filed`: (mailbox, reason) for the audit log), and record the
         conversation effects of a professional's message and its read-receipt request
-        (address, Message-ID), all or nothing, durably."""
+        (address, Message-ID), and queue `outgoing` (prepare_outgoing), all or nothing,
+        durably."""
         # stored in UTC: SQLite keeps no zone, and a time read back is taken as UTC
         # (an APPEND dated 01:30 +0200 was read back as 01:30 +0000)
         when = (internal_date or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
@@ -650,7 +658,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         threads = {mb.id: thread_key(await self._thread_hmac_key(mb.id, mb.ins), root) for mb in mailboxes}
         return await self.writer.submit(
             _Delivery(blob_id, sealed, len(raw), keys, folder, " ".join(flags), when, docs, conversation, receipt,
-                      threads))
+                      threads, tuple(outgoing)))
 
     async def deliver_spooled(self, mailboxes: Sequence[MailboxInfo], spooled: SpooledMessage,
                               internal_date: dt.datetime | None = None, folder: str = "INBOX",

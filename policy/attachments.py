@@ -53,7 +53,6 @@ from __future__ import annotations
 import enum
 import io
 import re
-import stat
 import struct
 import urllib.parse
 import zipfile
@@ -68,7 +67,7 @@ from xml.parsers import expat
 # is; it never decides that a part is accepted.
 import puremagic
 
-from policy import mime
+from policy import mime, zipsafety
 from policy.decisions import Decision
 
 __all__ = [
@@ -224,6 +223,10 @@ class Part:
     disposition: str | None  # "attachment", "inline" or None (RFC 2183)
     content: bytes = field(repr=False)  # transfer-decoded; never in a repr (health content)
     depth: int
+    # where the encoded body lies in the message (byte offsets, end excluded) and its
+    # transfer encoding: `content` is decode_cte(message[span[0]:span[1]], encoding)
+    span: tuple[int, int] | None = None
+    encoding: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,7 +416,8 @@ def _walk(root: mime.Part, limits: AttachmentLimits) -> list[Part] | Decision:
                 return _mime_refusal("Encodage de transfert inconnu", "Unknown transfer encoding")
             # a non-multipart message's own body is its part "1" (RFC 9051 §6.4.5)
             path = (f"{number}.1" if number else "1") if is_message else number
-            leaves.append(Part(path, _decode_filename(node), declared or "", _disposition(node), content, depth))
+            leaves.append(Part(path, _decode_filename(node), declared or "", _disposition(node), content, depth,
+                               (node.body_start, node.end), (node.encoding or "7bit").lower()))
     return leaves
 
 
@@ -587,12 +591,6 @@ def sniff(content: bytes, limits: AttachmentLimits | None = None) -> Kind | None
 
 # --- Zip packages ------------------------------------------------------------------------------
 
-_EOCD_SIG = b"PK\x05\x06"  # APPNOTE §4.3.16
-_EOCD_SIZE = 22
-_ZIP64_LOCATOR_SIG = b"PK\x06\x07"  # APPNOTE §4.3.15, just before the end record
-_CENTRAL_SIG = b"PK\x01\x02"  # APPNOTE §4.3.12
-_CENTRAL_SIZE = 46
-_DRIVE_RE = re.compile(r"^[A-Za-z]:")
 _XDM_METADATA = "ihe_xdm/subset01/metadata.xml"  # IHE ITI TF-2b §3.32; any letter case
 # OOXML part names compare case-insensitively (ECMA-376 Part 2 §9.1.1).
 _DOCX_PARTS = ("[content_types].xml", "word/document.xml")
@@ -600,58 +598,26 @@ _DOCX_MACROS = "word/vbaproject.bin"  # a .docm renamed .docx
 
 
 def _count_entries(content: bytes, limit: int) -> _Refusal | None:
-    """Refuse too many entries from the raw central directory, before zipfile builds one
-    ZipInfo per record (a 25 MB zip of empty records would cost hundreds of MB).
-
-    The end record is found as zipfile finds it, and records are walked as zipfile
-    walks them, so both count the same directory. Unreadable layouts are left to zipfile.
-    """
-    if content[-_EOCD_SIZE:-_EOCD_SIZE + 4] == _EOCD_SIG and content[-2:] == b"\x00\x00":
-        pos = len(content) - _EOCD_SIZE
-    else:
-        pos = content.rfind(_EOCD_SIG, max(0, len(content) - (1 << 16) - _EOCD_SIZE))
-        if pos < 0 or len(content) - pos < _EOCD_SIZE:
-            return None
-    if pos >= 20 and content[pos - 20:pos - 16] == _ZIP64_LOCATOR_SIG:
-        # A message-sized package never needs Zip64 (APPNOTE §4.3.14), and it would move
-        # the directory out of this count; dossier_bridge/xdm.py refuses it too.
-        return _zip_refusal("format Zip64 non accepte", "Zip64 not accepted")
-    total, size_cd = struct.unpack_from("<HI", content, pos + 10)
-    if total > limit:
-        return _zip_refusal(f"plus de {limit} fichiers", f"more than {limit} files")
-    offset, count = pos - size_cd, 0
-    while 0 <= offset and offset + _CENTRAL_SIZE <= pos and content[offset:offset + 4] == _CENTRAL_SIG:
-        name_len, extra_len, comment_len = struct.unpack_from("<HHH", content, offset + 28)
-        offset += _CENTRAL_SIZE + name_len + extra_len + comment_len
-        count += 1
-        if count > limit:
-            return _zip_refusal(f"plus de {limit} fichiers", f"more than {limit} files")
-    return None
+    """Refuse too many entries, Zip64 and multi-volume archives from the raw central
+    directory, before zipfile builds one ZipInfo per record (policy/zipsafety.py).
+    Unreadable layouts are left to zipfile."""
+    problem = zipsafety.directory_problem(content, limit)
+    if problem is None or problem.code in ("not_zip", "bad_directory"):
+        return None
+    return _zip_refusal(problem.fr, problem.en)
 
 
 def _entry_problem(index: int, info: zipfile.ZipInfo, limits: AttachmentLimits) -> _Refusal | None:
     # Entry names are never echoed: they may carry a patient's name. The number is enough
     # for the sender's support to find the entry.
-    raw = info.orig_filename  # before zipfile cuts it at a NUL
-    name = info.filename
-    unsafe = (
-        ("NUL", "NUL") if "\x00" in raw else
-        ("nom vide", "empty name") if not name else
-        ("barre oblique inverse", "backslash") if "\\" in raw else
-        ("chemin absolu", "absolute path") if name.startswith("/") else
-        ("lettre de lecteur", "drive letter") if _DRIVE_RE.match(name) else
-        ("'..'", "'..'") if ".." in name.split("/") else
-        None)
-    if unsafe is not None:
-        return _zip_refusal(f"fichier {index}, nom dangereux ({unsafe[0]})",
-                            f"entry {index}, unsafe name ({unsafe[1]})")
-    if stat.S_ISLNK(info.external_attr >> 16):
-        return _zip_refusal(f"fichier {index}, lien symbolique", f"entry {index}, symbolic link")
-    if info.flag_bits & 0x41:  # APPNOTE §4.4.4: bit 0 encrypted, bit 6 strong encryption
-        return _zip_refusal(f"fichier {index} chiffre", f"entry {index} encrypted")
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        return _zip_refusal(f"fichier {index}, methode de compression {info.compress_type} non acceptee",
-                            f"entry {index}, compression method {info.compress_type} not accepted")
+    problem = zipsafety.entry_problem(info)
+    if problem is not None:
+        if problem.code in zipsafety.UNSAFE_NAME:
+            return _zip_refusal(f"fichier {index}, nom dangereux ({problem.fr})",
+                                f"entry {index}, unsafe name ({problem.en})")
+        if problem.code == "encrypted":
+            return _zip_refusal(f"fichier {index} chiffre", f"entry {index} encrypted")
+        return _zip_refusal(f"fichier {index}, {problem.fr}", f"entry {index}, {problem.en}")
     # compress_size 0 with data is an infinite ratio: multiply, never divide.
     if info.file_size > limits.zip_max_ratio * info.compress_size:
         return _zip_refusal(f"fichier {index}, taux de compression suspect (bombe zip?)",

@@ -24,8 +24,6 @@ header helpers never raise, whatever a peer wrote: a bad header degrades to "no 
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections import deque
 from collections.abc import Callable, Container, Iterable
@@ -34,6 +32,7 @@ from email.message import Message
 from email.utils import getaddresses
 from enum import Enum
 
+from policy import mime
 from policy.addresses import PATIENT_DOMAIN, split_address
 from policy.decisions import Decision, ok
 
@@ -77,7 +76,6 @@ EXCHANGE_CLOSED = Decision(
 
 # RFC 2047 §2 encoded-word. Lenient where real mailers are sloppy: Python and Thunderbird
 # also decode words glued to text and words with a raw space in them, so we do too.
-_ENCODED_WORD = re.compile(r"=\?([^?\s]*)\?([QqBb])\?([^?]*)\?=")
 # RFC 5322 §2.2.3: unfolding removes a CRLF followed by WSP. Bare CR or LF are folded too,
 # since a header that reached us through a lenient parser may have lost the CR.
 _FOLD = re.compile(r"(?:\r\n|\r|\n)(?=[ \t])")
@@ -104,52 +102,15 @@ def _unfold(text: str) -> str:
     return _FOLD.sub("", text)
 
 
-def _decode_bytes(data: bytes, charset: str) -> str:
-    # RFC 2231 §5: a charset may carry a language, "utf-8*fr".
-    name = charset.partition("*")[0]
-    try:
-        return data.decode(name, "replace")
-    except Exception:
-        # Unknown charset, or a codec that is not a text encoding ("base64", "rot13") or
-        # refuses "replace" ("idna"): ASCII keeps a "[FIN]" readable, the rest is U+FFFD.
-        return data.decode("ascii", "replace")
-
-
-def _decode_word(charset: str, encoding: str, text: str) -> str:
-    raw = text.encode("utf-8")  # encoded-text is ASCII; anything else is kept as bytes
-    if encoding in "Qq":
-        # RFC 2047 §4.2: "_" is a space, "=XX" a byte; a bad "=ZZ" stays as it is.
-        data = binascii.a2b_qp(raw, header=True)
-    else:
-        # RFC 2047 §4.1. A missing padding is tolerated, as most readers do; a character
-        # outside the base64 alphabet makes the whole word unreadable, not silently shorter.
-        cleaned = raw.rstrip(b"=")
-        try:
-            data = base64.b64decode(cleaned + b"=" * (-len(cleaned) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            return "\ufffd"
-    return _decode_bytes(data, charset)
-
-
 def decode_subject(raw: str | None) -> str:
     """The Subject as a person reads it: unfolded (RFC 5322 §2.2.3), RFC 2047 encoded
-    words decoded in whatever charset they name, on one line. Never raises: an unknown
-    charset or bytes that are not in their charset become U+FFFD."""
+    words decoded by the one decoder IMAP SEARCH uses (policy.mime.decode_words), on
+    one line. Never raises: nothing unencodable (surrogates) or invisible (controls)
+    comes out."""
     if not isinstance(raw, str) or not raw:
         return ""
-    text = _unfold(_fix_surrogates(raw))
-    out: list[str] = []
-    pos = 0
-    for n, m in enumerate(_ENCODED_WORD.finditer(text)):
-        between = text[pos:m.start()]
-        # RFC 2047 §6.2: white space between two adjacent encoded words is not displayed,
-        # which is how a long subject (or a "[FIN]") is split across words.
-        if not (n and between.strip(" \t") == ""):
-            out.append(between)
-        out.append(_decode_word(m[1], m[2], m[3]))
-        pos = m.end()
-    out.append(text[pos:])
-    decoded = _LINE_BREAK.sub(" ", "".join(out))  # an encoded "=0D=0A" is a line break to a reader
+    decoded = mime.decode_words(_unfold(_fix_surrogates(raw)))
+    decoded = _LINE_BREAK.sub(" ", _SURROGATE.sub("\ufffd", decoded))  # an encoded CRLF is a line break
     return _CONTROL.sub("\ufffd", decoded).strip(" \t")
 
 

@@ -20,6 +20,7 @@ Implementation notes:
 """
 from __future__ import annotations
 
+import base64
 import binascii
 import re
 from collections.abc import Iterator
@@ -615,7 +616,15 @@ def decode_charset(data: bytes, charset: str | None) -> str:
 def decode_header(value: bytes) -> str:
     """A header value as text: unfolded, RFC 2047 encoded-words decoded, whitespace
     between two adjacent encoded-words dropped (RFC 2047 §6.2). Never raises."""
-    text = decode_charset(unfold(value), None)
+    return decode_words(decode_charset(unfold(value), None))
+
+
+def decode_words(text: str) -> str:
+    """The RFC 2047 decoder of the whole code base (IMAP SEARCH and SORT, the webmail,
+    the [FIN] rule through policy.conversation.decode_subject): one subject is read
+    one way everywhere. Encoded-words in their charset (unknown or undecodable: as
+    undeclared text, UTF-8 else Windows-1252), an unreadable word kept as written,
+    whitespace between adjacent words dropped (§6.2). Never raises."""
     out: list[str] = []
     pos = 0
     for m in _ENCODED_WORD.finditer(text):
@@ -631,8 +640,14 @@ def decode_header(value: bytes) -> str:
 def _decode_word(m: re.Match[str]) -> str:
     charset = m.group(1).split("*", 1)[0]  # RFC 2231 §5: charset*language
     data = m.group(3).encode("utf-8")
+    if m.group(2) in "Qq":  # RFC 2047 §4.2: "_" is a space, "=XX" a byte; a bad "=ZZ" stays
+        return decode_charset(binascii.a2b_qp(data, header=True), charset)
+    # RFC 2047 §4.1: a missing padding is tolerated, as most readers do; a character
+    # outside the alphabet makes the whole word unreadable (U+FFFD), never silently
+    # shorter (a body's base64 is read leniently, RFC 2045 §6.8: not a header's)
+    cleaned = data.rstrip(b"=")
     try:
-        raw = binascii.a2b_qp(data, header=True) if m.group(2) in "Qq" else _base64(data)
+        raw = base64.b64decode(cleaned + b"=" * (-len(cleaned) % 4), validate=True)
     except (binascii.Error, ValueError):
-        return m.group(0)
+        return "\ufffd"
     return decode_charset(raw, charset)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
+from dossier_bridge.relocate import relocate_documents
 from policy.decisions import SHUTTING_DOWN
 from relay import storelock, systemd, tlsevents
 from relay.config import Config
@@ -64,6 +65,7 @@ class Daemon:
         self.queue: QueueRunner | None = None
         self.receipts: ReceiptSender | None = None
         self.notifier: Notifier | None = None
+        self._relocation: asyncio.Task[int] | None = None  # dossier/relocate.py, once at start
         self.web: WebServer | None = None
         self._stop = asyncio.Event()
         self._lock: int | None = None
@@ -122,6 +124,7 @@ class Daemon:
         self.receipts.start()
         self.notifier = Notifier(rt)
         self.notifier.start()
+        self._relocation = asyncio.create_task(relocate_documents(rt.store, cfg.attachments), name="relocate")
         self.admin = AdminServer(rt)
         self.admin_port = await self.admin.start()
         if cfg.web is not None:
@@ -192,6 +195,8 @@ class Daemon:
             for listener in (self.receipts, self.notifier):
                 if listener is not None:
                     listener.stop()
+            if self._relocation is not None:
+                self._relocation.cancel()  # resumed at the next start: rows not yet rewritten
             if self.queue is not None:
                 await self.queue.stop(self.config.shutdown_grace)
         finally:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from certs.dkim import sign
-from mailbox_store.outbound import Recipient, Submitted
+from mailbox_store.outbound import PreparedOutgoing, Recipient, Submitted
 from mailbox_store.store import MailboxInfo
 from policy.headers import header_block
 
@@ -34,12 +34,21 @@ def complete_headers(raw: bytes, hostname: str) -> bytes:
     return extra + raw
 
 
-async def queue_outgoing(rt: "Runtime", sender: MailboxInfo, raw: bytes, mail_from: str,
-                         recipients: Sequence[Recipient], kind: str, sent_folder: str | None = None) -> Submitted:
+async def prepare_outgoing(rt: "Runtime", sender: MailboxInfo, raw: bytes, mail_from: str,
+                           recipients: Sequence[Recipient], kind: str,
+                           sent_folder: str | None = None) -> PreparedOutgoing:
+    """The message completed, signed and sealed for the queue, not yet written: the
+    caller commits it (Store.commit_outgoing, or inside a delivery's transaction)."""
     cfg = rt.config
     assert cfg.delivery is not None
     raw = complete_headers(raw, cfg.hostname)
     if rt.dkim is not None and recipients and recipients[0].route == "mssante":
         raw = sign(raw, rt.dkim) + raw
-    return await rt.store.enqueue(sender, raw, mail_from, recipients, kind,
-                                  dt.timedelta(seconds=cfg.delivery.lifetime), sent_folder)
+    return await rt.store.prepare_outgoing(sender, raw, mail_from, recipients, kind,
+                                           dt.timedelta(seconds=cfg.delivery.lifetime), sent_folder)
+
+
+async def queue_outgoing(rt: "Runtime", sender: MailboxInfo, raw: bytes, mail_from: str,
+                         recipients: Sequence[Recipient], kind: str, sent_folder: str | None = None) -> Submitted:
+    prepared = await prepare_outgoing(rt, sender, raw, mail_from, recipients, kind, sent_folder)
+    return await rt.store.commit_outgoing(prepared)

@@ -4,7 +4,7 @@ marks it \\Seen (IMAP or webmail), through the outbound queue. The patient canno
 refuse it.
 
 Implementation notes:
-- The request is recorded by the MX at delivery (`receipt_request`), in the delivery's
+- The request is recorded by the MX at delivery (`policy.receipts.receipt_request`), in the delivery's
   transaction, only when the address is the From of a server authenticated for its
   domain (RFC 8098 §2.1: a receipt to anyone else could be used to send mail). IMAP
   APPEND or flags cannot create one: a patient cannot make us send mail this way.
@@ -15,35 +15,17 @@ Implementation notes:
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from email.message import Message
-from email.utils import getaddresses
-
 import structlog
 
 from mailbox_store.feed import Change
 from mailbox_store.messages import SEEN
 from mailbox_store.outbound import Recipient
-from policy.conversation import ProfessionalMessage, normalise_address, parse_msg_ids
+from policy.receipts import receipt_request  # noqa: F401 (the rule lives in policy/)
 from relay.delivery.outgoing import queue_outgoing
 from relay.delivery.reports import build_mdn
 from relay.feedwork import FeedWorker
 
 log = structlog.get_logger("relay.receipts")
-
-
-def receipt_request(headers: Message, msg: ProfessionalMessage,
-                    sender_ok: Callable[[str], bool]) -> tuple[str, str | None] | None:
-    """(address, Message-ID) when the message asks for a receipt we may send."""
-    values = [str(v) for v in headers.get_all("Disposition-Notification-To", [])]
-    asked = [normalise_address(a) for _, a in getaddresses(values)]
-    froms = {normalise_address(a) for a in msg.from_addresses}
-    if len(asked) != 1 or asked[0] is None or asked[0] not in froms:
-        return None
-    if not sender_ok(asked[0].rpartition("@")[2]):
-        return None
-    ids = parse_msg_ids(msg.message_id)
-    return asked[0], ids[0] if ids else None
 
 
 class ReceiptSender(FeedWorker):

@@ -222,7 +222,8 @@ class QueueRunner:
             if mailbox is not None:
                 cfg = self.rt.config
                 content = await self.rt.store.queue_content(item)
-                diagnostic = f"smtp; {outcome.code} {outcome.text}" if outcome.code else outcome.text
+                # the reply as the server gave it: build_dsn() names its type (RFC 3464 §2.3.6)
+                diagnostic = f"{outcome.code} {outcome.text}" if outcome.code else outcome.text
                 dsn = build_dsn(
                     reporting_mta=cfg.hostname, postmaster=f"postmaster@{cfg.domain}", to=item.mail_from,
                     original_envelope_id=item.envelope_id, arrival_date=item.created_at,

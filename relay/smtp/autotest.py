@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from mailbox_store.outbound import Recipient
+from mailbox_store.outbound import PreparedOutgoing, Recipient
 from policy.addresses import TEST_LOCAL_PART
 from policy.autoreply import auto_reply_refusal, is_test_request, recent, within_budget
 from policy.conversation import decode_subject, normalise_address
-from relay.delivery.outgoing import queue_outgoing
+from relay.delivery.outgoing import prepare_outgoing
 from relay.delivery.reports import build_test_reply
 
 if TYPE_CHECKING:
@@ -36,8 +36,10 @@ class AutoTest:
         self.rt = runtime
         self._sent: OrderedDict[str, list[float]] = OrderedDict()
 
-    async def answer(self, envelope_from: str, raw: bytes, queue_id: str) -> bool:
-        """Queue the acknowledgement when the rules allow it; True when queued."""
+    async def prepare(self, envelope_from: str, raw: bytes, queue_id: str) -> PreparedOutgoing | None:
+        """The acknowledgement, sealed for the queue but not written, when the rules
+        allow one; None otherwise. The MX commits it in the transaction of the message
+        it answers (never before it: a 451 must not follow a queued answer)."""
         cfg = self.rt.config
         assert cfg.delivery is not None
         msg = await asyncio.to_thread(email.message_from_bytes, raw, policy=default)  # up to 25 MB
@@ -62,7 +64,7 @@ class AutoTest:
                 refusal = "budget_exhausted"
         if refusal is not None:
             log.info("autotest.not_answered", queue_id=queue_id, reason=refusal)
-            return False
+            return None
         assert sender is not None
         self._sent[sender] = [*history, now]
         self._sent.move_to_end(sender)
@@ -73,8 +75,11 @@ class AutoTest:
                                  original_subject=decode_subject(msg.get("Subject")), hostname=cfg.hostname)
         postmaster = await self.rt.store.cached_mailbox("postmaster")
         assert postmaster is not None  # created at start (runtime.py)
-        done = await queue_outgoing(self.rt, postmaster, reply, "", [Recipient(sender, sender.rpartition("@")[2])],
-                                    "autoreply")
-        log.info("autotest.answered", queue_id=queue_id, envelope_id=done.envelope_id,
-                 sender_domain=sender.rpartition("@")[2])
-        return True
+        return await prepare_outgoing(self.rt, postmaster, reply, "", [Recipient(sender, sender.rpartition("@")[2])],
+                                      "autoreply")
+
+    @staticmethod
+    def committed(prepared: PreparedOutgoing, queue_id: str) -> None:
+        """Log an acknowledgement once its transaction committed."""
+        log.info("autotest.answered", queue_id=queue_id, envelope_id=prepared.envelope_id,
+                 sender_domain=prepared.rows[0]["domain"] if prepared.rows else "")

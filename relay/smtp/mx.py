@@ -35,17 +35,16 @@ from prometheus_client import Counter, Gauge, Histogram
 from certs.dkim import DkimResult, auth_results
 from certs.dkim import verify as verify_dkim
 from certs.tls import peer_subject
-from dossier_bridge.dossier import inspect_message
+from dossier_bridge.dossier import shifted
+from mailbox_store.outbound import PreparedOutgoing
 from mailbox_store.store import Delivered, MailboxInfo
 from policy.addresses import TEST_LOCAL_PART, AddressKind, split_address, valid_helo
-from policy.conversation import professional_effects, professional_from_headers
 from policy.decisions import (BAD_HELO, BARE_LINE_ENDING, CLIENT_CERT_REQUIRED, SHUTTING_DOWN,
                               STARTTLS_REQUIRED, STORE_FULL, STORE_UNAVAILABLE, TLS_ALREADY_ACTIVE,
                               TOO_MANY_CONNECTIONS, TOO_MANY_RECIPIENTS, Decision)
 from policy.recipients import classify_recipient, mailbox_decision
 from policy.trust import check_sender
-from policy.headers import parse_headers
-from relay.delivery.receipts import receipt_request
+from relay.inbound.pipeline import InboundRequest, decide
 from relay.runtime import POSTMASTER
 from relay.smtp.autotest import AutoTest
 from relay.smtp.engine import RelaySMTP
@@ -64,9 +63,6 @@ STORE_SECONDS = Histogram("mssante_mx_store_seconds", "From the end of DATA to t
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 SESSIONS = Gauge("mssante_mx_sessions", "Open SMTP sessions on the MX")
 NULL_SENDER = "<>"
-# Messages larger than this are inspected (MIME, attachments, XDM) in a worker thread,
-# so that other sessions' commands are not held up behind one 25 MB parse.
-INSPECT_INLINE_MAX = 256 * 1024
 
 
 class MxSMTP(RelaySMTP):
@@ -253,41 +249,43 @@ class MxHandler:
         if has_bare_line_ending(raw):
             return self.refuse(BARE_LINE_ENDING, "data", session, ins_hash=hashes)
         channel = self._channel(session)
-        # a bounce (null sender) carries the patient's own message back: nothing to file
-        patients = [m for m in mailboxes if m.ins != POSTMASTER] if envelope.mail_from != NULL_SENDER else []
-        limits = self.rt.config.attachments
-        if len(raw) > INSPECT_INLINE_MAX:
-            filing = await asyncio.to_thread(inspect_message, raw, patients, limits, channel.cert_subject)
-        else:
-            filing = inspect_message(raw, patients, limits, channel.cert_subject)
-        if isinstance(filing, Decision):
-            return self.refuse(filing, "data", session, ins_hash=hashes)
+        # one parse, the policy decisions in order, off the event loop (relay/inbound):
+        # a bounce (null sender) carries the patient's own message back, nothing to file
+        patients = tuple(m for m in mailboxes if m.ins != POSTMASTER)
+        decided = await asyncio.to_thread(decide, InboundRequest(
+            raw, patients, self.rt.config.attachments, channel.cert_subject, envelope.mail_from == NULL_SENDER,
+            self.rt.trust.trust, self.rt.config.domain))
+        if isinstance(decided, Decision):
+            return self.refuse(decided, "data", session, ins_hash=hashes)
+        filing = decided.filing
         queue_id = uuid.uuid4().hex[:16]
+        ack: PreparedOutgoing | None = None
         if envelope.test_rcpt:  # type: ignore[attr-defined]
+            # prepared only: written in the message's own transaction below (or alone
+            # when the test address is the only recipient), never before it
             try:
-                await self.autotest.answer(envelope.mail_from or "", raw, queue_id)
+                ack = await self.autotest.prepare(envelope.mail_from or "", raw, queue_id)
             except Exception as e:  # the test message is still accepted; the reply is best effort
                 log.error("autotest.failed", queue_id=queue_id, error=type(e).__name__)
             if not mailboxes:
+                if ack is not None:
+                    try:
+                        await asyncio.shield(self.rt.store.commit_outgoing(ack))
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as e:
+                        log.error("store.deliver_failed", error=type(e).__name__, queue_id=queue_id)
+                        refusal = store_failure(e, self.rt.config) or STORE_UNAVAILABLE
+                        return self.refuse(refusal, "data", session, queue_id=queue_id)
+                    self.autotest.committed(ack, queue_id)
                 return f"250 2.0.0 OK: message de test recu / test message received as {queue_id}"
-        headers = parse_headers(raw)
-        # DESIGN.md §4 "Professional initiates": the conversation change is committed
-        # with the message (a bounce, from the null sender, opens nothing)
-        subject = channel.cert_subject
-
-        def sender_ok(domain: str) -> bool:  # the sending server's certificate is listed for it
-            return check_sender(self.rt.trust.trust, domain, subject) is None
-
-        professional = professional_from_headers(headers)
-        conversation = receipt = None
-        if envelope.mail_from != NULL_SENDER:
-            conversation = professional_effects(professional, self.rt.trust.trust.lists,
-                                                own_domain=self.rt.config.domain, sender_ok=sender_ok)
-            receipt = receipt_request(headers, professional, sender_ok)
         single = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
         dkim = auth_results(await self._dkim(raw))
         stored = trace_headers(channel, self.rt.config.hostname, queue_id, single, more_results=dkim) + \
             strip_own_auth_results(raw, self.rt.config.hostname)
+        # the documents' byte ranges were read in `raw`: the stored copy moves every body
+        # offset by the same amount (trace headers in front, our own results out)
+        filing = shifted(filing, len(stored) - len(raw))
 
         def logged(fut: "asyncio.Future[list[Delivered]]") -> None:
             if fut.cancelled() or fut.exception() is not None:
@@ -303,7 +301,8 @@ class MxHandler:
         started = time.monotonic()
         delivery = asyncio.ensure_future(self.rt.store.deliver(
             mailboxes, stored, documents=filing.documents, filed_by="mx", source=channel.peer_ip,
-            not_filed=filing.not_filed, conversation=conversation, receipt=receipt))
+            not_filed=filing.not_filed, conversation=decided.conversation, receipt=decided.receipt,
+            outgoing=(ack,) if ack is not None else ()))
         delivery.add_done_callback(logged)
         try:
             await asyncio.shield(delivery)
@@ -312,4 +311,6 @@ class MxHandler:
         except Exception as e:  # logged by `logged`; the answer says whether space is the cause
             refusal = store_failure(e, self.rt.config) or STORE_UNAVAILABLE
             return self.refuse(refusal, "data", session, ins_hash=hashes, queue_id=queue_id)
+        if ack is not None:
+            self.autotest.committed(ack, queue_id)
         return f"250 2.0.0 OK: stocke / stored as {queue_id}"

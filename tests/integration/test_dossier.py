@@ -80,7 +80,7 @@ def test_xdm_package_is_filed_with_its_metadata_and_only_for_its_patient(relay: 
     assert ldl["sha256"] and ldl["size"] == len((CDA_DIR / "LDL-SES_2022.01.xml").read_bytes())
     # read back from inside the package in the stored message (no second copy was written)
     doc = filed["Lettre de liaison à la sortie de l'établissement de santé"]
-    assert doc.locator == "part:2|xdm:IHE_XDM/SUBSET01/DOC0001.XML"
+    assert doc.locator.startswith("part:2|at:") and doc.locator.endswith("|cte:base64|xdm:IHE_XDM/SUBSET01/DOC0001.XML")
     mb = relay.call(relay.store.require_mailbox(INS_ACTIVE))
     content = relay.call(read_document(relay.store, mb, doc.id, "test", "", AttachmentLimits()))[1]
     assert content == (CDA_DIR / "LDL-SES_2022.01.xml").read_bytes()
@@ -114,7 +114,7 @@ def test_pdf_to_two_patients_is_filed_for_each(relay: RunningDaemon) -> None:
         assert (d.meta["title"], d.meta["mime_type"], d.size) == ("compte-rendu.pdf", "application/pdf", len(pdf))
         mb = relay.call(relay.store.require_mailbox(ins))
         # the document points into its message's blob: read back through the locator
-        assert d.locator == "part:2"
+        assert d.locator.startswith("part:2|at:") and d.locator.endswith("|cte:base64")
         got = relay.call(read_document(relay.store, mb, d.id, "test", "", AttachmentLimits()))
         assert got[1] == pdf
 

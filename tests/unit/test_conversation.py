@@ -66,16 +66,17 @@ def test_decode_subject_folded() -> None:
 
 def test_decode_subject_never_raises_on_bad_input() -> None:
     assert decode_subject(None) == ""
-    # unknown charset: ASCII survives, the other bytes become U+FFFD
-    assert decode_subject("=?x-bogus?q?[FIN]_caf=E9?=") == "[FIN] caf\ufffd"
-    assert decode_subject("=?unknown-8bit?q?caf=E9?=") == "caf\ufffd"
+    # unknown charset: read as undeclared text, as IMAP SEARCH reads it (one decoder,
+    # policy.mime.decode_words): UTF-8, else Windows-1252; ASCII always survives
+    assert decode_subject("=?x-bogus?q?[FIN]_caf=E9?=") == "[FIN] caf\u00e9"
+    assert decode_subject("=?unknown-8bit?q?caf=E9?=") == "caf\u00e9"
     # codecs that are not text encodings, or refuse "replace"
     assert decode_subject("=?base64?q?abc?=") == "abc"
     assert decode_subject("=?rot13?q?abc?=") == "abc"
     assert decode_subject("=?idna?q?abc?=") == "abc"
-    assert decode_subject("=??q?abc?=") == "abc"
-    # bytes that are not UTF-8 in a UTF-8 word
-    assert decode_subject("=?utf-8?q?caf=E9?=") == "caf\ufffd"
+    assert decode_subject("=??q?abc?=") == "=??q?abc?="  # no charset: not an encoded-word
+    # bytes that are not UTF-8 in a UTF-8 word: mislabelled Latin text, as SEARCH reads it
+    assert decode_subject("=?utf-8?q?caf=E9?=") == "caf\u00e9"
     # broken base64: the word is unreadable, not silently shorter
     assert decode_subject("=?utf-8?b?!!!?=") == "\ufffd"
     assert decode_subject("=?utf-8?b?YWJjZ?=") == "\ufffd"
