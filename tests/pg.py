@@ -12,6 +12,7 @@ service. As root, the server runs as the `postgres` user (PostgreSQL refuses roo
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -22,7 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 
 SWITCH = "MSSANTE_TEST_STORE"
 TEMPLATE = "relay_template"
@@ -84,12 +86,12 @@ class PgServer:
     def url(self, database: str, driver: str = "asyncpg") -> str:
         return f"postgresql+{driver}://postgres@/{database}?host={self.socket_dir}"
 
-    def admin(self) -> "object":
-        return create_engine(self.url("postgres", "psycopg"), isolation_level="AUTOCOMMIT", poolclass=None)
+    def admin(self) -> Engine:
+        return create_engine(self.url("postgres", "psycopg"), isolation_level="AUTOCOMMIT", poolclass=NullPool)
 
     def make_template(self) -> None:
         from mailbox_store import migrate
-        with self.admin().connect() as conn:  # type: ignore[attr-defined]
+        with self.admin().connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{TEMPLATE}"'))
         engine = create_engine(self.url(TEMPLATE, "psycopg"))
         with engine.begin() as conn:
@@ -99,7 +101,7 @@ class PgServer:
     def new_database(self, migrated: bool = True) -> str:
         """The asyncpg URL of a new, empty database (at head when migrated)."""
         name = f"t_{uuid.uuid4().hex[:16]}"
-        with self.admin().connect() as conn:  # type: ignore[attr-defined]
+        with self.admin().connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{TEMPLATE}"' if migrated else "")))
         return self.url(name)
 
@@ -126,3 +128,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         server: PgServer = request.getfixturevalue("pg_server")
         return server.new_database()
     return f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}"
+
+
+@contextlib.contextmanager
+def sql(url: str) -> Iterator[Connection]:
+    """A synchronous connection to a test's store, whatever its engine, in one
+    transaction committed at the end (tests that look at or alter rows directly)."""
+    from mailbox_store.store import _sync_url
+    engine = create_engine(_sync_url(url), poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
