@@ -156,3 +156,20 @@ async def test_concurrent_flag_changes_and_deliveries(store: Store) -> None:
     snap = await store.snapshot(mb.id, "INBOX")
     assert [m.uid for m in snap.messages] == list(range(1, 21))
     assert all("\\Seen" in m.flags for m in snap.messages[:10])
+
+
+async def test_a_keyword_named_seen_does_not_count_as_read(store: Store) -> None:
+    # PostgreSQL's LIKE takes a backslash as its escape: LIKE '%\Seen%' without an ESCAPE
+    # clause matched the keyword "Seen" too (issue 14). Both unseen counts must say 2.
+    mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
+    for i in range(3):
+        await store.deliver([mb], msg(i))
+    await store.store_flags(mb.id, "INBOX", [1], "+", ["Seen"])
+    await store.store_flags(mb.id, "INBOX", [2], "+", ["\\Seen"])
+    [inbox] = await store.list_folders(mb.id, "INBOX")
+    assert (inbox.messages, inbox.unseen) == (3, 2)
+    page = await store.folder_page(mb.id, "INBOX", 0, 10)
+    assert page is not None and (page.total, page.unseen) == (3, 2)
+    # a keyword containing "Deleted" is not \Deleted: expunge leaves it
+    await store.store_flags(mb.id, "INBOX", [3], "+", ["Deleted"])
+    assert await store.expunge(mb.id, "INBOX") == []
