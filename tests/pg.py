@@ -26,6 +26,8 @@ import pytest
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
+from mailbox_store.engines import sync_url
+
 SWITCH = "MSSANTE_TEST_STORE"
 TEMPLATE = "relay_template"
 
@@ -134,8 +136,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def sql(url: str) -> Iterator[Connection]:
     """A synchronous connection to a test's store, whatever its engine, in one
     transaction committed at the end (tests that look at or alter rows directly)."""
-    from mailbox_store.store import _sync_url
-    engine = create_engine(_sync_url(url), poolclass=NullPool)
+    engine = create_engine(sync_url(url), poolclass=NullPool)
     try:
         with engine.begin() as conn:
             yield conn
