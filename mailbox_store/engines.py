@@ -71,6 +71,14 @@ def is_postgresql(url: str) -> bool:
     return make_url(url).drivername.startswith("postgresql")
 
 
+def safe_url(url: str) -> str:
+    """The URL to print: a password, should one be there, elided."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(not a database URL)"
+
+
 def sync_url(url: str | URL) -> URL:
     """The synchronous driver of the same database, for the writer's and reader's threads."""
     u = make_url(url)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from mailbox_store.engines import sync_url
@@ -71,6 +71,10 @@ class PgServer:
     def start(self) -> None:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
                   "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+        # the superuser without a password (the fixtures); every other role by password, so
+        # store.password_file is tested against a server that checks it
+        hba = "local all postgres trust\nlocal all all scram-sha-256\n"
+        self._run("sh", "-c", f"printf '{hba}' > {self.data}/pg_hba.conf")
         # No TCP at all; fsync off: a test server's data need not survive a power cut, and
         # the tests measure nothing (bench/ scripts start their own with fsync on).
         opts = (f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} -c fsync=off "
@@ -99,6 +103,13 @@ class PgServer:
         with engine.begin() as conn:
             migrate.upgrade(conn)
         engine.dispose()
+
+    def new_role(self, name: str, password: str, database: str) -> None:
+        """A login role with a password, owner of database (made by new_database)."""
+        db = make_url(database).database
+        with self.admin().connect() as conn:
+            conn.execute(text(f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'"))
+            conn.execute(text(f'ALTER DATABASE "{db}" OWNER TO "{name}"'))
 
     def new_database(self, migrated: bool = True) -> str:
         """The asyncpg URL of a new, empty database (at head when migrated)."""
@@ -142,3 +153,13 @@ def sql(url: str) -> Iterator[Connection]:
             yield conn
     finally:
         engine.dispose()
+
+
+def use_store(config: Path, url: str, password_file: str = "") -> None:
+    """Point an instance's relay.toml (as `init` writes it) at another store."""
+    body = config.read_text()
+    default = 'url = "sqlite+aiosqlite:///relay.db"'
+    assert default in body, "relay.toml does not hold init's store.url"
+    body = body.replace(default, f'url = "{url}"', 1).replace('password_file = ""',
+                                                              f'password_file = "{password_file}"', 1)
+    config.write_text(body)
