@@ -68,7 +68,7 @@ class PgServer:
         subprocess.run([*self._as, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                        timeout=120)
 
-    def start(self) -> None:
+    def start(self, durable: bool = False) -> None:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
                   "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
         # the superuser without a password (the fixtures); every other role by password, so
@@ -76,10 +76,11 @@ class PgServer:
         hba = "local all postgres trust\nlocal all all scram-sha-256\n"
         self._run("sh", "-c", f"printf '{hba}' > {self.data}/pg_hba.conf")
         # No TCP at all; fsync off: a test server's data need not survive a power cut, and
-        # the tests measure nothing (bench/ scripts start their own with fsync on).
-        opts = (f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
+        # the tests measure nothing (bench/store_engines.py starts it durable).
+        opts = (f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} -c max_connections=300 "
                 "-c shared_buffers=64MB")
+        if not durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
                   "-o", opts, "-w", "-t", "60", "start")
 

@@ -173,3 +173,17 @@ async def test_a_keyword_named_seen_does_not_count_as_read(store: Store) -> None
     # a keyword containing "Deleted" is not \Deleted: expunge leaves it
     await store.store_flags(mb.id, "INBOX", [3], "+", ["Deleted"])
     assert await store.expunge(mb.id, "INBOX") == []
+
+
+async def test_allowing_a_pharmacy_twice_is_refused_on_every_engine(store: Store) -> None:
+    # the INSERT … ON CONFLICT DO NOTHING is judged by RETURNING: psycopg's rowcount is -1
+    from mailbox_store.conversations import PharmacyError
+    mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
+    await store.allow_pharmacy(mb, "pharmacie@officine.mssante.fr")
+    assert await store.pharmacies(mb) == ["pharmacie@officine.mssante.fr"]
+    with pytest.raises(PharmacyError, match="already allowed"):
+        await store.allow_pharmacy(mb, "pharmacie@officine.mssante.fr")
+    await store.revoke_pharmacy(mb, "pharmacie@officine.mssante.fr")
+    with pytest.raises(PharmacyError, match="not an allowed pharmacy"):
+        await store.revoke_pharmacy(mb, "pharmacie@officine.mssante.fr")
+    assert await store.pharmacies(mb) == []
