@@ -29,6 +29,9 @@ command -v autoreconf >/dev/null 2>&1 || need+=(autoconf automake)
 command -v libtoolize >/dev/null 2>&1 || need+=(libtool)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# PostgreSQL: the store tests start their own server (tests/pg.py: initdb + pg_ctl in a temporary
+# folder); the package's own cluster is not used
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 if ((${#need[@]})); then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq

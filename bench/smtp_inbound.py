@@ -105,12 +105,15 @@ def main() -> int:
     p.add_argument("--loadgen", type=Path, default=DEFAULT_LOADGEN)
     p.add_argument("--python", default=sys.executable, help="interpreter with aiosmtplib for the generator")
     p.add_argument("--workdir", type=Path, help="keep the instance here (default: a temporary folder)")
+    p.add_argument("--store-url", help="store.url of the instance (default: its SQLite file); a PostgreSQL "
+                   "database must be at head already (bench/store_engines.py makes one)")
     a = p.parse_args()
     if not a.loadgen.exists():
         sys.exit(f"load generator not found: {a.loadgen} (the shared/ folder sits beside the project)")
 
     port = free_port()
-    cfg = new_instance("mssante-bench-", mx=port, workdir=a.workdir)
+    extra = {'url = "sqlite+aiosqlite:///relay.db"': f'url = "{a.store_url}"'} if a.store_url else None
+    cfg = new_instance("mssante-bench-", mx=port, workdir=a.workdir, extra=extra)
     inst, work = cfg.parent, cfg.parent.parent
     rcpts = ([line.strip() for line in a.rcpt_file.read_text().split() if line.strip()]
              if a.rcpt_file else make_rcpts(a.recipients))
@@ -148,7 +151,7 @@ def main() -> int:
     stored, sampled = asyncio.run(_store_op(cfg, lambda s: _count(s, rcpts)))
     m = results["measured"]
     summary = {
-        "bench": "smtp_inbound", "c": a.concurrency, "n": a.messages, "size": a.size, "attach": a.attach,
+        "bench": "smtp_inbound", "engine": load_config(cfg).store_url.split(":", 1)[0], "c": a.concurrency, "n": a.messages, "size": a.size, "attach": a.attach,
         "msgs_per_s": m["msgs_per_s"], "p50_ms": m["p50_ms"], "p99_ms": m["p99_ms"],
         "accepted": m["accepted"], "failed": m["failed"], "errors": m.get("errors"),
         "stored_total": stored, "accepted_total": accepted_total, "all_stored": stored == accepted_total,

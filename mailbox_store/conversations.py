@@ -97,9 +97,10 @@ class ConversationOps:
         when = dt.datetime.now(dt.timezone.utc)
 
         def job(conn: Connection) -> tuple[None, list[Change]]:
-            n = conn.execute(_insert(conn, Pharmacy).values(mailbox_id=mailbox.id, address=address, created_at=when)
-                             .on_conflict_do_nothing()).rowcount
-            if n != 1:
+            # RETURNING, not rowcount: psycopg reports -1 for an INSERT (PostgreSQL store)
+            added = conn.execute(_insert(conn, Pharmacy).values(mailbox_id=mailbox.id, address=address, created_at=when)
+                                 .on_conflict_do_nothing().returning(Pharmacy.address)).first()
+            if added is None:
                 raise PharmacyError(f"{address} is already allowed for {mailbox.ins}")
             conn.execute(insert(AuditEvent).values(mailbox_id=mailbox.id, at=when, actor=actor, action="pharmacy.allow",
                                                    detail=address, source=source))

@@ -111,7 +111,10 @@ class FolderOps:
 
     async def list_folders(self, mailbox_id: int, name: str | None = None) -> list[FolderInfo]:
         """Every folder of the mailbox with its counts, or only the one called name."""
-        unseen = func.sum(case((Message.id.is_(None), 0), (Message.flags.like("%\\Seen%"), 0), else_=1))
+        # contains(autoescape): LIKE with an explicit ESCAPE; PostgreSQL's LIKE takes a
+        # backslash as its default escape, so a bare '%\Seen%' also matched a keyword "Seen"
+        seen = Message.flags.contains("\\Seen", autoescape=True)
+        unseen = func.sum(case((Message.id.is_(None), 0), (seen, 0), else_=1))
         where = [Folder.mailbox_id == mailbox_id] + ([Folder.name == name] if name is not None else [])
         subs = [Subscription.mailbox_id == mailbox_id] + ([Subscription.name == name] if name is not None else [])
         async with self.engine.connect() as conn:

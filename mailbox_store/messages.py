@@ -166,7 +166,7 @@ class MessageOps:
             # LIKE pre-selects; the exact flag test below rules out keywords that merely
             # contain the text
             q = select(Message.uid, Message.blob_id, Message.flags).where(
-                Message.folder_id == fid, Message.flags.like(f"%{DELETED}%"))
+                Message.folder_id == fid, Message.flags.contains(DELETED, autoescape=True))
             if restrict is not None:
                 q = q.where(Message.uid.in_(restrict))
             rows = [r for r in conn.execute(q.order_by(Message.uid)).all() if DELETED in _flags(r.flags)]

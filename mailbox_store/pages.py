@@ -57,7 +57,9 @@ _PHARMACIES = (select(Pharmacy.mailbox_id, Pharmacy.address)
 _FOLDER = select(Folder.id, Folder.uidvalidity).where(Folder.mailbox_id == bindparam("mid"),
                                                       Folder.name == bindparam("folder"))
 _COUNTS = (select(func.count(Message.id),
-                  func.coalesce(func.sum(case((Message.flags.like("%\\Seen%"), 0), else_=1)), 0))
+                  # explicit ESCAPE (folders.py): PostgreSQL's LIKE escapes with a backslash
+                  func.coalesce(func.sum(case((Message.flags.contains("\\Seen", autoescape=True), 0),
+                                              else_=1)), 0))
            .where(Message.folder_id == bindparam("fid")))
 _PAGE = (select(Message.uid, Message.flags, Message.internal_date, Message.size)
          .where(Message.folder_id == bindparam("fid")).order_by(Message.uid.desc())

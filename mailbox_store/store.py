@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import (URL, Connection, Engine, bindparam, create_engine, delete, event, insert, make_url,
-                        select, update)
+from sqlalchemy import (URL, Connection, Engine, bindparam, create_engine, delete, event, insert, select,
+                        update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from mailbox_store import migrate
+from mailbox_store import engines, migrate
 from mailbox_store.audit import AuditJob, creation_audit
 from mailbox_store.cache import MailboxCache
 from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, wrap_content_key
@@ -110,9 +110,7 @@ def sqlite_url(path: Path) -> str:
 
 def _sync_url(url: str) -> URL:
     """The synchronous driver of the same database, for the writer thread."""
-    u = make_url(url)
-    sync_driver = {"sqlite+aiosqlite": "sqlite", "postgresql+asyncpg": "postgresql+psycopg"}
-    return u.set(drivername=sync_driver.get(u.drivername, u.drivername))
+    return engines.sync_url(url)
 
 
 def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int, cache_kib: int = 2000) -> None:
@@ -241,13 +239,19 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
     @classmethod
     async def open(cls, url: str, master: MasterKey, feed: Feed | None = None,
                    max_batch: int = 64, busy_timeout_ms: int = 10_000,
-                   read_pool_size: int = 32, mailbox_cache_ttl: float = 0.0) -> "Store":
+                   read_pool_size: int = 32, mailbox_cache_ttl: float = 0.0,
+                   password_file: Path | None = None, upgrade: bool | None = None) -> "Store":
+        """upgrade: bring the schema to head at open (None: on SQLite, the embedded
+        default, yes; on PostgreSQL no, and SchemaBehind unless it is at head:
+        engines.py says why)."""
         # Readers: enough pooled connections for every concurrent session; connections
         # beyond pool_size are closed after use, and a new aiosqlite connection costs a
         # thread and the PRAGMAs (measured: hundreds of threads per second under load).
-        engine = create_async_engine(url, pool_size=read_pool_size, max_overflow=read_pool_size)
-        write_engine = create_engine(_sync_url(url), pool_size=1, max_overflow=0)
-        read_engine = create_engine(_sync_url(url), pool_size=READ_THREADS, max_overflow=0)
+        engine = create_async_engine(url, pool_size=read_pool_size, max_overflow=read_pool_size,
+                                     connect_args=engines.connect_args(url, password_file))
+        args = engines.connect_args(url, password_file)
+        write_engine = create_engine(_sync_url(url), pool_size=1, max_overflow=0, connect_args=args)
+        read_engine = create_engine(_sync_url(url), pool_size=READ_THREADS, max_overflow=0, connect_args=args)
         if engine.dialect.name == "sqlite":
             # readers are many and short-lived in use: a small page cache each (SQLite's
             # default 2 MB x 32 pooled readers was a quarter of the daemon's memory)
@@ -256,7 +260,14 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
             _install_sqlite_pragmas(read_engine, busy_timeout_ms, cache_kib=2000)
         store = cls(engine, write_engine, master, feed or Feed(), max_batch, mailbox_cache_ttl, read_engine)
         store.writer.start()
-        await store.writer.submit(_migrate)
+        try:
+            if upgrade if upgrade is not None else engine.dialect.name == "sqlite":
+                await store.writer.submit(_migrate)
+            else:
+                await store.writer.submit(lambda conn: (engines.check_schema(conn), []))
+        except BaseException:
+            await store.close()
+            raise
         return store
 
     async def ping(self) -> None:

@@ -23,7 +23,8 @@ Implementation notes (invariants a newcomer must not break):
 - Changes are published on the feed after the commit, never before.
 - Another process (the CLI) may hold the lock for a moment: BEGIN IMMEDIATE waits for
   it up to busy_timeout, and a batch that still meets "database is locked" is retried
-  whole, a bounded number of times, before its callers get the error.
+  whole, a bounded number of times, before its callers get the error. On PostgreSQL
+  the same holds for a deadlock or serialization failure (another node's transaction).
 """
 from __future__ import annotations
 
@@ -160,7 +161,7 @@ class Writer:
                 await loop.run_in_executor(self._thread, self._transaction, batch)
                 break
             except OperationalError as e:
-                if "locked" in str(e) and attempt < self._lock_retries:
+                if _retryable(e) and attempt < self._lock_retries:
                     log.warning("store.locked_retry", attempt=attempt + 1, jobs=len(batch))
                     await asyncio.sleep(0.05 * 2 ** attempt)
                     continue
@@ -189,3 +190,12 @@ class Writer:
         for p in batch:
             if not p.future.done():
                 p.future.set_exception(error)
+
+
+# PostgreSQL's transaction-rollback class (SQLSTATE 40001 serialization failure, 40P01
+# deadlock between nodes locking folder rows): the whole batch is retried, like SQLite's lock
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def _retryable(e: OperationalError) -> bool:
+    return "locked" in str(e) or getattr(e.orig, "sqlstate", None) in _RETRY_SQLSTATES

@@ -78,7 +78,7 @@ def _load(args: argparse.Namespace, path: Path | None = None) -> Config:
 
 async def _store_call(config: Config, fn: Callable[[Store], Awaitable[Any]]) -> Any:
     store = await Store.open(config.store_url, MasterKey.load(config.master_key),
-                             max_batch=config.group_commit_max)
+                             max_batch=config.group_commit_max, password_file=config.store_password_file)
     try:
         return await fn(store)
     finally:
@@ -589,14 +589,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
     try:
         if args.keys_command == "rotate":
             with progress("re-wrapping data keys"):
-                r = asyncio.run(keys.rotate(config.store_url, config.master_key))
+                r = asyncio.run(keys.rotate(config.store_url, config.master_key, config.store_password_file))
             print(f"master key rotated: {r.old_id} -> {r.new_id}; {r.rewrapped} data keys re-wrapped. "
                   f"The old key is in {config.master_key.parent / 'retired'}; "
                   "`mssante-relay keys purge-retired` deletes it once nothing uses it.")
         else:
-            removed = asyncio.run(keys.purge_retired(config.store_url, config.master_key))
+            removed = asyncio.run(keys.purge_retired(config.store_url, config.master_key, config.store_password_file))
             print(f"retired keys deleted: {', '.join(removed) or 'none'}")
-    except (ValueError, OSError, SQLAlchemyError, CryptoError) as e:
+    except (ValueError, OSError, SQLAlchemyError, CryptoError, StoreError) as e:
         raise UsageError(f"keys {args.keys_command}: {(str(e).splitlines() or [''])[0]}") from None
     return 0
 
@@ -757,6 +757,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_dossier_delete)
     from relay import opscli  # config check, trustlist update
     opscli.register(sub, common, _Parser, _load, UsageError)
+    from relay import dbcli  # db upgrade, db status
+    dbcli.register(sub, common, _Parser, _load, UsageError)
     from relay.conformance.cli import add_commands as add_conformance
     add_conformance(sub, common)  # `conformance run|check` (issue 13)
     from relay import pro_cli  # issue 18: pro list/allow/block/unblock, dossier hide/unhide, mailbox emergency/attending

@@ -14,6 +14,7 @@ from typing import Any
 
 from certs.cps import CardProfile, card_profile
 from certs.tls import PROFILES
+from mailbox_store import engines
 from policy.attachments import AttachmentLimits
 from policy.headers import HeaderLimits
 from relay.configkeys import Tracked, unknown_key_error
@@ -137,6 +138,7 @@ class Config:
     # the file as read (reload compares it key by key to name what changed)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     spool_dir: Path | None = None  # [store] spool_dir: IMAP APPENDs being received; None = <config dir>/spool
+    store_password_file: Path | None = None  # [store] password_file: PostgreSQL's password; None = PGPASSFILE
     # [pro] professionals' card certificates (issue 18); load_config sets them, default tls.*
     pro_trust_anchors: Path | None = None
     pro_crls: tuple[Path, ...] | None = None
@@ -310,13 +312,24 @@ def _cps(data: dict[str, Any]) -> CardProfile:
 
 
 def resolve_store_url(url: str, base: Path) -> str:
-    """A relative SQLite path in the URL is relative to the config file's folder."""
+    """A relative SQLite path in the URL is relative to the config file's folder.
+    ConfigError for an engine we do not run or a password in the URL (engines.py)."""
+    problem = engines.url_problem(url)
+    if problem is not None:
+        raise ConfigError(f"store.url: {problem}")
     prefix = "sqlite+aiosqlite:///"
     if url.startswith(prefix):
         p = Path(url[len(prefix):])
         if not p.is_absolute():
             return prefix + str((base / p).resolve())
     return url
+
+
+def _store_password_file(data: Any, base: Path) -> Path | None:
+    given = _get(data, "store", "password_file", str, "")
+    if not given:
+        return None
+    return Path(given) if Path(given).is_absolute() else base / given
 
 
 def load_config(path: Path) -> Config:
@@ -432,6 +445,7 @@ def load_config(path: Path) -> Config:
         trust_list_fetch_ca=p("trust_list", "fetch_ca", "") if _get(data, "trust_list", "fetch_ca", str, "") else None,
         raw=raw,
         spool_dir=p("store", "spool_dir", "spool"),
+        store_password_file=_store_password_file(data, base),
         pro_trust_anchors=pro_anchors,
         pro_crls=pro_crls,
         cps=_cps(data),

@@ -16,6 +16,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from dossier_bridge.relocate import relocate_documents
+from mailbox_store.errors import StoreError
 from policy.decisions import SHUTTING_DOWN
 from relay import storelock, systemd, tlsevents
 from relay.config import Config
@@ -83,7 +84,7 @@ class Daemon:
     async def start(self) -> None:
         try:
             await self._start()
-        except (ValueError, OSError, SQLAlchemyError) as e:
+        except (ValueError, OSError, SQLAlchemyError, StoreError) as e:  # StoreError: schema behind (engines.py)
             if self.runtime is not None:
                 await self.runtime.store.close()
                 self.runtime = None

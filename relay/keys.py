@@ -29,7 +29,7 @@ class Rotation:
     rewrapped: int
 
 
-async def rotate(store_url: str, key_path: Path) -> Rotation:
+async def rotate(store_url: str, key_path: Path, password_file: Path | None = None) -> Rotation:
     old = _read_key(key_path)
     pending = key_path.with_name(key_path.name + ".new")
     retired = key_path.parent / RETIRED_DIR
@@ -45,7 +45,7 @@ async def rotate(store_url: str, key_path: Path) -> Rotation:
     os.replace(pending, key_path)  # atomic: the new key is current from here on
     fsync_dir(key_path.parent)  # durable before any data key depends on it
     master = MasterKey.load(key_path)
-    store = await Store.open(store_url, master)
+    store = await Store.open(store_url, master, password_file=password_file)
     try:
         count = await store.rewrap_data_keys(master)
     finally:
@@ -53,9 +53,9 @@ async def rotate(store_url: str, key_path: Path) -> Rotation:
     return Rotation(_key_id(old), master.key_id, count)
 
 
-async def purge_retired(store_url: str, key_path: Path) -> list[str]:
+async def purge_retired(store_url: str, key_path: Path, password_file: Path | None = None) -> list[str]:
     master = MasterKey.load(key_path)
-    store = await Store.open(store_url, master)
+    store = await Store.open(store_url, master, password_file=password_file)
     try:
         async with store.engine.connect() as conn:
             used = set((await conn.execute(select(Mailbox.master_key_id).distinct())).scalars())

@@ -74,7 +74,8 @@ class Runtime:
         tls = mx_tls_context(config)
         imap_tls = client_tls_context(config)
         store = await Store.open(config.store_url, master, max_batch=config.group_commit_max,
-                                 mailbox_cache_ttl=config.mailbox_cache_ttl)
+                                 mailbox_cache_ttl=config.mailbox_cache_ttl,
+                                 password_file=config.store_password_file)
         if await store.get_mailbox(POSTMASTER) is None:
             # RFC 5321 §4.5.1: postmaster@ our domain must be accepted; operations read it
             await store.create_mailbox(POSTMASTER, MailboxState.ACTIVE)

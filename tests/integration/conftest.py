@@ -22,6 +22,7 @@ from policy.recipients import MailboxState
 from relay.config import load_config
 from relay.daemon import Daemon
 from relay.instance import init_instance
+from tests.pg import on_postgresql, use_store
 
 OPERATOR_DOMAIN = "test-operator.mssante.fr"
 SENDER = f"dr.martin@{OPERATOR_DOMAIN}"
@@ -171,9 +172,11 @@ def seed_mailboxes(config_path: Path) -> None:
 
 
 @pytest.fixture
-def instance(template_instance: Path, tmp_path: Path) -> Path:
+def instance(template_instance: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     d = tmp_path / "inst"
     shutil.copytree(template_instance, d, ignore=shutil.ignore_patterns("S.gpg-agent*"))
+    if on_postgresql():  # MSSANTE_TEST_STORE=postgresql: a fresh database of tests/pg.py's server
+        use_store(d / "relay.toml", request.getfixturevalue("pg_server").new_database())
     seed_mailboxes(d / "relay.toml")
     return d
 

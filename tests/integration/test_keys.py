@@ -3,22 +3,21 @@ still readable by the running daemon and after a restart, old key purged at the 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
 from mailbox_store.crypto import MasterKey
 from policy.recipients import MailboxState
+from relay.config import load_config
+from sqlalchemy import text
 from tests.integration.conftest import INS_ACTIVE, PASSWORD_HASH, RunningDaemon, message
 from tests.integration.test_backup import _all_messages
 from tests.integration.test_cli import run
+from tests.pg import sql
 
 
-def _key_ids(db: Path) -> set[str]:
-    con = sqlite3.connect(db)
-    try:
-        return {r[0] for r in con.execute("SELECT master_key_id FROM mailboxes")}
-    finally:
-        con.close()
+def _key_ids(cfg: Path) -> set[str]:
+    with sql(load_config(cfg).store_url) as con:  # SQLite or PostgreSQL (tests/pg.py)
+        return set(con.execute(text("SELECT master_key_id FROM mailboxes")).scalars())
 
 
 def test_rotation_without_downtime(relay: RunningDaemon) -> None:
@@ -31,7 +30,7 @@ def test_rotation_without_downtime(relay: RunningDaemon) -> None:
     p = run("keys", "rotate", config=cfg)
     assert p.returncode == 0, p.stderr
     new_id = MasterKey.load(base / "keys/master.key").key_id
-    assert new_id != old_id and _key_ids(base / "relay.db") == {new_id}
+    assert new_id != old_id and _key_ids(cfg) == {new_id}
     assert (base / f"keys/retired/{old_id}.key").exists()
     # the running daemon, which started with the old key, reads on and takes new mail
     c = relay.imap()
@@ -48,5 +47,5 @@ def test_rotation_without_downtime(relay: RunningDaemon) -> None:
     assert run("keys", "rotate", config=cfg).returncode == 0
     p = run("keys", "purge-retired", config=cfg)
     assert p.returncode == 0 and old_id in p.stdout
-    assert len(_key_ids(base / "relay.db")) == 1
+    assert len(_key_ids(cfg)) == 1
     assert len(asyncio.run(_all_messages(cfg))) == len(after)

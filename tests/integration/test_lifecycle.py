@@ -4,11 +4,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import sqlite3
 from pathlib import Path
 
+from sqlalchemy import update
+
+from mailbox_store.models import Mailbox
+from relay.config import load_config
 from tests.integration.conftest import INS_ACTIVE, INS_PENDING, RunningDaemon, message
 from tests.integration.test_cli import one_line_error, run
+from tests.pg import sql
 
 NEW = "185022B12345612"
 
@@ -52,14 +56,12 @@ def test_majority_removes_guardians(relay: RunningDaemon) -> None:
 
 def test_stale_mailboxes(instance: Path) -> None:
     cfg = instance / "relay.toml"
-    con = sqlite3.connect(instance / "relay.db")
-    old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=400)).isoformat(sep=" ")
-    recent = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)).isoformat(sep=" ")
-    con.execute("UPDATE mailboxes SET created_at = ?", (old,))
-    con.execute("UPDATE mailboxes SET last_login_at = ? WHERE ins = ?", (recent, INS_ACTIVE))
-    con.execute("UPDATE mailboxes SET last_login_at = ? WHERE ins = ?", (old, INS_PENDING))
-    con.commit()
-    con.close()
+    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=400)
+    recent = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)
+    with sql(load_config(cfg).store_url) as con:  # SQLite or PostgreSQL (tests/pg.py)
+        con.execute(update(Mailbox).values(created_at=old))
+        con.execute(update(Mailbox).where(Mailbox.ins == INS_ACTIVE).values(last_login_at=recent))
+        con.execute(update(Mailbox).where(Mailbox.ins == INS_PENDING).values(last_login_at=old))
     rows = {r["ins"]: r for r in json.loads(run("mailbox", "stale", "--json", config=cfg).stdout)}
     assert INS_ACTIVE not in rows and INS_PENDING in rows and rows[INS_PENDING]["last_login"]
     assert any(r["last_login"] is None for r in rows.values())  # never logged in, created long ago

@@ -19,14 +19,13 @@ def test_config_check_prints_the_effective_configuration(instance: Path) -> None
     assert p.stderr == ""
 
 
-def test_config_check_elides_the_store_password(instance: Path) -> None:
+def test_config_check_refuses_a_store_password_in_the_url(instance: Path) -> None:
     cfg = instance / "relay.toml"
     cfg.write_text(cfg.read_text().replace('url = "sqlite+aiosqlite:///relay.db"',
                                            'url = "postgresql+asyncpg://relay:s3cret@db/relay"'))
     p = run("config", "check", config=cfg)  # $MSSANTE_RELAY_CONFIG works as --config does
-    assert p.returncode == 0, p.stderr
-    assert "s3cret" not in p.stdout
-    assert json.loads(p.stdout)["store_url"] == "postgresql+asyncpg://relay:***@db/relay"
+    one_line_error(p, "store.url: a password does not belong in the URL")
+    assert "s3cret" not in p.stdout + p.stderr
 
 
 def test_config_check_refuses_a_typo(instance: Path) -> None:

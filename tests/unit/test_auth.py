@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 import relay.auth as auth_module
 from mailbox_store.crypto import MasterKey
-from mailbox_store.store import Store, sqlite_url
+from mailbox_store.store import Store
 from policy.recipients import MailboxState
 from relay.auth import UNRECORDED, Authenticator, client_key, login_to_ins
 from relay.config import AuthConfig
@@ -47,8 +47,8 @@ def cheap_dummy_hash(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(sqlite_url(tmp_path / "a.db"), MasterKey.generate(tmp_path / "k"))
+async def store(tmp_path: Path, store_url: str) -> AsyncIterator[Store]:
+    s = await Store.open(store_url, MasterKey.generate(tmp_path / "k"))
     await s.create_mailbox(INS, MailboxState.ACTIVE, PasswordHasher(time_cost=1, memory_cost=8192).hash("right"))
     yield s
     await s.close()
@@ -115,8 +115,8 @@ async def test_fifty_concurrent_sessions_check_no_more_than_the_budget(store: St
     assert auth.password_checks == 5 + 20 + 1
 
 
-async def test_many_correct_logins_behind_one_address_wait_rather_than_fail(tmp_path: Path) -> None:
-    store = await Store.open(sqlite_url(tmp_path / "a.db"), MasterKey.generate(tmp_path / "k"))
+async def test_many_correct_logins_behind_one_address_wait_rather_than_fail(tmp_path: Path, store_url: str) -> None:
+    store = await Store.open(store_url, MasterKey.generate(tmp_path / "k"))
     try:
         hashed = PasswordHasher(time_cost=1, memory_cost=8192).hash("right")
         for i in range(1, 101):

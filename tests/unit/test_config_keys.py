@@ -82,13 +82,16 @@ def test_the_template_and_example_load(dev_instance: Path) -> None:
     load_config(example)
 
 
-def test_effective_configuration_elides_a_store_password(tmp_path: Path, template: str) -> None:
+def test_a_store_password_in_the_url_is_refused_without_being_echoed(tmp_path: Path, template: str) -> None:
+    # issue 14: the password lives in store.password_file or PGPASSFILE, never in relay.toml
     text = template.replace('url = "sqlite+aiosqlite:///relay.db"',
                             'url = "postgresql+asyncpg://relay:s3cret@db.example/relay"')
     p = tmp_path / "relay.toml"
     p.write_text(text)
+    with pytest.raises(ConfigError, match=r"^store\.url: a password does not belong in the URL") as e:
+        load_config(p)
+    assert "s3cret" not in str(e.value)
+    p.write_text(template)
     out = effective(load_config(p))
-    assert out["store_url"] == "postgresql+asyncpg://relay:***@db.example/relay"
-    assert "s3cret" not in repr(out)
     assert out["imap_max_sessions_per_ip"] == 50 and out["mx_listen"] == "127.0.0.1:2525"
     assert "raw" not in out

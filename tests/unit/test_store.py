@@ -22,6 +22,7 @@ from mailbox_store import migrate
 from mailbox_store.store import (Delivered, MailboxExists, MailboxInfo, NoSuchMailbox, Store, StoreError,
                                  sqlite_url)
 from policy.recipients import MailboxState
+from tests.pg import on_postgresql
 
 INS_A = "279035121518989"
 INS_B = "185052A00412368"
@@ -36,6 +37,9 @@ def message(marker: str = "", subject: str = "Compte rendu") -> bytes:
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
+    """The SQLite file itself: the tests that read or alter it run on SQLite only."""
+    if on_postgresql():
+        pytest.skip("reads the SQLite file directly")
     return tmp_path / "relay.db"
 
 
@@ -45,8 +49,8 @@ def master() -> MasterKey:
 
 
 @pytest.fixture
-async def store(db_path: Path, master: MasterKey):
-    s = await Store.open(sqlite_url(db_path), master)
+async def store(store_url: str, master: MasterKey):
+    s = await Store.open(store_url, master)
     yield s
     await s.close()
 
@@ -430,6 +434,8 @@ async def test_feed_gets_message_new_after_commit(db_path: Path, master: MasterK
 # --- durability settings and locking -----------------------------------------------------------
 
 async def test_sqlite_pragmas_on_store_connections(store: Store) -> None:
+    if on_postgresql():
+        pytest.skip("SQLite's PRAGMAs")
     async with store.engine.connect() as conn:
         assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
         assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 2  # FULL

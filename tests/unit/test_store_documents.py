@@ -4,7 +4,6 @@ audit trail, on a real SQLite file."""
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,11 @@ from mailbox_store.crypto import MasterKey
 from mailbox_store.documents import NewDocument, NoSuchDocument
 from mailbox_store.feed import Feed
 from mailbox_store.models import DOSSIER_FOLDER
-from mailbox_store.store import Store, sqlite_url
+from mailbox_store.store import Store
 from policy.recipients import MailboxState
+from sqlalchemy import text
+
+from tests.pg import on_postgresql, sql
 
 INS_A = "279035121518989"
 INS_B = "185052A00412368"
@@ -24,8 +26,8 @@ RAW = (b"From: dr.house@hopital.mssante.fr\r\nSubject: CR\r\nMessage-ID: <m1@hop
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
-    s = await Store.open(sqlite_url(tmp_path / "relay.db"), MasterKey(os.urandom(32)))
+async def store(tmp_path: Path, store_url: str):
+    s = await Store.open(store_url, MasterKey(os.urandom(32)))
     yield s
     await s.close()
 
@@ -34,7 +36,7 @@ def doc(content: bytes = PDF, source: str = "<m1@hopital.mssante.fr>", title: st
     return NewDocument(source, content, {"title": title, "mime_type": "application/pdf"})
 
 
-async def test_documents_are_filed_with_the_delivery_and_read_back(store: Store, tmp_path: Path) -> None:
+async def test_documents_are_filed_with_the_delivery_and_read_back(store: Store, tmp_path: Path, store_url: str) -> None:
     a = await store.create_mailbox(INS_A, state=MailboxState.ACTIVE)
     b = await store.create_mailbox(INS_B, state=MailboxState.ACTIVE)
     await store.deliver([a, b], RAW, documents=[(a, [doc()]), (b, [doc(title="Autre titre")])], source="192.0.2.1")
@@ -45,10 +47,11 @@ async def test_documents_are_filed_with_the_delivery_and_read_back(store: Store,
     got, content = await store.document(a, da.id, actor="admin", source="cli")
     assert content == PDF and got.id == da.id
     # one sealed blob shared by both recipients, as for messages; nothing in clear
-    con = sqlite3.connect(tmp_path / "relay.db")
-    assert con.execute("SELECT COUNT(DISTINCT blob_id) FROM dossier_documents").fetchone() == (1,)
-    dump = b"".join(p.read_bytes() for p in tmp_path.glob("relay.db*"))
-    assert b"fake but distinctive" not in dump and "Compte rendu".encode() not in dump
+    with sql(store_url) as con:
+        assert con.execute(text("SELECT COUNT(DISTINCT blob_id) FROM dossier_documents")).scalar() == 1
+    if not on_postgresql():  # the database's files on disk
+        dump = b"".join(p.read_bytes() for p in tmp_path.glob("relay.db*"))
+        assert b"fake but distinctive" not in dump and "Compte rendu".encode() not in dump
     actions = [(e.action, e.detail) for e in await store.audit_events(a.id)]
     assert ("dossier.filed", f"document {da.id}") in actions
     assert ("dossier.download", f"document {da.id}") in actions
@@ -65,7 +68,7 @@ async def test_a_redelivered_message_files_nothing_twice(store: Store) -> None:
     assert len(await store.documents(a)) == 3
 
 
-async def test_delete_is_audited_and_keeps_shared_blobs(store: Store, tmp_path: Path) -> None:
+async def test_delete_is_audited_and_keeps_shared_blobs(store: Store, tmp_path: Path, store_url: str) -> None:
     a = await store.create_mailbox(INS_A, state=MailboxState.ACTIVE)
     b = await store.create_mailbox(INS_B, state=MailboxState.ACTIVE)
     await store.deliver([a, b], RAW, documents=[(a, [doc()]), (b, [doc()])])
@@ -86,28 +89,27 @@ async def test_delete_is_audited_and_keeps_shared_blobs(store: Store, tmp_path: 
     await store.expunge(b.id, "INBOX")
     assert (await store.document(b, db.id, actor="admin"))[1] == PDF
     await store.delete_document(b, db.id, actor="admin")
-    con = sqlite3.connect(tmp_path / "relay.db")
-    # the document's blob is gone; what remains is the message still in a's INBOX
-    assert con.execute("SELECT COUNT(*) FROM blobs WHERE id NOT IN (SELECT blob_id FROM messages)").fetchone() \
-        == (0,)
+    with sql(store_url) as con:
+        # the document's blob is gone; what remains is the message still in a's INBOX
+        assert con.execute(text("SELECT COUNT(*) FROM blobs WHERE id NOT IN (SELECT blob_id FROM messages)")
+                           ).scalar() == 0
 
 
-async def test_metadata_moved_to_another_row_does_not_open(store: Store, tmp_path: Path) -> None:
+async def test_metadata_moved_to_another_row_does_not_open(store: Store, tmp_path: Path, store_url: str) -> None:
     a = await store.create_mailbox(INS_A, state=MailboxState.ACTIVE)
     await store.file_documents(a, [doc(title="un"), doc(b"%PDF-1.4 two", title="deux")], "patient")
     one, two = await store.documents(a)
-    con = sqlite3.connect(tmp_path / "relay.db")
-    sealed = con.execute("SELECT meta_sealed FROM dossier_documents WHERE id=?", (one.id,)).fetchone()[0]
-    con.execute("UPDATE dossier_documents SET meta_sealed=? WHERE id=?", (sealed, two.id))
-    con.commit()
+    with sql(store_url) as con:
+        sealed = con.execute(text("SELECT meta_sealed FROM dossier_documents WHERE id=:i"), {"i": one.id}).scalar()
+        con.execute(text("UPDATE dossier_documents SET meta_sealed=:s WHERE id=:i"), {"s": sealed, "i": two.id})
     from mailbox_store.crypto import CryptoError
     with pytest.raises(CryptoError):
         await store.documents(a)
 
 
-async def test_every_mailbox_has_the_dossier_folder_and_filing_is_published(tmp_path: Path) -> None:
+async def test_every_mailbox_has_the_dossier_folder_and_filing_is_published(tmp_path: Path, store_url: str) -> None:
     feed = Feed()
-    s = await Store.open(sqlite_url(tmp_path / "relay.db"), MasterKey(os.urandom(32)), feed=feed)
+    s = await Store.open(store_url, MasterKey(os.urandom(32)), feed=feed)
     try:
         a = await s.create_mailbox(INS_A, state=MailboxState.ACTIVE)
         assert DOSSIER_FOLDER in [f.name for f in await s.folders(INS_A)]

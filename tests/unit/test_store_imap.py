@@ -2,22 +2,24 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from mailbox_store.crypto import MasterKey
 from mailbox_store.folders import FolderError
-from mailbox_store.store import Store, sqlite_url
+from mailbox_store.store import Store
 from policy.recipients import MailboxState
+from sqlalchemy import text
+
+from tests.pg import sql
 
 INS = "279035121518989"
 
 
 @pytest.fixture
-async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = await Store.open(sqlite_url(tmp_path / "s.db"), MasterKey.generate(tmp_path / "k"))
+async def store(tmp_path: Path, store_url: str):  # type: ignore[no-untyped-def]
+    s = await Store.open(store_url, MasterKey.generate(tmp_path / "k"))
     yield s
     await s.close()
 
@@ -47,7 +49,7 @@ async def test_snapshot_flags_expunge(store: Store) -> None:
     assert await store.fetch_raw(INS, "INBOX", 3) == msg(2)
 
 
-async def test_copy_and_move_share_blobs_and_keep_decrypting(store: Store, tmp_path: Path) -> None:
+async def test_copy_and_move_share_blobs_and_keep_decrypting(store: Store, tmp_path: Path, store_url: str) -> None:
     mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
     for i in range(3):
         await store.deliver([mb], msg(i))
@@ -60,11 +62,8 @@ async def test_copy_and_move_share_blobs_and_keep_decrypting(store: Store, tmp_p
     moved = await store.copy(mb.id, "INBOX", [1], "Archive", move=True)
     assert moved.pairs == [(1, 3)]
     assert [m.uid for m in (await store.snapshot(mb.id, "INBOX")).messages] == [2, 3]
-    con = sqlite3.connect(tmp_path / "s.db")
-    try:
-        assert con.execute("SELECT count(*) FROM blobs").fetchone()[0] == 3  # copies share blobs
-    finally:
-        con.close()
+    with sql(store_url) as con:
+        assert con.execute(text("SELECT count(*) FROM blobs")).scalar() == 3  # copies share blobs
     # expunging one copy keeps the blob the other copy uses
     await store.store_flags(mb.id, "INBOX", [2], "+", ["\\Deleted"])
     await store.expunge(mb.id, "INBOX")
@@ -157,3 +156,34 @@ async def test_concurrent_flag_changes_and_deliveries(store: Store) -> None:
     snap = await store.snapshot(mb.id, "INBOX")
     assert [m.uid for m in snap.messages] == list(range(1, 21))
     assert all("\\Seen" in m.flags for m in snap.messages[:10])
+
+
+async def test_a_keyword_named_seen_does_not_count_as_read(store: Store) -> None:
+    # PostgreSQL's LIKE takes a backslash as its escape: LIKE '%\Seen%' without an ESCAPE
+    # clause matched the keyword "Seen" too (issue 14). Both unseen counts must say 2.
+    mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
+    for i in range(3):
+        await store.deliver([mb], msg(i))
+    await store.store_flags(mb.id, "INBOX", [1], "+", ["Seen"])
+    await store.store_flags(mb.id, "INBOX", [2], "+", ["\\Seen"])
+    [inbox] = await store.list_folders(mb.id, "INBOX")
+    assert (inbox.messages, inbox.unseen) == (3, 2)
+    page = await store.folder_page(mb.id, "INBOX", 0, 10)
+    assert page is not None and (page.total, page.unseen) == (3, 2)
+    # a keyword containing "Deleted" is not \Deleted: expunge leaves it
+    await store.store_flags(mb.id, "INBOX", [3], "+", ["Deleted"])
+    assert await store.expunge(mb.id, "INBOX") == []
+
+
+async def test_allowing_a_pharmacy_twice_is_refused_on_every_engine(store: Store) -> None:
+    # the INSERT … ON CONFLICT DO NOTHING is judged by RETURNING: psycopg's rowcount is -1
+    from mailbox_store.conversations import PharmacyError
+    mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
+    await store.allow_pharmacy(mb, "pharmacie@officine.mssante.fr")
+    assert await store.pharmacies(mb) == ["pharmacie@officine.mssante.fr"]
+    with pytest.raises(PharmacyError, match="already allowed"):
+        await store.allow_pharmacy(mb, "pharmacie@officine.mssante.fr")
+    await store.revoke_pharmacy(mb, "pharmacie@officine.mssante.fr")
+    with pytest.raises(PharmacyError, match="not an allowed pharmacy"):
+        await store.revoke_pharmacy(mb, "pharmacie@officine.mssante.fr")
+    assert await store.pharmacies(mb) == []
