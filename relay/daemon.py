@@ -84,6 +84,8 @@ class Daemon:
         except (ValueError, OSError, SQLAlchemyError) as e:
             if self.runtime is not None:
                 await self.runtime.store.close()
+                if self.runtime.pools is not None:
+                    self.runtime.pools.shutdown()
                 self.runtime = None
             storelock.release(self._lock)
             self._lock = None
@@ -197,6 +199,8 @@ class Daemon:
         finally:
             if rt is not None:
                 await rt.store.close()  # commits every job already submitted
+                if rt.pools is not None:
+                    rt.pools.shutdown()  # after the store: its last commits may still seal
             storelock.release(self._lock)
             self._lock = None
             if self._server is not None:

@@ -46,6 +46,7 @@ from policy.recipients import classify_recipient, mailbox_decision
 from policy.trust import check_sender
 from policy.headers import parse_headers
 from relay.delivery.receipts import receipt_request
+from relay.pools import run_in
 from relay.runtime import POSTMASTER
 from relay.smtp.autotest import AutoTest
 from relay.smtp.engine import RelaySMTP
@@ -232,7 +233,7 @@ class MxHandler:
         end = raw.find(b"\r\n\r\n")
         if b"dkim-signature:" not in raw[:end if end >= 0 else len(raw)].lower():
             return [DkimResult("none", None, None, None, "no signature")]
-        return await asyncio.to_thread(verify_dkim, raw, self.rt.dkim_resolver)
+        return await run_in(self.rt.pools and self.rt.pools.dkim, verify_dkim, raw, self.rt.dkim_resolver)
 
     @staticmethod
     def _channel(session: Session) -> Channel:
@@ -257,7 +258,8 @@ class MxHandler:
         patients = [m for m in mailboxes if m.ins != POSTMASTER] if envelope.mail_from != NULL_SENDER else []
         limits = self.rt.config.attachments
         if len(raw) > INSPECT_INLINE_MAX:
-            filing = await asyncio.to_thread(inspect_message, raw, patients, limits, channel.cert_subject)
+            filing = await run_in(self.rt.pools and self.rt.pools.parse, inspect_message, raw, patients, limits,
+                                  channel.cert_subject)
         else:
             filing = inspect_message(raw, patients, limits, channel.cert_subject)
         if isinstance(filing, Decision):
@@ -286,8 +288,9 @@ class MxHandler:
             receipt = receipt_request(headers, professional, sender_ok)
         single = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
         dkim = auth_results(await self._dkim(raw))
-        stored = trace_headers(channel, self.rt.config.hostname, queue_id, single, more_results=dkim) + \
-            strip_own_auth_results(raw, self.rt.config.hostname)
+        # sealed as two parts, never joined: at most two copies of the message (issue 15 §2)
+        prefix = trace_headers(channel, self.rt.config.hostname, queue_id, single, more_results=dkim)
+        raw = strip_own_auth_results(raw, self.rt.config.hostname)
 
         def logged(fut: "asyncio.Future[list[Delivered]]") -> None:
             if fut.cancelled() or fut.exception() is not None:
@@ -296,13 +299,13 @@ class MxHandler:
             else:
                 STORE_SECONDS.observe(time.monotonic() - started)
                 MESSAGES.labels("accepted", "250", "ok").inc()
-                log.info("message.accepted", queue_id=queue_id, size=len(stored), recipients=len(mailboxes),
+                log.info("message.accepted", queue_id=queue_id, size=len(prefix) + len(raw), recipients=len(mailboxes),
                          ins_hash=hashes, sender_domain=channel.sender_domain, tls=channel.tls_version,
                          documents=sum(len(d) for _, d in filing.documents), not_filed=len(filing.not_filed))
 
         started = time.monotonic()
         delivery = asyncio.ensure_future(self.rt.store.deliver(
-            mailboxes, stored, documents=filing.documents, filed_by="mx", source=channel.peer_ip,
+            mailboxes, raw, prefix=prefix, documents=filing.documents, filed_by="mx", source=channel.peer_ip,
             not_filed=filing.not_filed, conversation=conversation, receipt=receipt))
         delivery.add_done_callback(logged)
         try:
