@@ -74,6 +74,7 @@ class WorkersConfig:
     parse: int = field(default_factory=lambda: _cores(1.0, 1))  # MIME inspection of received mail
     crypto: int = field(default_factory=lambda: _cores(1.0, 1))  # AES-GCM of whole messages, documents
     dkim: int = field(default_factory=lambda: _cores(1.0, 2))  # DKIM sign and verify (DNS waits too)
+    parse_mode: str = "threads"  # "threads" or "processes" (relay/pools.py says which wins and why)
     max_bytes_in_flight: int = 268_435_456  # message bytes held by all SMTP DATA at once (MX + submission)
     bytes_wait: float = 30.0  # seconds a new DATA waits for that budget before 452 4.3.1
 
@@ -252,8 +253,12 @@ def _workers(data: dict[str, Any]) -> WorkersConfig:
     d = WorkersConfig()
     values = {k: _positive(f"workers.{k}", _get(data, "workers", k, (int, float) if k == "bytes_wait" else int,
                                                   getattr(d, k)))
-              for k in WorkersConfig.__dataclass_fields__}
-    return WorkersConfig(**{k: float(v) if k == "bytes_wait" else int(v) for k, v in values.items()})
+              for k in WorkersConfig.__dataclass_fields__ if k != "parse_mode"}
+    mode = _get(data, "workers", "parse_mode", str, d.parse_mode)
+    if mode not in ("threads", "processes"):
+        raise ConfigError(f"workers.parse_mode: expected threads or processes, got {mode!r}")
+    return WorkersConfig(**{k: float(v) if k == "bytes_wait" else int(v) for k, v in values.items()},
+                         parse_mode=mode)
 
 
 def _header_limits(data: dict[str, Any]) -> HeaderLimits:

@@ -21,17 +21,28 @@ Threads or processes for `parse` (issue 15 §3, "both cores"): see PARSE_CHOICE 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import structlog
+
+log = structlog.get_logger("relay.pools")
 T = TypeVar("T")
 
-# Measured with bench/compare_anchor.sh-style runs (bench/parse_pool.py), see the
-# report of issue 15: filled in where the figures are.
-PARSE_CHOICE = "threads"
+# With threads, a message up to this size is inspected on the event loop: a thread hop
+# costs more than parsing 10 KB, and the GIL runs one parse at a time anyway.
+INSPECT_INLINE_MAX = 256 * 1024
+PARSE_MODES = ("threads", "processes")
+
+
+class ParseWorkerLost(Exception):
+    """A parse worker process died during the call (killed, out of memory): the
+    message was not inspected; the MX answers 451 and the pool is replaced."""
 
 
 def default_size(share: float, floor: int = 1, ceiling: int = 8) -> int:
@@ -39,17 +50,45 @@ def default_size(share: float, floor: int = 1, ceiling: int = 8) -> int:
     return max(floor, min(ceiling, round((os.cpu_count() or 1) * share)))
 
 
+def _process_pool(size: int) -> ProcessPoolExecutor:
+    # spawn, not fork: the daemon has threads (the writer, aiosqlite) whose locks a
+    # forked child would inherit held
+    return ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"))
+
+
 @dataclass
 class Pools:
     parse: Executor
     crypto: Executor
     dkim: Executor
+    parse_mode: str = "threads"
+    parse_size: int = 1
 
     @classmethod
-    def start(cls, parse: int, crypto: int, dkim: int) -> "Pools":
-        return cls(parse=ThreadPoolExecutor(max_workers=parse, thread_name_prefix="parse"),
-                   crypto=ThreadPoolExecutor(max_workers=crypto, thread_name_prefix="crypto"),
-                   dkim=ThreadPoolExecutor(max_workers=dkim, thread_name_prefix="dkim"))
+    def start(cls, parse: int, crypto: int, dkim: int, parse_mode: str = "threads") -> "Pools":
+        pool: Executor = (_process_pool(parse) if parse_mode == "processes"
+                          else ThreadPoolExecutor(max_workers=parse, thread_name_prefix="parse"))
+        return cls(parse=pool, crypto=ThreadPoolExecutor(max_workers=crypto, thread_name_prefix="crypto"),
+                   dkim=ThreadPoolExecutor(max_workers=dkim, thread_name_prefix="dkim"),
+                   parse_mode=parse_mode, parse_size=parse)
+
+    async def inspect(self, size: int, fn: Callable[..., T], *args: Any) -> T:
+        """The parse step of a message of `size` bytes. With processes, `fn` must be a
+        top-level function of plain, picklable data (it runs in another interpreter);
+        ParseWorkerLost when its worker died, and the pool is replaced for the next."""
+        if self.parse_mode == "threads":
+            if size <= INSPECT_INLINE_MAX:
+                return fn(*args)
+            return await run_in(self.parse, fn, *args)
+        pool = self.parse
+        try:
+            return await run_in(pool, fn, *args)
+        except BrokenProcessPool:
+            if self.parse is pool:  # the first caller to see it replaces it
+                log.error("pools.parse_worker_lost", replaced=True)
+                self.parse = _process_pool(self.parse_size)
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise ParseWorkerLost("a parse worker process died") from None
 
     def shutdown(self) -> None:
         """Queued work is dropped; running work ends on its own (its caller is gone)."""

@@ -84,7 +84,7 @@ class Runtime:
             # RFC 5321 §4.5.1: postmaster@ our domain must be accepted; operations read it
             await store.create_mailbox(POSTMASTER, MailboxState.ACTIVE)
         w = config.workers
-        pools = Pools.start(parse=w.parse, crypto=w.crypto, dkim=w.dkim)
+        pools = Pools.start(parse=w.parse, crypto=w.crypto, dkim=w.dkim, parse_mode=w.parse_mode)
         store.executor = pools.crypto
         return cls(config, store, master, trust, tls, imap_tls, load_dkim(config), pools=pools,
                    budget=ByteBudget(w.max_bytes_in_flight))

@@ -257,9 +257,11 @@ class MxHandler:
         # a bounce (null sender) carries the patient's own message back: nothing to file
         patients = [m for m in mailboxes if m.ins != POSTMASTER] if envelope.mail_from != NULL_SENDER else []
         limits = self.rt.config.attachments
-        if len(raw) > INSPECT_INLINE_MAX:
-            filing = await run_in(self.rt.pools and self.rt.pools.parse, inspect_message, raw, patients, limits,
-                                  channel.cert_subject)
+        if self.rt.pools is not None:  # the parse pool (relay/pools.py); a lost worker: 451
+            filing = await self.rt.pools.inspect(len(raw), inspect_message, raw, patients, limits,
+                                                 channel.cert_subject)
+        elif len(raw) > INSPECT_INLINE_MAX:
+            filing = await asyncio.to_thread(inspect_message, raw, patients, limits, channel.cert_subject)
         else:
             filing = inspect_message(raw, patients, limits, channel.cert_subject)
         if isinstance(filing, Decision):

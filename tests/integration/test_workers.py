@@ -102,3 +102,42 @@ def test_data_past_its_declared_size_without_budget_is_refused_after_the_dot(tig
     assert subjects == [b"honnete"]
     assert tight_relay.daemon.runtime is not None and tight_relay.daemon.runtime.budget is not None
     assert tight_relay.daemon.runtime.budget.used == 0
+
+
+@pytest.fixture
+def process_relay(template_instance: Path, tmp_path: Path) -> Any:
+    import shutil
+    d = tmp_path / "inst"
+    shutil.copytree(template_instance, d, ignore=shutil.ignore_patterns("S.gpg-agent*"))
+    cfg = d / "relay.toml"
+    cfg.write_text(cfg.read_text().replace('parse_mode = "threads"', 'parse_mode = "processes"'))
+    seed_mailboxes(cfg)
+    rd = RunningDaemon(cfg).start()
+    yield rd
+    rd.stop()
+
+
+def test_parse_in_processes_and_a_dead_worker_gives_451(process_relay: RunningDaemon) -> None:
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    relay = process_relay
+    relay.deliver(message(subject="par un processus"))
+    rt = relay.daemon.runtime
+    assert rt is not None and rt.pools is not None
+
+    async def break_pool() -> None:  # workers that die as they start
+        rt.pools.parse.shutdown(wait=False)  # type: ignore[union-attr]
+        rt.pools.parse = ProcessPoolExecutor(  # type: ignore[union-attr]
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=os._exit, initargs=(3,))
+
+    relay.call(break_pool())
+    with relay.smtp() as s:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            s.sendmail(SENDER, [RCPT], message(subject="perdu"))
+        assert refused.value.smtp_code == 451
+        # the same session goes on, on a new pool
+        assert s.sendmail(SENDER, [RCPT], message(subject="apres")) == {}
+    subjects = [m.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0] for m in relay.inbox(INS_ACTIVE)]
+    assert subjects == [b"par un processus", b"apres"]

@@ -176,3 +176,41 @@ async def test_store_deliver_with_prefix_stores_the_joined_message(tmp_path: Pat
         assert (await store.messages(mb.ins, "INBOX"))[0].size == len(body) + 23
     finally:
         await store.close()
+
+
+# ---- the parse pool in worker processes ---------------------------------------------------
+
+MIME = (b"From: dr@hopital.mssante.fr\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nBonjour\r\n")
+
+
+async def test_process_parse_pool_inspects_and_survives_a_dead_worker() -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dossier_bridge.dossier import Filing, inspect_message
+    from policy.attachments import AttachmentLimits
+    from relay.pools import ParseWorkerLost
+
+    pools = Pools.start(parse=1, crypto=1, dkim=1, parse_mode="processes")
+    try:
+        got = await asyncio.wait_for(pools.inspect(len(MIME), inspect_message, MIME, [], AttachmentLimits()), 60)
+        assert isinstance(got, Filing)
+        # a worker that dies (killed, out of memory): the call fails, never a result
+        pools.parse.shutdown()
+        pools.parse = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                          initializer=os._exit, initargs=(3,))
+        with pytest.raises(ParseWorkerLost):
+            await asyncio.wait_for(pools.inspect(len(MIME), inspect_message, MIME, [], AttachmentLimits()), 60)
+        # ... and the pool was replaced: the next message is inspected
+        got = await asyncio.wait_for(pools.inspect(len(MIME), inspect_message, MIME, [], AttachmentLimits()), 60)
+        assert isinstance(got, Filing)
+    finally:
+        pools.shutdown()
+
+
+def test_parse_mode_checked(tmp_path: Path, template: str) -> None:
+    with pytest.raises(ConfigError, match=r"^workers\.parse_mode:"):
+        load_config(write(tmp_path, edited(template, 'parse_mode = "threads"', 'parse_mode = "forks"')))
+    cfg = load_config(write(tmp_path, edited(template, 'parse_mode = "threads"', 'parse_mode = "processes"')))
+    assert cfg.workers.parse_mode == "processes"
