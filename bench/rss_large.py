@@ -22,8 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.instance import free_port, new_instance, start_daemon, stop_daemon  # noqa: E402
-from bench.smtp_inbound import DEFAULT_LOADGEN, _count, _create, _store_op, make_rcpts, rss_kib  # noqa: E402
+from bench.instance import free_port, new_instance, start_daemon, stop_daemon
+from bench.smtp_inbound import (
+    DEFAULT_LOADGEN,
+    _count,
+    _create,
+    _store_op,
+    make_rcpts,
+    rss_kib,
+)
 
 
 def main() -> int:

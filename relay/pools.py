@@ -65,7 +65,7 @@ class Pools:
     parse_size: int = 1
 
     @classmethod
-    def start(cls, parse: int, crypto: int, dkim: int, parse_mode: str = "threads") -> "Pools":
+    def start(cls, parse: int, crypto: int, dkim: int, parse_mode: str = "threads") -> Pools:
         pool: Executor = (_process_pool(parse) if parse_mode == "processes"
                           else ThreadPoolExecutor(max_workers=parse, thread_name_prefix="parse"))
         return cls(parse=pool, crypto=ThreadPoolExecutor(max_workers=crypto, thread_name_prefix="crypto"),

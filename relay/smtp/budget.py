@@ -60,7 +60,7 @@ class ByteBudget:
         try:
             await asyncio.wait_for(asyncio.shield(fut), wait)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if fut.done() and not fut.cancelled():  # granted at the very last moment
                 return True
             fut.cancel()

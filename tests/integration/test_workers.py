@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import INS_ACTIVE, SENDER, RunningDaemon, message, seed_mailboxes
+from tests.integration.conftest import (
+    INS_ACTIVE,
+    SENDER,
+    RunningDaemon,
+    message,
+    seed_mailboxes,
+)
 
 RCPT = f"{INS_ACTIVE}@patient.mssante.fr"
 

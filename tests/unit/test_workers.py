@@ -17,9 +17,15 @@ from policy.recipients import MailboxState
 from relay.config import ConfigError, load_config
 from relay.pools import Pools, run_in
 from relay.smtp.budget import ByteBudget, declared_size, reserve
-from tests.unit.test_config import edited, template, write  # noqa: F401 (fixture)
+from tests.unit.test_config import edited, write
 
 INSES = ["279035121518989", "185052A00412368", "292072B05001788"]
+
+
+@pytest.fixture
+def template(dev_instance: Path) -> str:
+    """relay.toml as `init` writes it."""
+    return (dev_instance / "relay.toml").read_text(encoding="utf-8")
 
 
 # ---- [workers] -------------------------------------------------------------------
