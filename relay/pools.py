@@ -16,7 +16,21 @@ A pool is a bound on concurrency, not on queue length: what waits for a thread w
 as a coroutine, and the number of such coroutines is bounded upstream (sessions per
 address, bytes in flight: relay/smtp/budget.py).
 
-Threads or processes for `parse` (issue 15 §3, "both cores"): see PARSE_CHOICE below.
+Threads or processes for `parse` (issue 15 §3, "both cores"): threads by default,
+processes as `[workers] parse_mode = "processes"`. Measured with bench/compare_anchor.sh
+(PARSE_MODES="threads processes", 2 runs each, C=16, the anchor in the same run,
+2026-12-05 21:51 UTC, 2 cores, load average 8-12 from other jobs on the machine):
+
+    kind            anchor e2e   threads          processes
+    10 KB           229.6 msg/s  196.4 (0.86x)    125.2 (0.55x), p99 236 vs 564 ms
+    500 KB + PDF     26.0 msg/s   23.4 (0.90x)     22.4 (0.86x)
+
+Processes lose: every message crosses a pipe twice (pickled in, the filing with its
+documents pickled back), and the second core is not idle to win it back. They stay an
+option, measured again on an idle machine before becoming the default. In process mode
+the worker is a top-level function of plain data (dossier_bridge.inspect_message) and a
+worker that dies gives ParseWorkerLost, answered 451 4.3.0: never a lost message, never
+a 250 for one that was not stored.
 """
 from __future__ import annotations
 
