@@ -107,12 +107,18 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, help="keep the instance here (default: a temporary folder)")
     p.add_argument("--store-url", help="store.url of the instance (default: its SQLite file); a PostgreSQL "
                    "database must be at head already (bench/store_engines.py makes one)")
+    p.add_argument("--parse-mode", choices=("threads", "processes"), default=None,
+                   help="[workers] parse_mode of the instance (default: the template's)")
     a = p.parse_args()
     if not a.loadgen.exists():
         sys.exit(f"load generator not found: {a.loadgen} (the shared/ folder sits beside the project)")
 
     port = free_port()
-    extra = {'url = "sqlite+aiosqlite:///relay.db"': f'url = "{a.store_url}"'} if a.store_url else None
+    extra = {}
+    if a.store_url:
+        extra['url = "sqlite+aiosqlite:///relay.db"'] = f'url = "{a.store_url}"'
+    if a.parse_mode:
+        extra['parse_mode = "threads"'] = f'parse_mode = "{a.parse_mode}"'
     cfg = new_instance("mssante-bench-", mx=port, workdir=a.workdir, extra=extra)
     inst, work = cfg.parent, cfg.parent.parent
     rcpts = ([line.strip() for line in a.rcpt_file.read_text().split() if line.strip()]
@@ -156,7 +162,7 @@ def main() -> int:
         "accepted": m["accepted"], "failed": m["failed"], "errors": m.get("errors"),
         "stored_total": stored, "accepted_total": accepted_total, "all_stored": stored == accepted_total,
         "sample_decrypted": sampled, "daemon_peak_rss_mib": round(rss / 1024, 1) if rss else None,
-        "host_cpu_busy_pct": m.get("host_cpu_busy_pct"),
+        "host_cpu_busy_pct": m.get("host_cpu_busy_pct"), "parse_mode": a.parse_mode or "template",
     }
     print(json.dumps(summary), flush=True)
     print(f"\n{a.concurrency} connections, {m['params']['msg_bytes']} B messages: "

@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +128,7 @@ class DocumentOps:
     if TYPE_CHECKING:  # provided by Store
         async def _data_key(self, mailbox_id: int, ins: str) -> AESGCM: ...
         async def _dedupe_key(self, mailbox_id: int, ins: str) -> bytes: ...
+        async def off_loop(self, size: int, fn: Callable[..., Any], *args: Any) -> Any: ...
         async def audit(self, mailbox_id: int, actor: str, action: str, detail: str = "",
                         source: str = "") -> None: ...
 
@@ -152,7 +153,8 @@ class DocumentOps:
                 else:
                     if digest not in by_content:
                         new_id = uuid.uuid4().hex
-                        new_key, out.blobs[new_id] = seal_blob(new_id, doc.content)
+                        new_key, out.blobs[new_id] = await self.off_loop(len(doc.content), seal_blob, new_id,
+                                                                         doc.content)
                         by_content[digest] = (new_id, new_key)
                     blob_id, content_key = by_content[digest]
                 doc_id = uuid.uuid4().hex
@@ -233,7 +235,8 @@ class DocumentOps:
             raise NoSuchDocument(f"no document {doc_id} in the dossier of {mailbox.ins}")
         aead = await self._data_key(mailbox.id, mailbox.ins)
         meta = json.loads(open_sealed(aead, row.meta_sealed, blob_aad(mailbox.ins, row.id, "meta")))
-        content = open_blob(aead, mailbox.ins, row.blob_id, row.key_wrapped, row.sealed)
+        content = await self.off_loop(len(row.sealed), open_blob, aead, mailbox.ins, row.blob_id, row.key_wrapped,
+                                      row.sealed)
         await self.audit(mailbox.id, actor, "dossier.download", f"document {doc_id}", source)
         return StoredDocument(row.id, row.size, utc(row.filed_at), row.filed_by, meta, row.locator), content
 

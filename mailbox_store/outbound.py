@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +133,7 @@ class QueueOps:
     if TYPE_CHECKING:  # provided by Store
         async def _data_key(self, mailbox_id: int, ins: str) -> AESGCM: ...
         async def _thread_hmac_key(self, mailbox_id: int, ins: str) -> bytes: ...
+        async def off_loop(self, size: int, fn: Callable[..., Any], *args: Any) -> Any: ...
 
     async def enqueue(self, mailbox: "MailboxInfo", raw: bytes, mail_from: str, recipients: Sequence[Recipient],
                       kind: str, lifetime: dt.timedelta, sent_folder: str | None = None) -> Submitted:
@@ -153,7 +154,7 @@ class QueueOps:
         transaction of the message it answers, Store.deliver(outgoing=...))."""
         now = dt.datetime.now(dt.timezone.utc)
         blob_id, envelope_id = uuid.uuid4().hex, uuid.uuid4().hex
-        content_key, sealed = seal_blob(blob_id, raw)
+        content_key, sealed = await self.off_loop(len(raw), seal_blob, blob_id, raw)
         key_wrapped = wrap_content_key(await self._data_key(mailbox.id, mailbox.ins), mailbox.ins, blob_id,
                                        content_key)
         rows = [{"id": uuid.uuid4().hex, "envelope_id": envelope_id, "mailbox_id": mailbox.id, "blob_id": blob_id,
@@ -197,8 +198,8 @@ class QueueOps:
                                       .where(OutboundEntry.id == item.id))).first()
         if row is None:
             raise NoSuchEntry(f"no queue entry {item.id}")
-        return open_blob(await self._data_key(item.mailbox_id, item.ins), item.ins, row.blob_id, row.key_wrapped,
-                         row.sealed)
+        return await self.off_loop(len(row.sealed), open_blob, await self._data_key(item.mailbox_id, item.ins),
+                                   item.ins, row.blob_id, row.key_wrapped, row.sealed)
 
     async def queue_stats(self) -> tuple[int, dt.datetime | None, dt.datetime | None]:
         """Depth, the creation time of the oldest entry (metrics), and the earliest

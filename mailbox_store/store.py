@@ -20,10 +20,11 @@ import hashlib
 import hmac
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import (URL, Connection, Engine, bindparam, create_engine, delete, event, insert, select,
@@ -34,7 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from mailbox_store import engines, migrate
 from mailbox_store.audit import AuditJob, creation_audit
 from mailbox_store.cache import MailboxCache
-from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, wrap_content_key
+from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, seal_blob_parts, wrap_content_key
+from mailbox_store.keycache import KeyCache, MailboxKeys
 from mailbox_store.conversations import ConversationOps, apply_effects
 from mailbox_store.outbound import PreparedOutgoing, QueueOps
 from mailbox_store.pages import PageOps
@@ -50,7 +52,7 @@ from mailbox_store.models import (DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Gua
 from mailbox_store.recent import RecentOps
 from mailbox_store.errors import StoreError
 from mailbox_store.spool import SpooledMessage
-from mailbox_store.thread import ThreadOps, derive_thread_key, thread_key, thread_root_of
+from mailbox_store.thread import HEAD_MAX, ThreadOps, derive_thread_key, thread_key, thread_root_of
 from mailbox_store.writer import GroupJob, Writer
 from policy.conversation import ConversationEffects
 from policy.recipients import MailboxState
@@ -61,6 +63,10 @@ from policy.recipients import MailboxState
 # for their commit: the memory an APPEND flood can take is this times 25 MB (x2 while
 # SQLite copies the bound value), whatever the number of sessions.
 SPOOLED_COMMITS = 2
+# Whole messages and documents larger than this are sealed and opened in the store's
+# executor (issue 15 §2): AES-GCM runs ~1 GB/s, a thread hop ~50 us.
+INLINE_CRYPTO_MAX = 256 * 1024
+T = TypeVar("T")
 
 
 class MailboxExists(StoreError):
@@ -222,7 +228,8 @@ class _Delivery(GroupJob):
 class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ProAccessOps, ThreadOps,
             RecentOps):
     def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,
-                 max_batch: int = 64, mailbox_cache_ttl: float = 0.0, read_engine: Engine | None = None):
+                 max_batch: int = 64, mailbox_cache_ttl: float = 0.0, read_engine: Engine | None = None,
+                 key_cache: int = 10_000):
         self.engine = engine
         # the webmail's reads, one thread hop each (reader.py); the same database
         self.reader = Reader(read_engine or create_engine(write_engine.url, pool_size=READ_THREADS, max_overflow=0))
@@ -230,16 +237,17 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         self.feed = feed
         self.writer = Writer(write_engine, feed, max_batch=max_batch)
         self._write_engine = write_engine
-        self._keys: dict[int, AESGCM] = {}
-        self._dedupe_keys: dict[int, bytes] = {}
-        self._thread_keys: dict[int, bytes] = {}
+        self._keys = KeyCache(key_cache)
+        # where whole messages and documents are sealed and opened (relay/pools.py's
+        # crypto pool in the daemon; None: asyncio's default executor)
+        self.executor: Executor | None = None
         self._cache: MailboxCache[MailboxInfo] = MailboxCache(self.get_mailbox, mailbox_cache_ttl)
         self._spooled_commits = asyncio.Semaphore(SPOOLED_COMMITS)
 
     @classmethod
     async def open(cls, url: str, master: MasterKey, feed: Feed | None = None,
                    max_batch: int = 64, busy_timeout_ms: int = 10_000,
-                   read_pool_size: int = 32, mailbox_cache_ttl: float = 0.0,
+                   read_pool_size: int = 32, mailbox_cache_ttl: float = 0.0, key_cache: int = 10_000,
                    password_file: Path | None = None, upgrade: bool | None = None) -> "Store":
         """upgrade: bring the schema to head at open (None: on SQLite, the embedded
         default, yes; on PostgreSQL no, and SchemaBehind unless it is at head:
@@ -258,7 +266,8 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
             _install_sqlite_pragmas(engine.sync_engine, busy_timeout_ms, cache_kib=512)
             _install_sqlite_pragmas(write_engine, busy_timeout_ms)
             _install_sqlite_pragmas(read_engine, busy_timeout_ms, cache_kib=2000)
-        store = cls(engine, write_engine, master, feed or Feed(), max_batch, mailbox_cache_ttl, read_engine)
+        store = cls(engine, write_engine, master, feed or Feed(), max_batch, mailbox_cache_ttl, read_engine,
+                    key_cache)
         store.writer.start()
         try:
             if upgrade if upgrade is not None else engine.dialect.name == "sqlite":
@@ -592,29 +601,36 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
 
     # ---- keys ---------------------------------------------------------------------
 
-    async def _data_key(self, mailbox_id: int, ins: str) -> AESGCM:
-        aead = self._keys.get(mailbox_id)
-        if aead is None:
+    async def _mailbox_keys(self, mailbox_id: int, ins: str) -> MailboxKeys:
+        keys = self._keys.get(mailbox_id)
+        if keys is None:
             async with self.engine.connect() as conn:
                 wrapped, key_id = (await conn.execute(select(Mailbox.data_key_wrapped, Mailbox.master_key_id)
                                                       .where(Mailbox.id == mailbox_id))).one()
             raw = self.master.unwrap(wrapped, ins, key_id)
-            aead = AESGCM(raw)
-            self._keys[mailbox_id] = aead
             # a separate key for the dossier's dedupe HMAC (documents.py), never the
             # encryption key itself
-            self._dedupe_keys[mailbox_id] = hmac.new(raw, b"mssante-relay/dossier-dedupe/v1",
-                                                     hashlib.sha256).digest()
-            self._thread_keys[mailbox_id] = derive_thread_key(raw)
-        return aead
+            keys = MailboxKeys(AESGCM(raw), hmac.new(raw, b"mssante-relay/dossier-dedupe/v1", hashlib.sha256).digest(),
+                               derive_thread_key(raw))
+            self._keys.put(mailbox_id, keys)
+        return keys
+
+    async def _data_key(self, mailbox_id: int, ins: str) -> AESGCM:
+        return (await self._mailbox_keys(mailbox_id, ins)).aead
 
     async def _dedupe_key(self, mailbox_id: int, ins: str) -> bytes:
-        await self._data_key(mailbox_id, ins)
-        return self._dedupe_keys[mailbox_id]
+        return (await self._mailbox_keys(mailbox_id, ins)).dedupe
 
     async def _thread_hmac_key(self, mailbox_id: int, ins: str) -> bytes:
-        await self._data_key(mailbox_id, ins)
-        return self._thread_keys[mailbox_id]
+        return (await self._mailbox_keys(mailbox_id, ins)).thread
+
+    async def off_loop(self, size: int, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) in the store's executor when `size` bytes make it slow (AES-GCM of
+        a whole message or document: ~1 ms per MB), inline when small (a thread hop
+        costs more than sealing 10 KB)."""
+        if size <= INLINE_CRYPTO_MAX:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def rewrap_data_keys(self, new: MasterKey) -> int:
         """Key rotation: every data key not yet under `new` is unwrapped (with whichever
@@ -650,25 +666,27 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
                       filed_by: str = "mx", source: str = "",
                       not_filed: Sequence[tuple[MailboxInfo, str]] = (),
                       conversation: ConversationEffects | None = None,
-                      receipt: tuple[str, str | None] | None = None,
+                      receipt: tuple[str, str | None] | None = None, prefix: bytes = b"",
                       outgoing: Sequence[PreparedOutgoing] = ()) -> list[Delivered]:
         """Store one message in each mailbox's folder, and file its documents in their
         dossiers (`not_filed`: (mailbox, reason) for the audit log), and record the
         conversation effects of a professional's message and its read-receipt request
         (address, Message-ID), and queue `outgoing` (prepare_outgoing), all or nothing,
-        durably."""
+        durably. The message stored is `prefix` (the MX's trace headers) followed by
+        `raw`: they are sealed without being joined."""
         # stored in UTC: SQLite keeps no zone, and a time read back is taken as UTC
         # (an APPEND dated 01:30 +0200 was read back as 01:30 +0000)
         when = (internal_date or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
         blob_id = uuid.uuid4().hex
-        content_key, sealed = seal_blob(blob_id, raw)
+        size = len(prefix) + len(raw)
+        content_key, sealed = await self.off_loop(size, seal_blob_parts, blob_id, (prefix, raw))
         keys = [(mb, wrap_content_key(await self._data_key(mb.id, mb.ins), mb.ins, blob_id, content_key))
                 for mb in mailboxes]
         docs = await self.seal_documents(documents, filed_by, source, not_filed, (blob_id, content_key))
-        root = thread_root_of(raw)
+        root = thread_root_of(prefix + raw[:HEAD_MAX] if prefix else raw)
         threads = {mb.id: thread_key(await self._thread_hmac_key(mb.id, mb.ins), root) for mb in mailboxes}
         return await self.writer.submit(
-            _Delivery(blob_id, sealed, len(raw), keys, folder, " ".join(flags), when, docs, conversation, receipt,
+            _Delivery(blob_id, sealed, size, keys, folder, " ".join(flags), when, docs, conversation, receipt,
                       threads, tuple(outgoing)))
 
     async def deliver_spooled(self, mailboxes: Sequence[MailboxInfo], spooled: SpooledMessage,
@@ -707,7 +725,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
                     sealed = await asyncio.to_thread(content.sealed)
                 else:
                     blob_id, size = uuid.uuid4().hex, len(content)
-                    content_key, sealed = seal_blob(blob_id, content)
+                    content_key, sealed = await self.off_loop(size, seal_blob, blob_id, content)
                 key = wrap_content_key(await self._data_key(mailbox.id, mailbox.ins), mailbox.ins, blob_id,
                                        content_key)
                 root = thread_root_of(content.head if isinstance(content, SpooledMessage) else content)
@@ -754,6 +772,6 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
                     .join(Blob, Blob.id == Message.blob_id)
                     .where(Mailbox.ins == ins, Folder.name == folder, Message.uid.in_(chunk)))).all()
             for row in rows:
-                out[row.uid] = open_blob(await self._data_key(row.id, ins), ins, row.blob_id, row.key_wrapped,
-                                         row.sealed)
+                out[row.uid] = await self.off_loop(len(row.sealed), open_blob, await self._data_key(row.id, ins),
+                                                   ins, row.blob_id, row.key_wrapped, row.sealed)
         return out

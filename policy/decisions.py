@@ -79,6 +79,11 @@ STORE_UNAVAILABLE = Decision(
 STORE_FULL = Decision(
     452, "4.3.1", "Espace de stockage insuffisant, reessayez plus tard",
     "Insufficient system storage, try again later", "store_full")
+# The same X.3.1 when the bytes all SMTP sessions may hold at once are taken
+# (relay/smtp/budget.py): the sender retries a little later.
+BYTES_IN_FLIGHT = Decision(
+    452, "4.3.1", "Trop de messages en cours de reception, reessayez plus tard",
+    "Too many messages being received at once, try again later", "bytes_in_flight")
 # An exception nothing else names: RFC 5321 451 "local error in processing"
 LOCAL_ERROR = Decision(
     451, "4.3.0", "Erreur locale, reessayez plus tard", "Local error in processing, try again later",

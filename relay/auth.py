@@ -153,6 +153,11 @@ class Authenticator:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    async def hash_password(self, password: str) -> str:
+        """A new argon2id hash, in the password pool: hashing costs what a check costs,
+        and must queue with the checks, never in the pools the MX uses (issue 15 §2)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _HASHER.hash, password)
+
     async def login(self, login: str, password: str, ip: str, protocol: str = "imap") -> AuthResult:
         ins = login_to_ins(login, self.domain)
         ins_hash = self.master.pseudonym(ins) if ins else None

@@ -64,6 +64,22 @@ class AuthConfig:
     hash_threads: int = 2  # argon2 checks in parallel (their own pool: DESIGN.md §6)
 
 
+def _cores(share: float, floor: int) -> int:
+    return max(floor, min(8, round((os.cpu_count() or 1) * share)))
+
+
+@dataclass(frozen=True)
+class WorkersConfig:
+    """[workers]: bounded pools off the event loop (relay/pools.py; issue 15 §2-3)."""
+
+    parse: int = field(default_factory=lambda: _cores(1.0, 1))  # MIME inspection of received mail
+    crypto: int = field(default_factory=lambda: _cores(1.0, 1))  # AES-GCM of whole messages, documents
+    dkim: int = field(default_factory=lambda: _cores(1.0, 2))  # DKIM sign and verify (DNS waits too)
+    parse_mode: str = "threads"  # "threads" or "processes" (relay/pools.py says which wins and why)
+    max_bytes_in_flight: int = 268_435_456  # message bytes held by all SMTP DATA at once (MX + submission)
+    bytes_wait: float = 30.0  # seconds a new DATA waits for that budget before 452 4.3.1
+
+
 @dataclass(frozen=True)
 class WebConfig:
     """[web]: the webmail (issue 11) over HTTPS with tls.cert."""
@@ -129,6 +145,8 @@ class Config:
     imap_max_append_bytes_per_account: int = 104_857_600
     imap_max_append_bytes_in_flight: int = 536_870_912
     mx_data_timeout: float = 600.0  # the whole DATA transfer, MX and submission (451 4.4.2 beyond)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
+    store_key_cache: int = 10_000  # unwrapped mailbox keys kept (least recently used dropped)
     header_limits: HeaderLimits = HeaderLimits()
     store_min_free_bytes: int = 104_857_600  # below it: 452 4.3.1 at MAIL, /healthz 503
     web: "WebConfig | None" = None
@@ -231,6 +249,18 @@ def _auth(data: dict[str, Any]) -> AuthConfig:
     if cfg.max_delay < cfg.first_delay:
         raise ConfigError(f"auth.max_delay: must be >= auth.first_delay ({cfg.first_delay}), got {cfg.max_delay}")
     return cfg
+
+
+def _workers(data: dict[str, Any]) -> WorkersConfig:
+    d = WorkersConfig()
+    values = {k: _positive(f"workers.{k}", _get(data, "workers", k, (int, float) if k == "bytes_wait" else int,
+                                                  getattr(d, k)))
+              for k in WorkersConfig.__dataclass_fields__ if k != "parse_mode"}
+    mode = _get(data, "workers", "parse_mode", str, d.parse_mode)
+    if mode not in ("threads", "processes"):
+        raise ConfigError(f"workers.parse_mode: expected threads or processes, got {mode!r}")
+    return WorkersConfig(**{k: float(v) if k == "bytes_wait" else int(v) for k, v in values.items()},
+                         parse_mode=mode)
 
 
 def _header_limits(data: dict[str, Any]) -> HeaderLimits:
@@ -449,6 +479,8 @@ def load_config(path: Path) -> Config:
         pro_trust_anchors=pro_anchors,
         pro_crls=pro_crls,
         cps=_cps(data),
+        workers=_workers(data),
+        store_key_cache=int(_positive("store.key_cache", _get(data, "store", "key_cache", int, 10_000))),
     )
     if (unknown := unknown_key_error(path.name, data)) is not None:
         raise ConfigError(unknown)

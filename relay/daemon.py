@@ -87,6 +87,8 @@ class Daemon:
         except (ValueError, OSError, SQLAlchemyError, StoreError) as e:  # StoreError: schema behind (engines.py)
             if self.runtime is not None:
                 await self.runtime.store.close()
+                if self.runtime.pools is not None:
+                    self.runtime.pools.shutdown()
                 self.runtime = None
             storelock.release(self._lock)
             self._lock = None
@@ -203,6 +205,8 @@ class Daemon:
         finally:
             if rt is not None:
                 await rt.store.close()  # commits every job already submitted
+                if rt.pools is not None:
+                    rt.pools.shutdown()  # after the store: its last commits may still seal
             storelock.release(self._lock)
             self._lock = None
             if self._server is not None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from dossier_bridge.dossier import inspect_message
+from relay.pools import run_in
 from mailbox_store.outbound import Recipient, Submitted
 from mailbox_store.store import MailboxInfo
 from policy.attachments import PATIENT_MAX_PART_BYTES
@@ -54,7 +55,7 @@ async def submit_message(rt: "Runtime", sender: MailboxInfo, raw: bytes, mail_fr
     if len(froms) != 1 or normalise_address(froms[0]) != normalise_address(mail_from):
         return FROM_MISMATCH
     limits = dataclasses.replace(rt.config.attachments, max_part_bytes=PATIENT_MAX_PART_BYTES)
-    checked = await asyncio.to_thread(inspect_message, raw, [], limits, None, False)
+    checked = await run_in(rt.pools and rt.pools.parse, inspect_message, raw, [], limits, None, False)
     if isinstance(checked, Decision):
         return checked
     # the reply-to-a-closed-message rule needs the message itself (policy/conversation.py)

@@ -18,6 +18,8 @@ from policy.recipients import MailboxState
 from relay.config import Config, load_config
 from relay import logs, reloadable
 from relay.limits import SlotCounter
+from relay.pools import Pools
+from relay.smtp.budget import ByteBudget
 
 log = structlog.get_logger("relay.runtime")
 POSTMASTER = "postmaster"
@@ -66,6 +68,9 @@ class Runtime:
     sessions: set[Any] = field(default_factory=set)
     sessions_per_ip: SlotCounter = field(default_factory=SlotCounter)
     stopping: bool = False
+    # issue 15 §2: bounded pools off the event loop, and the bytes all DATA may hold
+    pools: Pools | None = None
+    budget: ByteBudget | None = None
 
     @classmethod
     async def start(cls, config: Config) -> "Runtime":
@@ -74,12 +79,16 @@ class Runtime:
         tls = mx_tls_context(config)
         imap_tls = client_tls_context(config)
         store = await Store.open(config.store_url, master, max_batch=config.group_commit_max,
-                                 mailbox_cache_ttl=config.mailbox_cache_ttl,
+                                 mailbox_cache_ttl=config.mailbox_cache_ttl, key_cache=config.store_key_cache,
                                  password_file=config.store_password_file)
         if await store.get_mailbox(POSTMASTER) is None:
             # RFC 5321 §4.5.1: postmaster@ our domain must be accepted; operations read it
             await store.create_mailbox(POSTMASTER, MailboxState.ACTIVE)
-        return cls(config, store, master, trust, tls, imap_tls, load_dkim(config))
+        w = config.workers
+        pools = Pools.start(parse=w.parse, crypto=w.crypto, dkim=w.dkim, parse_mode=w.parse_mode)
+        store.executor = pools.crypto
+        return cls(config, store, master, trust, tls, imap_tls, load_dkim(config), pools=pools,
+                   budget=ByteBudget(w.max_bytes_in_flight))
 
     def reload(self) -> bool:
         """Re-read trust list, certificates, CRLs and limits; on any error keep the old

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from policy.decisions import MESSAGE_TOO_BIG, Decision
+from policy.decisions import BYTES_IN_FLIGHT, MESSAGE_TOO_BIG, Decision
 from policy.headers import HeaderScanner
 
 END_OF_DATA = b"\r\n.\r\n"
@@ -51,10 +51,12 @@ class TooBig(Refused):
 
 async def read_dot_data(reader: asyncio.StreamReader, limit: int,
                         on_progress: Callable[[], None] | None = None,
-                        headers: HeaderScanner | None = None) -> bytes | None:
+                        headers: HeaderScanner | None = None,
+                        fits: Callable[[int], bool] | None = None) -> bytes | None:
     """The un-stuffed message, with its final CRLF; None if the peer hung up mid-data.
     Raises TooBig over `limit`, Refused when `headers` finds the header section over
-    its limits.
+    its limits, or when `fits` (the bytes in flight, budget.py) says the bytes read so
+    far cannot be kept.
 
     Bytes the client pipelined after the end of data (RFC 2920: QUIT, the next MAIL)
     are handed back to the reader for the command loop.
@@ -86,6 +88,8 @@ async def read_dot_data(reader: asyncio.StreamReader, limit: int,
         if headers is not None and refusal is None and not headers.done:
             refusal = headers.feed(chunk)
         buf += chunk
+        if fits is not None and refusal is None and not overflow and not fits(len(buf)):
+            refusal = BYTES_IN_FLIGHT
     leftover = bytes(buf[end + len(END_OF_DATA):])
     if leftover:
         # StreamReader has no unread(); aiosmtpd itself manages this buffer
@@ -95,11 +99,13 @@ async def read_dot_data(reader: asyncio.StreamReader, limit: int,
         raise TooBig
     if refusal is not None:
         raise Refused(refusal)
-    # buf = CRLF + content + CRLF . CRLF: undo dot-stuffing on every line start
-    framed = bytes(buf[:end + 2])
-    if b"\r\n." in framed:
-        framed = framed.replace(b"\r\n.", b"\r\n")
-    content = framed[2:]
-    if len(content) > limit:
+    # buf = CRLF + content + CRLF . CRLF: undo dot-stuffing on every line start.
+    # Never more than two copies of the message at once (issue 15 §2): buf, and
+    # either its un-stuffed copy or the bytes returned, worked on in place.
+    del buf[end + 2:]
+    if buf.find(b"\r\n.") >= 0:
+        buf = buf.replace(b"\r\n.", b"\r\n")  # the old buf is dropped here
+    del buf[:2]
+    if len(buf) > limit:
         raise TooBig
-    return content
+    return bytes(buf)

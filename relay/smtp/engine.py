@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
-from policy.decisions import DATA_TOO_SLOW, LOCAL_ERROR
+from policy.decisions import BYTES_IN_FLIGHT, DATA_TOO_SLOW, LOCAL_ERROR
 from policy.headers import HeaderScanner
 from relay.storefaults import store_failure
+from relay.smtp.budget import reserve
 from relay.smtp.data import Refused, read_dot_data
 from relay.smtp.replies import with_enhanced_code
 
@@ -55,8 +56,16 @@ class RelaySMTP(SMTP):
         if arg:
             await self.push("501 5.5.4 Syntaxe: DATA / Syntax: DATA")
             return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
         config = self.runtime.config
+        # issue 15 §2: one bound on the message bytes of every session (budget.py)
+        reservation = None
+        if self.runtime.budget is not None:
+            reservation = await reserve(self.runtime.budget, self.envelope.mail_options,
+                                        self.data_size_limit or 2**31, config.workers.bytes_wait)
+            if reservation is None:
+                await self.push(self.event_handler.refuse(BYTES_IN_FLIGHT, "data", self.session))
+                return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
         status: Any = MISSING
         try:
             # RFC 5321 §4.5.3.2.5-6: the idle timeout runs per data block, not for the
@@ -65,7 +74,8 @@ class RelaySMTP(SMTP):
             async with asyncio.timeout(config.mx_data_timeout):
                 content = await read_dot_data(self._reader, self.data_size_limit or 2**31,
                                               on_progress=self._reset_timeout,
-                                              headers=HeaderScanner(config.header_limits))
+                                              headers=HeaderScanner(config.header_limits),
+                                              fits=reservation.fits if reservation is not None else None)
             if content is None:  # the client hung up: nothing to answer, nothing stored
                 return
             self.envelope.content = self.envelope.original_content = content
@@ -81,6 +91,8 @@ class RelaySMTP(SMTP):
             return
         finally:
             self._set_post_data_state()
+            if reservation is not None:
+                reservation.release()
         await self.push("250 OK" if status is MISSING else status)
 
     async def push(self, status: Any) -> None:

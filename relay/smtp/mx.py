@@ -45,6 +45,7 @@ from policy.decisions import (BAD_HELO, BARE_LINE_ENDING, CLIENT_CERT_REQUIRED, 
 from policy.recipients import classify_recipient, mailbox_decision
 from policy.trust import check_sender
 from relay.inbound.pipeline import InboundRequest, decide
+from relay.pools import run_in
 from relay.runtime import POSTMASTER
 from relay.smtp.autotest import AutoTest
 from relay.smtp.engine import RelaySMTP
@@ -228,7 +229,7 @@ class MxHandler:
         end = raw.find(b"\r\n\r\n")
         if b"dkim-signature:" not in raw[:end if end >= 0 else len(raw)].lower():
             return [DkimResult("none", None, None, None, "no signature")]
-        return await asyncio.to_thread(verify_dkim, raw, self.rt.dkim_resolver)
+        return await run_in(self.rt.pools and self.rt.pools.dkim, verify_dkim, raw, self.rt.dkim_resolver)
 
     @staticmethod
     def _channel(session: Session) -> Channel:
@@ -249,12 +250,16 @@ class MxHandler:
         if has_bare_line_ending(raw):
             return self.refuse(BARE_LINE_ENDING, "data", session, ins_hash=hashes)
         channel = self._channel(session)
-        # one parse, the policy decisions in order, off the event loop (relay/inbound):
-        # a bounce (null sender) carries the patient's own message back, nothing to file
+        # one parse, the policy decisions in order, off the event loop (relay/inbound), in
+        # the parse pool (relay/pools.py; a lost worker process: 451): a bounce (null
+        # sender) carries the patient's own message back, nothing to file
         patients = tuple(m for m in mailboxes if m.ins != POSTMASTER)
-        decided = await asyncio.to_thread(decide, InboundRequest(
-            raw, patients, self.rt.config.attachments, channel.cert_subject, envelope.mail_from == NULL_SENDER,
-            self.rt.trust.trust, self.rt.config.domain))
+        request = InboundRequest(raw, patients, self.rt.config.attachments, channel.cert_subject,
+                                 envelope.mail_from == NULL_SENDER, self.rt.trust.trust, self.rt.config.domain)
+        if self.rt.pools is not None:
+            decided = await self.rt.pools.inspect(len(raw), decide, request)
+        else:
+            decided = await asyncio.to_thread(decide, request)
         if isinstance(decided, Decision):
             return self.refuse(decided, "data", session, ins_hash=hashes)
         filing = decided.filing
@@ -281,11 +286,13 @@ class MxHandler:
                 return f"250 2.0.0 OK: message de test recu / test message received as {queue_id}"
         single = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
         dkim = auth_results(await self._dkim(raw))
-        stored = trace_headers(channel, self.rt.config.hostname, queue_id, single, more_results=dkim) + \
-            strip_own_auth_results(raw, self.rt.config.hostname)
+        # sealed as two parts, never joined: at most two copies of the message (issue 15 §2)
+        prefix = trace_headers(channel, self.rt.config.hostname, queue_id, single, more_results=dkim)
+        stripped = strip_own_auth_results(raw, self.rt.config.hostname)
         # the documents' byte ranges were read in `raw`: the stored copy moves every body
         # offset by the same amount (trace headers in front, our own results out)
-        filing = shifted(filing, len(stored) - len(raw))
+        filing = shifted(filing, len(prefix) + len(stripped) - len(raw))
+        raw = stripped
 
         def logged(fut: "asyncio.Future[list[Delivered]]") -> None:
             if fut.cancelled() or fut.exception() is not None:
@@ -294,13 +301,13 @@ class MxHandler:
             else:
                 STORE_SECONDS.observe(time.monotonic() - started)
                 MESSAGES.labels("accepted", "250", "ok").inc()
-                log.info("message.accepted", queue_id=queue_id, size=len(stored), recipients=len(mailboxes),
+                log.info("message.accepted", queue_id=queue_id, size=len(prefix) + len(raw), recipients=len(mailboxes),
                          ins_hash=hashes, sender_domain=channel.sender_domain, tls=channel.tls_version,
                          documents=sum(len(d) for _, d in filing.documents), not_filed=len(filing.not_filed))
 
         started = time.monotonic()
         delivery = asyncio.ensure_future(self.rt.store.deliver(
-            mailboxes, stored, documents=filing.documents, filed_by="mx", source=channel.peer_ip,
+            mailboxes, raw, prefix=prefix, documents=filing.documents, filed_by="mx", source=channel.peer_ip,
             not_filed=filing.not_filed, conversation=decided.conversation, receipt=decided.receipt,
             outgoing=(ack,) if ack is not None else ()))
         delivery.add_done_callback(logged)

@@ -65,7 +65,8 @@ def strip_own_auth_results(raw: bytes, own_id: str) -> bytes:
     """Drop incoming Authentication-Results that claim our authserv-id (RFC 8601 §5):
     only we may speak in our name. Folded headers are read whole."""
     end = raw.find(b"\r\n\r\n")
-    head, body = (raw, b"") if end < 0 else (raw[:end + 2], raw[end + 2:])
+    head = raw if end < 0 else raw[:end + 2]
+    body = memoryview(raw)[end + 2:] if end >= 0 else b""
     # group physical lines into fields (a line starting with SP/HTAB continues a field)
     fields: list[list[bytes]] = []
     for line in head.split(b"\r\n"):
@@ -81,6 +82,8 @@ def strip_own_auth_results(raw: bytes, own_id: str) -> bytes:
             if authserv_id(b"\r\n".join([value, *field[1:]])) == own:
                 continue
         kept.append(b"\r\n".join(field))
+    if len(kept) == len(fields):
+        return raw  # nothing dropped: no copy of a message of up to 25 MB (issue 15 §2)
     return b"\r\n".join(kept) + body
 
 

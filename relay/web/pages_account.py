@@ -11,7 +11,6 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from argon2 import PasswordHasher
 
 from relay.export import ExportError, export
 from relay.lifecycle import AlreadyClosed, close_mailbox
@@ -121,7 +120,7 @@ def routes(app: web.Application, w: Web) -> None:
         if error:
             return w.render(request, "settings.html", status=400, title="Paramètres",
                             notify=who.space.notify_email or "", message=None, error=error)
-        hashed = await asyncio.to_thread(PasswordHasher().hash, new)
+        hashed = await w.auth.hash_password(new)  # the password pool (relay/auth.py)
         await w.store.set_password(who.user.ins, hashed, actor="patient", source=who.ip)
         # every other session of this account ends; this one gets a new id
         w.sessions.drop_user(who.user.id)
