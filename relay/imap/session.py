@@ -121,15 +121,44 @@ class Session:
         self.spool: SpooledMessage | None = None
         self.spool_at: int | None = None
         self._reservations: list[Reservation] = []
+        self._held: bytearray | None = None  # a command's untagged lines, sent with its tagged reply
 
     # ---- I/O ------------------------------------------------------------------------
 
-    async def send(self, *lines: bytes) -> None:
+    async def send(self, *lines: bytes, flush: bool = False) -> None:
         # one write: over TLS each write became its own record (10,000 FETCH lines after
-        # a big STORE held the event loop for a quarter of a second)
-        if lines:
-            self.writer.write(b"".join(part for line in lines for part in (line, b"\r\n")))
+        # a big STORE held the event loop for a quarter of a second). Inside a command
+        # (execute), lines wait for its tagged reply and leave with it in one write: one
+        # TLS record and one drain per command instead of one per send (issue 12 §3).
+        data = b"".join(part for line in lines for part in (line, b"\r\n"))
+        held = self._held
+        if held is not None:
+            # a continuation request ("+") or a flush waits for the client: what is held
+            # goes first, and nothing more of this command is held
+            waits = flush or data[:1] == b"+"
+            if not waits:
+                held += data
+                if len(held) < HOLD_MAX:
+                    return
+                data = b""
+            data = bytes(held) + data
+            if waits:
+                self._held = None
+            else:
+                held.clear()
+        if data:
+            self.writer.write(data)
         await self.writer.drain()
+
+    def _unhold(self) -> None:
+        """The command ended without its tagged reply (Bye, a lost connection): what
+        it held is written (no drain), before any BYE."""
+        held, self._held = self._held, None
+        if held:
+            try:
+                self.writer.write(bytes(held))
+            except (ConnectionError, RuntimeError):
+                pass
 
     async def read_line(self, timeout: float) -> bytes:
         """One CRLF-terminated line; the session ends (BYE) when it is too long or the
@@ -384,6 +413,14 @@ class Session:
             await self.send(f"{tag} BAD {name} {'not allowed now' if known else 'unknown command'}".encode())
             return
         started = time.monotonic()
+        self._held = bytearray()
+        try:
+            await self._run_handler(name, handler, tag, p, uid, started)
+        finally:
+            self._unhold()
+
+    async def _run_handler(self, name: str, handler: Handler, tag: str, p: Parser, uid: bool,
+                           started: float) -> None:
         try:
             reply = await self.bounded(name, handler, tag, p, uid)
         except BadCharset as e:  # RFC 3501 §6.4.4: NO [BADCHARSET ...], not BAD
@@ -412,7 +449,7 @@ class Session:
             allow = name not in NO_UPDATES_AFTER
             await self.send(*await self.selected.updates(self.server.store, allow_expunge=allow))
         code = f"[{reply.code}] " if reply.code else ""
-        await self.send(f"{tag} {reply.status} {code}{reply.text}".encode("utf-8", "replace"))
+        await self.send(f"{tag} {reply.status} {code}{reply.text}".encode("utf-8", "replace"), flush=True)
 
     async def bounded(self, name: str, handler: Handler, tag: str, p: Parser, uid: bool) -> Reply | None:
         """The handler, within imap.command_timeout (issue 10: no command may hold a
@@ -560,7 +597,7 @@ async def cmd_starttls(s: Session, tag: str, p: Parser, uid: bool) -> Reply | No
     p.end()
     if s.tls:
         return bad("TLS already active")
-    await s.send(f"{tag} OK begin TLS negotiation now".encode())
+    await s.send(f"{tag} OK begin TLS negotiation now".encode(), flush=True)
     # RFC 9051 §6.2.1: plaintext pipelined after STARTTLS must not be executed
     s.reader._buffer.clear()  # type: ignore[attr-defined]  # StreamReader has no public discard
     await s.writer.start_tls(s.server.tls_context)
@@ -804,8 +841,7 @@ async def _status_line(s: Session, owner: MailboxInfo, f: FolderInfo, client_nam
         size = sum(m.size for m in snap.messages)
         deleted = sum(1 for m in snap.messages if "\\Deleted" in m.flags)
     for item in items:
-        value = (await s.server.store.recent_count(f.id) if item == "RECENT" else
-                 {"MESSAGES": f.messages, "UIDNEXT": f.uidnext, "UIDVALIDITY": f.uidvalidity,
+        value = ({"RECENT": f.recent, "MESSAGES": f.messages, "UIDNEXT": f.uidnext, "UIDVALIDITY": f.uidvalidity,
                   "UNSEEN": f.unseen, "SIZE": size, "DELETED": deleted,
                   "HIGHESTMODSEQ": f.highestmodseq}[item])
         values.append(b"%s %d" % (item.encode(), value))
@@ -1273,6 +1309,7 @@ TABLES: dict[str, dict[str, Handler]] = {
 }
 PRELOGIN_TIMEOUT = 60.0  # seconds a client may stay silent before logging in
 PRELOGIN_LITERAL = 8192  # largest literal before login (a password, not a message)
+HOLD_MAX = 65536  # octets of a command's responses held before they are written anyway
 SPOOL_MIN = 65536  # an APPEND message larger than this is sealed into the spool as it arrives
 LITERAL_PIECE = 65536  # literal octets read (and sealed) at a time
 ACCESS_RECHECK = 30.0  # seconds between rights checks while a session idles
