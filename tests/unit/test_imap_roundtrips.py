@@ -4,6 +4,7 @@ responses leave in one write with its tagged reply (relay/imap/session.py)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
