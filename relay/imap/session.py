@@ -122,6 +122,10 @@ class Session:
         self.spool_at: int | None = None
         self._reservations: list[Reservation] = []
         self._held: bytearray | None = None  # a command's untagged lines, sent with its tagged reply
+        # changes published while SELECT builds its view (after its snapshot was asked
+        # for, before the view is in place): replayed into the view, else lost
+        self._backlog: list[Change] | None = None
+        self._backlog_overflow = False
 
     # ---- I/O ------------------------------------------------------------------------
 
@@ -522,6 +526,12 @@ class Session:
 
     def on_change(self, change: Change) -> None:
         """Called by the feed at publish time: only queue, never I/O (selected.py)."""
+        if self._backlog is not None:
+            if len(self._backlog) >= SELECT_BACKLOG_MAX:
+                self._backlog_overflow = True
+            else:
+                self._backlog.append(change)
+            return
         sel = self.selected
         if sel is None:
             return
@@ -703,6 +713,23 @@ async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
     if params.condstore:
         s.condstore = True
     owner, folder, own = await resolve(s, name)
+    # listen first, then snapshot: a message delivered between the snapshot and the
+    # view being in place is replayed into it, not lost (issue 12 §5); a change the
+    # snapshot already holds replays as a no-op (Selected.updates skips known UIDs/flags)
+    s._backlog, s._backlog_overflow = [], False
+    try:
+        return await _open_view(s, name, owner, folder, own, readonly, params)
+    finally:
+        backlog, s._backlog = s._backlog, None
+        if s._backlog_overflow:  # not seen in practice; a view missing changes is never shown
+            raise Bye("trop de changements pendant SELECT / too many changes during SELECT")
+        if s.selected is not None:
+            for change in backlog or ():
+                s.on_change(change)
+
+
+async def _open_view(s: Session, name: str, owner: MailboxInfo, folder: str, own: bool, readonly: bool,
+                     params: condstore.SelectParams) -> Reply:
     snap = await s.server.store.snapshot(owner.id, folder)
     # a guardian reads (and answers by submission); deleting, moving or flagging the
     # child's mail is not theirs to do: a child's folder is always opened read-only
@@ -1309,6 +1336,7 @@ TABLES: dict[str, dict[str, Handler]] = {
 }
 PRELOGIN_TIMEOUT = 60.0  # seconds a client may stay silent before logging in
 PRELOGIN_LITERAL = 8192  # largest literal before login (a password, not a message)
+SELECT_BACKLOG_MAX = 100_000  # changes kept for a SELECT under way (a few in practice)
 HOLD_MAX = 65536  # octets of a command's responses held before they are written anyway
 SPOOL_MIN = 65536  # an APPEND message larger than this is sealed into the spool as it arrives
 LITERAL_PIECE = 65536  # literal octets read (and sealed) at a time
