@@ -157,3 +157,16 @@ async def test_concurrent_flag_changes_and_deliveries(store: Store) -> None:
     snap = await store.snapshot(mb.id, "INBOX")
     assert [m.uid for m in snap.messages] == list(range(1, 21))
     assert all("\\Seen" in m.flags for m in snap.messages[:10])
+
+
+async def test_concurrent_claims_of_one_delivery_cost_one_write(store: Store) -> None:
+    # issue 12 §4: 10,000 IDLE sessions told of one message claimed it with 10,000 writer jobs
+    mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
+    for i in range(2):
+        await store.deliver([mb], msg(i))
+    snap = await store.snapshot(mb.id, "INBOX")
+    jobs = store.writer.jobs
+    firsts = await asyncio.gather(*(store.claim_recent(snap.folder_id, snap.uidnext) for _ in range(50)))
+    assert store.writer.jobs - jobs == 1
+    assert sorted(firsts) == [1] + [snap.uidnext] * 49  # exactly one session got both messages
+    assert await store.recent_count(snap.folder_id) == 0
