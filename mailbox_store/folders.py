@@ -70,6 +70,7 @@ class FolderInfo:
     subscribed: bool = True
     first_recent_uid: int = 1  # RFC 3501 §2.3.2: UIDs from here on are \Recent for nobody yet
     highestmodseq: int = 0  # RFC 7162 STATUS HIGHESTMODSEQ
+    recent: int = 0  # RFC 3501 STATUS RECENT: messages at or above first_recent_uid
 
 
 def new_uidvalidity(conn: Connection, mailbox_id: int) -> int:
@@ -115,17 +116,21 @@ class FolderOps:
         # backslash as its default escape, so a bare '%\Seen%' also matched a keyword "Seen"
         seen = Message.flags.contains("\\Seen", autoescape=True)
         unseen = func.sum(case((Message.id.is_(None), 0), (seen, 0), else_=1))
+        recent = func.sum(case((Message.uid >= Folder.first_recent_uid, 1), else_=0))
+        # one query (issue 12 §3: STATUS and APPEND asked four): the subscription is a
+        # correlated EXISTS, RECENT one more aggregate of the same join
+        subscribed = (select(Subscription.id).where(Subscription.mailbox_id == mailbox_id,
+                                                    Subscription.name == Folder.name)
+                      .correlate(Folder).exists())
         where = [Folder.mailbox_id == mailbox_id] + ([Folder.name == name] if name is not None else [])
-        subs = [Subscription.mailbox_id == mailbox_id] + ([Subscription.name == name] if name is not None else [])
         async with self.engine.connect() as conn:
             rows = (await conn.execute(
                 select(Folder.name, Folder.special_use, Folder.uidvalidity, Folder.uidnext,
                        func.count(Message.id), func.coalesce(unseen, 0), Folder.id, Folder.first_recent_uid,
-                       Folder.highestmodseq)
+                       Folder.highestmodseq, subscribed, func.coalesce(recent, 0))
                 .outerjoin(Message, Message.folder_id == Folder.id)
                 .where(*where).group_by(Folder.id).order_by(Folder.id))).all()
-            subscribed = set((await conn.execute(select(Subscription.name).where(*subs))).scalars())
-        return [FolderInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[0] in subscribed, r[7], r[8]) for r in rows]
+        return [FolderInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[9]), r[7], r[8], r[10]) for r in rows]
 
     async def subscriptions(self, mailbox_id: int) -> set[str]:
         """The subscribed names, whether or not a folder has them (RFC 3501 §6.3.6)."""

@@ -26,6 +26,10 @@ def bump(conn: Connection, folder_ids: Iterable[int]) -> dict[int, int]:
     ids = sorted(set(folder_ids))
     if not ids:
         return {}
+    if conn.dialect.update_returning:  # one statement (SQLite >= 3.35, PostgreSQL): issue 12 §3
+        return {fid: value for fid, value in conn.execute(
+            update(Folder).where(Folder.id.in_(ids)).values(highestmodseq=Folder.highestmodseq + 1)
+            .returning(Folder.id, Folder.highestmodseq)).all()}
     conn.execute(update(Folder).where(Folder.id.in_(ids)).values(highestmodseq=Folder.highestmodseq + 1))
     return {fid: value for fid, value in conn.execute(
         select(Folder.id, Folder.highestmodseq).where(Folder.id.in_(ids))).all()}

@@ -29,8 +29,9 @@ from policy.mime import (
 )
 from relay.imap.types import FetchAtt, MessageView, Section
 
-__all__ = ["UnknownCte", "needs_content", "render", "sets_seen"]
+__all__ = ["UnknownCte", "derive", "needs_content", "render", "sets_seen"]
 
+DERIVED_ITEMS = frozenset({b"ENVELOPE", b"BODYSTRUCTURE", b"BODY"})  # what derive() renders
 _FROM_VIEW = frozenset({"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"})
 _ATOM_SPECIALS = frozenset(b'(){ %*"\\]')
 
@@ -50,7 +51,21 @@ def sets_seen(atts: list[FetchAtt]) -> bool:
     return False
 
 
-def render(msg: MessageView, atts: list[FetchAtt], raw: bytes | None, rev2: bool = False) -> bytes:
+def derive(raw: bytes, names: frozenset[bytes]) -> dict[bytes, bytes]:
+    """ENVELOPE, BODYSTRUCTURE and/or BODY of a message, from one parse (fetchcache.py)."""
+    tree = parse(raw)
+    out: dict[bytes, bytes] = {}
+    if b"ENVELOPE" in names:
+        out[b"ENVELOPE"] = _envelope(tree)
+    if b"BODYSTRUCTURE" in names:
+        out[b"BODYSTRUCTURE"] = _structure(tree, extended=True)
+    if b"BODY" in names:
+        out[b"BODY"] = _structure(tree, extended=False)
+    return out
+
+
+def render(msg: MessageView, atts: list[FetchAtt], raw: bytes | None, rev2: bool = False,
+           known: dict[bytes, bytes] | None = None) -> bytes:
     """The data items of one FETCH response, e.g. b'(UID 5 FLAGS (\\\\Seen))'.
 
     UID comes first, then the items in the order asked; an item asked twice (BODY[]
@@ -58,7 +73,8 @@ def render(msg: MessageView, atts: list[FetchAtt], raw: bytes | None, rev2: bool
     part whose transfer encoding we cannot decode (NO [UNKNOWN-CTE], RFC 3516 §4.3).
     """
     tree: Part | None = None
-    if needs_content(atts):
+    known = known or {}
+    if needs_content([a for a in atts if _name(a) not in known]):
         if raw is None:
             raise ValueError("FETCH of message content needs the stored message")
         tree = parse(raw)
@@ -69,7 +85,8 @@ def render(msg: MessageView, atts: list[FetchAtt], raw: bytes | None, rev2: bool
         if name in done:
             continue
         done.add(name)
-        items.append(name + b" " + _value(att, msg, tree, raw or b"", rev2))
+        value = known.get(name) if name in DERIVED_ITEMS else None
+        items.append(name + b" " + (value if value is not None else _value(att, msg, tree, raw or b"", rev2)))
     return wire.plist(items)
 
 

@@ -20,6 +20,7 @@ from mailbox_store.spool import private_dir
 from relay.auth import Authenticator
 from relay.config import Config
 from relay.imap.budget import LiteralBudget
+from relay.imap.fetchcache import DerivedCache
 from relay.imap.sortkeys import SortCache
 from relay.limits import SlotCounter
 
@@ -57,6 +58,7 @@ class ImapServer:
         self.spool_dir = config.spool_dir or config.base_dir / "spool"
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="imap-work")
         self.sort_cache = SortCache()  # SORT/THREAD keys by message, bounded (sortkeys.py)
+        self.derived_cache = DerivedCache()  # FETCH ENVELOPE/BODYSTRUCTURE by message, bounded (fetchcache.py)
 
     async def offload(self, work: Callable[[], T]) -> T:
         """Run pure, bounded work (one chunk of a command) in the IMAP worker threads."""

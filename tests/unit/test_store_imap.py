@@ -187,3 +187,16 @@ async def test_allowing_a_pharmacy_twice_is_refused_on_every_engine(store: Store
     with pytest.raises(PharmacyError, match="not an allowed pharmacy"):
         await store.revoke_pharmacy(mb, "pharmacie@officine.mssante.fr")
     assert await store.pharmacies(mb) == []
+
+
+async def test_concurrent_claims_of_one_delivery_cost_one_write(store: Store) -> None:
+    # issue 12 §4: 10,000 IDLE sessions told of one message claimed it with 10,000 writer jobs
+    mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
+    for i in range(2):
+        await store.deliver([mb], msg(i))
+    snap = await store.snapshot(mb.id, "INBOX")
+    jobs = store.writer.jobs
+    firsts = await asyncio.gather(*(store.claim_recent(snap.folder_id, snap.uidnext) for _ in range(50)))
+    assert store.writer.jobs - jobs == 1
+    assert sorted(firsts) == [1] + [snap.uidnext] * 49  # exactly one session got both messages
+    assert await store.recent_count(snap.folder_id) == 0
