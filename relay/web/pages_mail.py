@@ -157,12 +157,12 @@ def routes(app: web.Application, w: Web) -> None:
         if got is None:
             raise web.HTTPNotFound()
         sums = await summaries(w, who.space, folder, got.uidvalidity, got.messages)
+        macro = w.env.get_template("list_row.html").module.row  # type: ignore[attr-defined]
         rows = []
         for m in got.messages:
-            s = sums[m.uid]
-            person = (s.to[0] if s.to else None) if folder == "Sent" else (s.sender or None)
-            rows.append(Row(key, m.uid, person, s.subject, s.date or m.internal_date, SEEN not in m.flags,
-                            s.attachments))
+            unread = SEEN not in m.flags
+            rows.append(w.rows.html((who.space.id, key, got.uidvalidity, m.uid, unread),
+                                    lambda m=m, unread=unread: _row(key, folder, m, sums[m.uid], unread), macro))
         total = len(hits) if hits is not None else got.total
         pages = max(1, -(-total // PAGE))
         return w.render(request, "messagerie.html", title="Messagerie", rows=rows, folder_key=key,
@@ -361,6 +361,11 @@ async def _folder_page(w: Web, mailbox_id: int, folder: str, offset: int, hits: 
             return None
     w.counts.put(mailbox_id, folder, got.uidvalidity, got.total, got.unseen, epoch)
     return got
+
+
+def _row(key: str, folder: str, m: MessageMeta, s: Summary, unread: bool) -> Row:
+    person = (s.to[0] if s.to else None) if folder == "Sent" else (s.sender or None)
+    return Row(key, m.uid, person, s.subject, s.date or m.internal_date, unread, s.attachments)
 
 
 def _page(request: web.Request) -> int:
