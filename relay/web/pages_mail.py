@@ -349,10 +349,17 @@ def routes(app: web.Application, w: Web) -> None:
 
 
 async def _folder_page(w: Web, mailbox_id: int, folder: str, offset: int, hits: list[int] | None) -> FolderPage | None:
-    """A list page, its counts from relay/web/counts.py when they are known."""
+    """A list page, its counts (and the first page itself) from relay/web/counts.py
+    when they are known."""
     known = w.counts.get(mailbox_id, folder)
     epoch = w.counts.epoch
+    first = offset == 0 and hits is None
+    kept = w.counts.first_page(mailbox_id, folder, PAGE) if first and known is not None else None
+    if kept is not None and known is not None and kept[0] == known[0]:
+        return FolderPage(known[0], known[1], known[2], list(kept[1]))
     got = await w.store.folder_page(mailbox_id, folder, offset, PAGE, hits, with_counts=known is None)
+    if got is not None and first:
+        w.counts.put_first_page(mailbox_id, folder, got.uidvalidity, PAGE, got.messages, epoch)
     if got is None or (known is not None and known[0] == got.uidvalidity):
         return got if got is None or known is None else dataclasses.replace(got, total=known[1], unseen=known[2])
     if known is not None:  # the folder was made anew meanwhile (another UIDVALIDITY)
