@@ -13,6 +13,10 @@ the operator's client certificate, several connections at once; one message in 2
         equivalent: FETCH of the 50 newest envelopes (FLAGS ENVELOPE), FETCH of one text
         message (BODY.PEEK[]), FETCH of one message with the PDF (BODY.PEEK[]).
 
+The load is the issue's (issue 11 "Benchmark"): 50 sessions on one mailbox of 10,000
+messages, and no think time (the issue names none; the Roundcube anchor's
+web_load_roundcube.py has none either), so every session always has one request in
+flight: a closed loop whose latencies are 50 / throughput shared among the three pages.
 Each phase is bounded by -t seconds and by --max-pages requests. Reports per page n,
 p50/p99/mean (ms), errors, pages/s, the daemon's CPU per page, and its RSS (current and
 peak). Prints one JSON object (the last line of stdout).

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete, insert, literal, select, union_all
+from sqlalchemy import Connection, bindparam, delete, insert, literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailbox_store.errors import StoreError
@@ -54,6 +54,18 @@ def apply_effects(conn: Connection, items: Sequence[tuple[int, ConversationEffec
         conn.execute(_insert(conn, ClosedMessage).on_conflict_do_nothing(), closed)
 
 
+# Built once, with bound parameters: building the statement cost the event loop more
+# than running it (py-spy under bench/web_load.py, at every webmail conversation view).
+_FACTS_PARTS = (
+    select(literal("state").label("k"), Correspondent.state.label("v")).where(
+        Correspondent.mailbox_id == bindparam("mid"), Correspondent.address == bindparam("address")),
+    select(literal("pharmacy"), Pharmacy.address).where(
+        Pharmacy.mailbox_id == bindparam("mid"), Pharmacy.address == bindparam("address")))
+_FACTS = union_all(*_FACTS_PARTS)
+_FACTS_ANSWERED = union_all(*_FACTS_PARTS, select(literal("closed"), ClosedMessage.message_id).where(
+    ClosedMessage.mailbox_id == bindparam("mid"), ClosedMessage.message_id.in_(bindparam("answered", expanding=True))))
+
+
 class ConversationOps:
     engine: Any
     writer: "Writer"
@@ -65,15 +77,9 @@ class ConversationOps:
         (normalised), answering the given message ids."""
         answered = {*in_reply_to, *references}
         # one round trip (the webmail asks at every conversation view): tagged rows
-        parts = [select(literal("state").label("k"), Correspondent.state.label("v")).where(
-                     Correspondent.mailbox_id == mailbox_id, Correspondent.address == address),
-                 select(literal("pharmacy"), Pharmacy.address).where(Pharmacy.mailbox_id == mailbox_id,
-                                                                     Pharmacy.address == address)]
-        if answered:
-            parts.append(select(literal("closed"), ClosedMessage.message_id).where(
-                ClosedMessage.mailbox_id == mailbox_id, ClosedMessage.message_id.in_(sorted(answered)[:200])))
-        q = union_all(*parts)
-        rows = await self.reader.run(lambda conn: conn.execute(q).all())
+        params = {"mid": mailbox_id, "address": address, "answered": sorted(answered)[:200]}
+        q = _FACTS_ANSWERED if answered else _FACTS
+        rows = await self.reader.run(lambda conn: conn.execute(q, params).all())
         state = next((r.v for r in rows if r.k == "state"), None)
         pharmacy = any(r.k == "pharmacy" for r in rows)
         closed = {r.v for r in rows if r.k == "closed"}

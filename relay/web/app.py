@@ -29,6 +29,7 @@ from policy.recipients import MailboxState
 from relay.web.context import FORM, MULTIPART, WHO, Who
 from relay.web.counts import FolderCounts
 from relay.web.mailview import SummaryCache
+from relay.web.rows import RowCache
 from relay.web.sessions import SessionStore, WebSession, same_token
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ class Web:
         self.cfg = rt.config.web
         self.sessions = SessionStore(self.cfg.session_idle, self.cfg.session_max, self.cfg.max_sessions)
         self.summaries = SummaryCache()
+        self.rows = RowCache()
         self.counts = FolderCounts(rt.store.feed)
         self.ports = ports or (lambda: {})
         self.streams = 0  # open SSE connections, all sessions

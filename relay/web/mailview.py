@@ -98,11 +98,14 @@ def _attachments(raw: bytes, limits: AttachmentLimits) -> tuple[list[Part], list
 
 
 def summarise(uid: int, raw: bytes, limits: AttachmentLimits) -> Summary:
+    return _summary(uid, raw, _attachments(raw, limits)[1])
+
+
+def _summary(uid: int, raw: bytes, files: list[tuple[Part, Attachment | Decision]]) -> Summary:
     root = parse(raw)
     sender = _people(root.get("From"))
     msg_ids = _ids(root.get("Message-ID"))
     subject = root.get("Subject")
-    _, files = _attachments(raw, limits)
     return Summary(uid, sender[0] if sender else None, _people(root.get("To")),
                    next(iter(_people(root.get("Reply-To"))), None),
                    decode_header(subject).strip() if subject is not None else "", _date(root.get("Date")),
@@ -111,8 +114,8 @@ def summarise(uid: int, raw: bytes, limits: AttachmentLimits) -> Summary:
 
 
 def full_view(uid: int, raw: bytes, limits: AttachmentLimits) -> FullView:
-    summary = summarise(uid, raw, limits)
-    _, files = _attachments(raw, limits)
+    _, files = _attachments(raw, limits)  # once: it decodes every part (a PDF's base64 too)
+    summary = _summary(uid, raw, files)
     text = html = None
     plain = _body(raw, "plain")
     if plain is not None:

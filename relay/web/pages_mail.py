@@ -157,12 +157,12 @@ def routes(app: web.Application, w: Web) -> None:
         if got is None:
             raise web.HTTPNotFound()
         sums = await summaries(w, who.space, folder, got.uidvalidity, got.messages)
+        macro = w.env.get_template("list_row.html").module.row  # type: ignore[attr-defined]
         rows = []
         for m in got.messages:
-            s = sums[m.uid]
-            person = (s.to[0] if s.to else None) if folder == "Sent" else (s.sender or None)
-            rows.append(Row(key, m.uid, person, s.subject, s.date or m.internal_date, SEEN not in m.flags,
-                            s.attachments))
+            unread = SEEN not in m.flags
+            rows.append(w.rows.html((who.space.id, key, got.uidvalidity, m.uid, unread),
+                                    lambda m=m, unread=unread: _row(key, folder, m, sums[m.uid], unread), macro))
         total = len(hits) if hits is not None else got.total
         pages = max(1, -(-total // PAGE))
         return w.render(request, "messagerie.html", title="Messagerie", rows=rows, folder_key=key,
@@ -358,10 +358,17 @@ def routes(app: web.Application, w: Web) -> None:
 
 
 async def _folder_page(w: Web, mailbox_id: int, folder: str, offset: int, hits: list[int] | None) -> FolderPage | None:
-    """A list page, its counts from relay/web/counts.py when they are known."""
+    """A list page, its counts (and the first page itself) from relay/web/counts.py
+    when they are known."""
     known = w.counts.get(mailbox_id, folder)
     epoch = w.counts.epoch
+    first = offset == 0 and hits is None
+    kept = w.counts.first_page(mailbox_id, folder, PAGE) if first and known is not None else None
+    if kept is not None and known is not None and kept[0] == known[0]:
+        return FolderPage(known[0], known[1], known[2], list(kept[1]))
     got = await w.store.folder_page(mailbox_id, folder, offset, PAGE, hits, with_counts=known is None)
+    if got is not None and first:
+        w.counts.put_first_page(mailbox_id, folder, got.uidvalidity, PAGE, got.messages, epoch)
     if got is None or (known is not None and known[0] == got.uidvalidity):
         return got if got is None or known is None else dataclasses.replace(got, total=known[1], unseen=known[2])
     if known is not None:  # the folder was made anew meanwhile (another UIDVALIDITY)
@@ -370,6 +377,11 @@ async def _folder_page(w: Web, mailbox_id: int, folder: str, offset: int, hits: 
             return None
     w.counts.put(mailbox_id, folder, got.uidvalidity, got.total, got.unseen, epoch)
     return got
+
+
+def _row(key: str, folder: str, m: MessageMeta, s: Summary, unread: bool) -> Row:
+    person = (s.to[0] if s.to else None) if folder == "Sent" else (s.sender or None)
+    return Row(key, m.uid, person, s.subject, s.date or m.internal_date, unread, s.attachments)
 
 
 def _page(request: web.Request) -> int:
