@@ -37,6 +37,7 @@ from mailbox_store.cache import MailboxCache
 from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, wrap_content_key
 from mailbox_store.conversations import ConversationOps, apply_effects
 from mailbox_store.outbound import QueueOps
+from mailbox_store.queue_claim import ClaimOps
 from mailbox_store.pages import PageOps
 from mailbox_store.pro_access import ProAccessOps
 from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, insert_documents
@@ -216,7 +217,7 @@ class _Delivery(GroupJob):
 
 
 class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ProAccessOps, ThreadOps,
-            RecentOps):
+            RecentOps, ClaimOps):
     def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,
                  max_batch: int = 64, mailbox_cache_ttl: float = 0.0, read_engine: Engine | None = None):
         self.engine = engine
