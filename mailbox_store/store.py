@@ -171,11 +171,13 @@ class _Delivery(GroupJob):
             for mb, _ in job.keys:
                 wanted[(mb.id, job.folder)] = wanted.get((mb.id, job.folder), 0) + 1
         next_uid: dict[tuple[int, str], tuple[int, int]] = {}  # -> (folder id, next uid)
-        for folder in {f for _, f in wanted}:
+        # the same lock order on every node (folder name, then id): no deadlock (rowlocks.py)
+        for folder in sorted({f for _, f in wanted}):
             ids = [m for m, f in wanted if f == folder]
             for fid, mailbox_id, uidnext in conn.execute(
                     select(Folder.id, Folder.mailbox_id, Folder.uidnext)
-                    .where(Folder.name == folder, Folder.mailbox_id.in_(ids)).with_for_update()):
+                    .where(Folder.name == folder, Folder.mailbox_id.in_(ids)).order_by(Folder.id)
+                    .with_for_update()):
                 next_uid[(mailbox_id, folder)] = (fid, uidnext)
         missing = set(wanted) - set(next_uid)
         if missing:
