@@ -38,6 +38,7 @@ from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, 
 from mailbox_store.conversations import ConversationOps, apply_effects
 from mailbox_store.outbound import QueueOps
 from mailbox_store.queue_claim import ClaimOps
+from mailbox_store.nodefeed import NodeFeedListener, listen_dsn, notifier
 from mailbox_store.pages import PageOps
 from mailbox_store.pro_access import ProAccessOps
 from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, insert_documents
@@ -220,6 +221,8 @@ class _Delivery(GroupJob):
 
 class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ProAccessOps, ThreadOps,
             RecentOps, ClaimOps):
+    node_listener: NodeFeedListener | None = None  # PostgreSQL: other nodes' changes (nodefeed.py)
+
     def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,
                  max_batch: int = 64, mailbox_cache_ttl: float = 0.0, read_engine: Engine | None = None):
         self.engine = engine
@@ -254,6 +257,10 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         store = cls(engine, write_engine, master, feed or Feed(), max_batch, mailbox_cache_ttl, read_engine)
         store.writer.start()
         await store.writer.submit(_migrate)
+        if engine.dialect.name == "postgresql":  # several nodes share the database (nodefeed.py)
+            store.writer.before_commit = notifier(store.node_id)
+            store.node_listener = NodeFeedListener(listen_dsn(url), store.feed, store.node_id)
+            await store.node_listener.start()
         return store
 
     async def ping(self) -> None:
@@ -262,6 +269,8 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
             await conn.exec_driver_sql("SELECT 1")
 
     async def close(self) -> None:
+        if self.node_listener is not None:
+            await self.node_listener.stop()
         await self.writer.close()
         await asyncio.to_thread(self.reader.close)
         self._write_engine.dispose()

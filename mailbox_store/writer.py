@@ -83,6 +83,9 @@ class Writer:
         self._closing = False
         self.batches = 0
         self.jobs = 0
+        # run in the transaction, after the jobs, with the changes it will publish
+        # (PostgreSQL: NOTIFY to the other nodes, mailbox_store/nodefeed.py)
+        self.before_commit: Callable[[Connection, list[Change]], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="store-writer")
@@ -152,6 +155,8 @@ class Writer:
             conn = conn.execution_options(sqlite_immediate=True)
             with conn.begin():
                 self._apply(conn, batch)
+                if self.before_commit is not None:
+                    self.before_commit(conn, [c for p in batch if p.error is None for c in p.changes])
 
     async def _commit(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()

@@ -29,8 +29,8 @@ class Notifier(FeedWorker):
         self._last: dict[int, float] = {}
 
     def on_change(self, change: Change) -> None:
-        if self.rt.config.notify_smarthost is None:
-            return
+        if self.rt.config.notify_smarthost is None or change.remote:
+            return  # another node's delivery: that node notifies (mailbox_store/nodefeed.py)
         if change.kind == "message.new" and change.folder == "INBOX":
             kind = "message"
         elif change.kind == "dossier.new":
