@@ -1,0 +1,96 @@
+"""Two daemons over one PostgreSQL (issue 14 §2): an IMAP IDLE session on node B is woken
+by a delivery made by node A's MX, and mail sent to both MXes at once is stored once
+each with UIDs unique and increasing. Skipped when PostgreSQL is not installed."""
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aioimaplib import IMAP4_SSL
+
+from tests.integration.conftest import INS_ACTIVE, PASSWORD, RunningDaemon, message, seed_mailboxes
+from tests.integration.test_imap_idle import _idle_until
+from tests.nodes.conftest import pg, pg_db  # noqa: F401 (fixtures)
+from tests.nodes.pgserver import PgServer
+
+
+@pytest.fixture
+def two_nodes(template_instance: Path, tmp_path: Path, pg: PgServer,  # noqa: F811
+              pg_db: str) -> Iterator[tuple[RunningDaemon, RunningDaemon]]:  # noqa: F811
+    d = tmp_path / "inst"
+    shutil.copytree(template_instance, d, ignore=shutil.ignore_patterns("S.gpg-agent*"))
+    cfg = d / "relay.toml"
+    cfg.write_text(cfg.read_text().replace('url = "sqlite+aiosqlite:///relay.db"', f'url = "{pg.url(pg_db)}"'))
+    seed_mailboxes(cfg)
+    # one configuration, one master key, ephemeral ports: two identical nodes
+    a = RunningDaemon(cfg).start()
+    try:
+        b = RunningDaemon(cfg).start()
+    except BaseException:
+        a.stop()
+        raise
+    try:
+        yield a, b
+    finally:
+        b.stop()
+        a.stop()
+
+
+def test_idle_on_node_b_sees_a_delivery_made_by_node_a(two_nodes: tuple[RunningDaemon, RunningDaemon]) -> None:
+    a, b = two_nodes
+    ctx = ssl.create_default_context(cafile=str(b.pki("ca.pem")))
+
+    async def scenario() -> tuple[list[bytes], float]:
+        c = IMAP4_SSL("127.0.0.1", b.imap_ports[1], ssl_context=ctx, timeout=10)
+        await c.wait_hello_from_server()
+        assert (await c.login(INS_ACTIVE, PASSWORD)).result == "OK"
+        assert (await c.select("INBOX")).result == "OK"
+        idle = await c.idle_start(timeout=30)
+        sent = time.monotonic()
+        await asyncio.to_thread(a.deliver, message(subject="sur le noeud A"))
+        seen = await _idle_until(c, lambda s: any(b"EXISTS" in x for x in s), timeout=20)
+        delay = time.monotonic() - sent
+        c.idle_done()
+        await asyncio.wait_for(idle, 10)
+        await c.logout()
+        return seen, delay
+
+    seen, delay = asyncio.run(scenario())
+    assert any(re.search(rb"\b1 EXISTS", x) for x in seen), seen
+    print(f"IDLE on node B woken {delay:.3f} s after node A's 250 (SMTP session included)")
+
+
+def test_both_mx_at_once_store_every_message_once(two_nodes: tuple[RunningDaemon, RunningDaemon]) -> None:
+    a, b = two_nodes
+    per_node, threads_per_node = 40, 4
+    errors: list[BaseException] = []
+
+    def send(rd: RunningDaemon, tag: str, start: int) -> None:
+        try:
+            for i in range(start, per_node, threads_per_node):
+                rd.deliver(message(subject=f"{tag}-{i}", message_id=f"<{tag}-{i}@test-operator.mssante.fr>"))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=send, args=(rd, tag, k)) for rd, tag in ((a, "A"), (b, "B"))
+               for k in range(threads_per_node)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    msgs = b.call(b.store.messages(INS_ACTIVE, "INBOX"))
+    uids = [m.uid for m in msgs]
+    assert sorted(uids) == list(range(1, 2 * per_node + 1))
+    subjects = []
+    for m in msgs:
+        raw = b.call(b.store.fetch_raw(INS_ACTIVE, "INBOX", m.uid))
+        subjects.append(re.search(rb"Subject: (\S+)", raw).group(1))  # type: ignore[union-attr]
+    assert sorted(subjects) == sorted(f"{t}-{i}".encode() for t in "AB" for i in range(per_node))
