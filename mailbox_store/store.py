@@ -38,6 +38,7 @@ from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, 
 from mailbox_store.conversations import ConversationOps, apply_effects
 from mailbox_store.outbound import QueueOps
 from mailbox_store.queue_claim import ClaimOps
+from mailbox_store.budgets import BudgetOps
 from mailbox_store.nodefeed import NodeFeedListener, listen_dsn, notifier
 from mailbox_store.pages import PageOps
 from mailbox_store.pro_access import ProAccessOps
@@ -220,7 +221,7 @@ class _Delivery(GroupJob):
 
 
 class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ProAccessOps, ThreadOps,
-            RecentOps, ClaimOps):
+            RecentOps, ClaimOps, BudgetOps):
     node_listener: NodeFeedListener | None = None  # PostgreSQL: other nodes' changes (nodefeed.py)
 
     def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,

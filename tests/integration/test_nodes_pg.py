@@ -94,3 +94,18 @@ def test_both_mx_at_once_store_every_message_once(two_nodes: tuple[RunningDaemon
         raw = b.call(b.store.fetch_raw(INS_ACTIVE, "INBOX", m.uid))
         subjects.append(re.search(rb"Subject: (\S+)", raw).group(1))  # type: ignore[union-attr]
     assert sorted(subjects) == sorted(f"{t}-{i}".encode() for t in "AB" for i in range(per_node))
+
+
+def test_test_address_budget_holds_across_nodes(two_nodes: tuple[RunningDaemon, RunningDaemon]) -> None:
+    """TEST acknowledgements per sender: the budget (10 per hour in the template) is one
+    for all nodes, not one per node."""
+    from relay.smtp.autotest import AutoTest
+
+    a, b = two_nodes
+    limit = a.config.delivery.auto_reply_per_sender  # type: ignore[union-attr]
+    raw = message(subject="TEST de messagerie", body="Ceci est un TEST.\r\n",
+                  to="reponse.automatique-test@patient.mssante.fr")
+    on_a, on_b = AutoTest(a.daemon.runtime), AutoTest(b.daemon.runtime)  # type: ignore[arg-type]
+    answered = [a.call(on_a.answer("<dr.martin@test-operator.mssante.fr>", raw, f"a{i}")) for i in range(limit - 1)]
+    answered += [b.call(on_b.answer("<dr.martin@test-operator.mssante.fr>", raw, f"b{i}")) for i in range(3)]
+    assert answered == [True] * limit + [False, False]  # True: the acknowledgement was queued
