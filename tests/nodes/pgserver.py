@@ -38,7 +38,8 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-def start() -> PgServer:
+def start(fsync: bool = False) -> PgServer:
+    """fsync off for tests (thrown away); on for benchmarks, which measure durable commits."""
     bindir = binaries()
     if bindir is None:
         raise RuntimeError("PostgreSQL binaries not installed (apt-get install postgresql)")
@@ -50,8 +51,9 @@ def start() -> PgServer:
     run = dict(check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
     subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(root / "data"), "-U", "postgres",
                                  "--auth=trust", "-E", "UTF8", "--no-sync"]), **run)  # type: ignore[call-overload]
-    # fsync off: a test server, thrown away; listen_addresses empty: the socket only
-    opts = f"-c listen_addresses='' -c unix_socket_directories={root / 'sock'} -c fsync=off -c max_connections=200"
+    # listen_addresses empty: the socket only
+    opts = (f"-c listen_addresses='' -c unix_socket_directories={root / 'sock'} -c max_connections=200"
+            f" -c fsync={'on' if fsync else 'off'}")
     subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-o", opts, "-w",
                                  "-l", str(root / "log"), "start"]), **run)  # type: ignore[call-overload]
     server = PgServer(root, bindir)
