@@ -18,11 +18,11 @@ import datetime as dt
 import hashlib
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, case, delete, literal
+from sqlalchemy import Connection, case, delete, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailbox_store.feed import Change
-from mailbox_store.models import Budget
+from mailbox_store.models import Budget, utc
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -52,6 +52,17 @@ def take(conn: Connection, key: str, limit: int, window: dt.timedelta, now: dt.d
     return conn.execute(stmt).first() is not None
 
 
+def count_failure(conn: Connection, key: str, now: dt.datetime, forget_after: dt.timedelta) -> None:
+    """One more login failure of `key` (used: the count, window_start: the last one);
+    a key quiet for `forget_after` starts again from one (policy/throttle.py)."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(Budget).values(key=key, window_start=now, used=1)
+    quiet = Budget.window_start <= now - forget_after
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=[Budget.key],
+        set_={"used": case((quiet, literal(1)), else_=Budget.used + 1), "window_start": stmt.excluded.window_start}))
+
+
 def forget_before(conn: Connection, before: dt.datetime) -> int:
     """Drop rows whose window started before `before` (housekeeping)."""
     return conn.execute(delete(Budget).where(Budget.window_start < before)).rowcount
@@ -74,3 +85,28 @@ class BudgetOps:
             return take(conn, key, limit, window, when), []
 
         return await self.writer.submit(job)
+
+    async def failures_add(self, keys: list[str], forget_after: dt.timedelta) -> None:
+        when = dt.datetime.now(dt.timezone.utc)
+
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            for key in sorted(keys):  # one lock order on every node
+                count_failure(conn, key, when, forget_after)
+            return None, []
+
+        await self.writer.submit(job)
+
+    async def failures_clear(self, key: str) -> None:
+        def job(conn: Connection) -> tuple[None, list[Change]]:
+            conn.execute(delete(Budget).where(Budget.key == key))
+            return None, []
+
+        await self.writer.submit(job)
+
+    async def failures_of(self, keys: list[str], forget_after: dt.timedelta) -> dict[str, tuple[int, dt.datetime]]:
+        """{key: (failures, time of the last one)} for the keys failed within `forget_after`."""
+        since = dt.datetime.now(dt.timezone.utc) - forget_after
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(Budget.key, Budget.used, Budget.window_start).where(
+                Budget.key.in_(keys), Budget.window_start > since))).all()
+        return {r.key: (r.used, utc(r.window_start)) for r in rows}
