@@ -14,7 +14,7 @@ Implementation notes:
   our own automatic messages are not bounced to anyone, RFC 3834 §3.2).
 - Woken by the feed ("queue.new" after each commit), else every `POLL` seconds.
 - Several nodes share one queue on PostgreSQL: entries are claimed under a lease
-  (mailbox_store/queue_claim.py), renewed every third of `LEASE` while in flight; a
+  (mailbox_store/queue_claim.py), renewed every third of `delivery.lease` while in flight; a
   killed node's entries go to the others when its leases run out. `concurrency` and
   `per_destination` are per node: N nodes open up to N x `per_destination`
   connections to one domain (a database-wide count would cost a round trip per attempt).
@@ -48,7 +48,6 @@ DELIVERIES = Counter("mssante_delivery_attempts_total", "Outbound delivery attem
 QUEUE_DEPTH = Gauge("mssante_queue_depth", "Entries (message x recipient) in the outbound queue")
 QUEUE_OLDEST = Gauge("mssante_queue_oldest_age_seconds", "Age of the oldest entry of the outbound queue")
 POLL = 30.0
-LEASE = dt.timedelta(seconds=60)  # how long a killed node's entries wait for another node
 BOUNCED_KINDS = ("reply", "mdn")  # sent for a patient: the patient learns of a failure
 
 
@@ -61,7 +60,7 @@ class QueueRunner:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._tls: ssl.SSLContext | None = None
-        self.lease = LEASE
+        self.lease = dt.timedelta(seconds=runtime.config.delivery.lease if runtime.config.delivery else 60)
         self._renewed = 0.0  # loop time of the last lease renewal
 
     def tls(self) -> ssl.SSLContext:
