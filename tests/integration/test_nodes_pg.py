@@ -109,3 +109,109 @@ def test_test_address_budget_holds_across_nodes(two_nodes: tuple[RunningDaemon, 
     answered = [a.call(on_a.answer("<dr.martin@test-operator.mssante.fr>", raw, f"a{i}")) for i in range(limit - 1)]
     answered += [b.call(on_b.answer("<dr.martin@test-operator.mssante.fr>", raw, f"b{i}")) for i in range(3)]
     assert answered == [True] * limit + [False, False]  # True: the acknowledgement was queued
+
+
+class HoldingMX:
+    """The receiving operator's MX (aiosmtpd): records each message it acknowledges. While
+    `hold` is set, the final reply to DATA waits; a client gone meanwhile (killed) gets
+    no acknowledgement, and its message is not counted as delivered."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self.hold = threading.Event()
+        self.held = 0
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        if self.hold.is_set():
+            self.held += 1
+            while self.hold.is_set():
+                await asyncio.sleep(0.02)
+        if server.transport is None or server.transport.is_closing():
+            return "451 4.3.0 lost"
+        self.received.extend(envelope.rcpt_tos)
+        return "250 OK queued"
+
+
+def test_kill_9_of_one_node_the_other_finishes_its_queue(template_instance: Path, tmp_path: Path,
+                                                          pg: PgServer, pg_db: str) -> None:  # noqa: F811
+    import datetime as dt
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from mailbox_store.crypto import MasterKey
+    from mailbox_store.outbound import Recipient
+    from mailbox_store.store import Store
+    from relay.config import load_config
+    from tests.integration.test_conversations import free_port, pro_mx
+
+    d = tmp_path / "inst"
+    shutil.copytree(template_instance, d, ignore=shutil.ignore_patterns("S.gpg-agent*"))
+    cfg = d / "relay.toml"
+    port = free_port()
+    cfg.write_text(cfg.read_text().replace('url = "sqlite+aiosqlite:///relay.db"', f'url = "{pg.url(pg_db)}"')
+                   .replace('"127.0.0.1:2626"', f'"127.0.0.1:{port}"')
+                   .replace("backoff = [60, 300, 900, 1800, 3600, 7200, 14400]", "backoff = [1]")
+                   .replace("lease = 60", "lease = 3").replace("concurrency = 16", "concurrency = 6")
+                   .replace("per_destination = 4", "per_destination = 6"))
+    seed_mailboxes(cfg)
+    total = 120
+    config = load_config(cfg)
+
+    async def fill() -> None:
+        store = await Store.open(config.store_url, MasterKey.load(config.master_key))
+        mb = await store.require_mailbox(INS_ACTIVE)
+        for i in range(total):
+            await store.enqueue(mb, message(subject=f"r{i}"), f"{INS_ACTIVE}@patient.mssante.fr",
+                                [Recipient(f"dr{i}@test-operator.mssante.fr", "test-operator.mssante.fr")], "reply",
+                                dt.timedelta(days=1))
+        await store.close()
+
+    async def depth() -> int:
+        store = await Store.open(config.store_url, MasterKey.load(config.master_key))
+        try:
+            return (await store.queue_stats())[0]
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    mx = HoldingMX()
+    controller = pro_mx(d / "pki", port, mx)  # type: ignore[arg-type]
+    root = Path(__file__).resolve().parents[2]
+    nodes = [subprocess.Popen([sys.executable, "-m", "relay.cli", "serve", "--config", str(cfg)], cwd=root,
+                              stdout=subprocess.DEVNULL, stderr=(tmp_path / f"node{k}.log").open("w"),
+                              env={**os.environ, "PYTHONPATH": str(root)}) for k in range(2)]
+    try:
+        deadline = time.monotonic() + 120
+        while len(mx.received) < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(mx.received) >= 30, (tmp_path / "node0.log").read_text()[-2000:]
+        mx.hold.set()  # attempts in flight now wait for their 250
+        deadline = time.monotonic() + 30
+        while mx.held < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert mx.held >= 8  # at most 6 per node: both nodes have attempts waiting for their 250
+        nodes[0].send_signal(signal.SIGKILL)
+        nodes[0].wait(30)
+        time.sleep(0.5)
+        mx.hold.clear()
+        deadline = time.monotonic() + 180
+        while len(set(mx.received)) < total and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert nodes[1].poll() is None  # the survivor still runs
+        assert sorted(set(mx.received)) == sorted(f"dr{i}@test-operator.mssante.fr" for i in range(total))
+        assert len(mx.received) == total  # no message acknowledged twice
+        deadline = time.monotonic() + 30
+        while asyncio.run(depth()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert asyncio.run(depth()) == 0
+    finally:
+        for n in nodes:
+            if n.poll() is None:
+                n.send_signal(signal.SIGTERM)
+                try:
+                    n.wait(60)
+                except subprocess.TimeoutExpired:
+                    n.kill()
+        controller.stop()
