@@ -52,3 +52,4 @@ async def test_two_nodes_share_one_budget(pg: PgServer, pg_db: str) -> None:
     finally:
         await a.close()
         await b.close()
+
