@@ -215,3 +215,32 @@ def test_kill_9_of_one_node_the_other_finishes_its_queue(template_instance: Path
                 except subprocess.TimeoutExpired:
                     n.kill()
         controller.stop()
+
+
+def test_idle_on_node_b_sees_flags_set_on_node_a(two_nodes: tuple[RunningDaemon, RunningDaemon]) -> None:
+    """A remote change carries no flags (nodefeed.py): node B's session reads them back."""
+    a, b = two_nodes
+    a.deliver(message(subject="a marquer"))
+    ctx = ssl.create_default_context(cafile=str(b.pki("ca.pem")))
+
+    async def scenario() -> list[bytes]:
+        c = IMAP4_SSL("127.0.0.1", b.imap_ports[1], ssl_context=ctx, timeout=10)
+        await c.wait_hello_from_server()
+        assert (await c.login(INS_ACTIVE, PASSWORD)).result == "OK"
+        assert (await c.select("INBOX")).result == "OK"
+        idle = await c.idle_start(timeout=30)
+
+        def flag() -> None:
+            other = a.imap()
+            other.select("INBOX")
+            other.store("1", "+FLAGS", "\\Flagged")
+            other.logout()
+        await asyncio.to_thread(flag)
+        seen = await _idle_until(c, lambda s: any(b"FETCH" in x and b"Flagged" in x for x in s), timeout=20)
+        c.idle_done()
+        await asyncio.wait_for(idle, 10)
+        await c.logout()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert any(b"FETCH" in x and b"\\Flagged" in x for x in seen), seen
