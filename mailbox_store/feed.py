@@ -36,6 +36,7 @@ class Change:
     meta: MessageMeta | None = None  # message.new: the message as a session lists it
     flags: frozenset[str] | None = None  # message.flags: the flags after the change
     modseq: int = 0  # RFC 7162: the folder's modseq this change got (0: none)
+    remote: bool = False  # made by another node (nodefeed.py): no metadata, not ours to act on
 
 
 class Feed:

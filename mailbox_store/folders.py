@@ -14,6 +14,7 @@ from sqlalchemy import Connection, case, delete, func, insert, select, update
 from mailbox_store.feed import Change
 from mailbox_store.models import Blob, Document, Folder, Mailbox, Message, OutboundEntry, ReceiptRequest, Subscription
 from mailbox_store.modseq import bump, record_expunged
+from mailbox_store.rowlocks import lock_folders
 
 if TYPE_CHECKING:
     from mailbox_store.writer import Writer
@@ -212,7 +213,9 @@ class FolderOps:
                 raise FolderError(f"{old} cannot be renamed")
             if old == "INBOX":
                 # RFC 3501 §6.3.5: renaming INBOX moves its messages to a new folder and
-                # leaves INBOX empty
+                # leaves INBOX empty; INBOX locked first: a delivery by another node
+                # must not slip a UID above the new folder's UIDNEXT (rowlocks.py)
+                lock_folders(conn, [rows["INBOX"]])
                 info, _ = job_create(conn, new)
                 moved = list(conn.execute(select(Message.uid).where(Message.folder_id == rows["INBOX"])).scalars())
                 conn.execute(update(Message).where(Message.folder_id == rows["INBOX"])

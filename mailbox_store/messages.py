@@ -13,6 +13,7 @@ from mailbox_store.feed import Change, MessageMeta
 from mailbox_store.folders import FolderError, _folder_id, delete_orphan_blobs
 from mailbox_store.models import ExpungedUid, Folder, Message, utc
 from mailbox_store.modseq import bump, record_expunged
+from mailbox_store.rowlocks import lock_folders
 
 if TYPE_CHECKING:
     from mailbox_store.writer import Writer
@@ -189,10 +190,13 @@ class MessageOps:
 
         def job(conn: Connection) -> tuple[CopyResult, list[Change]]:
             src = _folder_id(conn, mailbox_id, source)
-            dst = conn.execute(select(Folder.id, Folder.uidvalidity, Folder.uidnext).where(
-                Folder.mailbox_id == mailbox_id, Folder.name == target)).first()
-            if dst is None:
+            dst_id = conn.execute(select(Folder.id).where(Folder.mailbox_id == mailbox_id,
+                                                          Folder.name == target)).scalar()
+            if dst_id is None:
                 raise FolderError(f"no folder {target}", "TRYCREATE")
+            lock_folders(conn, [src, dst_id])  # before reading UIDNEXT (rowlocks.py)
+            dst = conn.execute(select(Folder.id, Folder.uidvalidity, Folder.uidnext)
+                               .where(Folder.id == dst_id)).one()
             rows = conn.execute(select(Message.uid, Message.blob_id, Message.key_wrapped, Message.flags,
                                        Message.internal_date, Message.size, Message.thread_key)
                                 .where(Message.folder_id == src, Message.uid.in_(uid_list))

@@ -226,6 +226,9 @@ class OutboundEntry(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str] = mapped_column(String(1024), default="")
+    # issue 14: the node attempting this entry, until when (queue_claim.py); NULL: free
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ReceiptRequest(Base):
@@ -274,3 +277,13 @@ class ProSettings(Base):
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
     attending_idnat: Mapped[str | None] = mapped_column(String(12))
     emergency_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class Budget(Base):
+    """A fixed-window counter shared by every node of one database (budgets.py, issue
+    14): the TEST acknowledgements of one sender, the notifications of one mailbox."""
+
+    __tablename__ = "budgets"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    used: Mapped[int] = mapped_column(Integer)

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, insert, select, update
 
 from mailbox_store.models import ExpungedUid, Folder
+from mailbox_store.rowlocks import lock_folders
 
 
 def bump(conn: Connection, folder_ids: Iterable[int]) -> dict[int, int]:
@@ -26,6 +27,7 @@ def bump(conn: Connection, folder_ids: Iterable[int]) -> dict[int, int]:
     ids = sorted(set(folder_ids))
     if not ids:
         return {}
+    lock_folders(conn, ids)  # PostgreSQL: id order, so two nodes never deadlock (rowlocks.py)
     if conn.dialect.update_returning:  # one statement (SQLite >= 3.35, PostgreSQL): issue 12 §3
         return {fid: value for fid, value in conn.execute(
             update(Folder).where(Folder.id.in_(ids)).values(highestmodseq=Folder.highestmodseq + 1)

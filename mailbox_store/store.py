@@ -39,6 +39,9 @@ from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, 
 from mailbox_store.keycache import KeyCache, MailboxKeys
 from mailbox_store.conversations import ConversationOps, apply_effects
 from mailbox_store.outbound import PreparedOutgoing, QueueOps
+from mailbox_store.queue_claim import ClaimOps
+from mailbox_store.budgets import BudgetOps
+from mailbox_store.nodefeed import NodeFeedListener, listen_dsn, notifier
 from mailbox_store.pages import PageOps
 from mailbox_store.pro_access import ProAccessOps
 from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, insert_documents
@@ -177,11 +180,13 @@ class _Delivery(GroupJob):
             for mb, _ in job.keys:
                 wanted[(mb.id, job.folder)] = wanted.get((mb.id, job.folder), 0) + 1
         next_uid: dict[tuple[int, str], tuple[int, int]] = {}  # -> (folder id, next uid)
-        for folder in {f for _, f in wanted}:
+        # the same lock order on every node (folder name, then id): no deadlock (rowlocks.py)
+        for folder in sorted({f for _, f in wanted}):
             ids = [m for m, f in wanted if f == folder]
             for fid, mailbox_id, uidnext in conn.execute(
                     select(Folder.id, Folder.mailbox_id, Folder.uidnext)
-                    .where(Folder.name == folder, Folder.mailbox_id.in_(ids)).with_for_update()):
+                    .where(Folder.name == folder, Folder.mailbox_id.in_(ids)).order_by(Folder.id)
+                    .with_for_update()):
                 next_uid[(mailbox_id, folder)] = (fid, uidnext)
         missing = set(wanted) - set(next_uid)
         if missing:
@@ -226,7 +231,9 @@ class _Delivery(GroupJob):
 
 
 class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ProAccessOps, ThreadOps,
-            RecentOps):
+            RecentOps, ClaimOps, BudgetOps):
+    node_listener: NodeFeedListener | None = None  # PostgreSQL: other nodes' changes (nodefeed.py)
+
     def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,
                  max_batch: int = 64, mailbox_cache_ttl: float = 0.0, read_engine: Engine | None = None,
                  key_cache: int = 10_000):
@@ -274,6 +281,11 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
                 await store.writer.submit(_migrate)
             else:
                 await store.writer.submit(lambda conn: (engines.check_schema(conn), []))
+            if engine.dialect.name == "postgresql":  # several nodes share the database (nodefeed.py)
+                store.writer.before_commit = notifier(store.node_id)
+                store.node_listener = NodeFeedListener(listen_dsn(url), store.feed, store.node_id,
+                                                       args.get("password"))
+                await store.node_listener.start()
         except BaseException:
             await store.close()
             raise
@@ -285,6 +297,8 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
             await conn.exec_driver_sql("SELECT 1")
 
     async def close(self) -> None:
+        if self.node_listener is not None:
+            await self.node_listener.stop()
         await self.writer.close()
         await asyncio.to_thread(self.reader.close)
         self._write_engine.dispose()

@@ -86,6 +86,9 @@ class Writer:
         self._closing = False
         self.batches = 0
         self.jobs = 0
+        # run in the transaction, after the jobs, with the changes it will publish
+        # (PostgreSQL: NOTIFY to the other nodes, mailbox_store/nodefeed.py)
+        self.before_commit: Callable[[Connection, list[Change]], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="store-writer")
@@ -158,6 +161,8 @@ class Writer:
                 return
             with conn.begin():
                 self._apply(conn, batch)
+                if self.before_commit is not None:
+                    self.before_commit(conn, [c for p in batch if p.error is None for c in p.changes])
 
     @staticmethod
     def _alone(conn: Connection, p: _Pending) -> None:

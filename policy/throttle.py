@@ -114,6 +114,19 @@ class Ledger:
         elif t.failures == 0 and t.in_flight == 0:
             del self._tallies[key]
 
+    def merge(self, key: str, failures: int, last: float, now: float) -> None:
+        """Take in failures of `key` counted elsewhere (other nodes, issue 14): the key
+        has at least `failures`, the last at `last` (this ledger's clock). The larger
+        count wins: the shared count already includes this ledger's own failures."""
+        if failures <= 0 or now - last >= self.budget.forget_after:
+            return
+        t = self._live(key, now)
+        if t is None:
+            t = self._tallies[key] = Tally(last=last)
+            self._bound(now)
+        t.failures = max(t.failures, failures)
+        t.last = max(t.last, last)
+
     def clear(self, key: str) -> None:
         """Forget the failures of `key` (its owner proved the password from there)."""
         t = self._tallies.get(key)

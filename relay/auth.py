@@ -67,6 +67,7 @@ from policy.ins import InsError, parse_ins
 from policy.recipients import MailboxState
 from policy.throttle import Admission, Budget, Ledger
 from relay.config import AuthConfig
+from relay.shared_throttle import SharedFailures
 
 log = structlog.get_logger("relay.auth")
 ATTEMPTS = Counter("mssante_auth_attempts_total", "Patient logins by result", ["result"])
@@ -144,6 +145,7 @@ class Authenticator:
         # without this cap, its 20 free guesses all queued ahead).
         self.sources = Ledger(budget(limits.failures_per_source), max_in_flight=limits.hash_threads)
         self.failure_delay = limits.failure_reply_delay
+        self.shared = SharedFailures(store, limits.forget_after, clock)  # several nodes (shared_throttle.py)
         self.password_checks = 0  # argon2 verifications run (tests, bench)
         self._accounts = _KeyedLocks()
         self._lines: dict[str, collections.deque[asyncio.Future[None]]] = {}  # waiting for a settle
@@ -163,6 +165,7 @@ class Authenticator:
         ins_hash = self.master.pseudonym(ins) if ins else None
         source = client_key(ip)
         pair = f"{ins} {source}" if ins else None
+        await self.shared.pull(self.pairs, self.sources, pair, source)
         # A source over budget is refused before it queues on the account: its attempts
         # never make the owner wait behind them.
         early = self._refusal(pair, source, self.clock())
@@ -178,11 +181,13 @@ class Authenticator:
             return AuthResult(None, "unavailable")
         found, verified = outcome
         if not verified:
+            await self.shared.push(pair, source)
             log.info("auth.failed", ins_hash=ins_hash, peer=ip)
             ATTEMPTS.labels("bad_credentials").inc()
             await asyncio.sleep(self.failure_delay)  # one session cannot guess faster
             return AuthResult(None, "bad_credentials")
         assert found is not None
+        await self.shared.clear(pair)
         mailbox = found[0]
         if mailbox.state is not MailboxState.ACTIVE:
             log.info("auth.inactive", ins_hash=ins_hash, peer=ip, state=mailbox.state.value)

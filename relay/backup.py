@@ -34,6 +34,11 @@ class BackupError(Exception):
 def sqlite_path(store_url: str) -> Path:
     prefix = "sqlite+aiosqlite:///"
     if not store_url.startswith(prefix):
+        if store_url.startswith("postgresql"):
+            # a pg_dump is one consistent snapshot (MVCC) taken while every node runs
+            raise BackupError("backup/restore handle the SQLite store; on PostgreSQL use pg_dump --format=custom "
+                              "(consistent while the nodes run) or base backups with WAL archiving, and keep "
+                              "the master key apart as for SQLite")
         raise BackupError("backup/restore handle the SQLite store; use the database's own tools for "
                           f"{store_url.split(':', 1)[0]}")
     return Path(store_url[len(prefix):])

@@ -49,6 +49,7 @@ class DeliveryConfig:
     client_key: Path
     auto_reply_per_sender: int  # TEST acknowledgements per sender ...
     auto_reply_window: float  # ... per this many seconds (RFC 3834 §2)
+    lease: float = 60.0  # seconds a killed node's queue entries wait for another node (issue 14)
 
 
 @dataclass(frozen=True)
@@ -305,6 +306,7 @@ def _delivery(data: dict[str, Any], base: Path) -> DeliveryConfig:
                                             _get(data, "delivery", "auto_reply_per_sender", int, 10))),
         auto_reply_window=float(_positive("delivery.auto_reply_window",
                                           _get(data, "delivery", "auto_reply_window", (int, float), 3600))),
+        lease=float(_positive("delivery.lease", _get(data, "delivery", "lease", (int, float), 60))),
     )
 
 

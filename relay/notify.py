@@ -3,9 +3,14 @@ message or dossier document, with no health content (reports.build_notification)
 most once per `notifications.window` seconds, through the configured smarthost.
 
 The window is kept in memory: after a restart the next event notifies again, which
-errs on the side of telling the patient."""
+errs on the side of telling the patient. With several nodes on one PostgreSQL (issue
+14), the node that committed the delivery notifies (other nodes' changes are `remote`),
+and the window is also taken from the database budget (mailbox_store/budgets.py), so
+deliveries to one patient spread over N nodes still notify once per window, not N
+times. On SQLite (one node) the memory is enough and costs no write per delivery."""
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import TYPE_CHECKING
 
@@ -29,8 +34,8 @@ class Notifier(FeedWorker):
         self._last: dict[int, float] = {}
 
     def on_change(self, change: Change) -> None:
-        if self.rt.config.notify_smarthost is None:
-            return
+        if self.rt.config.notify_smarthost is None or change.remote:
+            return  # another node's delivery: that node notifies (mailbox_store/nodefeed.py)
         if change.kind == "message.new" and change.folder == "INBOX":
             kind = "message"
         elif change.kind == "dossier.new":
@@ -49,6 +54,9 @@ class Notifier(FeedWorker):
             mailbox = await self.rt.store.mailbox_by_id(mailbox_id)
             if mailbox is None or not mailbox.notify_email or mailbox.ins == "postmaster":
                 return
+            if self.rt.store.shared_budgets and not await self.rt.store.budget_take(
+                    f"notify:{mailbox_id}", 1, dt.timedelta(seconds=self.rt.config.notify_window)):
+                return  # another node told this patient within the window
             cfg = self.rt.config
             to = mailbox.notify_email
             notice = build_notification(from_addr=cfg.notify_from, to=to, kind=kind, count=1,

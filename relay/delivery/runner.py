@@ -13,6 +13,11 @@ Implementation notes:
   the lifetime bounces: an RFC 3464 DSN in the sender's INBOX (for a patient's mail;
   our own automatic messages are not bounced to anyone, RFC 3834 §3.2).
 - Woken by the feed ("queue.new" after each commit), else every `POLL` seconds.
+- Several nodes share one queue on PostgreSQL: entries are claimed under a lease
+  (mailbox_store/queue_claim.py), renewed every third of `delivery.lease` while in flight; a
+  killed node's entries go to the others when its leases run out. `concurrency` and
+  `per_destination` are per node: N nodes open up to N x `per_destination`
+  connections to one domain (a database-wide count would cost a round trip per attempt).
 """
 from __future__ import annotations
 
@@ -55,6 +60,8 @@ class QueueRunner:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._tls: ssl.SSLContext | None = None
+        self.lease = dt.timedelta(seconds=runtime.config.delivery.lease if runtime.config.delivery else 60)
+        self._renewed = 0.0  # loop time of the last lease renewal
 
     def tls(self) -> ssl.SSLContext:
         """Our client certificate, the peer checked against the trust anchors (reloaded
@@ -95,10 +102,13 @@ class QueueRunner:
         while not self._stopping:
             self._wake.clear()
             try:
+                await self._renew()
                 pause = await self._dispatch()
             except Exception as e:  # the store may be briefly unavailable: try again later
                 log.error("queue.dispatch_failed", error=type(e).__name__)
                 pause = POLL
+            if self._inflight:  # wake in time to renew the leases of the attempts in flight
+                pause = min(pause, self.lease.total_seconds() / 3)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=pause)
             except asyncio.TimeoutError:
@@ -113,13 +123,9 @@ class QueueRunner:
         depth, oldest, next_due = await self.rt.store.queue_stats()
         QUEUE_DEPTH.set(depth)
         QUEUE_OLDEST.set((now - oldest).total_seconds() if oldest else 0)
-        busy = [d for d, n in self._per_domain.items() if n >= cfg.per_destination]
-        for item in await self.rt.store.queue_items(due_before=now, limit=cfg.concurrency * 8,
-                                                    exclude_ids=list(self._inflight), exclude_domains=busy):
-            if len(self._inflight) >= cfg.concurrency:
-                break
-            if item.id in self._inflight or self._per_domain[item.domain] >= cfg.per_destination:
-                continue
+        for item in await self.rt.store.queue_claim(self.lease, cfg.concurrency - len(self._inflight),
+                                                    cfg.per_destination, dict(self._per_domain),
+                                                    exclude_ids=list(self._inflight), now=now):
             self._per_domain[item.domain] += 1
             task = asyncio.ensure_future(self._attempt(item))
             self._inflight[item.id] = task
@@ -127,6 +133,12 @@ class QueueRunner:
         if next_due is None or next_due <= now:
             return POLL  # nothing queued, or due entries waiting for a slot (a finished attempt wakes us)
         return min(POLL, max(0.05, (next_due - now).total_seconds()))
+
+    async def _renew(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._inflight and loop.time() - self._renewed >= self.lease.total_seconds() / 3:
+            self._renewed = loop.time()
+            await self.rt.store.queue_renew(list(self._inflight), self.lease)
 
     def _done(self, item: QueueItem, _task: "asyncio.Task[None]") -> None:
         self._inflight.pop(item.id, None)
@@ -143,9 +155,6 @@ class QueueRunner:
     async def _attempt(self, item: QueueItem) -> None:
         cfg = self.rt.config
         assert cfg.delivery is not None
-        lease = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self._delay(item.attempts))
-        if not await self.rt.store.queue_lease(item.id, lease):
-            return  # deleted meanwhile (`queue delete`)
         settled = False
 
         async def settle(outcome: Outcome) -> None:
@@ -206,7 +215,9 @@ class QueueRunner:
             delay = self._delay(item.attempts)
             when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=delay)
             error = f"{outcome.code} {outcome.text}" if outcome.code else outcome.text
-            await self.rt.store.queue_defer(item.id, error, when)
+            if not await self.rt.store.queue_release(item.id, error, when):
+                log.warning("delivery.lease_lost", queue_id=item.id)  # another node took it over
+                return
             DELIVERIES.labels("deferred", item.kind).inc()
             log.info("delivery.deferred", queue_id=item.id, kind=item.kind, domain=item.domain,
                      attempts=item.attempts + 1, code=outcome.code, retry_in=delay)

@@ -5,21 +5,23 @@ gets the predefined acknowledgement, through the outbound queue like any mail.
 Loop safety (RFC 3834): policy/autoreply.py refuses null senders, automatic messages,
 lists and our own address; replies are marked Auto-Submitted: auto-replied and sent
 from the null reverse-path (RFC 3834 §3.3), at most `auto_reply_per_sender` per
-sender and window (kept in memory: a restart only resets the budget)."""
+sender and window. The budget is kept in the database (mailbox_store/budgets.py): it
+holds across restarts and across the nodes sharing one PostgreSQL (issue 14), which a
+per-node count would multiply by the number of nodes."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email
-import time
-from collections import OrderedDict
 from email.policy import default
 from typing import TYPE_CHECKING
 
 import structlog
 
+from mailbox_store.budgets import budget_key
 from mailbox_store.outbound import PreparedOutgoing, Recipient
 from policy.addresses import TEST_LOCAL_PART
-from policy.autoreply import auto_reply_refusal, is_test_request, recent, within_budget
+from policy.autoreply import auto_reply_refusal, is_test_request
 from policy.conversation import decode_subject, normalise_address
 from relay.delivery.outgoing import prepare_outgoing
 from relay.delivery.reports import build_test_reply
@@ -28,13 +30,11 @@ if TYPE_CHECKING:
     from relay.runtime import Runtime
 
 log = structlog.get_logger("relay.autotest")
-MAX_TRACKED_SENDERS = 10_000  # bounded memory: the oldest senders are forgotten first
 
 
 class AutoTest:
     def __init__(self, runtime: "Runtime"):
         self.rt = runtime
-        self._sent: OrderedDict[str, list[float]] = OrderedDict()
 
     async def prepare(self, envelope_from: str, raw: bytes, queue_id: str) -> PreparedOutgoing | None:
         """The acknowledgement, sealed for the queue but not written, when the rules
@@ -56,20 +56,15 @@ class AutoTest:
                 body = ""
             if not is_test_request(decode_subject(msg.get("Subject")), body):
                 refusal = "not_a_test_request"
-        now = time.monotonic()
         if refusal is None:
             assert sender is not None
-            history = recent(self._sent.get(sender, []), now, cfg.delivery.auto_reply_window)
-            if not within_budget(history, now, cfg.delivery.auto_reply_per_sender, cfg.delivery.auto_reply_window):
+            if not await self.rt.store.budget_take(budget_key("autoreply", sender), cfg.delivery.auto_reply_per_sender,
+                                                   dt.timedelta(seconds=cfg.delivery.auto_reply_window)):
                 refusal = "budget_exhausted"
         if refusal is not None:
             log.info("autotest.not_answered", queue_id=queue_id, reason=refusal)
             return None
         assert sender is not None
-        self._sent[sender] = [*history, now]
-        self._sent.move_to_end(sender)
-        while len(self._sent) > MAX_TRACKED_SENDERS:
-            self._sent.popitem(last=False)
         reply = build_test_reply(from_addr=f"{TEST_LOCAL_PART}@{cfg.domain}", to=sender,
                                  original_message_id=msg.get("Message-ID"),
                                  original_subject=decode_subject(msg.get("Subject")), hostname=cfg.hostname)
