@@ -255,10 +255,12 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
     async def open(cls, url: str, master: MasterKey, feed: Feed | None = None,
                    max_batch: int = 64, busy_timeout_ms: int = 10_000,
                    read_pool_size: int = 32, mailbox_cache_ttl: float = 0.0, key_cache: int = 10_000,
-                   password_file: Path | None = None, upgrade: bool | None = None) -> "Store":
+                   password_file: Path | None = None, upgrade: bool | None = None,
+                   listen_nodes: bool = True) -> "Store":
         """upgrade: bring the schema to head at open (None: on SQLite, the embedded
         default, yes; on PostgreSQL no, and SchemaBehind unless it is at head:
-        engines.py says why)."""
+        engines.py says why). listen_nodes: on PostgreSQL, hear the other nodes'
+        changes (a daemon); a CLI command only announces its own."""
         # Readers: enough pooled connections for every concurrent session; connections
         # beyond pool_size are closed after use, and a new aiosqlite connection costs a
         # thread and the PRAGMAs (measured: hundreds of threads per second under load).
@@ -283,9 +285,10 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
                 await store.writer.submit(lambda conn: (engines.check_schema(conn), []))
             if engine.dialect.name == "postgresql":  # several nodes share the database (nodefeed.py)
                 store.writer.before_commit = notifier(store.node_id)
-                store.node_listener = NodeFeedListener(listen_dsn(url), store.feed, store.node_id,
-                                                       args.get("password"))
-                await store.node_listener.start()
+                if listen_nodes:
+                    store.node_listener = NodeFeedListener(listen_dsn(url), store.feed, store.node_id,
+                                                           args.get("password"))
+                    await store.node_listener.start()
         except BaseException:
             await store.close()
             raise

@@ -157,7 +157,7 @@ class Writer:
         with self._engine.connect() as conn:
             conn = conn.execution_options(sqlite_immediate=True)
             if len(batch) == 1 and not isinstance(batch[0].job, GroupJob):
-                self._alone(conn, batch[0])
+                self._alone(conn, batch[0], self.before_commit)
                 return
             with conn.begin():
                 self._apply(conn, batch)
@@ -165,13 +165,17 @@ class Writer:
                     self.before_commit(conn, [c for p in batch if p.error is None for c in p.changes])
 
     @staticmethod
-    def _alone(conn: Connection, p: _Pending) -> None:
+    def _alone(conn: Connection, p: _Pending,
+               before_commit: Callable[[Connection, list[Change]], None] | None) -> None:
         """A job alone in its group needs no savepoint (two statements fewer per
-        commit, issue 12 §3): its own failure rolls the whole transaction back."""
+        commit, issue 12 §3): its own failure rolls the whole transaction back. The
+        before-commit hook (the other nodes' NOTIFY, nodefeed.py) runs as for a group."""
         p.error, p.result, p.changes = None, None, []
         trans = conn.begin()
         try:
             p.result, p.changes = p.job(conn)
+            if before_commit is not None:
+                before_commit(conn, p.changes)
         except Exception as e:
             trans.rollback()
             p.result, p.changes, p.error = None, [], e

@@ -78,7 +78,8 @@ def _load(args: argparse.Namespace, path: Path | None = None) -> Config:
 
 async def _store_call(config: Config, fn: Callable[[Store], Awaitable[Any]]) -> Any:
     store = await Store.open(config.store_url, MasterKey.load(config.master_key),
-                             max_batch=config.group_commit_max, password_file=config.store_password_file)
+                             max_batch=config.group_commit_max, password_file=config.store_password_file,
+                             listen_nodes=False)
     try:
         return await fn(store)
     finally:

@@ -45,7 +45,7 @@ async def rotate(store_url: str, key_path: Path, password_file: Path | None = No
     os.replace(pending, key_path)  # atomic: the new key is current from here on
     fsync_dir(key_path.parent)  # durable before any data key depends on it
     master = MasterKey.load(key_path)
-    store = await Store.open(store_url, master, password_file=password_file)
+    store = await Store.open(store_url, master, password_file=password_file, listen_nodes=False)
     try:
         count = await store.rewrap_data_keys(master)
     finally:
@@ -55,7 +55,7 @@ async def rotate(store_url: str, key_path: Path, password_file: Path | None = No
 
 async def purge_retired(store_url: str, key_path: Path, password_file: Path | None = None) -> list[str]:
     master = MasterKey.load(key_path)
-    store = await Store.open(store_url, master, password_file=password_file)
+    store = await Store.open(store_url, master, password_file=password_file, listen_nodes=False)
     try:
         async with store.engine.connect() as conn:
             used = set((await conn.execute(select(Mailbox.master_key_id).distinct())).scalars())

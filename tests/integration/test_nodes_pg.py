@@ -106,9 +106,13 @@ def test_test_address_budget_holds_across_nodes(two_nodes: tuple[RunningDaemon, 
     raw = message(subject="TEST de messagerie", body="Ceci est un TEST.\r\n",
                   to="reponse.automatique-test@patient.mssante.fr")
     on_a, on_b = AutoTest(a.daemon.runtime), AutoTest(b.daemon.runtime)  # type: ignore[arg-type]
-    answered = [a.call(on_a.answer("<dr.martin@test-operator.mssante.fr>", raw, f"a{i}")) for i in range(limit - 1)]
-    answered += [b.call(on_b.answer("<dr.martin@test-operator.mssante.fr>", raw, f"b{i}")) for i in range(3)]
-    assert answered == [True] * limit + [False, False]  # True: the acknowledgement was queued
+    # prepare: the budget is taken when the acknowledgement is prepared (the MX then
+    # commits it with the message); None when the rules refuse one
+    answered = [a.call(on_a.prepare("<dr.martin@test-operator.mssante.fr>", raw, f"a{i}")) is not None
+                for i in range(limit - 1)]
+    answered += [b.call(on_b.prepare("<dr.martin@test-operator.mssante.fr>", raw, f"b{i}")) is not None
+                 for i in range(3)]
+    assert answered == [True] * limit + [False, False]  # True: an acknowledgement was granted
 
 
 class HoldingMX:

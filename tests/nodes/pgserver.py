@@ -62,8 +62,16 @@ def start(fsync: bool = False) -> PgServer:
 
 
 def create_db(server: PgServer, name: str) -> None:
+    """A new database at the schema's head: on PostgreSQL a node never migrates
+    (`mssante-relay db upgrade` does; mailbox_store/engines.py)."""
     subprocess.run(_as_postgres([str(server.bindir / "createdb"), "-h", str(server.socket_dir), "-U", "postgres",
                                  name]), check=True, timeout=60, stderr=subprocess.PIPE)
+    from sqlalchemy import create_engine
+    from mailbox_store import migrate
+    engine = create_engine(server.url(name, "postgresql+psycopg"))
+    with engine.begin() as conn:
+        migrate.upgrade(conn)
+    engine.dispose()
 
 
 def stop(server: PgServer) -> None:
