@@ -223,27 +223,6 @@ class QueueOps:
 
         await self.writer.submit(job)
 
-    async def queue_defer(self, entry_id: str, error: str, next_attempt_at: dt.datetime) -> None:
-        def job(conn: Connection) -> tuple[None, list[Change]]:
-            n = conn.execute(update(OutboundEntry).where(OutboundEntry.id == entry_id).values(
-                attempts=OutboundEntry.attempts + 1, last_error=error[:1024],
-                next_attempt_at=next_attempt_at)).rowcount
-            if n != 1:
-                raise NoSuchEntry(f"no queue entry {entry_id}")
-            return None, []
-
-        await self.writer.submit(job)
-
-    async def queue_lease(self, entry_id: str, until: dt.datetime) -> bool:
-        """Before an attempt: the entry is not due again before `until`, whatever happens
-        to the attempt (a crash, a failed commit): never a tight loop of re-sends."""
-        def job(conn: Connection) -> tuple[bool, list[Change]]:
-            n = conn.execute(update(OutboundEntry).where(OutboundEntry.id == entry_id)
-                             .values(next_attempt_at=until)).rowcount
-            return n == 1, []
-
-        return await self.writer.submit(job)
-
     async def queue_retry(self, entry_id: str) -> None:
         """Due now (`mssante-relay queue retry`)."""
         def job(conn: Connection) -> tuple[None, list[Change]]:
