@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from mailbox_store.crypto import MasterKey
-from mailbox_store.store import Store, sqlite_url
+from mailbox_store.store import Store
 from policy.recipients import MailboxState
 from relay.imap import fetch as fetchmod
 from relay.imap.fetchcache import DerivedCache
 from relay.imap.session import AUTH, Session
 from relay.imap.types import FetchAtt
+from tests.unit.imap.peer import until_tagged
 
 INS = "279035121518989"
 
@@ -27,23 +26,6 @@ def msg(n: int) -> bytes:
             f"Subject: =?utf-8?q?Compte_rendu_{n}?=\r\nDate: Mon, 23 Nov 2026 10:00:00 +0100\r\n"
             f"Message-ID: <m{n}@b.fr>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
             f"body {n}\r\n").encode()
-
-
-@pytest.fixture
-async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = await Store.open(sqlite_url(tmp_path / "s.db"), MasterKey.generate(tmp_path / "k"))
-    yield s
-    await s.close()
-
-
-async def _until_tagged(reader: asyncio.StreamReader, tag: bytes) -> list[bytes]:
-    lines = []
-    while True:
-        line = await asyncio.wait_for(reader.readline(), 30)
-        assert line, "connection closed"
-        lines.append(line.rstrip(b"\r\n"))
-        if line.startswith(tag + b" "):
-            return lines
 
 
 def test_the_cache_is_bounded_in_bytes_and_answers_only_whole_entries() -> None:
@@ -90,12 +72,12 @@ async def test_second_fetch_envelope_decrypts_nothing_and_answers_the_same(
     s.user, s.state = mb, AUTH
     try:
         await s.execute(b"a EXAMINE INBOX")
-        await _until_tagged(peer_reader, b"a")
+        await until_tagged(peer_reader, b"a")
         await s.execute(b"b FETCH 1:* (FLAGS ENVELOPE)")
-        first = await _until_tagged(peer_reader, b"b")
+        first = await until_tagged(peer_reader, b"b")
         assert sorted(decrypted) == [1, 2, 3, 4, 5]
         await s.execute(b"c FETCH 1:* (FLAGS ENVELOPE)")
-        second = await _until_tagged(peer_reader, b"c")
+        second = await until_tagged(peer_reader, b"c")
         assert sorted(decrypted) == [1, 2, 3, 4, 5]  # nothing decrypted the second time
         assert first[:-1] == second[:-1] and len(first) == 6 and second[-1].startswith(b"c OK")
         assert audited == [5, 5]  # a cached read is audited like the first
@@ -108,9 +90,9 @@ async def test_second_fetch_envelope_decrypts_nothing_and_answers_the_same(
             assert second[seq - 1] == expected
         # BODYSTRUCTURE not cached yet: read once more, then cached beside ENVELOPE
         await s.execute(b"d FETCH 2 (ENVELOPE BODYSTRUCTURE)")
-        await _until_tagged(peer_reader, b"d")
+        await until_tagged(peer_reader, b"d")
         await s.execute(b"e FETCH 2 (BODYSTRUCTURE ENVELOPE)")
-        await _until_tagged(peer_reader, b"e")
+        await until_tagged(peer_reader, b"e")
         assert sorted(decrypted) == [1, 2, 2, 3, 4, 5]
     finally:
         writer.close()

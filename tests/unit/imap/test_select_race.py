@@ -4,39 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from mailbox_store.crypto import MasterKey
-from mailbox_store.store import Store, sqlite_url
+from mailbox_store.store import Store
 from policy.recipients import MailboxState
 from relay.imap.session import AUTH, Session
+from tests.unit.imap.peer import until_tagged
 
 INS = "279035121518989"
 
 
 def msg(n: int) -> bytes:
     return f"Subject: m{n}\r\nFrom: a@b.fr\r\nMessage-ID: <m{n}@b.fr>\r\n\r\nbody {n}\r\n".encode()
-
-
-@pytest.fixture
-async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = await Store.open(sqlite_url(tmp_path / "s.db"), MasterKey.generate(tmp_path / "k"))
-    yield s
-    await s.close()
-
-
-async def _until_tagged(reader: asyncio.StreamReader, tag: bytes) -> list[bytes]:
-    lines = []
-    while True:
-        line = await asyncio.wait_for(reader.readline(), 30)
-        assert line, "connection closed"
-        lines.append(line.rstrip(b"\r\n"))
-        if line.startswith(tag + b" "):
-            return lines
 
 
 async def test_a_delivery_during_select_is_announced(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,11 +44,11 @@ async def test_a_delivery_during_select_is_announced(store: Store, monkeypatch: 
     s.start_listening()
     try:
         await s.execute(b"a SELECT INBOX")
-        lines = await _until_tagged(peer_reader, b"a")
+        lines = await until_tagged(peer_reader, b"a")
         assert b"* 1 EXISTS" in lines and lines[-1].startswith(b"a OK")
         assert delivered, "the delivery did not happen inside SELECT"
         await s.execute(b"b NOOP")
-        lines += await _until_tagged(peer_reader, b"b")
+        lines += await until_tagged(peer_reader, b"b")
         assert b"* 2 EXISTS" in lines  # announced with SELECT's reply or the next command's
         assert s.selected is not None and s.selected.uids == [1, 2]
     finally:
