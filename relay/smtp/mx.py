@@ -269,7 +269,7 @@ class MxHandler:
             # prepared only: written in the message's own transaction below (or alone
             # when the test address is the only recipient), never before it
             try:
-                ack = await self.autotest.prepare(envelope.mail_from or "", raw, queue_id)
+                ack = await self.autotest.prepare(envelope.mail_from or "", decided.parsed, queue_id)
             except Exception as e:  # the test message is still accepted; the reply is best effort
                 log.error("autotest.failed", queue_id=queue_id, error=type(e).__name__)
             if not mailboxes:

@@ -3,6 +3,7 @@ in and out, parsed once."""
 from __future__ import annotations
 
 import datetime as dt
+import email.feedparser
 import multiprocessing
 import pickle
 from concurrent.futures import ProcessPoolExecutor
@@ -66,12 +67,24 @@ def test_a_refused_part_is_the_decision() -> None:
     assert isinstance(got, Decision) and (got.code, got.status) == (554, "5.6.1")
 
 
-def test_the_header_section_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    def second_parse(raw: bytes) -> None:
-        raise AssertionError("the header section was parsed a second time")
+def test_the_message_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One run of the one MIME parser per decision: the attachment rules, the dossier
+    mapping and the conversation rules all read the same tree (issue 15 item 3)."""
+    import policy.mime as mime_module
+    calls: list[int] = []
+    real = mime_module.parse
 
-    monkeypatch.setattr(dossier_module, "parse_headers", second_parse)
+    def counted(raw: bytes) -> mime_module.Part:
+        calls.append(len(raw))
+        return real(raw)
+
+    def stdlib_parse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the stdlib email parser read the message")
+
+    monkeypatch.setattr(mime_module, "parse", counted)
+    monkeypatch.setattr(email.feedparser.FeedParser, "feed", stdlib_parse)
     assert isinstance(decide(request(mail(attach=pdf_bytes()))), InboundDecision)
+    assert len(calls) == 1
 
 
 def test_request_and_decision_cross_a_process_boundary() -> None:
