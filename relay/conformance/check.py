@@ -26,6 +26,7 @@ from policy.attachments import Attachment, AttachmentLimits, Kind, Part, check_m
 from policy.conversation import closes_exchange, decode_subject
 from policy.decisions import MESSAGE_TOO_BIG, Decision
 from policy.headers import parse_headers
+from policy.mime import Headers
 from policy.recipients import classify_recipient
 from relay.conformance.results import Outcome, Status
 
@@ -41,12 +42,12 @@ def _finding(f: mss_headers.HeaderFinding) -> tuple[bool, str, str]:
     return f.ok, f.detail, f.rule
 
 
-def _recipients(headers: Message) -> list[str]:
+def _recipients(headers: Message | Headers) -> list[str]:
     values = [str(v) for name in ("To", "Cc") for v in (headers.get_all(name) or [])]
     return [addr for _, addr in email.utils.getaddresses(values) if addr]
 
 
-def _header(headers: Message, name: str) -> str | None:
+def _header(headers: Message | Headers, name: str) -> str | None:
     value = headers.get(name)
     return None if value is None else " ".join(str(value).split())
 
