@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from policy import mime
+from policy.autoreply import is_test_request
 from policy.attachments import Attachment, AttachmentLimits, Part, check_message, mime_parts
 from policy.conversation import ProfessionalMessage, professional_from_headers
 from policy.decisions import Decision
@@ -74,6 +75,30 @@ class ParsedMessage:
                 continue
             return node.text()
         return ""
+
+
+    def facts(self, test_address: bool = False) -> MessageFacts:
+        """What outlives the decision, until the commit and after: the header section
+        and the facts read from it, and (for a message to the TEST address) whether it
+        is a TEST request. Neither the tree nor the leaves' decoded contents: kept, they
+        would hold a third copy of the attachments until the commit, or carry the whole
+        message back through a process pool's pipe (issue 15 §2)."""
+        test = is_test_request(self.subject, self.body_text()) if test_address else None
+        return MessageFacts(self.head, self.headers, self.professional, test)
+
+
+@dataclass(frozen=True)
+class MessageFacts:
+    """The small part of a parse the MX keeps past the decision (ParsedMessage.facts)."""
+
+    head: bytes  # the header section (bounded by the MX's header limits)
+    headers: mime.Headers
+    professional: ProfessionalMessage
+    test_request: bool | None  # TEST in the subject and the text body; None: not asked
+
+    @property
+    def subject(self) -> str:
+        return self.professional.subject
 
 
 def parse(raw: bytes, limits: AttachmentLimits) -> ParsedMessage:

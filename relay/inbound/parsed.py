@@ -3,6 +3,6 @@
 through `parse` here and nowhere else."""
 from __future__ import annotations
 
-from policy.parsed import ParsedMessage, parse
+from policy.parsed import MessageFacts, ParsedMessage, parse
 
-__all__ = ["ParsedMessage", "parse"]
+__all__ = ["MessageFacts", "ParsedMessage", "parse"]

@@ -28,6 +28,10 @@ Implementation notes (invariants a newcomer must not break):
   FROM address (553 5.7.1), the attachment rules under the patient's limits
   (5 MB a file); the conversation rules that need the store's facts (a reply to a
   message closed by X-MSS-MES) run after, on the ids the decision hands back.
+- Small results. A decision keeps the header section and the facts read from it
+  (MessageFacts), never the tree or the leaves' decoded contents: those die with the
+  decision, so no third copy of the attachments waits for the commit, and a process
+  pool sends back no copy of the message.
 - Byte ranges. The documents are located in their message by the byte range of
   their encoded body, read from the tree's offsets (Part.span), never by part number;
   a caller that stores other bytes than it parsed (the MX puts trace headers in
@@ -53,7 +57,7 @@ from policy.conversation import ConversationEffects, normalise_address, parse_ms
 from policy.decisions import BARE_LINE_ENDING, Decision
 from policy.receipts import receipt_request
 from policy.trust import TrustList, check_sender
-from relay.inbound.parsed import ParsedMessage, parse
+from relay.inbound.parsed import MessageFacts, parse
 from relay.smtp.trace import has_bare_line_ending
 
 FROM_MISMATCH = Decision(553, "5.7.1", "L'en-tete From doit etre votre adresse (celle de MAIL FROM)",
@@ -71,13 +75,14 @@ class InboundRequest:
     null_sender: bool  # MAIL FROM:<> (a bounce): opens nothing, files nothing
     trust: TrustList
     own_domain: str
+    test_address: bool = False  # one recipient is the TEST address: read its text body too
 
 
 @dataclass(frozen=True)
 class InboundDecision:
     """What one accepted message yields, to be committed together."""
 
-    parsed: ParsedMessage
+    parsed: MessageFacts  # what the caller reads of the parse after it (no tree, no contents)
     filing: Filing  # documents per patient, and (patient, reason) not filed
     conversation: ConversationEffects | None
     receipt: tuple[str, str | None] | None  # requested read receipt: (address, Message-ID)
@@ -101,7 +106,7 @@ def decide(request: InboundRequest) -> InboundDecision | Decision:
         conversation = professional_effects(parsed.professional, request.trust.lists,
                                             own_domain=request.own_domain, sender_ok=sender_ok)
         receipt = receipt_request(parsed.headers, parsed.professional, sender_ok)
-    return InboundDecision(parsed, filing, conversation, receipt)
+    return InboundDecision(parsed.facts(request.test_address), filing, conversation, receipt)
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ class SubmissionRequest:
 class SubmissionDecision:
     """A patient's message the content rules accept; the store-backed rules still to run."""
 
-    parsed: ParsedMessage
+    parsed: MessageFacts
     in_reply_to: tuple[str, ...]  # the ids it answers (RFC 5322 §3.6.4), for the
     references: tuple[str, ...]   # reply-to-a-closed-message rule (policy/conversation.py)
 
@@ -134,5 +139,5 @@ def decide_submission(request: SubmissionRequest) -> SubmissionDecision | Decisi
     checked = inspect_message(parsed, [], request.limits, None, file=False)
     if isinstance(checked, Decision):
         return checked
-    return SubmissionDecision(parsed, parse_msg_ids(parsed.headers.get("In-Reply-To")),
+    return SubmissionDecision(parsed.facts(), parse_msg_ids(parsed.headers.get("In-Reply-To")),
                               parse_msg_ids(parsed.headers.get("References")))

@@ -21,7 +21,7 @@ from mailbox_store.outbound import PreparedOutgoing, Recipient
 from policy.addresses import TEST_LOCAL_PART
 from policy.autoreply import auto_reply_refusal, is_test_request
 from policy.conversation import normalise_address
-from policy.parsed import ParsedMessage
+from policy.parsed import MessageFacts
 from relay.delivery.outgoing import prepare_outgoing
 from relay.delivery.reports import build_test_reply
 from relay.inbound.parsed import parse
@@ -36,20 +36,20 @@ class AutoTest:
     def __init__(self, runtime: "Runtime"):
         self.rt = runtime
 
-    async def prepare(self, envelope_from: str, message: bytes | ParsedMessage,
+    async def prepare(self, envelope_from: str, message: bytes | MessageFacts,
                       queue_id: str) -> PreparedOutgoing | None:
         """The acknowledgement, sealed for the queue but not written, when the rules
         allow one; None otherwise. The MX commits it in the transaction of the message
         it answers (never before it: a 451 must not follow a queued answer). `message`
-        is the MX's one parse of it (relay/inbound); bytes are parsed here (tools)."""
+        is what the MX's one parse read of it (relay/inbound, test_address=True), with
+        the text body already searched for TEST off the event loop."""
         cfg = self.rt.config
         assert cfg.delivery is not None
-        if isinstance(message, ParsedMessage):
-            parsed = message
-        else:
-            parsed = await asyncio.to_thread(parse, message, cfg.attachments)  # up to 25 MB
-        # the text part decoded off the event loop (up to 25 MB of base64)
-        refusal, sender = await asyncio.to_thread(ack_refusal, envelope_from, parsed, cfg.domain)
+        if isinstance(message, MessageFacts):  # the MX's: read with test_address=True
+            facts = message
+        else:  # tools and tests hand bytes: parsed here, once
+            facts = (await asyncio.to_thread(parse, message, cfg.attachments)).facts(test_address=True)
+        refusal, sender = ack_refusal(envelope_from, facts, cfg.domain)
         if refusal is None:
             assert sender is not None
             if not await self.rt.store.budget_take(budget_key("autoreply", sender), cfg.delivery.auto_reply_per_sender,
@@ -60,8 +60,8 @@ class AutoTest:
             return None
         assert sender is not None
         reply = build_test_reply(from_addr=f"{TEST_LOCAL_PART}@{cfg.domain}", to=sender,
-                                 original_message_id=parsed.headers.get("Message-ID"),
-                                 original_subject=parsed.subject, hostname=cfg.hostname)
+                                 original_message_id=facts.headers.get("Message-ID"),
+                                 original_subject=facts.subject, hostname=cfg.hostname)
         postmaster = await self.rt.store.cached_mailbox("postmaster")
         assert postmaster is not None  # created at start (runtime.py)
         return await prepare_outgoing(self.rt, postmaster, reply, "", [Recipient(sender, sender.rpartition("@")[2])],
@@ -74,14 +74,14 @@ class AutoTest:
                  sender_domain=prepared.rows[0]["domain"] if prepared.rows else "")
 
 
-def ack_refusal(envelope_from: str, parsed: ParsedMessage, domain: str) -> tuple[str | None, str | None]:
+def ack_refusal(envelope_from: str, facts: MessageFacts, domain: str) -> tuple[str | None, str | None]:
     """(why not to answer, None) or (None, the address to answer): the loop rules of
-    RFC 3834 (policy/autoreply.py), then TEST in the subject, decoded once (RFC 2047),
-    and in the text body, both read from the pipeline's parse."""
-    refusal = auto_reply_refusal(envelope_from, parsed.headers, domain=domain)
+    RFC 3834 (policy/autoreply.py), then TEST in the subject (decoded once, RFC 2047)
+    and in the text body, as the pipeline read them (MessageFacts.test_request)."""
+    refusal = auto_reply_refusal(envelope_from, facts.headers, domain=domain)
     sender = normalise_address(envelope_from) if refusal is None else None
     if refusal is None and sender is None:
         refusal = "unusable_sender"
-    if refusal is None and not is_test_request(parsed.subject, parsed.body_text()):
+    if refusal is None and not facts.test_request:
         refusal = "not_a_test_request"
     return refusal, sender if refusal is None else None

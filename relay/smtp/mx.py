@@ -255,7 +255,8 @@ class MxHandler:
         # sender) carries the patient's own message back, nothing to file
         patients = tuple(m for m in mailboxes if m.ins != POSTMASTER)
         request = InboundRequest(raw, patients, self.rt.config.attachments, channel.cert_subject,
-                                 envelope.mail_from == NULL_SENDER, self.rt.trust.trust, self.rt.config.domain)
+                                 envelope.mail_from == NULL_SENDER, self.rt.trust.trust, self.rt.config.domain,
+                                 envelope.test_rcpt)  # type: ignore[attr-defined]
         if self.rt.pools is not None:
             decided = await self.rt.pools.inspect(len(raw), decide, request)
         else:

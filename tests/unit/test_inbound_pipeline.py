@@ -2,6 +2,7 @@
 in and out, parsed once."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email.feedparser
 import multiprocessing
@@ -129,7 +130,7 @@ def test_a_patient_message_yields_the_ids_its_conversation_rule_needs() -> None:
     assert isinstance(got, SubmissionDecision)
     assert got.in_reply_to == ("<cr-1@test-operator.mssante.fr>",)
     assert got.references == ("<root@test-operator.mssante.fr>", "<cr-1@test-operator.mssante.fr>")
-    assert [a.part.filename for a in got.parsed.attachments] == ["scan.pdf"]  # type: ignore[union-attr]
+    assert got.parsed.professional.from_addresses == (f"{PATIENT.ins}@{DOMAIN}",)
 
 
 def test_submission_rules_in_order() -> None:
@@ -167,9 +168,11 @@ def test_the_test_address_check_reads_the_one_parse(monkeypatch: pytest.MonkeyPa
     the MX's parse: no parser runs again (relay/smtp/autotest.py)."""
     from relay.smtp.autotest import ack_refusal
     test = mail(subject="TEST de messagerie", receipt=False).replace(b"Bonjour.", b"Ceci est un TEST.")
-    decided = decide(request(test))
-    plain = decide(request(mail(subject="Compte rendu", receipt=False)))
+    decided = decide(dataclasses.replace(request(test), test_address=True))
+    plain = decide(dataclasses.replace(request(mail(subject="TEST", receipt=False)), test_address=True))
     assert isinstance(decided, InboundDecision) and isinstance(plain, InboundDecision)
+    assert (decided.parsed.test_request, plain.parsed.test_request) == (True, False)  # no TEST in the body
+    assert decide(request(test)).parsed.test_request is None  # type: ignore[union-attr]  # not asked, not read
 
     def parsed_again(*args: object, **kwargs: object) -> None:
         raise AssertionError("parsed a second time")
@@ -180,3 +183,13 @@ def test_the_test_address_check_reads_the_one_parse(monkeypatch: pytest.MonkeyPa
     assert ack_refusal(f"<{PRO}>", decided.parsed, DOMAIN) == (None, PRO)
     assert ack_refusal("<>", decided.parsed, DOMAIN)[0] == "null_sender"
     assert ack_refusal(f"<{PRO}>", plain.parsed, DOMAIN) == ("not_a_test_request", None)
+
+
+def test_a_decision_holds_no_decoded_content() -> None:
+    """What waits for the commit is small (issue 15 §2: at most two copies of a message):
+    the decision keeps the header section and its facts, not the tree nor the parts."""
+    req = request(mail(attach=pdf_bytes(size=200_000)))
+    got = decide(req)
+    assert isinstance(got, InboundDecision)
+    assert len(pickle.dumps(got.parsed)) < 4096
+    assert got.parsed.head == req.raw[:req.raw.index(b"\r\n\r\n") + 2]
