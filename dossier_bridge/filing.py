@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import structlog
 
 from dossier_bridge.dossier import Filing, inspect_message
-from policy.parsed import parse
 from mailbox_store.documents import NewDocument
 from mailbox_store.store import MailboxInfo, Store
 from policy.attachments import AttachmentLimits
 from policy.decisions import Decision
+from policy.parsed import parse
 
 log = structlog.get_logger("dossier_bridge.filing")
 CHUNK = 50  # messages decrypted and parsed at a time (bounded memory, as FETCH)
