@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from policy import mime
-from policy.autoreply import is_test_request
 from policy.attachments import Attachment, AttachmentLimits, Part, check_message, mime_parts
+from policy.autoreply import is_test_request
 from policy.conversation import ProfessionalMessage, professional_from_headers
 from policy.decisions import Decision
 from policy.headers import header_block
@@ -32,6 +32,9 @@ from policy.headers import header_block
 
 @dataclass(frozen=True, eq=False)
 class ParsedMessage:
+    """One inbound message, parsed once (see the module's notes). Lives as long as the
+    decision that reads it, never past it (`facts` is what stays)."""
+
     tree: mime.Part  # the whole message; offsets index the bytes it was parsed from
     headers: mime.Headers
     professional: ProfessionalMessage
@@ -75,7 +78,6 @@ class ParsedMessage:
                 continue
             return node.text()
         return ""
-
 
     def facts(self, test_address: bool = False) -> MessageFacts:
         """What outlives the decision, until the commit and after: the header section
