@@ -37,11 +37,13 @@ from dossier_bridge.cda import INS_OIDS, CdaError, parse_cda
 from dossier_bridge.xdm import XdmError, XdmPackage, read_xdm
 from mailbox_store.documents import NewDocument, StoredDocument
 from mailbox_store.store import MailboxInfo, Store
-from policy.attachments import (Attachment, AttachmentLimits, Kind, PackageEntry, Part, check_message,
+from policy.attachments import (Attachment, AttachmentLimits, Kind, PackageEntry, Part,
                                 check_package, classify, mime_parts, refuse_part)
 from policy.decisions import Decision
-from policy.headers import header_block, parse_headers
-from policy.mime import UnknownCte, decode_cte
+from policy.headers import header_block
+from policy.mime import Headers, UnknownCte, decode_cte
+from policy.parsed import ParsedMessage
+from policy.parsed import parse as parse_message
 
 MSS_HEADERS = ("X-MSS-CODECDA", "X-MSS-INS", "X-MSS-NIL")
 
@@ -77,7 +79,7 @@ class Skipped:
     sha256: str
 
 
-def _header(headers: Message, name: str) -> str | None:
+def _header(headers: Message | Headers, name: str) -> str | None:
     value = headers.get(name)
     if value is None:
         return None
@@ -85,7 +87,7 @@ def _header(headers: Message, name: str) -> str | None:
     return text[:998] or None
 
 
-def source_of(headers: Message, raw: bytes, cert_subject: str | None = None) -> SourceMessage:
+def source_of(headers: Message | Headers, raw: bytes, cert_subject: str | None = None) -> SourceMessage:
     """The message's facts; `raw` is what the sender sent (no trace headers of ours),
     so a redelivery of a message without Message-ID gets the same digest."""
     # without a Message-ID, the body's digest: the same whether the message is filed at
@@ -291,18 +293,15 @@ class Filing:
     not_filed: list[tuple[MailboxInfo, str]] = field(default_factory=list)
 
 
-def inspect_message(raw: bytes, recipients: Sequence[MailboxInfo], limits: AttachmentLimits,
-                    cert_subject: str | None = None, file: bool = True,
-                    headers: Message | None = None) -> Filing | Decision:
+def inspect_message(message: bytes | ParsedMessage, recipients: Sequence[MailboxInfo], limits: AttachmentLimits,
+                    cert_subject: str | None = None, file: bool = True) -> Filing | Decision:
     """The attachment rules over a whole message, the files of its IHE_XDM packages
     included (a refusal names the part, or "<package>/<entry>"), then, when `file`,
-    the documents each recipient's dossier receives. CPU-bound: parses the
-    message once for all recipients (`headers`: its header section, when the caller
-    parsed it already, relay/inbound)."""
-    parts = mime_parts(raw, limits)
-    if isinstance(parts, Decision):
-        return parts
-    attachments = check_message(parts, limits)
+    the documents each recipient's dossier receives. CPU-bound. The message is the
+    one parse of the inbound pipeline (policy/parsed.py: its parts were classified
+    under these `limits`), or bytes, parsed here once for all recipients."""
+    parsed = message if isinstance(message, ParsedMessage) else parse_message(message, limits)
+    attachments = parsed.attachments
     if isinstance(attachments, Decision):
         return attachments
     # the content of IHE_XDM packages is attachment content (issue 10 §4): checked for
@@ -322,7 +321,7 @@ def inspect_message(raw: bytes, recipients: Sequence[MailboxInfo], limits: Attac
             packages[att.part.path] = dataclasses.replace(package, files=())
     if not file or not attachments or not recipients:
         return Filing()
-    src = source_of(parse_headers(raw) if headers is None else headers, raw, cert_subject)
+    src = source_of(parsed.headers, parsed.raw, cert_subject)
     cands = candidates(attachments, src, limits, packages)
     if isinstance(cands, Decision):
         return cands

@@ -1,7 +1,11 @@
 """Filing by the patient: the messages copied or moved into the "Dossier médical"
 folder have their attachments filed in the dossier (issue 5 §4). IMAP COPY/MOVE calls
 this; the webmail calls the same function. Idempotent: the store files a (message,
-content) pair once, however often the message is copied."""
+content) pair once, however often the message is copied.
+
+Each message goes through the entry of the inbound pipeline (relay/inbound/pipeline.py)
+that the MX uses: parsed once into policy.parsed.ParsedMessage, then the same
+`inspect_message` (attachment rules, IHE_XDM packages, the dossier mapping)."""
 from __future__ import annotations
 
 import asyncio
@@ -10,11 +14,12 @@ from dataclasses import dataclass
 
 import structlog
 
-from dossier_bridge.dossier import inspect_message
+from dossier_bridge.dossier import Filing, inspect_message
 from mailbox_store.documents import NewDocument
 from mailbox_store.store import MailboxInfo, Store
 from policy.attachments import AttachmentLimits
 from policy.decisions import Decision
+from policy.parsed import parse
 
 log = structlog.get_logger("dossier_bridge.filing")
 CHUNK = 50  # messages decrypted and parsed at a time (bounded memory, as FETCH)
@@ -38,7 +43,7 @@ async def file_messages(store: Store, mailbox: MailboxInfo, folder: str, uids: S
         reasons: list[str] = []
         for uid in sorted(raws):
             # CPU-bound (MIME, zip, XML): off the event loop
-            result = await asyncio.to_thread(inspect_message, raws[uid], [mailbox], limits)
+            result = await asyncio.to_thread(_inspect, raws[uid], mailbox, limits)
             if isinstance(result, Decision):
                 # a message that the rules refuse (one stored before a rule changed, or
                 # appended by the patient) files nothing
@@ -53,6 +58,11 @@ async def file_messages(store: Store, mailbox: MailboxInfo, folder: str, uids: S
     log.info("dossier.filed_by_patient", ins_hash=store.master.pseudonym(mailbox.ins), messages=len(uids),
              filed=filed, not_filed=not_filed)
     return Filed(filed, not_filed)
+
+
+def _inspect(raw: bytes, mailbox: MailboxInfo, limits: AttachmentLimits) -> Filing | Decision:
+    """One message through the pipeline's entry: one parse, then the MX's rules."""
+    return inspect_message(parse(raw, limits), [mailbox], limits)
 
 
 def _part_of(doc: NewDocument) -> str | None:

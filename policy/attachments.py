@@ -365,7 +365,7 @@ def _decode_filename(node: mime.Part) -> str | None:
     return name.strip() or None
 
 
-def mime_parts(raw: bytes, limits: AttachmentLimits) -> list[Part] | Decision:
+def mime_parts(raw: bytes | mime.Part, limits: AttachmentLimits) -> list[Part] | Decision:
     """The leaf parts of an RFC 5322 message, in order, or a `mime_structure` refusal.
 
     Recurses into multipart/* (RFC 2046 §5.1) and message/rfc822 (§5.2.1); any other
@@ -373,10 +373,11 @@ def mime_parts(raw: bytes, limits: AttachmentLimits) -> list[Part] | Decision:
     at depth 0, each multipart or encapsulated message adds one. Parsed by policy/mime.py
     (bounded, never raises), which reads a broken structure the tolerant way a mail
     reader does; here anything it had to reinterpret is refused instead, since a reader
-    might see in it parts we never checked.
+    might see in it parts we never checked. `raw` may be the message's tree, parsed
+    once (policy/parsed.py), so nothing parses it again.
     """
     try:
-        return _walk(mime.parse(raw), limits)
+        return _walk(raw if isinstance(raw, mime.Part) else mime.parse(raw), limits)
     except Exception:  # never crash a session on hostile bytes
         return _mime_refusal("Structure MIME illisible", "Unreadable MIME structure")
 

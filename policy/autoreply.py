@@ -5,8 +5,9 @@ Implementation notes:
   the sender checks look at `envelope_from`, not at `From:`.
 - Refuse rather than risk a loop: when a header cannot be read it counts as present
   (an unreadable `Auto-Submitted` is not "no").
-- Headers are read from `Message.raw_items()`, never through the header parser of
-  `email.policy.default`, which can raise on hostile input.
+- Headers are read from `raw_items()` (policy.mime.Headers, or a stdlib Message),
+  never through the header parser of `email.policy.default`, which can raise on
+  hostile input.
 - Pure: the caller decodes the subject (RFC 2047) and the text body, keeps the send
   times per sender and passes them in.
 """
@@ -15,9 +16,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from email.message import Message
-from email.utils import getaddresses
+from email.utils import getaddresses  # an address-list reader: no message parser
 
 from policy.addresses import PATIENT_DOMAIN, TEST_LOCAL_PART
+from policy.mime import Headers
 
 # Reasons not to answer, for logs and metrics (`event="autoreply.refused" reason=…`).
 NULL_SENDER = "null_sender"
@@ -50,7 +52,7 @@ _BULK_PRECEDENCE = frozenset({"bulk", "list", "junk"})
 _TEST_WORD = "TEST"
 
 
-def auto_reply_refusal(envelope_from: str, headers: Message, *,
+def auto_reply_refusal(envelope_from: str, headers: Message | Headers, *,
                        domain: str = PATIENT_DOMAIN) -> str | None:
     """The reason not to answer this message automatically, or None to answer it.
 
@@ -140,7 +142,7 @@ def _is_role(local: str) -> bool:
             or base.endswith(_ROLE_SUFFIXES))
 
 
-def _fields(headers: Message) -> dict[str, list[str]]:
+def _fields(headers: Message | Headers) -> dict[str, list[str]]:
     """Header values by lower-case name, unfolded, from the raw stored headers."""
     out: dict[str, list[str]] = {}
     for name, value in headers.raw_items():
@@ -149,7 +151,7 @@ def _fields(headers: Message) -> dict[str, list[str]]:
     return out
 
 
-def _from_addresses(headers: Message) -> set[tuple[str, str]]:
+def _from_addresses(headers: Message | Headers) -> set[tuple[str, str]]:
     values = [str(v) for n, v in headers.raw_items() if str(n).strip().lower() in ("from", "sender")]
     found = set()
     for _, addr in getaddresses(values):

@@ -268,7 +268,7 @@ def thread_root(message_id: str | None, in_reply_to: tuple[str, ...],
     return own[0] if own else None
 
 
-def thread_of_headers(headers: Message) -> str | None:
+def thread_of_headers(headers: Message | mime.Headers) -> str | None:
     """thread_root of a parsed header section (any email policy); never raises on the
     headers' content. The one rule every front and the store's thread index use."""
     own = _ids(headers, "message-id")
@@ -383,7 +383,7 @@ def professional_effects(msg: ProfessionalMessage, is_mssante: Callable[[str], b
     )
 
 
-def _raw_headers(headers: Message, name: str) -> list[str]:
+def _raw_headers(headers: Message | mime.Headers, name: str) -> list[str]:
     # The raw values, not headers[name]: the default policy hands back an already
     # decoded, re-parsed object (whose parser has raised on odd input before) and
     # compat32 turns 8-bit values into Header objects; our helpers want the wire text.
@@ -404,7 +404,7 @@ def _raw_headers(headers: Message, name: str) -> list[str]:
     return out
 
 
-def _addresses(headers: Message, name: str) -> tuple[str, ...]:
+def _addresses(headers: Message | mime.Headers, name: str) -> tuple[str, ...]:
     values = [_unfold(_fix_surrogates(v)) for v in _raw_headers(headers, name)]
     try:
         pairs = getaddresses(values)
@@ -417,11 +417,11 @@ def _first(values: list[str]) -> str | None:
     return values[0] if values else None
 
 
-def _ids(headers: Message, name: str) -> tuple[str, ...]:
+def _ids(headers: Message | mime.Headers, name: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i for v in _raw_headers(headers, name) for i in parse_msg_ids(v)))
 
 
-def professional_from_headers(headers: Message) -> ProfessionalMessage:
+def professional_from_headers(headers: Message | mime.Headers) -> ProfessionalMessage:
     """Read a professional message's conversation headers (any email policy). Never
     raises on the headers' content."""
     own = _ids(headers, "message-id")

@@ -1,14 +1,12 @@
 """The header section of a message (RFC 5322 §2.1: up to the first empty line), parsed
-alone: asking the stdlib parser for headers only still makes it read the whole body
-line by line (measured: 3 ms for a 500 KB attachment, per parse, on the MX's path)."""
+alone, by the one MIME parser of the code base (policy/mime.py): parsing a whole
+message to read its headers would walk every part of a 25 MB body."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.message import Message
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 
+from policy import mime
 from policy.decisions import Decision
 
 
@@ -18,8 +16,10 @@ def header_block(raw: bytes) -> bytes:
     return raw if end < 0 else raw[:end + 2]
 
 
-def parse_headers(raw: bytes) -> Message:
-    return BytesHeaderParser(policy=compat32).parsebytes(header_block(raw))
+def parse_headers(raw: bytes) -> mime.Headers:
+    """The header fields of `raw` (the message, or its header section alone)."""
+    head = header_block(raw)
+    return mime.parse(head + b"\r\n" if head is not raw else head).headers()
 
 
 def without_fields(raw: bytes, names: set[str]) -> bytes:

@@ -108,6 +108,10 @@ class Part:
     def is_text(self) -> bool:
         return self.type.lower() == "text" and not self.children
 
+    def headers(self) -> Headers:
+        """This entity's header section, read as the policy rules read it."""
+        return Headers(self.fields)
+
     def get(self, name: str) -> bytes | None:
         """The first field of that name, unfolded and stripped; None when absent."""
         upper = name.upper()
@@ -139,6 +143,65 @@ class Part:
         except UnknownCte:
             data = self.body
         return decode_charset(data, self.param("charset"))
+
+
+class Headers:
+    """A header section as the policy rules read it (From, Subject, Message-ID...):
+    built from the fields this module parsed (`Part.fields`), never by a second parser.
+    It answers the read-only part of the stdlib `email.message.Message` the rules use
+    (`get`, `get_all`, `raw_items`, `[]`), with the values compat32 gives: the text
+    after the colon, leading blanks dropped, folding kept (RFC 5322 §2.2.3), 8-bit
+    bytes as surrogate escapes in `raw_items` and as U+FFFD in `get` (a person's
+    reading; the rules that need the bytes read `raw_items`)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, fields: tuple[Field, ...]) -> None:
+        items: list[tuple[str, str]] = []
+        for f in fields:
+            name, colon, value = f.raw.partition(b":")
+            if not colon or not f.name:
+                continue  # a line that is no field (RFC 5322 §2.2): read by nobody
+            text = value.decode("ascii", "surrogateescape").lstrip(" \t").rstrip("\r\n")
+            items.append((name.strip(b" \t").decode("ascii", "surrogateescape"), text))
+        self._items = tuple(items)
+
+    def __getstate__(self) -> tuple[tuple[str, str], ...]:
+        return self._items
+
+    def __setstate__(self, state: tuple[tuple[str, str], ...]) -> None:
+        self._items = state
+
+    def raw_items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def keys(self) -> list[str]:
+        return [n for n, _ in self._items]
+
+    def get_all(self, name: str, failobj: list[str] | None = None) -> list[str] | None:
+        lower = name.lower()
+        found = [_readable(v) for n, v in self._items if n.lower() == lower]
+        return found or failobj
+
+    def get(self, name: str, failobj: str | None = None) -> str | None:
+        found = self.get_all(name)
+        return found[0] if found else failobj
+
+    def __getitem__(self, name: str) -> str | None:
+        return self.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_SURROGATES = re.compile("[\udc80-\udcff]")
+
+
+def _readable(value: str) -> str:
+    return _SURROGATES.sub("\ufffd", value)
 
 
 def parse(raw: bytes) -> Part:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from email.message import Message
-from email.utils import getaddresses
+from email.utils import getaddresses  # an address-list reader: no message parser
 
 from policy.conversation import ProfessionalMessage, normalise_address, parse_msg_ids
+from policy.mime import Headers
 
 
-def receipt_request(headers: Message, msg: ProfessionalMessage,
+def receipt_request(headers: Message | Headers, msg: ProfessionalMessage,
                     sender_ok: Callable[[str], bool]) -> tuple[str, str | None] | None:
     """(address, Message-ID) when the message asks for a receipt we may send: one
     Disposition-Notification-To address, which is the message's From (RFC 8098 §2.1:

@@ -9,30 +9,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Sequence
-from email.utils import getaddresses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
-from dossier_bridge.dossier import inspect_message
 from relay.pools import run_in
 from mailbox_store.outbound import Recipient, Submitted
 from mailbox_store.store import MailboxInfo
 from policy.attachments import PATIENT_MAX_PART_BYTES
-from policy.conversation import answered_ids, normalise_address, parse_msg_ids, patient_recipient_decision
-from policy.decisions import BARE_LINE_ENDING, STORE_UNAVAILABLE, Decision
-from policy.headers import parse_headers, without_fields
+from policy.conversation import answered_ids, normalise_address, patient_recipient_decision
+from policy.decisions import STORE_UNAVAILABLE, Decision
+from policy.headers import without_fields
 from relay.delivery.outgoing import queue_outgoing
-from relay.smtp.trace import has_bare_line_ending
+from relay.inbound.pipeline import FROM_MISMATCH, SubmissionRequest, decide_submission
 from relay.storefaults import store_failure
 
 if TYPE_CHECKING:
     from relay.runtime import Runtime
 
 log = structlog.get_logger("relay.outgoing_mail")
-
-FROM_MISMATCH = Decision(553, "5.7.1", "L'en-tete From doit etre votre adresse (celle de MAIL FROM)",
-                         "The From header must be your own address (the MAIL FROM address)", "from_mismatch")
+__all__ = ["FROM_MISMATCH", "recipient_decision", "submit_message"]
 
 
 async def recipient_decision(rt: "Runtime", sender: MailboxInfo, address: str, in_reply_to: tuple[str, ...] = (),
@@ -48,19 +44,13 @@ async def submit_message(rt: "Runtime", sender: MailboxInfo, raw: bytes, mail_fr
                          rcpts: Sequence[str]) -> Decision | Submitted:
     """DATA's checks on a message whose recipients each passed recipient_decision, then
     the Sent copy and the queue in one transaction. A Decision when refused."""
-    if has_bare_line_ending(raw):
-        return BARE_LINE_ENDING
-    headers = parse_headers(raw)
-    froms = [a for _, a in getaddresses([str(v) for v in headers.get_all("From", [])])]
-    if len(froms) != 1 or normalise_address(froms[0]) != normalise_address(mail_from):
-        return FROM_MISMATCH
     limits = dataclasses.replace(rt.config.attachments, max_part_bytes=PATIENT_MAX_PART_BYTES)
-    checked = await run_in(rt.pools and rt.pools.parse, inspect_message, raw, [], limits, None, False)
-    if isinstance(checked, Decision):
-        return checked
+    # parsed once and the content rules run in order, off the event loop (relay/inbound)
+    decided = await run_in(rt.pools and rt.pools.parse, decide_submission, SubmissionRequest(raw, mail_from, limits))
+    if isinstance(decided, Decision):
+        return decided
     # the reply-to-a-closed-message rule needs the message itself (policy/conversation.py)
-    in_reply_to = parse_msg_ids(_text(headers.get("In-Reply-To")))
-    references = parse_msg_ids(_text(headers.get("References")))
+    in_reply_to, references = decided.in_reply_to, decided.references
     if answered_ids(in_reply_to, references):
         for rcpt in rcpts:
             decision = await recipient_decision(rt, sender, rcpt, in_reply_to, references)
@@ -78,6 +68,3 @@ async def submit_message(rt: "Runtime", sender: MailboxInfo, raw: bytes, mail_fr
         log.error("submission.queue_failed", error=type(e).__name__)
         return store_failure(e, rt.config) or STORE_UNAVAILABLE
 
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)

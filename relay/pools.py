@@ -28,7 +28,7 @@ processes as `[workers] parse_mode = "processes"`. Measured with bench/compare_a
 Processes lose: every message crosses a pipe twice (pickled in, the filing with its
 documents pickled back), and the second core is not idle to win it back. They stay an
 option, measured again on an idle machine before becoming the default. In process mode
-the worker is a top-level function of plain data (dossier_bridge.inspect_message) and a
+the worker is a top-level function of plain data (relay/inbound/pipeline.py) and a
 worker that dies gives ParseWorkerLost, answered 451 4.3.0: never a lost message, never
 a 250 for one that was not stored.
 """

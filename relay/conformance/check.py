@@ -2,9 +2,9 @@
 would judge it, without sending it.
 
 Implementation notes:
-- No rule is written twice: the recipient goes through policy.recipients, the
-  attachments (and every file of an IHE_XDM package) through
-  dossier_bridge.dossier.inspect_message, the package's documents through
+- Parsed once, as the MX parses (policy/parsed.py); no rule is written twice: the
+  recipient goes through policy.recipients, the attachments (and every file of an
+  IHE_XDM package) through dossier_bridge.dossier.inspect_message, the package's documents through
   dossier_bridge.dossier.candidates / for_recipient (hash and patientId), the CDA
   headers through dossier_bridge.cda, the MSSanté headers through policy.mss_headers,
   `[FIN]` and `X-MSS-MES` through policy.conversation.
@@ -22,10 +22,11 @@ from dossier_bridge.dossier import candidates, for_recipient, inspect_message, o
 from dossier_bridge.xdm import XdmPackage
 from policy import mss_headers
 from policy.addresses import AddressKind
-from policy.attachments import Attachment, AttachmentLimits, Kind, Part, check_message, classify, mime_parts
+from policy.attachments import Attachment, AttachmentLimits, Kind, Part, classify
 from policy.conversation import closes_exchange, decode_subject
 from policy.decisions import MESSAGE_TOO_BIG, Decision
-from policy.headers import parse_headers
+from policy.mime import Headers
+from policy.parsed import parse as parse_message
 from policy.recipients import classify_recipient
 from relay.conformance.results import Outcome, Status
 
@@ -41,12 +42,12 @@ def _finding(f: mss_headers.HeaderFinding) -> tuple[bool, str, str]:
     return f.ok, f.detail, f.rule
 
 
-def _recipients(headers: Message) -> list[str]:
+def _recipients(headers: Message | Headers) -> list[str]:
     values = [str(v) for name in ("To", "Cc") for v in (headers.get_all(name) or [])]
     return [addr for _, addr in email.utils.getaddresses(values) if addr]
 
 
-def _header(headers: Message, name: str) -> str | None:
+def _header(headers: Message | Headers, name: str) -> str | None:
     value = headers.get(name)
     return None if value is None else " ".join(str(value).split())
 
@@ -61,7 +62,8 @@ def check_eml(raw: bytes, limits: AttachmentLimits | None = None, max_size: int 
                   f"{len(raw)} bytes {'within' if len(raw) <= max_size else 'over'} the {max_size} bytes limit"
                   + ("" if len(raw) <= max_size else f" ({MESSAGE_TOO_BIG.code} {MESSAGE_TOO_BIG.status})"),
                   MESSAGE_TOO_BIG.rule, "the message is not over the MX size limit"))
-    headers = parse_headers(raw)
+    parsed = parse_message(raw, limits)  # once, as the MX parses it (relay/inbound)
+    headers = parsed.headers
 
     # the recipient: an INS address of the patients' domain, with the right key
     patients: list[str] = []
@@ -82,15 +84,13 @@ def check_eml(raw: bytes, limits: AttachmentLimits | None = None, max_size: int 
 
     # attachments: the MX's own pipeline (allow-list by real content, zip bounds, every
     # file of an IHE_XDM package); nothing filed
-    verdict = inspect_message(raw, [], limits, file=False)
+    verdict = inspect_message(parsed, [], limits, file=False)
     attachments: list[Attachment] = []
     if isinstance(verdict, Decision):
         out.append(_o("attachments", False, f"{verdict.code} {verdict.status} {verdict.en}", verdict.rule,
                       "every attachment is on the allow-list"))
     else:
-        parts = mime_parts(raw, limits)
-        found = check_message(parts, limits) if not isinstance(parts, Decision) else parts
-        attachments = [] if isinstance(found, Decision) else list(found)
+        attachments = [] if isinstance(parsed.attachments, Decision) else list(parsed.attachments)
         kinds = ", ".join(f"{a.part.filename or a.part.path} ({a.kind.name})" for a in attachments) or "none"
         out.append(_o("attachments", True, f"on the allow-list: {kinds}", "attachment",
                       "every attachment is on the allow-list"))

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email
-from email.policy import default
 from typing import TYPE_CHECKING
 
 import structlog
@@ -22,9 +20,11 @@ from mailbox_store.budgets import budget_key
 from mailbox_store.outbound import PreparedOutgoing, Recipient
 from policy.addresses import TEST_LOCAL_PART
 from policy.autoreply import auto_reply_refusal, is_test_request
-from policy.conversation import decode_subject, normalise_address
+from policy.conversation import normalise_address
+from policy.parsed import MessageFacts
 from relay.delivery.outgoing import prepare_outgoing
 from relay.delivery.reports import build_test_reply
+from relay.inbound.parsed import parse
 
 if TYPE_CHECKING:
     from relay.runtime import Runtime
@@ -36,26 +36,20 @@ class AutoTest:
     def __init__(self, runtime: "Runtime"):
         self.rt = runtime
 
-    async def prepare(self, envelope_from: str, raw: bytes, queue_id: str) -> PreparedOutgoing | None:
+    async def prepare(self, envelope_from: str, message: bytes | MessageFacts,
+                      queue_id: str) -> PreparedOutgoing | None:
         """The acknowledgement, sealed for the queue but not written, when the rules
         allow one; None otherwise. The MX commits it in the transaction of the message
-        it answers (never before it: a 451 must not follow a queued answer)."""
+        it answers (never before it: a 451 must not follow a queued answer). `message`
+        is what the MX's one parse read of it (relay/inbound, test_address=True), with
+        the text body already searched for TEST off the event loop."""
         cfg = self.rt.config
         assert cfg.delivery is not None
-        msg = await asyncio.to_thread(email.message_from_bytes, raw, policy=default)  # up to 25 MB
-        refusal = auto_reply_refusal(envelope_from, msg, domain=cfg.domain)
-        sender = normalise_address(envelope_from) if refusal is None else None
-        if refusal is None and sender is None:
-            refusal = "unusable_sender"
-        if refusal is None:
-            body = ""
-            try:
-                part = msg.get_body(preferencelist=("plain",))
-                body = part.get_content() if part is not None else ""
-            except (LookupError, ValueError, AttributeError):
-                body = ""
-            if not is_test_request(decode_subject(msg.get("Subject")), body):
-                refusal = "not_a_test_request"
+        if isinstance(message, MessageFacts):  # the MX's: read with test_address=True
+            facts = message
+        else:  # tools and tests hand bytes: parsed here, once
+            facts = (await asyncio.to_thread(parse, message, cfg.attachments)).facts(test_address=True)
+        refusal, sender = ack_refusal(envelope_from, facts, cfg.domain)
         if refusal is None:
             assert sender is not None
             if not await self.rt.store.budget_take(budget_key("autoreply", sender), cfg.delivery.auto_reply_per_sender,
@@ -66,8 +60,8 @@ class AutoTest:
             return None
         assert sender is not None
         reply = build_test_reply(from_addr=f"{TEST_LOCAL_PART}@{cfg.domain}", to=sender,
-                                 original_message_id=msg.get("Message-ID"),
-                                 original_subject=decode_subject(msg.get("Subject")), hostname=cfg.hostname)
+                                 original_message_id=facts.headers.get("Message-ID"),
+                                 original_subject=facts.subject, hostname=cfg.hostname)
         postmaster = await self.rt.store.cached_mailbox("postmaster")
         assert postmaster is not None  # created at start (runtime.py)
         return await prepare_outgoing(self.rt, postmaster, reply, "", [Recipient(sender, sender.rpartition("@")[2])],
@@ -78,3 +72,16 @@ class AutoTest:
         """Log an acknowledgement once its transaction committed."""
         log.info("autotest.answered", queue_id=queue_id, envelope_id=prepared.envelope_id,
                  sender_domain=prepared.rows[0]["domain"] if prepared.rows else "")
+
+
+def ack_refusal(envelope_from: str, facts: MessageFacts, domain: str) -> tuple[str | None, str | None]:
+    """(why not to answer, None) or (None, the address to answer): the loop rules of
+    RFC 3834 (policy/autoreply.py), then TEST in the subject (decoded once, RFC 2047)
+    and in the text body, as the pipeline read them (MessageFacts.test_request)."""
+    refusal = auto_reply_refusal(envelope_from, facts.headers, domain=domain)
+    sender = normalise_address(envelope_from) if refusal is None else None
+    if refusal is None and sender is None:
+        refusal = "unusable_sender"
+    if refusal is None and not facts.test_request:
+        refusal = "not_a_test_request"
+    return refusal, sender if refusal is None else None

@@ -255,7 +255,8 @@ class MxHandler:
         # sender) carries the patient's own message back, nothing to file
         patients = tuple(m for m in mailboxes if m.ins != POSTMASTER)
         request = InboundRequest(raw, patients, self.rt.config.attachments, channel.cert_subject,
-                                 envelope.mail_from == NULL_SENDER, self.rt.trust.trust, self.rt.config.domain)
+                                 envelope.mail_from == NULL_SENDER, self.rt.trust.trust, self.rt.config.domain,
+                                 envelope.test_rcpt)  # type: ignore[attr-defined]
         if self.rt.pools is not None:
             decided = await self.rt.pools.inspect(len(raw), decide, request)
         else:
@@ -269,7 +270,7 @@ class MxHandler:
             # prepared only: written in the message's own transaction below (or alone
             # when the test address is the only recipient), never before it
             try:
-                ack = await self.autotest.prepare(envelope.mail_from or "", raw, queue_id)
+                ack = await self.autotest.prepare(envelope.mail_from or "", decided.parsed, queue_id)
             except Exception as e:  # the test message is still accepted; the reply is best effort
                 log.error("autotest.failed", queue_id=queue_id, error=type(e).__name__)
             if not mailboxes:

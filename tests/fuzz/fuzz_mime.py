@@ -11,6 +11,9 @@ The contracts, as their docstrings state them:
   Decision whose reply line is printable US-ASCII under 512 octets (RFC 5321 §4.5.3.1.5).
 - `professional_from_headers` never raises and hands on no surrogate (it would not
   encode into the store).
+- `policy.parsed.parse` (the inbound pipeline's one parse) never raises; its leaves and
+  their classification are what `mime_parts` / `check_message` give for the same bytes,
+  each leaf's byte range decodes to its content, and its facts are small.
 
     python tests/fuzz/fuzz_mime.py -max_total_time=600 /tmp/mime-work
 """
@@ -23,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fuzzing import instrumented, main  # noqa: E402
 
-with instrumented("policy.mime", "policy.attachments", "policy.headers", "policy.conversation"):
-    from policy import attachments, conversation, headers, mime  # noqa: E402
+with instrumented("policy.mime", "policy.attachments", "policy.headers", "policy.conversation", "policy.parsed"):
+    from policy import attachments, conversation, headers, mime, parsed  # noqa: E402
     from policy.decisions import Decision  # noqa: E402
 
 SMALL = attachments.AttachmentLimits(max_part_bytes=4096, max_total_bytes=8192, max_parts=8, max_depth=3,
@@ -86,6 +89,25 @@ def check_headers(data: bytes) -> None:
     headers.without_fields(data, {"bcc", "received"})
 
 
+def check_parsed(data: bytes, limits: attachments.AttachmentLimits,
+                 parts: list[attachments.Part] | Decision) -> None:
+    one = parsed.parse(data, limits)
+    if isinstance(parts, Decision):
+        assert one.parts == parts and one.attachments == parts, (one.parts, parts)
+    else:
+        assert one.parts == tuple(parts)
+        for p in parts:
+            if p.span is not None:
+                assert mime.decode_cte(data[p.span[0]:p.span[1]], p.encoding) == p.content
+        found = attachments.check_message(parts, limits)
+        assert one.attachments == (found if isinstance(found, Decision) else tuple(found))
+    facts = one.facts(test_address=True)
+    assert facts.head == headers.header_block(data) and isinstance(facts.test_request, bool)
+    facts.subject.encode("utf-8")
+    for name, value in facts.headers.raw_items():
+        name.encode("utf-8", "surrogateescape"), value.encode("utf-8", "surrogateescape")
+
+
 def test_one_input(data: bytes) -> None:
     root = mime.parse(data)
     check_tree(root, len(data))
@@ -95,6 +117,7 @@ def test_one_input(data: bytes) -> None:
 
     limits = SMALL if zlib.crc32(data) & 1 else DEFAULT
     parts = attachments.mime_parts(data, limits)
+    check_parsed(data, limits, parts)
     if isinstance(parts, Decision):
         check_decision(parts)
         assert parts.rule == "mime_structure", parts
