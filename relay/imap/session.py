@@ -39,6 +39,7 @@ from relay.imap import fetch as fetchmod
 from relay.imap import search as searchmod
 from relay.imap import fetchcache, listing, recent, utf7, wire
 from relay.imap.budget import Reservation
+from relay.imap.idlefan import FolderKey
 from relay.imap.parser import TAG_CHARS, BadCharset, BadMailboxName, ParseError, Parser, literal_announcement
 from relay.imap.selected import Selected
 from relay.imap.sequence import compress, expand, intervals
@@ -106,11 +107,11 @@ class Session:
         self.tls = tls
         self.state = NOT_AUTH
         self.user: MailboxInfo | None = None
-        self.selected: Selected | None = None
+        self._selected: Selected | None = None
+        self._watching: FolderKey | None = None  # the folder whose changes reach on_change (idlefan.py)
         self.rev2 = False
         self.condstore = self.qresync = False  # RFC 7162, per session (condstore.py)
         self.peer = (writer.get_extra_info("peername") or ("?",))[0]
-        self._listening = False
         self.selected_gone = False  # another session deleted or renamed the selected folder
         self.busy = False  # inside a command: SIGTERM lets it finish
         # token bucket: a client may burst, but a flood of commands is slowed down
@@ -383,8 +384,7 @@ class Session:
 
     async def close(self) -> None:
         self._end_command()
-        if self._listening:
-            self.server.store.feed.unlisten(self.on_change)
+        self.watch(None)
         self.server.forget(self)
         try:
             self.writer.close()
@@ -519,10 +519,20 @@ class Session:
             if ward is None or not ward.state.receives:
                 raise Bye("access to this child's mailbox was withdrawn")
 
-    def start_listening(self) -> None:
-        if not self._listening:
-            self.server.store.feed.listen(self.on_change)
-            self._listening = True
+    @property
+    def selected(self) -> Selected | None:
+        return self._selected
+
+    @selected.setter
+    def selected(self, sel: Selected | None) -> None:
+        self._selected = sel
+        self.watch((sel.owner.id, sel.name) if sel is not None else None)
+
+    def watch(self, key: FolderKey | None) -> None:
+        """Receive the changes of this folder only (idlefan.py), or none."""
+        if key != self._watching:
+            self.server.fan.move(self.on_change, self._watching, key)
+            self._watching = key
 
     def on_change(self, change: Change) -> None:
         """Called by the feed at publish time: only queue, never I/O (selected.py)."""
@@ -629,7 +639,6 @@ async def _authenticated(s: Session, login: str, password: str) -> Reply:
         return no("too many sessions for this account", "LIMIT")
     s.user = result.mailbox
     s.state = AUTH
-    s.start_listening()
     return ok("logged in", "CAPABILITY " + s.capabilities().decode())
 
 
@@ -717,6 +726,7 @@ async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
     # view being in place is replayed into it, not lost (issue 12 §5); a change the
     # snapshot already holds replays as a no-op (Selected.updates skips known UIDs/flags)
     s._backlog, s._backlog_overflow = [], False
+    s.watch((owner.id, folder))
     try:
         return await _open_view(s, name, owner, folder, own, readonly, params)
     finally:
@@ -726,6 +736,8 @@ async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
         if s.selected is not None:
             for change in backlog or ():
                 s.on_change(change)
+        else:
+            s.watch(None)
 
 
 async def _open_view(s: Session, name: str, owner: MailboxInfo, folder: str, own: bool, readonly: bool,
