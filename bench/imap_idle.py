@@ -140,7 +140,7 @@ async def run(a: argparse.Namespace, inst: Path, imap_port: int, mx_port: int, p
 
     spy = None
     if a.spy:  # a profile of the daemon during the fan-out (py-spy, collapsed stacks)
-        spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--duration", str(a.spy_seconds),
+        spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(a.spy_seconds),
                                 "--format", "raw", "--rate", "50", "-o", a.spy],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         await asyncio.sleep(1)

@@ -22,7 +22,6 @@ from relay.config import Config
 from relay.imap.budget import LiteralBudget
 from relay.imap.fetchcache import DerivedCache
 from relay.imap.idlefan import FolderFan
-from relay.imap.tlsbuffer import shrink_tls_read_buffer
 from relay.imap.sortkeys import SortCache
 from relay.limits import SlotCounter
 
@@ -70,7 +69,6 @@ class ImapServer:
     async def start(self) -> None:
         cfg = self.config
         private_dir(self.spool_dir)
-        shrink_tls_read_buffer()  # 256 KiB per TLS session otherwise (tlsbuffer.py)
         limit = cfg.imap_max_line + 2
         plain = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=False),
                                            cfg.imap_listen.host, cfg.imap_listen.port, limit=limit,
