@@ -34,7 +34,7 @@ from mailbox_store.messages import SEEN
 from mailbox_store.models import DOSSIER_FOLDER
 from mailbox_store.spool import SpooledMessage
 from mailbox_store.store import MailboxInfo, StoreError
-from relay.imap import condstore
+from relay.imap import condstore, contextsearch
 from relay.imap import fetch as fetchmod
 from relay.imap import search as searchmod
 from relay.imap import fetchcache, listing, recent, utf7, wire
@@ -345,7 +345,7 @@ class Session:
                 b"NAMESPACE", b"UIDPLUS", b"MOVE", b"UNSELECT", b"SPECIAL-USE", b"LIST-EXTENDED",
                 b"LIST-STATUS", b"ESEARCH", b"CHILDREN", b"BINARY", b"STATUS=SIZE", b"CONDSTORE", b"QRESYNC",
                 b"SORT", b"SORT=DISPLAY", b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"ESORT",
-                b"MULTIAPPEND", b"CATENATE"]
+                b"MULTIAPPEND", b"CATENATE", b"CONTEXT=SEARCH"]
         if self.state == NOT_AUTH:
             caps += [b"STARTTLS", b"LOGINDISABLED"] if not self.tls else [b"AUTH=PLAIN"]
         return b" ".join(caps)
@@ -1098,7 +1098,8 @@ async def matching_views(s: Session, key: SearchKey) -> list[MessageView]:
 
 async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.sp()
-    returns = p.search_return_opts()  # RFC 4731 ESEARCH; None when absent
+    ret = contextsearch.return_opts(p)  # RFC 4731 ESEARCH, RFC 5267 UPDATE/PARTIAL; None when absent
+    returns = list(ret.opts) if ret is not None else None
     if returns is not None:
         p.sp()
     _charset, key = p.search_program()
@@ -1108,7 +1109,8 @@ async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     by_modseq = condstore.uses_modseq(key)
     if by_modseq:
         await s.send(*condstore.enable(s))  # RFC 7162 §3.1: CONDSTORE-enabling
-    hits = [v.uid if uid else v.seq for v in await matching_views(s, key)]
+    views = await matching_views(s, key)
+    hits = [v.uid if uid else v.seq for v in views]
     modseq = b""
     if by_modseq and hits:  # RFC 7162 §3.1.5: the highest modseq of what is returned
         modseq = b"%d" % condstore.hits_modseq(sel, hits, uid, returns)
@@ -1126,10 +1128,25 @@ async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
             parts.append(b"ALL " + compress(hits).encode())
         if "COUNT" in opts:
             parts.append(b"COUNT %d" % len(hits))
+        if ret is not None and ret.partial is not None:
+            parts.append(contextsearch.partial_part(hits, ret.partial))
         if modseq:
             parts.append(b"MODSEQ " + modseq)
+        if "UPDATE" in opts and not contextsearch.start(sel, tag, uid, key, [v.uid for v in views],
+                                                        lambda n: s.server.audit_read(s, n)):
+            return no("trop de recherches suivies / too many searches kept up to date", "LIMIT")
         await s.send(b"* ESEARCH " + b" ".join(parts))
     return ok("SEARCH done")
+
+
+async def cmd_cancelupdate(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    """RFC 5267 §4.3.5: end the updates of the searches these tags started."""
+    tags = contextsearch.parse_cancel(p)
+    assert s.selected is not None
+    unknown = contextsearch.cancel(s.selected, tags)
+    if unknown:
+        return bad("aucune recherche suivie avec cette etiquette / no search kept up to date with that tag")
+    return ok("CANCELUPDATE done")
 
 
 async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
@@ -1396,7 +1413,8 @@ TABLES: dict[str, dict[str, Handler]] = {
     AUTH: _AUTH_COMMANDS,
     SELECTED: {**_AUTH_COMMANDS, "CHECK": cmd_check, "CLOSE": cmd_close, "UNSELECT": cmd_unselect,
                "EXPUNGE": cmd_expunge, "SEARCH": cmd_search, "FETCH": cmd_fetch, "STORE": cmd_store,
-               "COPY": cmd_copy, "MOVE": cmd_move, "SORT": ordering.cmd_sort, "THREAD": ordering.cmd_thread},
+               "COPY": cmd_copy, "MOVE": cmd_move, "SORT": ordering.cmd_sort, "THREAD": ordering.cmd_thread,
+               "CANCELUPDATE": cmd_cancelupdate},
     LOGOUT: {},
 }
 PRELOGIN_TIMEOUT = 60.0  # seconds a client may stay silent before logging in
