@@ -29,6 +29,7 @@ class FolderFan:
     def __init__(self, feed: Feed):
         self._feed = feed
         self._by_folder: dict[FolderKey, set[Listener]] = {}
+        self._by_mailbox: dict[int, set[Listener]] = {}  # NOTIFY (notify.py): every folder of a mailbox
         feed.listen(self._on_change)
 
     def stop(self) -> None:
@@ -47,11 +48,28 @@ class FolderFan:
         if new is not None:
             self._by_folder.setdefault(new, set()).add(listener)
 
+    def move_mailbox(self, listener: Listener, old: int | None, new: int | None) -> None:
+        """The same for all the folders of a mailbox (NOTIFY, notify.py)."""
+        if old == new:
+            return
+        if old is not None:
+            subs = self._by_mailbox.get(old)
+            if subs is not None:
+                subs.discard(listener)
+                if not subs:
+                    del self._by_mailbox[old]
+        if new is not None:
+            self._by_mailbox.setdefault(new, set()).add(listener)
+
     def listeners(self, key: FolderKey) -> int:
         return len(self._by_folder.get(key, ()))
 
     def _on_change(self, change: Change) -> None:
         subs = self._by_folder.get((change.mailbox_id, change.folder))
+        if self._by_mailbox:
+            whole = self._by_mailbox.get(change.mailbox_id)
+            if whole:
+                subs = (subs or set()) | whole
         if not subs:
             return
         for listener in tuple(subs):

@@ -35,6 +35,7 @@ from mailbox_store.models import DOSSIER_FOLDER
 from mailbox_store.spool import SpooledMessage
 from mailbox_store.store import MailboxInfo, StoreError
 from relay.imap import condstore, contextsearch
+from relay.imap import notify as notifymod
 from relay.imap import fetch as fetchmod
 from relay.imap import search as searchmod
 from relay.imap import fetchcache, listing, recent, utf7, wire
@@ -109,6 +110,7 @@ class Session:
         self.user: MailboxInfo | None = None
         self._selected: Selected | None = None
         self._watching: FolderKey | None = None  # the folder whose changes reach on_change (idlefan.py)
+        self.notify: notifymod.Notify | None = None  # RFC 5465 NOTIFY SET (notify.py)
         self.rev2 = False
         self.condstore = self.qresync = False  # RFC 7162, per session (condstore.py)
         self.peer = (writer.get_extra_info("peername") or ("?",))[0]
@@ -345,7 +347,7 @@ class Session:
                 b"NAMESPACE", b"UIDPLUS", b"MOVE", b"UNSELECT", b"SPECIAL-USE", b"LIST-EXTENDED",
                 b"LIST-STATUS", b"ESEARCH", b"CHILDREN", b"BINARY", b"STATUS=SIZE", b"CONDSTORE", b"QRESYNC",
                 b"SORT", b"SORT=DISPLAY", b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"ESORT",
-                b"MULTIAPPEND", b"CATENATE", b"CONTEXT=SEARCH"]
+                b"MULTIAPPEND", b"CATENATE", b"CONTEXT=SEARCH", b"NOTIFY"]
         if self.state == NOT_AUTH:
             caps += [b"STARTTLS", b"LOGINDISABLED"] if not self.tls else [b"AUTH=PLAIN"]
         return b" ".join(caps)
@@ -385,6 +387,7 @@ class Session:
     async def close(self) -> None:
         self._end_command()
         self.watch(None)
+        notifymod.stop(self)
         self.server.forget(self)
         try:
             self.writer.close()
@@ -452,6 +455,8 @@ class Session:
         if self.selected is not None and self.state != LOGOUT:  # nothing pending after BYE
             allow = name not in NO_UPDATES_AFTER
             await self.send(*await self.selected.updates(self.server.store, allow_expunge=allow))
+        if self.notify is not None and self.state != LOGOUT:  # RFC 5465: other folders' STATUS
+            await self.send(*await notifymod.pending_lines(self))
         code = f"[{reply.code}] " if reply.code else ""
         await self.send(f"{tag} {reply.status} {code}{reply.text}".encode("utf-8", "replace"), flush=True)
 
@@ -527,6 +532,9 @@ class Session:
     def selected(self, sel: Selected | None) -> None:
         self._selected = sel
         self.watch((sel.owner.id, sel.name) if sel is not None else None)
+
+    def on_notify_change(self, change: Change) -> None:
+        notifymod.on_change(self, change)
 
     def watch(self, key: FolderKey | None) -> None:
         """Receive the changes of this folder only (idlefan.py), or none."""
@@ -991,16 +999,22 @@ async def cmd_idle(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
                 raise Bye("the selected mailbox was deleted or renamed by another session")
             if sel is not None and sel.has_pending:
                 await s.send(*await sel.updates(s.server.store, allow_expunge=True))
+            if s.notify is not None and s.notify.pending:  # RFC 5465 §5: told while idling too
+                await s.send(*await notifymod.pending_lines(s))
             waits: set[asyncio.Future[Any]] = {line_task, stop}
             wake = asyncio.ensure_future(sel.wake.wait()) if sel is not None else None
             if wake is not None:
                 waits.add(wake)
+            notified = asyncio.ensure_future(s.notify.wake.wait()) if s.notify is not None else None
+            if notified is not None:
+                waits.add(notified)
             # wake at least every ACCESS_RECHECK seconds to re-check the user's rights
             now = time.monotonic()
             done, _ = await asyncio.wait(waits, timeout=min(max(deadline - now, 0), max(
                 checked + ACCESS_RECHECK - now, 0)), return_when=asyncio.FIRST_COMPLETED)
-            if wake is not None and wake not in done:
-                wake.cancel()
+            for w in (wake, notified):
+                if w is not None and w not in done:
+                    w.cancel()
             if line_task in done:
                 line = line_task.result()
                 if line.strip().upper() != b"DONE":
@@ -1406,7 +1420,7 @@ _AUTH_COMMANDS: dict[str, Handler] = {
     "ENABLE": cmd_enable, "NAMESPACE": cmd_namespace, "SELECT": cmd_select, "EXAMINE": cmd_examine,
     "CREATE": cmd_create, "DELETE": cmd_delete, "RENAME": cmd_rename, "SUBSCRIBE": cmd_subscribe,
     "UNSUBSCRIBE": cmd_unsubscribe, "LIST": cmd_list, "LSUB": cmd_lsub, "STATUS": cmd_status,
-    "APPEND": appendmod.cmd_append, "IDLE": cmd_idle,
+    "APPEND": appendmod.cmd_append, "IDLE": cmd_idle, "NOTIFY": notifymod.cmd_notify,
 }
 TABLES: dict[str, dict[str, Handler]] = {
     NOT_AUTH: {"STARTTLS": cmd_starttls, "LOGIN": cmd_login, "AUTHENTICATE": cmd_authenticate},
