@@ -143,8 +143,9 @@ def on_change(s: "Session", change: Change) -> None:
     n.wake.set()
 
 
-def status_items(events: set[str] | frozenset[str], condstore: bool) -> list[str]:
-    """What a STATUS tells of these events (RFC 5465 §5.2-5.4), in one fixed order."""
+def status_items(events: set[str] | frozenset[str]) -> list[str]:
+    """What a STATUS tells of these events (RFC 5465 §5), in one fixed order. A
+    flag change shows in HIGHESTMODSEQ, as Dovecot tells it (we support CONDSTORE)."""
     items: list[str] = []
     if events & {"MESSAGENEW", "MESSAGEEXPUNGE"}:
         items.append("MESSAGES")
@@ -153,7 +154,7 @@ def status_items(events: set[str] | frozenset[str], condstore: bool) -> list[str
     if events & {"MESSAGENEW", "FLAGCHANGE"}:
         items.append("UIDVALIDITY")
     if "FLAGCHANGE" in events:
-        items.append("HIGHESTMODSEQ" if condstore else "UNSEEN")
+        items.append("HIGHESTMODSEQ")
     return items
 
 
@@ -166,7 +167,7 @@ async def status_lines(s: "Session", folders: dict[str, set[str]]) -> list[bytes
     for name, events in folders.items():
         f = await s.server.store.folder(s.user.id, name)
         if f is not None:
-            out.append(await _status_line(s, s.user, f, name, status_items(events, s.condstore)))
+            out.append(await _status_line(s, s.user, f, name, status_items(events)))
     return out
 
 

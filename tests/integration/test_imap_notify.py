@@ -62,7 +62,6 @@ def test_notify_status_for_other_folders(relay: RunningDaemon) -> None:
 def test_notify_flagchange_mailboxes_and_refusals(relay: RunningDaemon) -> None:
     relay.deliver(message(subject="un", body="un\r\n"))
     c = relay.imap()
-    raw(c, "ENABLE CONDSTORE")
     lines, tagged = raw(c, "NOTIFY SET STATUS (MAILBOXES INBOX (FlagChange))")
     assert tagged.startswith(b"OK")
     assert re.match(rb"\* STATUS INBOX \(UIDVALIDITY \d+ HIGHESTMODSEQ \d+\)$", _statuses(lines)[0])
