@@ -23,7 +23,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -111,6 +111,7 @@ class Session:
         self._selected: Selected | None = None
         self._watching: FolderKey | None = None  # the folder whose changes reach on_change (idlefan.py)
         self.notify: notifymod.Notify | None = None  # RFC 5465 NOTIFY SET (notify.py)
+        self._idle_poke: Callable[[], None] | None = None  # wakes IDLE's wait (cmd_idle)
         self.rev2 = False
         self.condstore = self.qresync = False  # RFC 7162, per session (condstore.py)
         self.peer = (writer.get_extra_info("peername") or ("?",))[0]
@@ -535,6 +536,8 @@ class Session:
 
     def on_notify_change(self, change: Change) -> None:
         notifymod.on_change(self, change)
+        if self._idle_poke is not None:
+            self._idle_poke()
 
     def watch(self, key: FolderKey | None) -> None:
         """Receive the changes of this folder only (idlefan.py), or none."""
@@ -558,8 +561,10 @@ class Session:
             # the folder this session shows is gone: its UIDs mean nothing any more
             self.selected_gone = True
             sel.wake.set()
-            return
-        sel.feed(change)
+        else:
+            sel.feed(change)
+        if self._idle_poke is not None:
+            self._idle_poke()
 
 
 OTHER_USERS = "Other Users"  # RFC 2342 "Other Users" namespace prefix (without the "/")
@@ -987,10 +992,23 @@ async def cmd_status(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
 async def cmd_idle(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.end()
     await s.send(b"+ idling")
+    loop = asyncio.get_running_loop()
     deadline = time.monotonic() + s.server.config.imap_idle_timeout
     # the IDLE deadline below bounds the wait; read_line adds the length check
     line_task = asyncio.ensure_future(s.read_line(s.server.config.imap_idle_timeout + 60))
     stop = asyncio.ensure_future(s.server.stopped.wait())
+    # One future per wait, resolved by whichever comes first: a change (on_change pokes
+    # it), the client's line, the server stopping, the timer. 10,000 idle sessions woken
+    # by one delivery each paid for two tasks, asyncio.wait's bookkeeping and a store
+    # lookup before their update (issue 12); now one future each.
+    waiter: asyncio.Future[None] | None = None
+
+    def poke(_: object = None) -> None:
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    line_task.add_done_callback(poke)
+    stop.add_done_callback(poke)
     checked = time.monotonic()
     try:
         while True:
@@ -1001,35 +1019,32 @@ async def cmd_idle(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
                 await s.send(*await sel.updates(s.server.store, allow_expunge=True))
             if s.notify is not None and s.notify.pending:  # RFC 5465 §5: told while idling too
                 await s.send(*await notifymod.pending_lines(s))
-            waits: set[asyncio.Future[Any]] = {line_task, stop}
-            wake = asyncio.ensure_future(sel.wake.wait()) if sel is not None else None
-            if wake is not None:
-                waits.add(wake)
-            notified = asyncio.ensure_future(s.notify.wake.wait()) if s.notify is not None else None
-            if notified is not None:
-                waits.add(notified)
-            # wake at least every ACCESS_RECHECK seconds to re-check the user's rights
-            now = time.monotonic()
-            done, _ = await asyncio.wait(waits, timeout=min(max(deadline - now, 0), max(
-                checked + ACCESS_RECHECK - now, 0)), return_when=asyncio.FIRST_COMPLETED)
-            for w in (wake, notified):
-                if w is not None and w not in done:
-                    w.cancel()
-            if line_task in done:
+            if line_task.done():
                 line = line_task.result()
                 if line.strip().upper() != b"DONE":
                     return bad("expected DONE")
                 return ok("IDLE terminated")
-            if stop in done:
+            if stop.done():
                 raise Bye("server shutting down")
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise Bye("autologout: idle for too long")
             # rights withdrawn while idling end the session too, checked every
-            # ACCESS_RECHECK seconds, not at each change: 10,000 sessions woken by one
-            # delivery each asked the store first and answered seconds late (issue 12)
-            if time.monotonic() >= checked + ACCESS_RECHECK:
+            # ACCESS_RECHECK seconds after the updates, never before them
+            if now >= checked + ACCESS_RECHECK:
                 await s.check_access()
-                checked = time.monotonic()
+                checked = now = time.monotonic()
+            if (sel is not None and sel.has_pending) or (s.notify is not None and s.notify.pending):
+                continue  # arrived during the sends above
+            waiter = loop.create_future()
+            s._idle_poke = poke
+            timer = loop.call_later(max(min(deadline, checked + ACCESS_RECHECK) - now, 0), poke)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                s._idle_poke = None
+                waiter = None
     finally:
         for task in (line_task, stop):
             if not task.done():
