@@ -11,6 +11,7 @@ Logins use a cheap argon2 setting (time_cost=1) for the benchmark's own mailboxe
 that the figure measures IDLE, not 2,000 password checks.
 
   python bench/imap_idle.py -s 2000 -m 100
+  python bench/imap_idle.py -s 10000 -m 100 --spy /tmp/fanout.txt   # with a py-spy profile of the wake-up
 """
 from __future__ import annotations
 
