@@ -11,15 +11,18 @@ Logins use a cheap argon2 setting (time_cost=1) for the benchmark's own mailboxe
 that the figure measures IDLE, not 2,000 password checks.
 
   python bench/imap_idle.py -s 2000 -m 100
+  python bench/imap_idle.py -s 10000 -m 100 --spy /tmp/fanout.txt   # with a py-spy profile of the wake-up
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import asyncio.sslproto
 import json
 import resource
 import smtplib
 import ssl
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -107,6 +110,8 @@ def percentile(values: list[float], q: float) -> float:
 
 async def run(a: argparse.Namespace, inst: Path, imap_port: int, mx_port: int, pid: int) -> dict:
     rcpts = make_rcpts(a.mailboxes)
+    # the load generator's own TLS read buffers: 256 KiB each otherwise (relay/imap/tlsbuffer.py)
+    asyncio.sslproto.SSLProtocol.max_size = 18 * 1024
     ctx = ssl.create_default_context(cafile=str(inst / "pki/ca.pem"))
     idlers = [Idler(rcpts[i % a.mailboxes]) for i in range(a.sessions)]
     t0 = time.monotonic()
@@ -134,10 +139,18 @@ async def run(a: argparse.Namespace, inst: Path, imap_port: int, mx_port: int, p
             assert not refused, refused
             return time.monotonic()
 
+    spy = None
+    if a.spy:  # a profile of the daemon during the fan-out (py-spy, collapsed stacks)
+        spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(a.spy_seconds),
+                                "--format", "raw", "--rate", "50", "-o", a.spy],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        await asyncio.sleep(1)
     acked = await asyncio.to_thread(deliver)
     await asyncio.wait(waits, timeout=a.timeout)
     delays = [max(i.exists_at - acked, 0.0) for i in idlers if i.exists_at is not None]
     rss_peak = rss_mib(pid, "VmHWM:")
+    if spy is not None:
+        await asyncio.to_thread(spy.wait, 120)
     await asyncio.gather(*(i.done() for i in idlers), return_exceptions=True)
     return {"bench": "imap_idle", "sessions": a.sessions, "mailboxes": a.mailboxes, "ramp_s": round(ramp, 1),
             "daemon_rss_idle_mib": rss_idle, "daemon_peak_rss_mib": rss_peak,
@@ -151,6 +164,8 @@ def main() -> int:
     ap.add_argument("-s", "--sessions", type=int, default=2000)
     ap.add_argument("-m", "--mailboxes", type=int, default=100)
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--spy", default="", help="write a py-spy profile (collapsed stacks) of the fan-out here")
+    ap.add_argument("--spy-seconds", type=int, default=15)
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * a.sessions + 256)), hard))

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from mailbox_store import expunged
 from mailbox_store.feed import Change, MessageMeta
 from mailbox_store.folders import FolderError, _folder_id, delete_orphan_blobs
-from mailbox_store.models import ExpungedUid, Folder, Message, utc
+from mailbox_store.models import Folder, Message, utc
 from mailbox_store.modseq import bump, record_expunged
 from mailbox_store.rowlocks import lock_folders
 
@@ -99,11 +100,9 @@ class MessageOps:
         return out
 
     async def vanished_since(self, folder_id: int, modseq: int) -> list[int]:
-        """UIDs expunged from the folder after `modseq`, ascending (RFC 7162 §3.2.5.2)."""
-        async with self.engine.connect() as conn:
-            return list((await conn.execute(select(ExpungedUid.uid).where(
-                ExpungedUid.folder_id == folder_id, ExpungedUid.modseq > modseq)
-                .order_by(ExpungedUid.uid))).scalars())
+        """UIDs expunged from the folder after `modseq`, ascending (RFC 7162 §3.2.5.2);
+        past the pruned horizon, every UID not in the folder (expunged.py)."""
+        return await expunged.vanished_since(self, folder_id, modseq)  # type: ignore[arg-type]
 
     async def flags_of(self, folder_id: int, uids: Iterable[int]) -> dict[int, frozenset[str]]:
         uid_list = list(uids)

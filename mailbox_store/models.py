@@ -67,6 +67,9 @@ class Folder(Base):
     # RFC 7162 §3: the folder's HIGHESTMODSEQ, raised by every change to its messages
     # (modseq.py); it only grows, and a folder re-created gets a new UIDVALIDITY
     highestmodseq: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # RFC 7162 §3.2.5.2: expunged UIDs with a modseq up to this one were pruned
+    # (expunged.py); a client that knows only an older modseq gets every missing UID
+    expunge_horizon: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Subscription(Base):

@@ -145,6 +145,7 @@ class Config:
     imap_literal_timeout: float = 600.0
     imap_max_append_bytes_per_account: int = 104_857_600
     imap_max_append_bytes_in_flight: int = 536_870_912
+    imap_qresync_expunged_keep: int = 1000  # [imap] expunged UIDs kept per folder for QRESYNC (issue 12)
     mx_data_timeout: float = 600.0  # the whole DATA transfer, MX and submission (451 4.4.2 beyond)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     store_key_cache: int = 10_000  # unwrapped mailbox keys kept (least recently used dropped)
@@ -434,6 +435,8 @@ def load_config(path: Path) -> Config:
             _get(data, "imap", "max_append_bytes_per_account", int, 104_857_600))),
         imap_max_append_bytes_in_flight=int(_positive(
             "imap.max_append_bytes_in_flight", _get(data, "imap", "max_append_bytes_in_flight", int, 536_870_912))),
+        imap_qresync_expunged_keep=int(_positive(
+            "imap.qresync_expunged_keep", _get(data, "imap", "qresync_expunged_keep", int, 1000))),
         admin_listen=parse_listen("admin.listen", _get(data, "admin", "listen", str, "127.0.0.1:9325")),
         trust_list_max_age_days=float(_positive("trust_list.max_age_days",
                                                 _get(data, "trust_list", "max_age_days", (int, float), 7))),

@@ -21,7 +21,7 @@ from mailbox_store.feed import Change
 from mailbox_store.feed import MessageMeta
 from mailbox_store.messages import Snapshot
 from mailbox_store.store import MailboxInfo, Store
-from relay.imap import wire
+from relay.imap import contextsearch, wire
 from relay.imap.sequence import compress
 from relay.imap.types import MessageView
 
@@ -62,6 +62,10 @@ class Selected:
     qresync: bool = False
     _modseqs: dict[int, int] = field(default_factory=dict)  # modseqs of pending flag changes
     _pending_modseq: int = 0
+    # RFC 5267 §4: the live SEARCH RETURN (UPDATE)s of this view, and the UIDs changed or
+    # announced since they were last matched (kept only while one is live: contextsearch.py)
+    searches: list[contextsearch.LiveSearch] = field(default_factory=list)
+    touched: set[int] = field(default_factory=set)
 
     @classmethod
     def from_snapshot(cls, owner: MailboxInfo, snap: Snapshot, readonly: bool,
@@ -117,6 +121,8 @@ class Selected:
         m = self.meta.get(uid)
         if m is not None:
             self.meta[uid] = MessageMeta(m.uid, flags, m.internal_date, m.size, max(modseq, m.modseq))
+            if self.searches:
+                self.touched.add(uid)
 
     def unseen_first(self) -> int | None:
         for i, uid in enumerate(self.uids):
@@ -159,6 +165,7 @@ class Selected:
         out: list[bytes] = []
         if allow_expunge and self._expunged:
             gone, self._expunged = self._expunged, set()
+            out += contextsearch.removed(self, gone)  # RFC 5267 §4.3: before the EXPUNGEs
             # highest first keeps the other announced numbers right (RFC 3501 §7.4.1):
             # deleting a higher number never moves a lower one, so every number is
             # read from the view as it was, and the view is rebuilt once (a del per
@@ -211,6 +218,8 @@ class Selected:
                 assert m is not None
                 self.uids.append(uid)
                 self.meta[uid] = m
+                if self.searches:
+                    self.touched.add(uid)
                 self.uidnext = max(self.uidnext, uid + 1)
             if fresh:
                 out[:0] = self.learn_keywords(m.flags for m in fresh.values() if m is not None)
@@ -218,6 +227,7 @@ class Selected:
                 out.append(b"* %d EXISTS" % self.exists)
                 if self.show_recent:  # RFC 3501 §7.3.2
                     out.append(b"* %d RECENT" % len(self.recent))
+        out += await contextsearch.refresh(self, store)  # RFC 5267 §4.3: ADDTO after EXISTS
         if not self.has_pending:  # a modseq is told only once all it covers is
             self.highestmodseq = max(self.highestmodseq, self._pending_modseq)
         return out

@@ -20,7 +20,9 @@ from mailbox_store.spool import private_dir
 from relay.auth import Authenticator
 from relay.config import Config
 from relay.imap.budget import LiteralBudget
+from relay.imap.expungeprune import ExpungedPruner
 from relay.imap.fetchcache import DerivedCache
+from relay.imap.idlefan import FolderFan
 from relay.imap.sortkeys import SortCache
 from relay.limits import SlotCounter
 
@@ -59,6 +61,8 @@ class ImapServer:
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="imap-work")
         self.sort_cache = SortCache()  # SORT/THREAD keys by message, bounded (sortkeys.py)
         self.derived_cache = DerivedCache()  # FETCH ENVELOPE/BODYSTRUCTURE by message, bounded (fetchcache.py)
+        self.fan = FolderFan(store.feed)  # the feed's changes to the sessions showing their folder (idlefan.py)
+        self.pruner = ExpungedPruner(store, config.imap_qresync_expunged_keep)  # QRESYNC's memory, bounded
 
     async def offload(self, work: Callable[[], T]) -> T:
         """Run pure, bounded work (one chunk of a command) in the IMAP worker threads."""
@@ -67,6 +71,7 @@ class ImapServer:
     async def start(self) -> None:
         cfg = self.config
         private_dir(self.spool_dir)
+        self.pruner.start()
         limit = cfg.imap_max_line + 2
         plain = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=False),
                                            cfg.imap_listen.host, cfg.imap_listen.port, limit=limit,
@@ -142,3 +147,5 @@ class ImapServer:
         for server in self._servers:
             await server.wait_closed()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.fan.stop()
+        await self.pruner.stop()

@@ -23,7 +23,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -34,11 +34,13 @@ from mailbox_store.messages import SEEN
 from mailbox_store.models import DOSSIER_FOLDER
 from mailbox_store.spool import SpooledMessage
 from mailbox_store.store import MailboxInfo, StoreError
-from relay.imap import condstore
+from relay.imap import condstore, contextsearch
+from relay.imap import notify as notifymod
 from relay.imap import fetch as fetchmod
 from relay.imap import search as searchmod
 from relay.imap import fetchcache, listing, recent, utf7, wire
 from relay.imap.budget import Reservation
+from relay.imap.idlefan import FolderKey
 from relay.imap.parser import TAG_CHARS, BadCharset, BadMailboxName, ParseError, Parser, literal_announcement
 from relay.imap.selected import Selected
 from relay.imap.sequence import compress, expand, intervals
@@ -106,11 +108,13 @@ class Session:
         self.tls = tls
         self.state = NOT_AUTH
         self.user: MailboxInfo | None = None
-        self.selected: Selected | None = None
+        self._selected: Selected | None = None
+        self._watching: FolderKey | None = None  # the folder whose changes reach on_change (idlefan.py)
+        self.notify: notifymod.Notify | None = None  # RFC 5465 NOTIFY SET (notify.py)
+        self._idle_poke: Callable[[], None] | None = None  # wakes IDLE's wait (cmd_idle)
         self.rev2 = False
         self.condstore = self.qresync = False  # RFC 7162, per session (condstore.py)
         self.peer = (writer.get_extra_info("peername") or ("?",))[0]
-        self._listening = False
         self.selected_gone = False  # another session deleted or renamed the selected folder
         self.busy = False  # inside a command: SIGTERM lets it finish
         # token bucket: a client may burst, but a flood of commands is slowed down
@@ -344,7 +348,7 @@ class Session:
                 b"NAMESPACE", b"UIDPLUS", b"MOVE", b"UNSELECT", b"SPECIAL-USE", b"LIST-EXTENDED",
                 b"LIST-STATUS", b"ESEARCH", b"CHILDREN", b"BINARY", b"STATUS=SIZE", b"CONDSTORE", b"QRESYNC",
                 b"SORT", b"SORT=DISPLAY", b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"ESORT",
-                b"MULTIAPPEND", b"CATENATE"]
+                b"MULTIAPPEND", b"CATENATE", b"CONTEXT=SEARCH", b"NOTIFY"]
         if self.state == NOT_AUTH:
             caps += [b"STARTTLS", b"LOGINDISABLED"] if not self.tls else [b"AUTH=PLAIN"]
         return b" ".join(caps)
@@ -383,8 +387,8 @@ class Session:
 
     async def close(self) -> None:
         self._end_command()
-        if self._listening:
-            self.server.store.feed.unlisten(self.on_change)
+        self.watch(None)
+        notifymod.stop(self)
         self.server.forget(self)
         try:
             self.writer.close()
@@ -452,6 +456,8 @@ class Session:
         if self.selected is not None and self.state != LOGOUT:  # nothing pending after BYE
             allow = name not in NO_UPDATES_AFTER
             await self.send(*await self.selected.updates(self.server.store, allow_expunge=allow))
+        if self.notify is not None and self.state != LOGOUT:  # RFC 5465: other folders' STATUS
+            await self.send(*await notifymod.pending_lines(self))
         code = f"[{reply.code}] " if reply.code else ""
         await self.send(f"{tag} {reply.status} {code}{reply.text}".encode("utf-8", "replace"), flush=True)
 
@@ -519,10 +525,25 @@ class Session:
             if ward is None or not ward.state.receives:
                 raise Bye("access to this child's mailbox was withdrawn")
 
-    def start_listening(self) -> None:
-        if not self._listening:
-            self.server.store.feed.listen(self.on_change)
-            self._listening = True
+    @property
+    def selected(self) -> Selected | None:
+        return self._selected
+
+    @selected.setter
+    def selected(self, sel: Selected | None) -> None:
+        self._selected = sel
+        self.watch((sel.owner.id, sel.name) if sel is not None else None)
+
+    def on_notify_change(self, change: Change) -> None:
+        notifymod.on_change(self, change)
+        if self._idle_poke is not None:
+            self._idle_poke()
+
+    def watch(self, key: FolderKey | None) -> None:
+        """Receive the changes of this folder only (idlefan.py), or none."""
+        if key != self._watching:
+            self.server.fan.move(self.on_change, self._watching, key)
+            self._watching = key
 
     def on_change(self, change: Change) -> None:
         """Called by the feed at publish time: only queue, never I/O (selected.py)."""
@@ -540,8 +561,10 @@ class Session:
             # the folder this session shows is gone: its UIDs mean nothing any more
             self.selected_gone = True
             sel.wake.set()
-            return
-        sel.feed(change)
+        else:
+            sel.feed(change)
+        if self._idle_poke is not None:
+            self._idle_poke()
 
 
 OTHER_USERS = "Other Users"  # RFC 2342 "Other Users" namespace prefix (without the "/")
@@ -629,7 +652,6 @@ async def _authenticated(s: Session, login: str, password: str) -> Reply:
         return no("too many sessions for this account", "LIMIT")
     s.user = result.mailbox
     s.state = AUTH
-    s.start_listening()
     return ok("logged in", "CAPABILITY " + s.capabilities().decode())
 
 
@@ -717,6 +739,7 @@ async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
     # view being in place is replayed into it, not lost (issue 12 §5); a change the
     # snapshot already holds replays as a no-op (Selected.updates skips known UIDs/flags)
     s._backlog, s._backlog_overflow = [], False
+    s.watch((owner.id, folder))
     try:
         return await _open_view(s, name, owner, folder, own, readonly, params)
     finally:
@@ -726,6 +749,8 @@ async def _select(s: Session, p: Parser, readonly: bool) -> Reply:
         if s.selected is not None:
             for change in backlog or ():
                 s.on_change(change)
+        else:
+            s.watch(None)
 
 
 async def _open_view(s: Session, name: str, owner: MailboxInfo, folder: str, own: bool, readonly: bool,
@@ -967,39 +992,63 @@ async def cmd_status(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
 async def cmd_idle(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.end()
     await s.send(b"+ idling")
+    loop = asyncio.get_running_loop()
     deadline = time.monotonic() + s.server.config.imap_idle_timeout
     # the IDLE deadline below bounds the wait; read_line adds the length check
     line_task = asyncio.ensure_future(s.read_line(s.server.config.imap_idle_timeout + 60))
+    stop = asyncio.ensure_future(s.server.stopped.wait())
+    # One future per wait, resolved by whichever comes first: a change (on_change pokes
+    # it), the client's line, the server stopping, the timer. 10,000 idle sessions woken
+    # by one delivery each paid for two tasks, asyncio.wait's bookkeeping and a store
+    # lookup before their update (issue 12); now one future each.
+    waiter: asyncio.Future[None] | None = None
+
+    def poke(_: object = None) -> None:
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    line_task.add_done_callback(poke)
+    stop.add_done_callback(poke)
+    checked = time.monotonic()
     try:
         while True:
             sel = s.selected
+            if s.selected_gone and sel is not None:
+                raise Bye("the selected mailbox was deleted or renamed by another session")
             if sel is not None and sel.has_pending:
                 await s.send(*await sel.updates(s.server.store, allow_expunge=True))
-            waits: set[asyncio.Future[Any]] = {line_task}
-            wake = asyncio.ensure_future(sel.wake.wait()) if sel is not None else None
-            if wake is not None:
-                waits.add(wake)
-            stop = asyncio.ensure_future(s.server.stopped.wait())
-            waits.add(stop)
-            # wake at least every ACCESS_RECHECK seconds to re-check the user's rights
-            done, _ = await asyncio.wait(waits, timeout=min(max(deadline - time.monotonic(), 0), ACCESS_RECHECK),
-                                         return_when=asyncio.FIRST_COMPLETED)
-            for w in (wake, stop):
-                if w is not None and w not in done:
-                    w.cancel()
-            if line_task in done:
+            if s.notify is not None and s.notify.pending:  # RFC 5465 §5: told while idling too
+                await s.send(*await notifymod.pending_lines(s))
+            if line_task.done():
                 line = line_task.result()
                 if line.strip().upper() != b"DONE":
                     return bad("expected DONE")
                 return ok("IDLE terminated")
-            if stop in done:
+            if stop.done():
                 raise Bye("server shutting down")
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise Bye("autologout: idle for too long")
-            await s.check_access()  # rights withdrawn while idling end the session too
+            # rights withdrawn while idling end the session too, checked every
+            # ACCESS_RECHECK seconds after the updates, never before them
+            if now >= checked + ACCESS_RECHECK:
+                await s.check_access()
+                checked = now = time.monotonic()
+            if (sel is not None and sel.has_pending) or (s.notify is not None and s.notify.pending):
+                continue  # arrived during the sends above
+            waiter = loop.create_future()
+            s._idle_poke = poke
+            timer = loop.call_later(max(min(deadline, checked + ACCESS_RECHECK) - now, 0), poke)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                s._idle_poke = None
+                waiter = None
     finally:
-        if not line_task.done():
-            line_task.cancel()
+        for task in (line_task, stop):
+            if not task.done():
+                task.cancel()
 
 
 # ---- selected -----------------------------------------------------------------------
@@ -1078,7 +1127,8 @@ async def matching_views(s: Session, key: SearchKey) -> list[MessageView]:
 
 async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.sp()
-    returns = p.search_return_opts()  # RFC 4731 ESEARCH; None when absent
+    ret = contextsearch.return_opts(p)  # RFC 4731 ESEARCH, RFC 5267 UPDATE/PARTIAL; None when absent
+    returns = list(ret.opts) if ret is not None else None
     if returns is not None:
         p.sp()
     _charset, key = p.search_program()
@@ -1088,7 +1138,8 @@ async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     by_modseq = condstore.uses_modseq(key)
     if by_modseq:
         await s.send(*condstore.enable(s))  # RFC 7162 §3.1: CONDSTORE-enabling
-    hits = [v.uid if uid else v.seq for v in await matching_views(s, key)]
+    views = await matching_views(s, key)
+    hits = [v.uid if uid else v.seq for v in views]
     modseq = b""
     if by_modseq and hits:  # RFC 7162 §3.1.5: the highest modseq of what is returned
         modseq = b"%d" % condstore.hits_modseq(sel, hits, uid, returns)
@@ -1106,10 +1157,25 @@ async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
             parts.append(b"ALL " + compress(hits).encode())
         if "COUNT" in opts:
             parts.append(b"COUNT %d" % len(hits))
+        if ret is not None and ret.partial is not None:
+            parts.append(contextsearch.partial_part(hits, ret.partial))
         if modseq:
             parts.append(b"MODSEQ " + modseq)
+        if "UPDATE" in opts and not contextsearch.start(sel, tag, uid, key, [v.uid for v in views],
+                                                        lambda n: s.server.audit_read(s, n)):
+            return no("trop de recherches suivies / too many searches kept up to date", "LIMIT")
         await s.send(b"* ESEARCH " + b" ".join(parts))
     return ok("SEARCH done")
+
+
+async def cmd_cancelupdate(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
+    """RFC 5267 §4.3.5: end the updates of the searches these tags started."""
+    tags = contextsearch.parse_cancel(p)
+    assert s.selected is not None
+    unknown = contextsearch.cancel(s.selected, tags)
+    if unknown:
+        return bad("aucune recherche suivie avec cette etiquette / no search kept up to date with that tag")
+    return ok("CANCELUPDATE done")
 
 
 async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
@@ -1369,14 +1435,15 @@ _AUTH_COMMANDS: dict[str, Handler] = {
     "ENABLE": cmd_enable, "NAMESPACE": cmd_namespace, "SELECT": cmd_select, "EXAMINE": cmd_examine,
     "CREATE": cmd_create, "DELETE": cmd_delete, "RENAME": cmd_rename, "SUBSCRIBE": cmd_subscribe,
     "UNSUBSCRIBE": cmd_unsubscribe, "LIST": cmd_list, "LSUB": cmd_lsub, "STATUS": cmd_status,
-    "APPEND": appendmod.cmd_append, "IDLE": cmd_idle,
+    "APPEND": appendmod.cmd_append, "IDLE": cmd_idle, "NOTIFY": notifymod.cmd_notify,
 }
 TABLES: dict[str, dict[str, Handler]] = {
     NOT_AUTH: {"STARTTLS": cmd_starttls, "LOGIN": cmd_login, "AUTHENTICATE": cmd_authenticate},
     AUTH: _AUTH_COMMANDS,
     SELECTED: {**_AUTH_COMMANDS, "CHECK": cmd_check, "CLOSE": cmd_close, "UNSELECT": cmd_unselect,
                "EXPUNGE": cmd_expunge, "SEARCH": cmd_search, "FETCH": cmd_fetch, "STORE": cmd_store,
-               "COPY": cmd_copy, "MOVE": cmd_move, "SORT": ordering.cmd_sort, "THREAD": ordering.cmd_thread},
+               "COPY": cmd_copy, "MOVE": cmd_move, "SORT": ordering.cmd_sort, "THREAD": ordering.cmd_thread,
+               "CANCELUPDATE": cmd_cancelupdate},
     LOGOUT: {},
 }
 PRELOGIN_TIMEOUT = 60.0  # seconds a client may stay silent before logging in

@@ -13,6 +13,7 @@ import pytest
 from mailbox_store.store import Store
 from policy.recipients import MailboxState
 from relay.imap import fetch as fetchmod
+from relay.imap.idlefan import FolderFan
 from relay.imap.fetchcache import DerivedCache
 from relay.imap.session import AUTH, Session
 from relay.imap.types import FetchAtt
@@ -63,7 +64,7 @@ async def test_second_fetch_envelope_decrypts_nothing_and_answers_the_same(
 
     server = SimpleNamespace(
         config=SimpleNamespace(imap_command_burst=100, imap_command_rate=100.0, imap_command_timeout=60.0),
-        store=store, derived_cache=DerivedCache(), offload=offload,
+        store=store, derived_cache=DerivedCache(), offload=offload, fan=FolderFan(store.feed),
         audit_read=lambda session, count: audited.append(count))
     a, b = socket.socketpair()
     reader, writer = await asyncio.open_connection(sock=a)

@@ -11,6 +11,7 @@ import pytest
 
 from mailbox_store.store import Store
 from policy.recipients import MailboxState
+from relay.imap.idlefan import FolderFan
 from relay.imap.session import AUTH, Session
 from tests.unit.imap.peer import until_tagged
 
@@ -38,10 +39,9 @@ async def test_a_delivery_during_select_is_announced(store: Store, monkeypatch: 
     reader, writer = await asyncio.open_connection(sock=a)
     peer_reader, peer_writer = await asyncio.open_connection(sock=b)
     config = SimpleNamespace(imap_command_burst=100, imap_command_rate=100.0, imap_command_timeout=60.0)
-    server = SimpleNamespace(config=config, store=store)
+    server = SimpleNamespace(config=config, store=store, fan=FolderFan(store.feed))
     s = Session(server, reader, writer, tls=True)  # type: ignore[arg-type]
     s.user, s.state = mb, AUTH
-    s.start_listening()
     try:
         await s.execute(b"a SELECT INBOX")
         lines = await until_tagged(peer_reader, b"a")
@@ -52,6 +52,6 @@ async def test_a_delivery_during_select_is_announced(store: Store, monkeypatch: 
         assert b"* 2 EXISTS" in lines  # announced with SELECT's reply or the next command's
         assert s.selected is not None and s.selected.uids == [1, 2]
     finally:
-        store.feed.unlisten(s.on_change)
+        server.fan.stop()
         writer.close()
         peer_writer.close()
