@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from mailbox_store import imapreads
 from mailbox_store.feed import Change, MessageMeta
 from mailbox_store.folders import FolderError, _folder_id, delete_orphan_blobs
-from mailbox_store.models import ExpungedUid, Folder, Message, utc
+from mailbox_store.models import Folder, Message, utc
 from mailbox_store.modseq import bump, record_expunged
 from mailbox_store.rowlocks import lock_folders
 
 if TYPE_CHECKING:
+    from mailbox_store.reader import Reader
     from mailbox_store.writer import Writer
 
 SEEN = "\\Seen"
@@ -60,57 +62,31 @@ def _flag_text(flags: Iterable[str]) -> str:
 
 class MessageOps:
     engine: Any
+    reader: Reader  # IMAP's reads: one thread hop each (imapreads.py)
     writer: "Writer"
 
     async def snapshot(self, mailbox_id: int, name: str, since_uid: int = 0) -> Snapshot:
         """The folder as a session sees it on SELECT (or the messages above since_uid)."""
-        async with self.engine.connect() as conn:
-            folder = (await conn.execute(select(Folder.id, Folder.uidvalidity, Folder.uidnext,
-                                                Folder.first_recent_uid, Folder.highestmodseq).where(
-                Folder.mailbox_id == mailbox_id, Folder.name == name))).first()
-            if folder is None:
-                raise FolderError(f"no folder {name}", "NONEXISTENT")
-            rows = (await conn.execute(
-                select(Message.uid, Message.flags, Message.internal_date, Message.size, Message.modseq)
-                .where(Message.folder_id == folder.id, Message.uid > since_uid).order_by(Message.uid))).all()
-        return Snapshot(folder.id, name, folder.uidvalidity, folder.uidnext,
-                        [MessageMeta(r.uid, _flags(r.flags), utc(r.internal_date), r.size, r.modseq) for r in rows],
-                        folder.first_recent_uid, folder.highestmodseq)
+        return await self.reader.run(lambda conn: imapreads.snapshot(conn, mailbox_id, name, since_uid))
 
     async def modseqs_of(self, folder_id: int, uids: Iterable[int]) -> dict[int, int]:
         """The current MODSEQ of those UIDs that exist (RFC 7162 FETCH MODSEQ)."""
         uid_list = list(uids)
-        out: dict[int, int] = {}
-        async with self.engine.connect() as conn:
-            for start in range(0, len(uid_list), 500):
-                out.update((await conn.execute(select(Message.uid, Message.modseq).where(
-                    Message.folder_id == folder_id, Message.uid.in_(uid_list[start:start + 500])))).all())
-        return out
+        return await self.reader.run(lambda conn: imapreads.modseqs_of(conn, folder_id, uid_list))
 
     async def blob_ids(self, folder_id: int, uids: Iterable[int]) -> dict[int, str]:
         """The sealed blob of each of those UIDs that exist: a message's identity for
         caches of what is derived from its bytes (copies share it; never reused)."""
         uid_list = list(uids)
-        out: dict[int, str] = {}
-        async with self.engine.connect() as conn:
-            for start in range(0, len(uid_list), 500):
-                out.update((await conn.execute(select(Message.uid, Message.blob_id).where(
-                    Message.folder_id == folder_id, Message.uid.in_(uid_list[start:start + 500])))).all())
-        return out
+        return await self.reader.run(lambda conn: imapreads.blob_ids(conn, folder_id, uid_list))
 
     async def vanished_since(self, folder_id: int, modseq: int) -> list[int]:
         """UIDs expunged from the folder after `modseq`, ascending (RFC 7162 §3.2.5.2)."""
-        async with self.engine.connect() as conn:
-            return list((await conn.execute(select(ExpungedUid.uid).where(
-                ExpungedUid.folder_id == folder_id, ExpungedUid.modseq > modseq)
-                .order_by(ExpungedUid.uid))).scalars())
+        return await self.reader.run(lambda conn: imapreads.vanished_since(conn, folder_id, modseq))
 
     async def flags_of(self, folder_id: int, uids: Iterable[int]) -> dict[int, frozenset[str]]:
         uid_list = list(uids)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(Message.uid, Message.flags).where(
-                Message.folder_id == folder_id, Message.uid.in_(uid_list)))).all()
-        return {r.uid: _flags(r.flags) for r in rows}
+        return await self.reader.run(lambda conn: imapreads.flags_of(conn, folder_id, uid_list))
 
     async def store_flags(self, mailbox_id: int, folder: str, uids: Iterable[int], mode: str,
                           flags: Iterable[str]) -> dict[int, frozenset[str]]:

@@ -27,6 +27,10 @@ class Reader:
         self._engine = engine
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store-reader")
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     async def run(self, fn: Callable[[Connection], R]) -> R:
         """fn(conn) in a worker thread, inside one read transaction (one snapshot)."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._call, fn)

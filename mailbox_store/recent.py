@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, select, update
 
+from mailbox_store import imapreads
 from mailbox_store.feed import Change
-from mailbox_store.models import Folder, Message
+from mailbox_store.models import Folder
 
 if TYPE_CHECKING:
+    from mailbox_store.reader import Reader
     from mailbox_store.writer import Writer
 
 _KNOWN_MARKS = 100_000  # folders whose mark this process remembers (bounded memory)
@@ -26,6 +28,7 @@ _KNOWN_MARKS = 100_000  # folders whose mark this process remembers (bounded mem
 
 class RecentOps:
     engine: Any
+    reader: Reader  # (imapreads.py)
     writer: Writer
     _recent_marks: dict[int, int]
 
@@ -90,9 +93,4 @@ class RecentOps:
 
     async def recent_count(self, folder_id: int) -> int:
         """STATUS RECENT: the messages no session has claimed yet."""
-        async with self.engine.connect() as conn:
-            first = (await conn.execute(select(Folder.first_recent_uid).where(Folder.id == folder_id))).scalar()
-            if first is None:
-                return 0
-            return (await conn.execute(select(func.count(Message.id)).where(
-                Message.folder_id == folder_id, Message.uid >= first))).scalar() or 0
+        return await self.reader.run(lambda conn: imapreads.recent_count(conn, folder_id))
