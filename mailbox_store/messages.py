@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, literal, select, update
 
 from mailbox_store import imapreads
 from mailbox_store.feed import Change, MessageMeta
@@ -60,6 +60,43 @@ def _flag_text(flags: Iterable[str]) -> str:
     return " ".join(sorted(flags))
 
 
+# Built once (issue 12 §3): STORE and EXPUNGE are most of IMAP's writes, and building
+# a statement cost more Python than SQLite took to run it.
+_UIDS = bindparam("uids", expanding=True)
+_FLAG_ROWS = select(Message.uid, Message.flags, Message.modseq).where(Message.folder_id == bindparam("fid"),
+                                                                      Message.uid.in_(_UIDS))
+_SET_FLAGS = (update(Message).where(Message.folder_id == bindparam("fid"), Message.uid == bindparam("u"))
+              .values(flags=bindparam("f"), modseq=bindparam("m")))
+# flags are stored space-separated (_flag_text): padded with a space each side, the
+# flag as a whole word is an exact test, so "\\Deleted" never matches a keyword that
+# merely contains the text
+_IS_DELETED = (literal(" ") + Message.flags + literal(" ")).contains(f" {DELETED} ", autoescape=True)
+_DELETE_DELETED = delete(Message).where(Message.folder_id == bindparam("fid"), _IS_DELETED)
+_DELETE_DELETED_AMONG = _DELETE_DELETED.where(Message.uid.in_(_UIDS))
+_DELETE_DELETED_RETURNING = _DELETE_DELETED.returning(Message.uid, Message.blob_id)
+_DELETE_DELETED_AMONG_RETURNING = _DELETE_DELETED_AMONG.returning(Message.uid, Message.blob_id)
+_SELECT_DELETED = select(Message.uid, Message.blob_id).where(Message.folder_id == bindparam("fid"), _IS_DELETED)
+_SELECT_DELETED_AMONG = _SELECT_DELETED.where(Message.uid.in_(_UIDS))
+_DELETE_UIDS = delete(Message).where(Message.folder_id == bindparam("fid"), Message.uid.in_(_UIDS))
+
+
+def _delete_deleted(conn: Connection, fid: int, among: list[int] | None) -> list[tuple[int, str]]:
+    """Delete the folder's messages flagged \\Deleted (only those among these UIDs when
+    given); returns their (uid, blob id). One statement where DELETE ... RETURNING
+    exists (SQLite >= 3.35, PostgreSQL), else a SELECT and a DELETE."""
+    params: dict[str, Any] = {"fid": fid}
+    if among is not None:
+        params["uids"] = among
+    if conn.dialect.delete_returning:
+        stmt = _DELETE_DELETED_RETURNING if among is None else _DELETE_DELETED_AMONG_RETURNING
+        return [(uid, blob) for uid, blob in conn.execute(stmt, params).all()]
+    rows = [(uid, blob) for uid, blob in conn.execute(_SELECT_DELETED if among is None else _SELECT_DELETED_AMONG,
+                                                      params).all()]
+    if rows:
+        conn.execute(_DELETE_UIDS, {"fid": fid, "uids": [uid for uid, _ in rows]})
+    return rows
+
+
 class MessageOps:
     engine: Any
     reader: Reader  # IMAP's reads: one thread hop each (imapreads.py)
@@ -108,8 +145,8 @@ class MessageOps:
             modified: list[int] = []
             changed: list[tuple[int, frozenset[str]]] = []
             for start in range(0, len(uid_list), 500):
-                for uid, text, modseq in conn.execute(select(Message.uid, Message.flags, Message.modseq).where(
-                        Message.folder_id == fid, Message.uid.in_(uid_list[start:start + 500]))).all():
+                for uid, text, modseq in conn.execute(_FLAG_ROWS, {"fid": fid,
+                                                                   "uids": uid_list[start:start + 500]}).all():
                     old = _flags(text)
                     if unchanged_since is not None and modseq > unchanged_since:
                         modified.append(uid)
@@ -122,10 +159,8 @@ class MessageOps:
             changes: list[Change] = []
             if changed:
                 value = bump(conn, [fid])[fid]
-                conn.execute(update(Message).where(Message.folder_id == bindparam("fid"),
-                                                   Message.uid == bindparam("u"))
-                             .values(flags=bindparam("f"), modseq=value),
-                             [{"fid": fid, "u": uid, "f": _flag_text(new)} for uid, new in changed])
+                conn.execute(_SET_FLAGS, [{"fid": fid, "u": uid, "f": _flag_text(new), "m": value}
+                                          for uid, new in changed])
                 for uid, new in changed:
                     modseqs[uid] = value
                     changes.append(Change("message.flags", mailbox_id, folder, uid, flags=new, modseq=value))
@@ -140,18 +175,11 @@ class MessageOps:
 
         def job(conn: Connection) -> tuple[list[int], list[Change]]:
             fid = _folder_id(conn, mailbox_id, folder)
-            # LIKE pre-selects; the exact flag test below rules out keywords that merely
-            # contain the text
-            q = select(Message.uid, Message.blob_id, Message.flags).where(
-                Message.folder_id == fid, Message.flags.contains(DELETED, autoescape=True))
-            if restrict is not None:
-                q = q.where(Message.uid.in_(restrict))
-            rows = [r for r in conn.execute(q.order_by(Message.uid)).all() if DELETED in _flags(r.flags)]
-            gone = [r.uid for r in rows]
+            rows = _delete_deleted(conn, fid, restrict)
+            gone = sorted(uid for uid, _ in rows)
             value = 0
             if gone:
-                conn.execute(delete(Message).where(Message.folder_id == fid, Message.uid.in_(gone)))
-                delete_orphan_blobs(conn, {r.blob_id for r in rows})
+                delete_orphan_blobs(conn, {blob for _, blob in rows})
                 value = bump(conn, [fid])[fid]
                 record_expunged(conn, fid, gone, value)
             return gone, [Change("message.expunged", mailbox_id, folder, u, modseq=value) for u in gone]
