@@ -775,9 +775,22 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         (a query per message cost a round trip each: FETCH 1:* on 10,000 messages took
         19 s that way)."""
         out: dict[int, bytes] = {}
+        mb = await self.cached_mailbox(ins)
+        aead = await self._data_key(mb.id, ins) if mb is not None else None
         for start in range(0, len(uids), 500):
             chunk = list(uids[start:start + 500])
-            rows = await self.reader.run(lambda conn, chunk=chunk: imapreads.raw_rows(conn, ins, folder, chunk))
+
+            def read(conn: Connection, chunk: list[int] = chunk) -> tuple[list[Any], dict[int, bytes] | None]:
+                rows = imapreads.raw_rows(conn, ins, folder, chunk)
+                if mb is None or aead is None or any(r.id != mb.id for r in rows):
+                    return rows, None  # the mailbox changed under the cache: opened below
+                # opened in the reader's thread with the rows (issue 12 §3): never on the
+                # event loop, and no second hop to the crypto pool
+                return [], {r.uid: open_blob(aead, ins, r.blob_id, r.key_wrapped, r.sealed) for r in rows}
+
+            rows, opened = await self.reader.run(read)
+            if opened is not None:
+                out.update(opened)
             for row in rows:
                 out[row.uid] = await self.off_loop(len(row.sealed), open_blob, await self._data_key(row.id, ins),
                                                    ins, row.blob_id, row.key_wrapped, row.sealed)

@@ -168,7 +168,9 @@ class Session:
         """One CRLF-terminated line; the session ends (BYE) when it is too long or the
         client stays silent past timeout (RFC 3501 §5.4)."""
         try:
-            return await asyncio.wait_for(self.reader.readuntil(b"\r\n"), timeout)
+            # asyncio.timeout, not wait_for: no task per line (issue 12 §3, py-spy)
+            async with asyncio.timeout(timeout):
+                return await self.reader.readuntil(b"\r\n")
         except asyncio.LimitOverrunError:
             raise Bye("command line too long") from None
         except asyncio.IncompleteReadError:
