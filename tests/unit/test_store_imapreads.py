@@ -35,11 +35,13 @@ def msg(n: int) -> bytes:
 
 @contextmanager
 def statements(engine: Engine) -> Iterator[list[str]]:
-    """The SQL statements run on `engine` inside the block (not BEGIN, COMMIT, ROLLBACK)."""
+    """The SQL statements run on `engine` inside the block (not BEGIN, COMMIT, ROLLBACK,
+    nor PostgreSQL's NOTIFY to the other nodes, mailbox_store/nodefeed.py)."""
     seen: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+        if statement.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK") \
+                and "pg_notify" not in statement:
             seen.append(statement)
 
     event.listen(engine, "before_cursor_execute", count)
