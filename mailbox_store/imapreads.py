@@ -102,6 +102,11 @@ def snapshot(conn: Connection, mailbox_id: int, name: str, since_uid: int = 0) -
                     folder.first_recent_uid, folder.highestmodseq)
 
 
+def uidvalidity(conn: Connection, mailbox_id: int, name: str) -> int | None:
+    row = conn.execute(_SNAP_FOLDER, {"mid": mailbox_id, "name": name}).first()
+    return None if row is None else row.uidvalidity
+
+
 def _by_uid(conn: Connection, stmt: Any, folder_id: int, uids: list[int]) -> list[Any]:
     out: list[Any] = []
     for start in range(0, len(uids), IN_CHUNK):
@@ -174,3 +179,8 @@ class ImapReadOps:
 
     async def list_view(self, mailbox_id: int) -> ListView:
         return await self.reader.run(lambda conn: list_view(conn, mailbox_id))
+
+    async def folder_uidvalidity(self, mailbox_id: int, name: str) -> int | None:
+        """The folder's UIDVALIDITY, None when it does not exist: what APPEND needs
+        (TRYCREATE, APPENDUID), without counting the folder's messages."""
+        return await self.reader.run(lambda conn: uidvalidity(conn, mailbox_id, name))

@@ -90,8 +90,11 @@ async def test_imap_reads_take_one_reader_hop_each_and_never_the_async_driver(st
         assert [w.ins for w in await store.wards(mb.id)] == [CHILD]
         assert await store.fetch_raw_many(INS, "INBOX", [2, 3, 7]) == {2: msg(1), 3: msg(2)}
         assert (await store.folder(mb.id, "INBOX")).messages == 2  # type: ignore[union-attr]
+        # APPEND's check: the folder exists, and its UIDVALIDITY for APPENDUID
+        assert await store.folder_uidvalidity(mb.id, "INBOX") == snap.uidvalidity
+        assert await store.folder_uidvalidity(mb.id, "Nowhere") is None
     assert through_async == []  # no statement went through the async engine
-    assert hops >= 12
+    assert hops >= 14
 
 
 async def test_expunge_matches_the_whole_flag_and_leaves_shared_blobs(store: Store, store_url: str) -> None:
