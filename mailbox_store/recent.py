@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from mailbox_store import imapreads
 from mailbox_store.feed import Change
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from mailbox_store.reader import Reader
     from mailbox_store.writer import Writer
 
+# built once (issue 12 §3): every SELECT and every announced delivery claims
+_MARK = select(Folder.first_recent_uid).where(Folder.id == bindparam("fid"))
+_MOVE_MARK = update(Folder).where(Folder.id == bindparam("fid")).values(first_recent_uid=bindparam("below"))
 _KNOWN_MARKS = 100_000  # folders whose mark this process remembers (bounded memory)
 
 
@@ -80,11 +83,11 @@ class RecentOps:
 
     async def _claim(self, folder_id: int, below_uid: int) -> int:
         def job(conn: Connection) -> tuple[int, list[Change]]:
-            first = conn.execute(select(Folder.first_recent_uid).where(Folder.id == folder_id)).scalar()
+            first = conn.execute(_MARK, {"fid": folder_id}).scalar()
             if first is None:  # the folder is gone: nothing to claim
                 return below_uid, []
             if first < below_uid:
-                conn.execute(update(Folder).where(Folder.id == folder_id).values(first_recent_uid=below_uid))
+                conn.execute(_MOVE_MARK, {"fid": folder_id, "below": below_uid})
             return first, []
 
         first = await self.writer.submit(job)
