@@ -290,7 +290,8 @@ class Session:
             try:
                 if wait <= 0:
                     raise asyncio.TimeoutError
-                piece = await asyncio.wait_for(self.reader.read(min(left, LITERAL_PIECE)), wait)
+                async with asyncio.timeout(wait):  # no task per piece (issue 12 §3)
+                    piece = await self.reader.read(min(left, LITERAL_PIECE))
             except asyncio.TimeoutError:
                 if time.monotonic() >= deadline:
                     await self._literal_too_slow(parts)
