@@ -784,9 +784,12 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
                 rows = imapreads.raw_rows(conn, ins, folder, chunk)
                 if mb is None or aead is None or any(r.id != mb.id for r in rows):
                     return rows, None  # the mailbox changed under the cache: opened below
-                # opened in the reader's thread with the rows (issue 12 §3): never on the
-                # event loop, and no second hop to the crypto pool
-                return [], {r.uid: open_blob(aead, ins, r.blob_id, r.key_wrapped, r.sealed) for r in rows}
+                # small ones opened in the reader's thread with the rows (issue 12 §3): never
+                # on the event loop, no second hop; large ones in the crypto pool as before,
+                # so that a FETCH of big bodies does not hold one of the few reader threads
+                small = {r.uid: open_blob(aead, ins, r.blob_id, r.key_wrapped, r.sealed)
+                         for r in rows if len(r.sealed) <= INLINE_CRYPTO_MAX}
+                return [r for r in rows if r.uid not in small], small
 
             rows, opened = await self.reader.run(read)
             if opened is not None:

@@ -136,3 +136,14 @@ async def test_store_flags_in_one_update_per_call(store: Store) -> None:
     # folder id, the rows, the modseq, one executemany UPDATE (+ the row lock on PostgreSQL)
     assert len([s for s in ran if s.lstrip().upper().startswith("UPDATE MESSAGES")]) == 1
     assert len(ran) <= 4 + (1 if store.engine.dialect.name == "postgresql" else 0), ran
+
+
+async def test_fetch_raw_many_opens_small_and_large_messages(store: Store) -> None:
+    """Small bodies are opened in the reader's thread, large ones (above
+    INLINE_CRYPTO_MAX) in the crypto pool: both come back whole."""
+    mb = await store.create_mailbox(INS, MailboxState.ACTIVE)
+    big = b"Subject: gros\r\n\r\n" + b"x" * 400_000 + b"\r\n"
+    await store.deliver([mb], msg(1))
+    await store.deliver([mb], big)
+    await store.deliver([mb], msg(3))
+    assert await store.fetch_raw_many(INS, "INBOX", [1, 2, 3, 4]) == {1: msg(1), 2: big, 3: msg(3)}
