@@ -1,5 +1,5 @@
 """Reads run whole in a worker thread on a synchronous connection (the webmail's hot
-reads: mailbox_store/pages.py, thread.py).
+reads: mailbox_store/pages.py, thread.py; IMAP's: mailbox_store/imapreads.py).
 
 Why: through the async driver every statement costs several hops between the event
 loop and the driver's thread (cursor, execute, fetch, close, and BEGIN and ROLLBACK per
