@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, delete, func, select, update
 
+from mailbox_store import imapreads
 from mailbox_store.feed import Change
 from mailbox_store.models import ExpungedUid, Folder, Message
 
@@ -76,20 +77,19 @@ async def prune_expunged(store: "Store", keep: int, max_rows: int) -> Pruned:
 async def vanished_since(store: "Store", folder_id: int, modseq: int) -> list[int]:
     """UIDs expunged from the folder after `modseq`, ascending (RFC 7162 §3.2.5.2): the
     exact list while `modseq` is at or above the folder's pruned horizon, else every UID
-    below UIDNEXT that is not in the folder (a superset the RFC allows)."""
-    async with store.engine.connect() as conn:
-        row = (await conn.execute(select(Folder.expunge_horizon, Folder.uidnext)
-                                  .where(Folder.id == folder_id))).one_or_none()
-        if row is None:
-            return []
-        horizon, uidnext = row
-        if modseq >= horizon:
-            return list((await conn.execute(select(ExpungedUid.uid).where(
-                ExpungedUid.folder_id == folder_id, ExpungedUid.modseq > modseq)
-                .order_by(ExpungedUid.uid))).scalars())
-        present = (await conn.execute(select(Message.uid).where(Message.folder_id == folder_id)
-                                      .order_by(Message.uid))).scalars()
-        return missing_uids(present, uidnext - 1)
+    below UIDNEXT that is not in the folder (a superset the RFC allows). One reader hop."""
+    return await store.reader.run(lambda conn: vanished_in(conn, folder_id, modseq))
+
+
+def vanished_in(conn: Connection, folder_id: int, modseq: int) -> list[int]:
+    row = conn.execute(select(Folder.expunge_horizon, Folder.uidnext).where(Folder.id == folder_id)).one_or_none()
+    if row is None:
+        return []
+    horizon, uidnext = row
+    if modseq >= horizon:
+        return imapreads.vanished_since(conn, folder_id, modseq)
+    present = conn.execute(select(Message.uid).where(Message.folder_id == folder_id).order_by(Message.uid)).scalars()
+    return missing_uids(present, uidnext - 1)
 
 
 def missing_uids(present: Iterable[int], largest: int) -> list[int]:

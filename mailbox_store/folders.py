@@ -9,14 +9,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, case, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, exists, func, insert, select, update
 
+from mailbox_store import imapreads
 from mailbox_store.feed import Change
 from mailbox_store.models import Blob, Document, Folder, Mailbox, Message, OutboundEntry, ReceiptRequest, Subscription
 from mailbox_store.modseq import bump, record_expunged
 from mailbox_store.rowlocks import lock_folders
 
 if TYPE_CHECKING:
+    from mailbox_store.reader import Reader
     from mailbox_store.writer import Writer
 
 SEPARATOR = "/"
@@ -85,8 +87,11 @@ def new_uidvalidity(conn: Connection, mailbox_id: int) -> int:
     return value
 
 
+_FOLDER_ID = select(Folder.id).where(Folder.mailbox_id == bindparam("mid"), Folder.name == bindparam("name"))
+
+
 def _folder_id(conn: Connection, mailbox_id: int, name: str) -> int:
-    fid = conn.execute(select(Folder.id).where(Folder.mailbox_id == mailbox_id, Folder.name == name)).scalar()
+    fid = conn.execute(_FOLDER_ID, {"mid": mailbox_id, "name": name}).scalar()
     if fid is None:
         raise FolderError(f"no folder {name}", "NONEXISTENT")
     return fid
@@ -98,46 +103,39 @@ def delete_orphan_blobs(conn: Connection, blob_ids: set[str]) -> None:
     Sent copy and its queue entries share one blob)."""
     if not blob_ids:
         return
-    used = set(conn.execute(select(Message.blob_id).where(Message.blob_id.in_(blob_ids))).scalars())
-    used |= set(conn.execute(select(Document.blob_id).where(Document.blob_id.in_(blob_ids))).scalars())
-    used |= set(conn.execute(select(OutboundEntry.blob_id).where(OutboundEntry.blob_id.in_(blob_ids))).scalars())
-    orphans = blob_ids - used
-    if orphans:
-        conn.execute(delete(ReceiptRequest).where(ReceiptRequest.blob_id.in_(orphans)))
-        conn.execute(delete(Blob).where(Blob.id.in_(orphans)))
+    # two prebuilt statements, the orphan test inside them (issue 12 §3: an EXPUNGE
+    # spent five statements here: three SELECTs of users and two DELETEs)
+    ids = sorted(blob_ids)
+    for start in range(0, len(ids), 500):
+        chunk = {"ids": ids[start:start + 500]}
+        conn.execute(_ORPHAN_RECEIPTS, chunk)
+        conn.execute(_ORPHAN_BLOBS, chunk)
+
+
+def _unused(blob_id: Any) -> Any:
+    """No message, dossier document or queue entry points at this blob."""
+    return ~exists().where(Message.blob_id == blob_id) & ~exists().where(Document.blob_id == blob_id) \
+        & ~exists().where(OutboundEntry.blob_id == blob_id)
+
+
+_ORPHAN_RECEIPTS = delete(ReceiptRequest).where(ReceiptRequest.blob_id.in_(bindparam("ids", expanding=True)),
+                                                _unused(ReceiptRequest.blob_id))
+_ORPHAN_BLOBS = delete(Blob).where(Blob.id.in_(bindparam("ids", expanding=True)), _unused(Blob.id))
 
 
 class FolderOps:
     engine: Any
+    reader: Reader  # IMAP's reads: one thread hop each (imapreads.py)
     writer: "Writer"
 
     async def list_folders(self, mailbox_id: int, name: str | None = None) -> list[FolderInfo]:
-        """Every folder of the mailbox with its counts, or only the one called name."""
-        # contains(autoescape): LIKE with an explicit ESCAPE; PostgreSQL's LIKE takes a
-        # backslash as its default escape, so a bare '%\Seen%' also matched a keyword "Seen"
-        seen = Message.flags.contains("\\Seen", autoescape=True)
-        unseen = func.sum(case((Message.id.is_(None), 0), (seen, 0), else_=1))
-        recent = func.sum(case((Message.uid >= Folder.first_recent_uid, 1), else_=0))
-        # one query (issue 12 §3: STATUS and APPEND asked four): the subscription is a
-        # correlated EXISTS, RECENT one more aggregate of the same join
-        subscribed = (select(Subscription.id).where(Subscription.mailbox_id == mailbox_id,
-                                                    Subscription.name == Folder.name)
-                      .correlate(Folder).exists())
-        where = [Folder.mailbox_id == mailbox_id] + ([Folder.name == name] if name is not None else [])
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(Folder.name, Folder.special_use, Folder.uidvalidity, Folder.uidnext,
-                       func.count(Message.id), func.coalesce(unseen, 0), Folder.id, Folder.first_recent_uid,
-                       Folder.highestmodseq, subscribed, func.coalesce(recent, 0))
-                .outerjoin(Message, Message.folder_id == Folder.id)
-                .where(*where).group_by(Folder.id).order_by(Folder.id))).all()
-        return [FolderInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[9]), r[7], r[8], r[10]) for r in rows]
+        """Every folder of the mailbox with its counts, or only the one called name
+        (one query, one reader hop: imapreads.py)."""
+        return await self.reader.run(lambda conn: imapreads.folder_rows(conn, mailbox_id, name))
 
     async def subscriptions(self, mailbox_id: int) -> set[str]:
         """The subscribed names, whether or not a folder has them (RFC 3501 §6.3.6)."""
-        async with self.engine.connect() as conn:
-            return set((await conn.execute(
-                select(Subscription.name).where(Subscription.mailbox_id == mailbox_id))).scalars())
+        return await self.reader.run(lambda conn: imapreads.subscriptions(conn, mailbox_id))
 
     async def folder(self, mailbox_id: int, name: str) -> FolderInfo | None:
         # one folder's counts, not every folder's (STATUS and APPEND ask this: issue 12 §3,

@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, literal, select, update
 
-from mailbox_store import expunged
+from mailbox_store import expunged, imapreads
 from mailbox_store.feed import Change, MessageMeta
 from mailbox_store.folders import FolderError, _folder_id, delete_orphan_blobs
 from mailbox_store.models import Folder, Message, utc
@@ -17,6 +17,7 @@ from mailbox_store.modseq import bump, record_expunged
 from mailbox_store.rowlocks import lock_folders
 
 if TYPE_CHECKING:
+    from mailbox_store.reader import Reader
     from mailbox_store.writer import Writer
 
 SEEN = "\\Seen"
@@ -59,45 +60,62 @@ def _flag_text(flags: Iterable[str]) -> str:
     return " ".join(sorted(flags))
 
 
+# Built once (issue 12 §3): STORE and EXPUNGE are most of IMAP's writes, and building
+# a statement cost more Python than SQLite took to run it.
+_UIDS = bindparam("uids", expanding=True)
+_FLAG_ROWS = select(Message.uid, Message.flags, Message.modseq).where(Message.folder_id == bindparam("fid"),
+                                                                      Message.uid.in_(_UIDS))
+_SET_FLAGS = (update(Message).where(Message.folder_id == bindparam("fid"), Message.uid == bindparam("u"))
+              .values(flags=bindparam("f"), modseq=bindparam("m")))
+# flags are stored space-separated (_flag_text): padded with a space each side, the
+# flag as a whole word is an exact test, so "\\Deleted" never matches a keyword that
+# merely contains the text
+_IS_DELETED = (literal(" ") + Message.flags + literal(" ")).contains(f" {DELETED} ", autoescape=True)
+_DELETE_DELETED = delete(Message).where(Message.folder_id == bindparam("fid"), _IS_DELETED)
+_DELETE_DELETED_AMONG = _DELETE_DELETED.where(Message.uid.in_(_UIDS))
+_DELETE_DELETED_RETURNING = _DELETE_DELETED.returning(Message.uid, Message.blob_id)
+_DELETE_DELETED_AMONG_RETURNING = _DELETE_DELETED_AMONG.returning(Message.uid, Message.blob_id)
+_SELECT_DELETED = select(Message.uid, Message.blob_id).where(Message.folder_id == bindparam("fid"), _IS_DELETED)
+_SELECT_DELETED_AMONG = _SELECT_DELETED.where(Message.uid.in_(_UIDS))
+_DELETE_UIDS = delete(Message).where(Message.folder_id == bindparam("fid"), Message.uid.in_(_UIDS))
+
+
+def _delete_deleted(conn: Connection, fid: int, among: list[int] | None) -> list[tuple[int, str]]:
+    """Delete the folder's messages flagged \\Deleted (only those among these UIDs when
+    given); returns their (uid, blob id). One statement where DELETE ... RETURNING
+    exists (SQLite >= 3.35, PostgreSQL), else a SELECT and a DELETE."""
+    params: dict[str, Any] = {"fid": fid}
+    if among is not None:
+        params["uids"] = among
+    if conn.dialect.delete_returning:
+        stmt = _DELETE_DELETED_RETURNING if among is None else _DELETE_DELETED_AMONG_RETURNING
+        return [(uid, blob) for uid, blob in conn.execute(stmt, params).all()]
+    rows = [(uid, blob) for uid, blob in conn.execute(_SELECT_DELETED if among is None else _SELECT_DELETED_AMONG,
+                                                      params).all()]
+    if rows:
+        conn.execute(_DELETE_UIDS, {"fid": fid, "uids": [uid for uid, _ in rows]})
+    return rows
+
+
 class MessageOps:
     engine: Any
+    reader: Reader  # IMAP's reads: one thread hop each (imapreads.py)
     writer: "Writer"
 
     async def snapshot(self, mailbox_id: int, name: str, since_uid: int = 0) -> Snapshot:
         """The folder as a session sees it on SELECT (or the messages above since_uid)."""
-        async with self.engine.connect() as conn:
-            folder = (await conn.execute(select(Folder.id, Folder.uidvalidity, Folder.uidnext,
-                                                Folder.first_recent_uid, Folder.highestmodseq).where(
-                Folder.mailbox_id == mailbox_id, Folder.name == name))).first()
-            if folder is None:
-                raise FolderError(f"no folder {name}", "NONEXISTENT")
-            rows = (await conn.execute(
-                select(Message.uid, Message.flags, Message.internal_date, Message.size, Message.modseq)
-                .where(Message.folder_id == folder.id, Message.uid > since_uid).order_by(Message.uid))).all()
-        return Snapshot(folder.id, name, folder.uidvalidity, folder.uidnext,
-                        [MessageMeta(r.uid, _flags(r.flags), utc(r.internal_date), r.size, r.modseq) for r in rows],
-                        folder.first_recent_uid, folder.highestmodseq)
+        return await self.reader.run(lambda conn: imapreads.snapshot(conn, mailbox_id, name, since_uid))
 
     async def modseqs_of(self, folder_id: int, uids: Iterable[int]) -> dict[int, int]:
         """The current MODSEQ of those UIDs that exist (RFC 7162 FETCH MODSEQ)."""
         uid_list = list(uids)
-        out: dict[int, int] = {}
-        async with self.engine.connect() as conn:
-            for start in range(0, len(uid_list), 500):
-                out.update((await conn.execute(select(Message.uid, Message.modseq).where(
-                    Message.folder_id == folder_id, Message.uid.in_(uid_list[start:start + 500])))).all())
-        return out
+        return await self.reader.run(lambda conn: imapreads.modseqs_of(conn, folder_id, uid_list))
 
     async def blob_ids(self, folder_id: int, uids: Iterable[int]) -> dict[int, str]:
         """The sealed blob of each of those UIDs that exist: a message's identity for
         caches of what is derived from its bytes (copies share it; never reused)."""
         uid_list = list(uids)
-        out: dict[int, str] = {}
-        async with self.engine.connect() as conn:
-            for start in range(0, len(uid_list), 500):
-                out.update((await conn.execute(select(Message.uid, Message.blob_id).where(
-                    Message.folder_id == folder_id, Message.uid.in_(uid_list[start:start + 500])))).all())
-        return out
+        return await self.reader.run(lambda conn: imapreads.blob_ids(conn, folder_id, uid_list))
 
     async def vanished_since(self, folder_id: int, modseq: int) -> list[int]:
         """UIDs expunged from the folder after `modseq`, ascending (RFC 7162 §3.2.5.2);
@@ -106,10 +124,7 @@ class MessageOps:
 
     async def flags_of(self, folder_id: int, uids: Iterable[int]) -> dict[int, frozenset[str]]:
         uid_list = list(uids)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(Message.uid, Message.flags).where(
-                Message.folder_id == folder_id, Message.uid.in_(uid_list)))).all()
-        return {r.uid: _flags(r.flags) for r in rows}
+        return await self.reader.run(lambda conn: imapreads.flags_of(conn, folder_id, uid_list))
 
     async def store_flags(self, mailbox_id: int, folder: str, uids: Iterable[int], mode: str,
                           flags: Iterable[str]) -> dict[int, frozenset[str]]:
@@ -131,8 +146,8 @@ class MessageOps:
             modified: list[int] = []
             changed: list[tuple[int, frozenset[str]]] = []
             for start in range(0, len(uid_list), 500):
-                for uid, text, modseq in conn.execute(select(Message.uid, Message.flags, Message.modseq).where(
-                        Message.folder_id == fid, Message.uid.in_(uid_list[start:start + 500]))).all():
+                for uid, text, modseq in conn.execute(_FLAG_ROWS, {"fid": fid,
+                                                                   "uids": uid_list[start:start + 500]}).all():
                     old = _flags(text)
                     if unchanged_since is not None and modseq > unchanged_since:
                         modified.append(uid)
@@ -145,10 +160,8 @@ class MessageOps:
             changes: list[Change] = []
             if changed:
                 value = bump(conn, [fid])[fid]
-                conn.execute(update(Message).where(Message.folder_id == bindparam("fid"),
-                                                   Message.uid == bindparam("u"))
-                             .values(flags=bindparam("f"), modseq=value),
-                             [{"fid": fid, "u": uid, "f": _flag_text(new)} for uid, new in changed])
+                conn.execute(_SET_FLAGS, [{"fid": fid, "u": uid, "f": _flag_text(new), "m": value}
+                                          for uid, new in changed])
                 for uid, new in changed:
                     modseqs[uid] = value
                     changes.append(Change("message.flags", mailbox_id, folder, uid, flags=new, modseq=value))
@@ -163,18 +176,11 @@ class MessageOps:
 
         def job(conn: Connection) -> tuple[list[int], list[Change]]:
             fid = _folder_id(conn, mailbox_id, folder)
-            # LIKE pre-selects; the exact flag test below rules out keywords that merely
-            # contain the text
-            q = select(Message.uid, Message.blob_id, Message.flags).where(
-                Message.folder_id == fid, Message.flags.contains(DELETED, autoescape=True))
-            if restrict is not None:
-                q = q.where(Message.uid.in_(restrict))
-            rows = [r for r in conn.execute(q.order_by(Message.uid)).all() if DELETED in _flags(r.flags)]
-            gone = [r.uid for r in rows]
+            rows = _delete_deleted(conn, fid, restrict)
+            gone = sorted(uid for uid, _ in rows)
             value = 0
             if gone:
-                conn.execute(delete(Message).where(Message.folder_id == fid, Message.uid.in_(gone)))
-                delete_orphan_blobs(conn, {r.blob_id for r in rows})
+                delete_orphan_blobs(conn, {blob for _, blob in rows})
                 value = bump(conn, [fid])[fid]
                 record_expunged(conn, fid, gone, value)
             return gone, [Change("message.expunged", mailbox_id, folder, u, modseq=value) for u in gone]

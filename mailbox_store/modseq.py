@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from mailbox_store.models import ExpungedUid, Folder
 from mailbox_store.rowlocks import lock_folders
@@ -29,15 +29,21 @@ def bump(conn: Connection, folder_ids: Iterable[int]) -> dict[int, int]:
         return {}
     lock_folders(conn, ids)  # PostgreSQL: id order, so two nodes never deadlock (rowlocks.py)
     if conn.dialect.update_returning:  # one statement (SQLite >= 3.35, PostgreSQL): issue 12 §3
-        return {fid: value for fid, value in conn.execute(
-            update(Folder).where(Folder.id.in_(ids)).values(highestmodseq=Folder.highestmodseq + 1)
-            .returning(Folder.id, Folder.highestmodseq)).all()}
-    conn.execute(update(Folder).where(Folder.id.in_(ids)).values(highestmodseq=Folder.highestmodseq + 1))
-    return {fid: value for fid, value in conn.execute(
-        select(Folder.id, Folder.highestmodseq).where(Folder.id.in_(ids))).all()}
+        return dict(conn.execute(_BUMP_RETURNING, {"ids": ids}).all())
+    conn.execute(_BUMP, {"ids": ids})
+    return dict(conn.execute(_MODSEQS, {"ids": ids}).all())
+
+
+# built once: every write path runs these (issue 12 §3, statement building was most
+# of the writer thread's Python time)
+_IDS = bindparam("ids", expanding=True)
+_BUMP = update(Folder).where(Folder.id.in_(_IDS)).values(highestmodseq=Folder.highestmodseq + 1)
+_BUMP_RETURNING = _BUMP.returning(Folder.id, Folder.highestmodseq)
+_MODSEQS = select(Folder.id, Folder.highestmodseq).where(Folder.id.in_(_IDS))
+_RECORD = insert(ExpungedUid)
 
 
 def record_expunged(conn: Connection, folder_id: int, uids: Iterable[int], modseq: int) -> None:
     rows = [{"folder_id": folder_id, "uid": u, "modseq": modseq} for u in uids]
     if rows:
-        conn.execute(insert(ExpungedUid), rows)
+        conn.execute(_RECORD, rows)

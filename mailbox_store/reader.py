@@ -1,5 +1,5 @@
 """Reads run whole in a worker thread on a synchronous connection (the webmail's hot
-reads: mailbox_store/pages.py, thread.py).
+reads: mailbox_store/pages.py, thread.py; IMAP's: mailbox_store/imapreads.py).
 
 Why: through the async driver every statement costs several hops between the event
 loop and the driver's thread (cursor, execute, fetch, close, and BEGIN and ROLLBACK per
@@ -26,6 +26,10 @@ class Reader:
     def __init__(self, engine: Engine, threads: int = READ_THREADS):
         self._engine = engine
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store-reader")
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
 
     async def run(self, fn: Callable[[Connection], R]) -> R:
         """fn(conn) in a worker thread, inside one read transaction (one snapshot)."""

@@ -13,19 +13,25 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
+from mailbox_store import imapreads
 from mailbox_store.feed import Change
-from mailbox_store.models import Folder, Message
+from mailbox_store.models import Folder
 
 if TYPE_CHECKING:
+    from mailbox_store.reader import Reader
     from mailbox_store.writer import Writer
 
+# built once (issue 12 §3): every SELECT and every announced delivery claims
+_MARK = select(Folder.first_recent_uid).where(Folder.id == bindparam("fid"))
+_MOVE_MARK = update(Folder).where(Folder.id == bindparam("fid")).values(first_recent_uid=bindparam("below"))
 _KNOWN_MARKS = 100_000  # folders whose mark this process remembers (bounded memory)
 
 
 class RecentOps:
     engine: Any
+    reader: Reader  # (imapreads.py)
     writer: Writer
     _recent_marks: dict[int, int]
 
@@ -76,11 +82,11 @@ class RecentOps:
 
     async def _claim(self, folder_id: int, below_uid: int) -> int:
         def job(conn: Connection) -> tuple[int, list[Change]]:
-            first = conn.execute(select(Folder.first_recent_uid).where(Folder.id == folder_id)).scalar()
+            first = conn.execute(_MARK, {"fid": folder_id}).scalar()
             if first is None:  # the folder is gone: nothing to claim
                 return below_uid, []
             if first < below_uid:
-                conn.execute(update(Folder).where(Folder.id == folder_id).values(first_recent_uid=below_uid))
+                conn.execute(_MOVE_MARK, {"fid": folder_id, "below": below_uid})
             return first, []
 
         first = await self.writer.submit(job)
@@ -89,9 +95,4 @@ class RecentOps:
 
     async def recent_count(self, folder_id: int) -> int:
         """STATUS RECENT: the messages no session has claimed yet."""
-        async with self.engine.connect() as conn:
-            first = (await conn.execute(select(Folder.first_recent_uid).where(Folder.id == folder_id))).scalar()
-            if first is None:
-                return 0
-            return (await conn.execute(select(func.count(Message.id)).where(
-                Message.folder_id == folder_id, Message.uid >= first))).scalar() or 0
+        return await self.reader.run(lambda conn: imapreads.recent_count(conn, folder_id))

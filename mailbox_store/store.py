@@ -32,7 +32,7 @@ from sqlalchemy import (URL, Connection, Engine, bindparam, create_engine, delet
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from mailbox_store import engines, migrate
+from mailbox_store import engines, imapreads, migrate
 from mailbox_store.audit import AuditJob, creation_audit
 from mailbox_store.cache import MailboxCache
 from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, seal_blob_parts, wrap_content_key
@@ -231,7 +231,7 @@ class _Delivery(GroupJob):
 
 
 class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ProAccessOps, ThreadOps,
-            RecentOps, ClaimOps, BudgetOps):
+            RecentOps, ClaimOps, BudgetOps, imapreads.ImapReadOps):
     node_listener: NodeFeedListener | None = None  # PostgreSQL: other nodes' changes (nodefeed.py)
 
     def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,
@@ -344,9 +344,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         return MailboxInfo(row.id, row.ins, MailboxState(row.state), row.notify_email, utc(row.created_at))
 
     async def get_mailbox(self, ins: str) -> MailboxInfo | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
-                                             Mailbox.created_at).where(Mailbox.ins == ins))).first()
+        row = await self.reader.run(lambda conn: imapreads.mailbox_row(conn, ins))
         return self._info(row) if row else None
 
     async def claim_receipt(self, mailbox_id: int, folder: str, uid: int) -> tuple[str, str | None] | None:
@@ -371,9 +369,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         return await self.writer.submit(job)
 
     async def mailbox_by_id(self, mailbox_id: int) -> MailboxInfo | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
-                                             Mailbox.created_at).where(Mailbox.id == mailbox_id))).first()
+        row = await self.reader.run(lambda conn: imapreads.mailbox_row_by_id(conn, mailbox_id))
         return self._info(row) if row else None
 
     async def require_mailbox(self, ins: str) -> MailboxInfo:
@@ -544,8 +540,8 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
 
     async def wards(self, guardian_id: int) -> list[MailboxInfo]:
         """The mailboxes this one may read as a guardian (always asked fresh: a removed
-        guardian loses access at once)."""
-        return await self._guardianship(Guardian.child_id, Guardian.guardian_id == guardian_id)
+        guardian loses access at once); IMAP asks at every command in a child's folder."""
+        return [self._info(r) for r in await self.reader.run(lambda conn: imapreads.ward_rows(conn, guardian_id))]
 
     async def guardians_of(self, child_id: int) -> list[MailboxInfo]:
         return await self._guardianship(Guardian.guardian_id, Guardian.child_id == child_id)
@@ -779,15 +775,25 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         (a query per message cost a round trip each: FETCH 1:* on 10,000 messages took
         19 s that way)."""
         out: dict[int, bytes] = {}
+        mb = await self.cached_mailbox(ins)
+        aead = await self._data_key(mb.id, ins) if mb is not None else None
         for start in range(0, len(uids), 500):
             chunk = list(uids[start:start + 500])
-            async with self.engine.connect() as conn:
-                rows = (await conn.execute(
-                    select(Mailbox.id, Message.uid, Message.blob_id, Message.key_wrapped, Blob.sealed)
-                    .join(Folder, Folder.mailbox_id == Mailbox.id)
-                    .join(Message, Message.folder_id == Folder.id)
-                    .join(Blob, Blob.id == Message.blob_id)
-                    .where(Mailbox.ins == ins, Folder.name == folder, Message.uid.in_(chunk)))).all()
+
+            def read(conn: Connection, chunk: list[int] = chunk) -> tuple[list[Any], dict[int, bytes] | None]:
+                rows = imapreads.raw_rows(conn, ins, folder, chunk)
+                if mb is None or aead is None or any(r.id != mb.id for r in rows):
+                    return rows, None  # the mailbox changed under the cache: opened below
+                # small ones opened in the reader's thread with the rows (issue 12 §3): never
+                # on the event loop, no second hop; large ones in the crypto pool as before,
+                # so that a FETCH of big bodies does not hold one of the few reader threads
+                small = {r.uid: open_blob(aead, ins, r.blob_id, r.key_wrapped, r.sealed)
+                         for r in rows if len(r.sealed) <= INLINE_CRYPTO_MAX}
+                return [r for r in rows if r.uid not in small], small
+
+            rows, opened = await self.reader.run(read)
+            if opened is not None:
+                out.update(opened)
             for row in rows:
                 out[row.uid] = await self.off_loop(len(row.sealed), open_blob, await self._data_key(row.id, ins),
                                                    ins, row.blob_id, row.key_wrapped, row.sealed)

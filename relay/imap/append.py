@@ -155,8 +155,8 @@ async def cmd_append(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.end()
     assert s.user is not None
     name = await resolve_own(s, name)
-    f = await s.server.store.folder(s.user.id, name)
-    if f is None:
+    uidvalidity = await s.server.store.folder_uidvalidity(s.user.id, name)  # no counts needed
+    if uidvalidity is None:
         return no(f"no folder {name}", "TRYCREATE")
     limit = s.server.config.imap_max_literal
     items: list[tuple[bytes | SpooledMessage, dt.datetime | None, list[str]]] = []
@@ -196,5 +196,5 @@ async def cmd_append(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
                                                          folder=name, flags=items[0][2])
     else:
         delivered = await s.server.store.deliver_all(s.user, items, name)
-    return ok("APPEND done", f"APPENDUID {f.uidvalidity} {compress(d.uid for d in delivered)}")
+    return ok("APPEND done", f"APPENDUID {uidvalidity} {compress(d.uid for d in delivered)}")
 

@@ -172,7 +172,9 @@ class Session:
         """One CRLF-terminated line; the session ends (BYE) when it is too long or the
         client stays silent past timeout (RFC 3501 §5.4)."""
         try:
-            return await asyncio.wait_for(self.reader.readuntil(b"\r\n"), timeout)
+            # asyncio.timeout, not wait_for: no task per line (issue 12 §3, py-spy)
+            async with asyncio.timeout(timeout):
+                return await self.reader.readuntil(b"\r\n")
         except asyncio.LimitOverrunError:
             raise Bye("command line too long") from None
         except asyncio.IncompleteReadError:
@@ -292,7 +294,8 @@ class Session:
             try:
                 if wait <= 0:
                     raise asyncio.TimeoutError
-                piece = await asyncio.wait_for(self.reader.read(min(left, LITERAL_PIECE)), wait)
+                async with asyncio.timeout(wait):  # no task per piece (issue 12 §3)
+                    piece = await self.reader.read(min(left, LITERAL_PIECE))
             except asyncio.TimeoutError:
                 if time.monotonic() >= deadline:
                     await self._literal_too_slow(parts)
@@ -900,20 +903,20 @@ async def _status_line(s: Session, owner: MailboxInfo, f: FolderInfo, client_nam
     return b"* STATUS " + s.encode_name(client_name) + b" " + wire.plist(values)
 
 
-async def _visible_folders(s: Session) -> list[tuple[str, FolderInfo | None, MailboxInfo]]:
+async def _visible_folders(s: Session) -> tuple[list[tuple[str, FolderInfo | None, MailboxInfo]], set[str]]:
     """Every name the user may list: own folders, then each ward's under the Other Users
-    namespace (with the \\Noselect nodes above them, info None)."""
+    namespace (with the \\Noselect nodes above them, info None); and the user's
+    subscriptions. One store read (mailbox_store/imapreads.py)."""
     assert s.user is not None
-    out: list[tuple[str, FolderInfo | None, MailboxInfo]] = [
-        (f.name, f, s.user) for f in await s.server.store.list_folders(s.user.id)]
-    wards = await s.server.store.wards(s.user.id)
-    if wards:
+    view = await s.server.store.list_view(s.user.id)
+    out: list[tuple[str, FolderInfo | None, MailboxInfo]] = [(f.name, f, s.user) for f in view.folders]
+    if view.wards:
         out.append((OTHER_USERS, None, s.user))
-    for ward in wards:
+    for ward, folders in view.wards:
         base = f"{OTHER_USERS}{SEPARATOR}{ward.ins}"
         out.append((base, None, ward))
-        out += [(f"{base}{SEPARATOR}{f.name}", f, ward) for f in await s.server.store.list_folders(ward.id)]
-    return out
+        out += [(f"{base}{SEPARATOR}{f.name}", f, ward) for f in folders]
+    return out, view.subscribed
 
 
 async def cmd_list(s: Session, tag: str, p: Parser, uid: bool, lsub: bool = False) -> Reply:
@@ -942,12 +945,11 @@ async def cmd_list(s: Session, tag: str, p: Parser, uid: bool, lsub: bool = Fals
     if patterns == [""]:  # RFC 3501 §6.3.8: the hierarchy delimiter and root
         await s.send(b'* LIST (\\Noselect) "/" ""')
         return ok("LIST done")
-    visible = await _visible_folders(s)
+    visible, subscribed = await _visible_folders(s)
     assert s.user is not None
     folders = {name: (f, owner) for name, f, owner in visible}
     nodes = [listing.Node(name, f is not None, f.special_use if f is not None else None)
              for name, f, _ in visible if not (lsub and f is None)]  # namespace nodes: no LSUB
-    subscribed = await s.server.store.subscriptions(s.user.id)
     full = [reference + pat if pat.upper() != "INBOX" else pat for pat in patterns]
 
     def matches(name: str) -> bool:

@@ -43,11 +43,11 @@ async def test_folder_counts_recent_and_subscription_in_one_query(store: Store) 
         if statement != "BEGIN":  # the read transaction's own (store._install_sqlite_pragmas)
             queries.append(statement)
 
-    event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    event.listen(store.reader.engine, "before_cursor_execute", count)  # IMAP reads: imapreads.py
     try:
         f = await store.folder(mb.id, "INBOX")
     finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", count)
+        event.remove(store.reader.engine, "before_cursor_execute", count)
     assert f is not None
     assert len(queries) == 1, queries
     assert (f.messages, f.unseen, f.recent, f.subscribed) == (3, 2, 3, True)

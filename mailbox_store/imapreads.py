@@ -1,0 +1,186 @@
+"""IMAP's reads, each a synchronous function run whole in one reader thread
+(reader.py), on prebuilt statements.
+
+Why (issue 12 §3, measured with py-spy under imaptest's stress, 10 clients with their
+logins held): through the async driver every statement paid several hops between the
+event loop and its connection's thread (cursor, execute, fetch, close, BEGIN, ROLLBACK),
+each waiting its turn behind every other session's callbacks, and building the
+statement (select(), where(), the cache key) cost more Python than SQLite took to run
+it. LIST and STATUS averaged 670 ms a command. Here a command's reads are one hop, and
+each statement is built once at import with bind parameters: SQLAlchemy finds its
+compiled form in its cache by the statement object, with no construction per call.
+Rows are Core rows, turned into the store's dataclasses, never ORM objects.
+
+Every function takes the reader's connection first; the Store methods in
+messages.py, folders.py, recent.py and store.py call them through `Reader.run`, and
+`ImapReadOps` adds the reads that answer a whole command at once (LIST).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, case, func, select
+
+from mailbox_store.feed import MessageMeta
+from mailbox_store.models import Blob, ExpungedUid, Folder, Guardian, Mailbox, Message, Subscription, utc
+from mailbox_store.reader import Reader
+
+_UIDS = bindparam("uids", expanding=True)  # an IN list (SQLAlchemy renders one ? per value)
+IN_CHUNK = 500  # values in one IN list: SQLite's limit on host parameters is far above
+
+_SEEN = Message.flags.contains("\\Seen", autoescape=True)  # explicit ESCAPE: PostgreSQL's LIKE
+_UNSEEN = func.sum(case((Message.id.is_(None), 0), (_SEEN, 0), else_=1))
+_RECENT = func.sum(case((Message.uid >= Folder.first_recent_uid, 1), else_=0))
+# one query per folder list (issue 12 §3: STATUS and APPEND asked four): the
+# subscription is a correlated EXISTS, RECENT one more aggregate of the same join
+_SUBSCRIBED = (select(Subscription.id).where(Subscription.mailbox_id == Folder.mailbox_id,
+                                              Subscription.name == Folder.name).correlate(Folder).exists())
+_FOLDERS_BASE = (select(Folder.name, Folder.special_use, Folder.uidvalidity, Folder.uidnext,
+                        func.count(Message.id), func.coalesce(_UNSEEN, 0), Folder.id, Folder.first_recent_uid,
+                        Folder.highestmodseq, _SUBSCRIBED, func.coalesce(_RECENT, 0))
+                 .outerjoin(Message, Message.folder_id == Folder.id))
+_FOLDERS = (_FOLDERS_BASE.where(Folder.mailbox_id == bindparam("mid"))
+            .group_by(Folder.id).order_by(Folder.id))
+_FOLDER = (_FOLDERS_BASE.where(Folder.mailbox_id == bindparam("mid"), Folder.name == bindparam("name"))
+           .group_by(Folder.id).order_by(Folder.id))
+_SUBSCRIPTIONS = select(Subscription.name).where(Subscription.mailbox_id == bindparam("mid"))
+
+_SNAP_FOLDER = select(Folder.id, Folder.uidvalidity, Folder.uidnext, Folder.first_recent_uid,
+                      Folder.highestmodseq).where(Folder.mailbox_id == bindparam("mid"),
+                                                  Folder.name == bindparam("name"))
+_SNAP_MESSAGES = (select(Message.uid, Message.flags, Message.internal_date, Message.size, Message.modseq)
+                  .where(Message.folder_id == bindparam("fid"), Message.uid > bindparam("since"))
+                  .order_by(Message.uid))
+_MODSEQS = select(Message.uid, Message.modseq).where(Message.folder_id == bindparam("fid"), Message.uid.in_(_UIDS))
+_BLOB_IDS = select(Message.uid, Message.blob_id).where(Message.folder_id == bindparam("fid"),
+                                                       Message.uid.in_(_UIDS))
+_FLAGS = select(Message.uid, Message.flags).where(Message.folder_id == bindparam("fid"), Message.uid.in_(_UIDS))
+_VANISHED = (select(ExpungedUid.uid).where(ExpungedUid.folder_id == bindparam("fid"),
+                                           ExpungedUid.modseq > bindparam("modseq")).order_by(ExpungedUid.uid))
+_FIRST_RECENT = select(Folder.first_recent_uid).where(Folder.id == bindparam("fid"))
+_COUNT_FROM = select(func.count(Message.id)).where(Message.folder_id == bindparam("fid"),
+                                                   Message.uid >= bindparam("first"))
+
+MAILBOX_COLS = (Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email, Mailbox.created_at)
+_MAILBOX_BY_INS = select(*MAILBOX_COLS).where(Mailbox.ins == bindparam("ins"))
+_MAILBOX_BY_ID = select(*MAILBOX_COLS).where(Mailbox.id == bindparam("mid"))
+_WARDS = (select(*MAILBOX_COLS).join(Guardian, Guardian.child_id == Mailbox.id)
+          .where(Guardian.guardian_id == bindparam("mid")).order_by(Mailbox.ins))
+# fetch_raw_many's rows: the sealed bytes are opened by the caller (the crypto pool for large ones)
+_RAW = (select(Mailbox.id, Message.uid, Message.blob_id, Message.key_wrapped, Blob.sealed)
+        .join(Folder, Folder.mailbox_id == Mailbox.id).join(Message, Message.folder_id == Folder.id)
+        .join(Blob, Blob.id == Message.blob_id)
+        .where(Mailbox.ins == bindparam("ins"), Folder.name == bindparam("name"), Message.uid.in_(_UIDS)))
+
+
+def folder_rows(conn: Connection, mailbox_id: int, name: str | None = None) -> list[Any]:
+    """Every folder of the mailbox with its counts (or only the one called name), as
+    FolderInfo."""
+    from mailbox_store.folders import FolderInfo  # folders.py imports this module
+    rows = conn.execute(_FOLDERS, {"mid": mailbox_id}) if name is None else \
+        conn.execute(_FOLDER, {"mid": mailbox_id, "name": name})
+    return [FolderInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[9]), r[7], r[8], r[10]) for r in rows]
+
+
+def subscriptions(conn: Connection, mailbox_id: int) -> set[str]:
+    return set(conn.execute(_SUBSCRIPTIONS, {"mid": mailbox_id}).scalars())
+
+
+def snapshot(conn: Connection, mailbox_id: int, name: str, since_uid: int = 0) -> Any:
+    """The folder as a session sees it on SELECT (messages.Snapshot); FolderError
+    NONEXISTENT when there is no such folder."""
+    from mailbox_store.folders import FolderError
+    from mailbox_store.messages import Snapshot
+    folder = conn.execute(_SNAP_FOLDER, {"mid": mailbox_id, "name": name}).first()
+    if folder is None:
+        raise FolderError(f"no folder {name}", "NONEXISTENT")
+    rows = conn.execute(_SNAP_MESSAGES, {"fid": folder.id, "since": since_uid})
+    return Snapshot(folder.id, name, folder.uidvalidity, folder.uidnext,
+                    [MessageMeta(uid, frozenset(flags.split()), utc(when), size, modseq)
+                     for uid, flags, when, size, modseq in rows],
+                    folder.first_recent_uid, folder.highestmodseq)
+
+
+def uidvalidity(conn: Connection, mailbox_id: int, name: str) -> int | None:
+    row = conn.execute(_SNAP_FOLDER, {"mid": mailbox_id, "name": name}).first()
+    return None if row is None else row.uidvalidity
+
+
+def _by_uid(conn: Connection, stmt: Any, folder_id: int, uids: list[int]) -> list[Any]:
+    out: list[Any] = []
+    for start in range(0, len(uids), IN_CHUNK):
+        out += conn.execute(stmt, {"fid": folder_id, "uids": uids[start:start + IN_CHUNK]}).all()
+    return out
+
+
+def modseqs_of(conn: Connection, folder_id: int, uids: list[int]) -> dict[int, int]:
+    return dict(_by_uid(conn, _MODSEQS, folder_id, uids))
+
+
+def blob_ids(conn: Connection, folder_id: int, uids: list[int]) -> dict[int, str]:
+    return dict(_by_uid(conn, _BLOB_IDS, folder_id, uids))
+
+
+def flags_of(conn: Connection, folder_id: int, uids: list[int]) -> dict[int, frozenset[str]]:
+    return {uid: frozenset(flags.split()) for uid, flags in _by_uid(conn, _FLAGS, folder_id, uids)}
+
+
+def vanished_since(conn: Connection, folder_id: int, modseq: int) -> list[int]:
+    return list(conn.execute(_VANISHED, {"fid": folder_id, "modseq": modseq}).scalars())
+
+
+def recent_count(conn: Connection, folder_id: int) -> int:
+    first = conn.execute(_FIRST_RECENT, {"fid": folder_id}).scalar()
+    if first is None:
+        return 0
+    return conn.execute(_COUNT_FROM, {"fid": folder_id, "first": first}).scalar() or 0
+
+
+def mailbox_row(conn: Connection, ins: str) -> Any:
+    return conn.execute(_MAILBOX_BY_INS, {"ins": ins}).first()
+
+
+def mailbox_row_by_id(conn: Connection, mailbox_id: int) -> Any:
+    return conn.execute(_MAILBOX_BY_ID, {"mid": mailbox_id}).first()
+
+
+def ward_rows(conn: Connection, guardian_id: int) -> list[Any]:
+    return conn.execute(_WARDS, {"mid": guardian_id}).all()
+
+
+def raw_rows(conn: Connection, ins: str, folder: str, uids: list[int]) -> list[Any]:
+    """(mailbox id, uid, blob id, wrapped key, sealed bytes) of those UIDs that exist."""
+    out: list[Any] = []
+    for start in range(0, len(uids), IN_CHUNK):
+        out += conn.execute(_RAW, {"ins": ins, "name": folder, "uids": uids[start:start + IN_CHUNK]}).all()
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ListView:
+    """What LIST and LSUB need, read in one hop: the user's folders, each ward (a
+    child the user is a guardian of) with theirs, and the user's subscriptions."""
+    folders: list[Any]  # folders.FolderInfo
+    wards: list[tuple[Any, list[Any]]]  # (store.MailboxInfo, its FolderInfo list), by INS
+    subscribed: set[str]
+
+
+def list_view(conn: Connection, mailbox_id: int) -> ListView:
+    from mailbox_store.store import Store  # store.py imports this module
+    wards = [Store._info(r) for r in ward_rows(conn, mailbox_id)]
+    return ListView(folder_rows(conn, mailbox_id), [(w, folder_rows(conn, w.id)) for w in wards],
+                    subscriptions(conn, mailbox_id))
+
+
+class ImapReadOps:
+    """Reads that answer a whole IMAP command in one reader hop."""
+    reader: Reader
+
+    async def list_view(self, mailbox_id: int) -> ListView:
+        return await self.reader.run(lambda conn: list_view(conn, mailbox_id))
+
+    async def folder_uidvalidity(self, mailbox_id: int, name: str) -> int | None:
+        """The folder's UIDVALIDITY, None when it does not exist: what APPEND needs
+        (TRYCREATE, APPENDUID), without counting the folder's messages."""
+        return await self.reader.run(lambda conn: uidvalidity(conn, mailbox_id, name))
