@@ -48,7 +48,7 @@ from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, i
 from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
 from mailbox_store.messages import MessageOps
-from mailbox_store.reader import READ_CONNECTIONS, Reader
+from mailbox_store.reader import READ_THREADS, Reader
 from mailbox_store.modseq import bump, record_expunged
 from mailbox_store.models import (DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Guardian, Mailbox, Message,
                                   ReceiptRequest, Subscription, utc)
@@ -239,7 +239,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
                  key_cache: int = 10_000):
         self.engine = engine
         # the webmail's reads, one thread hop each (reader.py); the same database
-        self.reader = Reader(read_engine or create_engine(write_engine.url, pool_size=READ_CONNECTIONS, max_overflow=0))
+        self.reader = Reader(read_engine or create_engine(write_engine.url, pool_size=READ_THREADS, max_overflow=0))
         self.master = master
         self.feed = feed
         self.writer = Writer(write_engine, feed, max_batch=max_batch)
@@ -268,7 +268,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
                                      connect_args=engines.connect_args(url, password_file))
         args = engines.connect_args(url, password_file)
         write_engine = create_engine(_sync_url(url), pool_size=1, max_overflow=0, connect_args=args)
-        read_engine = create_engine(_sync_url(url), pool_size=READ_CONNECTIONS, max_overflow=0, connect_args=args)
+        read_engine = create_engine(_sync_url(url), pool_size=READ_THREADS, max_overflow=0, connect_args=args)
         if engine.dialect.name == "sqlite":
             # readers are many and short-lived in use: a small page cache each (SQLite's
             # default 2 MB x 32 pooled readers was a quarter of the daemon's memory)
