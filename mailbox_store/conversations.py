@@ -79,7 +79,7 @@ class ConversationOps:
         # one round trip (the webmail asks at every conversation view): tagged rows
         params = {"mid": mailbox_id, "address": address, "answered": sorted(answered)[:200]}
         q = _FACTS_ANSWERED if answered else _FACTS
-        rows = await self.reader.run(lambda conn: conn.execute(q, params).all())
+        rows = await self.reader.run_light(lambda conn: conn.execute(q, params).all())
         state = next((r.v for r in rows if r.k == "state"), None)
         pharmacy = any(r.k == "pharmacy" for r in rows)
         closed = {r.v for r in rows if r.k == "closed"}

@@ -117,7 +117,7 @@ class PageOps:
             rows = conn.execute(_IDENTITY, {"uid": user_id}).all()
             return rows, conn.execute(_PHARMACIES, {"uid": user_id}).all() if rows else []
 
-        rows, pharmacies = await self.reader.run(read)
+        rows, pharmacies = await self.reader.run_light(read)
         if not any(r.ward == 0 for r in rows):
             return None
         user = next(Store._info(r) for r in rows if r.ward == 0)

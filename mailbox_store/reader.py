@@ -8,24 +8,80 @@ the loop's time in those hops than in SQLite (measured with py-spy under
 bench/web_load.py). A function given to `Reader.run` does all its statements in one
 hop, the way the writer applies a batch (writer.py). The pool is small and bounded:
 requests beyond it wait their turn, they do not open connections.
+
+Two priorities over the same threads: `run` for reads that open messages (a 25 MB blob
+decrypted in the thread), `run_light` for the few indexed rows every page reads (who
+is logged in, a conversation's members, the reply rules). A waiting light read is
+taken before any waiting message read. Under bench/web_load.py the Messagerie list,
+whose only read is the session's identity, waited in one FIFO behind the downloads'
+and conversations' message reads: its latency was their queue's. (A lane of its own,
+one thread, was measured worse: three of a conversation's reads are light, and that
+one thread became the queue.) Light reads are a fraction of the pages' reads, so the
+message reads are delayed, never starved.
 """
 from __future__ import annotations
 
 import asyncio
+import itertools
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
 R = TypeVar("R")
 READ_THREADS = 4
+LIGHT, MESSAGE, STOP = 0, 1, 2  # priorities: lower first
+
+
+class _Workers:
+    """Threads taking jobs lowest priority first, then in arrival order."""
+
+    def __init__(self, threads: int, name: str):
+        self._jobs: queue.PriorityQueue[tuple[int, int, Future[Any] | None, Callable[[], Any] | None]] = \
+            queue.PriorityQueue()
+        self._order = itertools.count()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, priority: int, job: Callable[[], R]) -> "Future[R]":
+        if self._closed:
+            raise RuntimeError("the store's reader is closed")
+        done: Future[R] = Future()
+        self._jobs.put((priority, next(self._order), done, job))
+        return done
+
+    def _work(self) -> None:
+        while True:
+            _, _, done, job = self._jobs.get()
+            if done is None or job is None:
+                return
+            if not done.set_running_or_notify_cancel():
+                continue
+            try:
+                result = job()
+            except BaseException as e:  # handed to the awaiting coroutine
+                done.set_exception(e)
+            else:
+                done.set_result(result)
+
+    def shutdown(self) -> None:
+        """Every job already queued runs, then the threads end (STOP sorts last)."""
+        self._closed = True
+        for _ in self._threads:
+            self._jobs.put((STOP, next(self._order), None, None))
+        for t in self._threads:
+            t.join()
 
 
 class Reader:
     def __init__(self, engine: Engine, threads: int = READ_THREADS):
         self._engine = engine
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store-reader")
+        self._workers = _Workers(threads, "store-reader")
 
     @property
     def engine(self) -> Engine:
@@ -33,12 +89,17 @@ class Reader:
 
     async def run(self, fn: Callable[[Connection], R]) -> R:
         """fn(conn) in a worker thread, inside one read transaction (one snapshot)."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._call, fn)
+        return await asyncio.wrap_future(self._workers.submit(MESSAGE, lambda: self._call(fn)))
+
+    async def run_light(self, fn: Callable[[Connection], R]) -> R:
+        """Like run, for a read of a few indexed rows that opens no message: taken
+        before the message reads waiting for a thread."""
+        return await asyncio.wrap_future(self._workers.submit(LIGHT, lambda: self._call(fn)))
 
     def _call(self, fn: Callable[[Connection], R]) -> R:
         with self._engine.connect() as conn:
             return fn(conn)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._workers.shutdown()
         self._engine.dispose()

@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 THREAD_KEY_LABEL = b"mssante-relay/thread-key/v1"
 HEAD_MAX = 256 * 1024  # header octets read for the root; RFC 5322 sets no limit, we do
 BACKFILL_BATCH = 50  # rows decrypted at once (one 25 MB message each at worst)
+# built once: constructing this select on every conversation view was 8 % of the event
+# loop's time under bench/web_load.py (py-spy --gil)
+_MEMBERS = (select(Folder.name, Message.uid).join(Folder, Folder.id == Message.folder_id)
+            .where(Message.thread_key == bindparam("key"), Folder.mailbox_id == bindparam("mid"),
+                   Folder.name.in_(bindparam("folders", expanding=True)))
+            .order_by(Message.internal_date.desc(), Message.id.desc()).limit(bindparam("limit")))
 
 
 def derive_thread_key(raw_data_key: bytes) -> bytes:
@@ -78,10 +84,8 @@ class ThreadOps:
         if root is None:
             return []
         key = await self.thread_key_for(mailbox_id, ins, root)
-        q = (select(Folder.name, Message.uid).join(Folder, Folder.id == Message.folder_id)
-             .where(Message.thread_key == key, Folder.mailbox_id == mailbox_id, Folder.name.in_(list(folders)))
-             .order_by(Message.internal_date.desc(), Message.id.desc()).limit(limit))
-        rows = await self.reader.run(lambda conn: conn.execute(q).all())
+        params = {"key": key, "mid": mailbox_id, "folders": list(folders), "limit": limit}
+        rows = await self.reader.run_light(lambda conn: conn.execute(_MEMBERS, params).all())
         return [(r.name, r.uid) for r in reversed(rows)]
 
     async def backfill_thread_keys(self, batch: int = BACKFILL_BATCH, max_rows: int | None = None,
