@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,7 +248,9 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         # where whole messages and documents are sealed and opened (relay/pools.py's
         # crypto pool in the daemon; None: asyncio's default executor)
         self.executor: Executor | None = None
-        self._cache: MailboxCache[MailboxInfo] = MailboxCache(self.get_mailbox, mailbox_cache_ttl)
+        # RCPT lookups and their bulk renewal: one Reader hop each (cache.py)
+        self._cache: MailboxCache[MailboxInfo] = MailboxCache(self._mailbox_read, mailbox_cache_ttl,
+                                                              lookup_many=self.mailboxes_by_ins)
         self._spooled_commits = asyncio.Semaphore(SPOOLED_COMMITS)
 
     @classmethod
@@ -300,6 +302,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
             await conn.exec_driver_sql("SELECT 1")
 
     async def close(self) -> None:
+        await self._cache.close()
         if self.node_listener is not None:
             await self.node_listener.stop()
         await self.writer.close()
@@ -348,6 +351,24 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
             row = (await conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
                                              Mailbox.created_at).where(Mailbox.ins == ins))).first()
         return self._info(row) if row else None
+
+    async def _mailbox_read(self, ins: str) -> MailboxInfo | None:
+        """get_mailbox in one Reader hop (the async driver takes several)."""
+        return (await self.mailboxes_by_ins([ins])).get(ins)
+
+    async def mailboxes_by_ins(self, ins: Collection[str]) -> dict[str, MailboxInfo]:
+        """The mailboxes of these INS that exist, in one Reader hop (cache.py's renewal)."""
+        wanted = sorted(ins)
+
+        def read(conn: Connection) -> dict[str, MailboxInfo]:
+            out: dict[str, MailboxInfo] = {}
+            for start in range(0, len(wanted), 500):  # within SQLite's bound on parameters
+                for row in conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
+                                               Mailbox.created_at).where(Mailbox.ins.in_(wanted[start:start + 500]))):
+                    out[row.ins] = self._info(row)
+            return out
+
+        return await self.reader.run(read)
 
     async def claim_receipt(self, mailbox_id: int, folder: str, uid: int) -> tuple[str, str | None] | None:
         """The read receipt this message's delivery recorded, if it was not sent yet;
