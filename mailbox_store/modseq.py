@@ -16,10 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from mailbox_store.models import ExpungedUid, Folder
 from mailbox_store.rowlocks import lock_folders
+
+
+# built once (a delivery batch runs it each time): store.py's _FOLDERS_TO_FILL says why
+_BUMP_RETURNING = (update(Folder).where(Folder.id.in_(bindparam("ids", expanding=True)))
+                   .values(highestmodseq=Folder.highestmodseq + 1).returning(Folder.id, Folder.highestmodseq))
 
 
 def bump(conn: Connection, folder_ids: Iterable[int]) -> dict[int, int]:
@@ -29,9 +34,7 @@ def bump(conn: Connection, folder_ids: Iterable[int]) -> dict[int, int]:
         return {}
     lock_folders(conn, ids)  # PostgreSQL: id order, so two nodes never deadlock (rowlocks.py)
     if conn.dialect.update_returning:  # one statement (SQLite >= 3.35, PostgreSQL): issue 12 §3
-        return {fid: value for fid, value in conn.execute(
-            update(Folder).where(Folder.id.in_(ids)).values(highestmodseq=Folder.highestmodseq + 1)
-            .returning(Folder.id, Folder.highestmodseq)).all()}
+        return {fid: value for fid, value in conn.execute(_BUMP_RETURNING, {"ids": ids}).all()}
     conn.execute(update(Folder).where(Folder.id.in_(ids)).values(highestmodseq=Folder.highestmodseq + 1))
     return {fid: value for fid, value in conn.execute(
         select(Folder.id, Folder.highestmodseq).where(Folder.id.in_(ids))).all()}
