@@ -235,6 +235,10 @@ class _Delivery(GroupJob):
         return results
 
 
+# Store.deliver's default: the thread root is read from the message's bytes
+ROOT_FROM_BYTES = object()
+
+
 class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ProAccessOps, ThreadOps,
             RecentOps, ClaimOps, BudgetOps):
     node_listener: NodeFeedListener | None = None  # PostgreSQL: other nodes' changes (nodefeed.py)
@@ -710,13 +714,16 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
                       not_filed: Sequence[tuple[MailboxInfo, str]] = (),
                       conversation: ConversationEffects | None = None,
                       receipt: tuple[str, str | None] | None = None, prefix: bytes = b"",
-                      outgoing: Sequence[PreparedOutgoing] = ()) -> list[Delivered]:
+                      outgoing: Sequence[PreparedOutgoing] = (),
+                      thread_root: str | None | object = ROOT_FROM_BYTES) -> list[Delivered]:
         """Store one message in each mailbox's folder, and file its documents in their
         dossiers (`not_filed`: (mailbox, reason) for the audit log), and record the
         conversation effects of a professional's message and its read-receipt request
         (address, Message-ID), and queue `outgoing` (prepare_outgoing), all or nothing,
         durably. The message stored is `prefix` (the MX's trace headers) followed by
-        `raw`: they are sealed without being joined."""
+        `raw`: they are sealed without being joined. `thread_root`: the message's
+        thread root (policy.conversation.thread_root) when the caller parsed its headers
+        already, so they are not parsed again here on the event loop."""
         # stored in UTC: SQLite keeps no zone, and a time read back is taken as UTC
         # (an APPEND dated 01:30 +0200 was read back as 01:30 +0000)
         when = (internal_date or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
@@ -726,7 +733,13 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         keys = [(mb, wrap_content_key(await self._data_key(mb.id, mb.ins), mb.ins, blob_id, content_key))
                 for mb in mailboxes]
         docs = await self.seal_documents(documents, filed_by, source, not_filed, (blob_id, content_key))
-        root = thread_root_of(prefix + raw[:HEAD_MAX] if prefix else raw)
+        end = raw.find(b"\r\n\r\n", 0, HEAD_MAX)
+        if thread_root is ROOT_FROM_BYTES or end < 0 or len(prefix) + end + 4 > HEAD_MAX:
+            # what the webmail reads back from the stored bytes (thread_root_of) is the
+            # same as the caller's root only when the whole header section is within HEAD_MAX
+            root = thread_root_of(prefix + raw[:HEAD_MAX] if prefix else raw)
+        else:
+            root = thread_root  # type: ignore[assignment]
         threads = {mb.id: thread_key(await self._thread_hmac_key(mb.id, mb.ins), root) for mb in mailboxes}
         return await self.writer.submit(
             _Delivery(blob_id, sealed, size, keys, folder, " ".join(flags), when, docs, conversation, receipt,
