@@ -120,6 +120,8 @@ def main() -> int:
                    "database must be at head already (bench/store_engines.py makes one)")
     p.add_argument("--parse-mode", choices=("threads", "processes"), default=None,
                    help="[workers] parse_mode of the instance (default: the template's)")
+    p.add_argument("--replace", nargs=2, action="append", default=[], metavar=("OLD", "NEW"),
+                   help="edit the instance's relay.toml (e.g. 'gil_switch_ms = 1.0' 'gil_switch_ms = 5')")
     p.add_argument("--profile", type=Path, help="py-spy record the daemon during the measured pass into "
                    "this file (raw collapsed stacks; needs py-spy beside the interpreter or on PATH)")
     a = p.parse_args()
@@ -132,6 +134,7 @@ def main() -> int:
         extra['url = "sqlite+aiosqlite:///relay.db"'] = f'url = "{a.store_url}"'
     if a.parse_mode:
         extra['parse_mode = "threads"'] = f'parse_mode = "{a.parse_mode}"'
+    extra.update(dict(a.replace))
     cfg = new_instance("mssante-bench-", mx=port, workdir=a.workdir, extra=extra)
     inst, work = cfg.parent, cfg.parent.parent
     rcpts = ([line.strip() for line in a.rcpt_file.read_text().split() if line.strip()]
