@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -109,23 +108,6 @@ class Pools:
         """Queued work is dropped; running work ends on its own (its caller is gone)."""
         for pool in (self.parse, self.crypto, self.dkim):
             pool.shutdown(wait=False, cancel_futures=True)
-
-
-def set_gil_switch(ms: float) -> None:
-    """How long a thread running Python keeps the GIL while another waits for it
-    (sys.setswitchinterval; Python's default is 5 ms).
-
-    Why: the event loop gives the GIL up at every system call (each SMTP reply's send,
-    each read, epoll) and must then wait for it while the store's writer thread, a
-    parse or a crypto thread runs Python: up to a whole interval per system call, and a
-    10 KB message makes a dozen of them. py-spy showed the loop's time pile up at such
-    points (uuid4's getrandom alone 2% of the samples). Measured with
-    bench/smtp_inbound.py -c 16 -n 2000 -s 10240, runs alternated in one sitting, load
-    13-15 from other jobs (2026-12-06): 5 ms gave 78.6 / 66.8 / 89.3 msg/s (p99 680 /
-    927 / 601 ms); 1 ms gave 147.4 / 112.2 / 121.8 msg/s (p99 590 / 555 / 368 ms), with
-    the same CPU per message. Shorter intervals cost more switches between busy
-    threads; 1 ms is the default ([workers] gil_switch_ms)."""
-    sys.setswitchinterval(ms / 1000)
 
 
 async def run_in(pool: Executor | None, fn: Callable[..., T], *args: Any) -> T:

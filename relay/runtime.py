@@ -18,7 +18,8 @@ from policy.recipients import MailboxState
 from relay.config import Config, load_config
 from relay import logs, reloadable
 from relay.limits import SlotCounter
-from relay.pools import Pools, set_gil_switch
+from relay.interpreter import set_gil_switch
+from relay.pools import Pools
 from relay.smtp.budget import ByteBudget
 
 log = structlog.get_logger("relay.runtime")

@@ -1,6 +1,8 @@
-"""[workers] gil_switch_ms: the daemon's sys.setswitchinterval (relay/pools.py says why)."""
+"""relay/interpreter.py: [workers] gil_switch_ms (the daemon's sys.setswitchinterval) and the
+start-up heap frozen out of the collector's reach once the daemon serves."""
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,3 +51,20 @@ async def test_the_daemon_runtime_applies_it(tmp_path: Path, restore_interval: N
         assert rt.pools is not None
         rt.pools.shutdown()
         await rt.store.close()
+
+
+async def test_the_daemon_freezes_its_start_up_heap_once_it_serves(tmp_path: Path, restore_interval: None) -> None:
+    from relay.daemon import Daemon
+    cfg_path = init_instance(tmp_path / "inst")
+    gc.unfreeze()
+    seen: list[int] = []
+
+    def ready(d: Daemon) -> None:
+        seen.append(gc.get_freeze_count())
+        d.request_stop()
+
+    try:
+        await Daemon(load_config(cfg_path)).serve_forever(ready)
+    finally:
+        gc.unfreeze()
+    assert seen and seen[0] > 10_000  # modules, tables, contexts: the whole start-up heap
