@@ -79,7 +79,6 @@ class WorkersConfig:
     parse_mode: str = "threads"  # "threads" or "processes" (relay/pools.py says which wins and why)
     max_bytes_in_flight: int = 268_435_456  # message bytes held by all SMTP DATA at once (MX + submission)
     bytes_wait: float = 30.0  # seconds a new DATA waits for that budget before 452 4.3.1
-    gil_switch_ms: float = 1.0  # sys.setswitchinterval of the daemon (relay/pools.py says why)
 
 
 @dataclass(frozen=True)
@@ -255,12 +254,10 @@ def _auth(data: dict[str, Any]) -> AuthConfig:
 
 def _workers(data: dict[str, Any]) -> WorkersConfig:
     d = WorkersConfig()
-    floats = ("bytes_wait", "gil_switch_ms")
+    floats = ("bytes_wait",)
     values = {k: _positive(f"workers.{k}", _get(data, "workers", k, (int, float) if k in floats else int,
                                                   getattr(d, k)))
               for k in WorkersConfig.__dataclass_fields__ if k != "parse_mode"}
-    if values["gil_switch_ms"] > 100:
-        raise ConfigError(f"workers.gil_switch_ms: must be <= 100, got {values['gil_switch_ms']!r}")
     mode = _get(data, "workers", "parse_mode", str, d.parse_mode)
     if mode not in ("threads", "processes"):
         raise ConfigError(f"workers.parse_mode: expected threads or processes, got {mode!r}")

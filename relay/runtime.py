@@ -18,7 +18,6 @@ from policy.recipients import MailboxState
 from relay.config import Config, load_config
 from relay import logs, reloadable
 from relay.limits import SlotCounter
-from relay.interpreter import set_gil_switch
 from relay.pools import Pools
 from relay.smtp.budget import ByteBudget
 
@@ -87,7 +86,6 @@ class Runtime:
             await store.create_mailbox(POSTMASTER, MailboxState.ACTIVE)
         w = config.workers
         pools = Pools.start(parse=w.parse, crypto=w.crypto, dkim=w.dkim, parse_mode=w.parse_mode)
-        set_gil_switch(w.gil_switch_ms)
         store.executor = pools.crypto
         return cls(config, store, master, trust, tls, imap_tls, load_dkim(config), pools=pools,
                    budget=ByteBudget(w.max_bytes_in_flight))
