@@ -254,14 +254,13 @@ def _auth(data: dict[str, Any]) -> AuthConfig:
 
 def _workers(data: dict[str, Any]) -> WorkersConfig:
     d = WorkersConfig()
-    floats = ("bytes_wait",)
-    values = {k: _positive(f"workers.{k}", _get(data, "workers", k, (int, float) if k in floats else int,
+    values = {k: _positive(f"workers.{k}", _get(data, "workers", k, (int, float) if k == "bytes_wait" else int,
                                                   getattr(d, k)))
               for k in WorkersConfig.__dataclass_fields__ if k != "parse_mode"}
     mode = _get(data, "workers", "parse_mode", str, d.parse_mode)
     if mode not in ("threads", "processes"):
         raise ConfigError(f"workers.parse_mode: expected threads or processes, got {mode!r}")
-    return WorkersConfig(**{k: float(v) if k in floats else int(v) for k, v in values.items()},
+    return WorkersConfig(**{k: float(v) if k == "bytes_wait" else int(v) for k, v in values.items()},
                          parse_mode=mode)
 
 
