@@ -6,13 +6,14 @@ seconds. Changes made through this process's store are seen at once (the store c
 `forget`); changes made by another process (the CLI, another node) are seen within
 `ttl`. ttl = 0 disables the cache.
 
-Refreshed ahead, in bulk (issue 15): with a 1 s ttl and 100 recipients each written to
+Renewed ahead, in bulk (issue 15): with a 1 s ttl and 100 recipients each written to
 about once a second, most RCPTs still missed, and each miss cost the async driver's
 several hops (7.5% of the MX's samples in py-spy at 10 KB). When `lookup_many` is
-given, an entry read in the second half of its life is queued for renewal, and one
-task renews every queued entry with one query (one thread hop) before it expires: a
-recipient that keeps receiving mail never misses again, at the price of one query per
-half-ttl for all of them. Entries nobody asks for are not renewed and expire.
+given, every mailbox asked for in the last `keep` seconds (4 ttl) is renewed every
+half-ttl by one task, with one query (one thread hop) for all of them: a recipient
+that keeps receiving mail, even less often than once a ttl, never misses again, at the
+price of one query per half-ttl for all of them. Mailboxes nobody asked for in `keep`
+are no longer renewed and expire.
 
 Why this keeps the ttl promise: an entry expires `ttl` after its query *started*,
 whether it came from a miss or a renewal, so a change committed elsewhere at time T is
@@ -37,21 +38,27 @@ class MailboxCache(Generic[T]):
                  max_entries: int = 100_000,
                  lookup_many: Callable[[Collection[str]], Awaitable[Mapping[str, T]]] | None = None):
         self._lookup = lookup
-        self._lookup_many = lookup_many
+        self._lookup_many = lookup_many if ttl > 0 else None
         self._ttl = ttl
+        self._keep = 4 * ttl
         self._max = max_entries
         self._entries: dict[str, tuple[float, T | None]] = {}
         self._forgets = 0  # how many forget() calls so far: a query that saw it change is stale
-        self._due: set[str] = set()  # entries to renew in the next bulk query
+        self._asked: dict[str, float] = {}  # mailbox -> when it was last asked for (renewed while recent)
         self._renewal: asyncio.Task[None] | None = None
         self.renewals = 0  # bulk queries run (tests, metrics)
 
     async def get(self, ins: str) -> T | None:
         now = time.monotonic()
+        if self._lookup_many is not None:
+            if len(self._asked) >= self._max and ins not in self._asked:
+                self._asked.clear()  # bounded; refilled by the next RCPTs
+            self._asked[ins] = now
+            if self._renewal is None or self._renewal.done():
+                self._renewal = asyncio.get_running_loop().create_task(self._renew(),
+                                                                       name="mailbox-cache-renewal")
         hit = self._entries.get(ins)
         if hit is not None and hit[0] > now:
-            if self._lookup_many is not None and hit[0] - now < self._ttl / 2:
-                self._renew_soon(ins)
             return hit[1]
         forgets = self._forgets
         info = await self._lookup(ins)
@@ -62,10 +69,9 @@ class MailboxCache(Generic[T]):
     def forget(self, ins: str) -> None:
         self._forgets += 1
         self._entries.pop(ins, None)
-        self._due.discard(ins)
 
     async def close(self) -> None:
-        """Stop a renewal in flight (the store is closing)."""
+        """Stop the renewals (the store is closing)."""
         task, self._renewal = self._renewal, None
         if task is not None and not task.done():
             task.cancel()
@@ -77,26 +83,26 @@ class MailboxCache(Generic[T]):
     def _store(self, ins: str, expires: float, info: T | None) -> None:
         if len(self._entries) >= self._max and ins not in self._entries:
             self._entries.clear()  # bounded memory; refilled on demand
-            self._due.clear()
         self._entries[ins] = (expires, info)
 
-    def _renew_soon(self, ins: str) -> None:
-        self._due.add(ins)
-        if self._renewal is None or self._renewal.done():
-            self._renewal = asyncio.get_running_loop().create_task(self._renew(), name="mailbox-cache-renewal")
-
     async def _renew(self) -> None:
+        """Every half-ttl, the mailboxes asked for within `keep`, in one query; ends when
+        none was (the next get starts it again)."""
         assert self._lookup_many is not None
-        while self._due:
-            keys, self._due = self._due, set()
+        while True:
+            await asyncio.sleep(self._ttl / 2)
             started, forgets = time.monotonic(), self._forgets
+            self._asked = {k: t for k, t in self._asked.items() if started - t <= self._keep}
+            if not self._asked:
+                return
+            keys = list(self._asked)
             try:
                 found = await self._lookup_many(keys)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the entries just expire; a RCPT then asks on its own
                 log.warning("mailbox_cache.renewal_failed", error=type(e).__name__, entries=len(keys))
-                return
+                continue
             self.renewals += 1
             if forgets != self._forgets:
                 continue  # a change went through this store meanwhile: the answer may predate it
