@@ -307,12 +307,15 @@ class MxHandler:
                          documents=sum(len(d) for _, d in filing.documents), not_filed=len(filing.not_filed))
 
         started = time.monotonic()
-        pro = decided.parsed.professional  # its thread root: the headers are not parsed again
+        # its thread root from the headers parsed once (decide() computed it already for
+        # a professional's message), not parsed again in the store
+        pro = decided.parsed.professional
+        root = (decided.conversation.thread if decided.conversation is not None
+                else thread_root(pro.message_id, pro.in_reply_to, pro.references))
         delivery = asyncio.ensure_future(self.rt.store.deliver(
             mailboxes, raw, prefix=prefix, documents=filing.documents, filed_by="mx", source=channel.peer_ip,
             not_filed=filing.not_filed, conversation=decided.conversation, receipt=decided.receipt,
-            outgoing=(ack,) if ack is not None else (), thread_root=thread_root(pro.message_id, pro.in_reply_to,
-                                                                                   pro.references)))
+            outgoing=(ack,) if ack is not None else (), thread_root=root))
         delivery.add_done_callback(logged)
         try:
             await asyncio.shield(delivery)
