@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +94,15 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
+def proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds of a process and its reaped children (/proc/PID/stat utime..cstime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--concurrency", type=int, default=16)
@@ -109,6 +120,10 @@ def main() -> int:
                    "database must be at head already (bench/store_engines.py makes one)")
     p.add_argument("--parse-mode", choices=("threads", "processes"), default=None,
                    help="[workers] parse_mode of the instance (default: the template's)")
+    p.add_argument("--replace", nargs=2, action="append", default=[], metavar=("OLD", "NEW"),
+                   help="edit the instance's relay.toml (e.g. 'gil_switch_ms = 1.0' 'gil_switch_ms = 5')")
+    p.add_argument("--profile", type=Path, help="py-spy record the daemon during the measured pass into "
+                   "this file (raw collapsed stacks; needs py-spy beside the interpreter or on PATH)")
     a = p.parse_args()
     if not a.loadgen.exists():
         sys.exit(f"load generator not found: {a.loadgen} (the shared/ folder sits beside the project)")
@@ -119,6 +134,7 @@ def main() -> int:
         extra['url = "sqlite+aiosqlite:///relay.db"'] = f'url = "{a.store_url}"'
     if a.parse_mode:
         extra['parse_mode = "threads"'] = f'parse_mode = "{a.parse_mode}"'
+    extra.update(dict(a.replace))
     cfg = new_instance("mssante-bench-", mx=port, workdir=a.workdir, extra=extra)
     inst, work = cfg.parent, cfg.parent.parent
     rcpts = ([line.strip() for line in a.rcpt_file.read_text().split() if line.strip()]
@@ -140,12 +156,27 @@ def main() -> int:
     accepted_total = 0
     try:
         for label, n in (("warmup", a.warmup or max(a.messages // 6, 50)), ("measured", a.messages)):
+            spy = None
+            if a.profile and label == "measured":
+                exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+                spy = subprocess.Popen([exe, "record", "--pid", str(daemon.pid), "--format", "raw",
+                                        "--rate", "200", "--threads", "--nonblocking", "-o", str(a.profile)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cpu0 = proc_cpu_s(daemon.pid)
             out = subprocess.run([*base_cmd, "-n", str(n), "--label", label], capture_output=True,
                                  text=True, timeout=a.max_seconds + 120)
+            cpu1 = proc_cpu_s(daemon.pid)
+            if spy is not None:
+                spy.send_signal(2)
+                spy.wait(timeout=60)
             if out.returncode != 0:
                 sys.exit(f"load generator failed: {out.stderr[-2000:]}")
             res = json.loads(out.stdout.strip().splitlines()[-1])
             res["label"] = label
+            if cpu0 is not None and cpu1 is not None and res["accepted"]:
+                # the daemon's own CPU (all its threads), not the host's: other work on a
+                # shared machine does not count here
+                res["daemon_cpu_ms_per_msg"] = round(1000 * (cpu1 - cpu0) / res["accepted"], 2)
             results[label] = res
             accepted_total += res["accepted"]
             print(json.dumps(res), flush=True)
@@ -158,7 +189,7 @@ def main() -> int:
     m = results["measured"]
     summary = {
         "bench": "smtp_inbound", "engine": load_config(cfg).store_url.split(":", 1)[0], "c": a.concurrency, "n": a.messages, "size": a.size, "attach": a.attach,
-        "msgs_per_s": m["msgs_per_s"], "p50_ms": m["p50_ms"], "p99_ms": m["p99_ms"],
+        "msgs_per_s": m["msgs_per_s"], "daemon_cpu_ms_per_msg": m.get("daemon_cpu_ms_per_msg"), "p50_ms": m["p50_ms"], "p99_ms": m["p99_ms"],
         "accepted": m["accepted"], "failed": m["failed"], "errors": m.get("errors"),
         "stored_total": stored, "accepted_total": accepted_total, "all_stored": stored == accepted_total,
         "sample_decrypted": sampled, "daemon_peak_rss_mib": round(rss / 1024, 1) if rss else None,

@@ -9,6 +9,7 @@ effects are written in its delivery's own transaction (store._Delivery), so the 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -44,14 +45,22 @@ def apply_effects(conn: Connection, items: Sequence[tuple[int, ConversationEffec
                "state": (Exchange.CLOSED if e.close_exchange else Exchange.OPEN).value, "updated_at": when}
               for mid, e, when in items for address in e.correspondents]
     if people:
-        stmt = _insert(conn, Correspondent)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["mailbox_id", "address"],
-                                                set_={"state": stmt.excluded.state,
-                                                      "updated_at": stmt.excluded.updated_at}), people)
+        conn.execute(_upserts(conn.dialect.name)[0], people)
     closed = [{"mailbox_id": mid, "message_id": e.closed_message} for mid, e, _ in items
               if e.closed_message is not None]
     if closed:
-        conn.execute(_insert(conn, ClosedMessage).on_conflict_do_nothing(), closed)
+        conn.execute(_upserts(conn.dialect.name)[1], closed)
+
+
+@functools.cache
+def _upserts(dialect: str) -> tuple[Any, Any]:
+    """apply_effects' two statements, built once per dialect: every delivery batch runs
+    them, in the writer thread that holds the GIL the MX's event loop waits for."""
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Correspondent)
+    people = stmt.on_conflict_do_update(index_elements=["mailbox_id", "address"],
+                                        set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at})
+    closed = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ClosedMessage).on_conflict_do_nothing()
+    return people, closed
 
 
 # Built once, with bound parameters: building the statement cost the event loop more

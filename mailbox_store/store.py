@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +149,16 @@ def _migrate(conn: Connection) -> tuple[None, list[Change]]:
     return None, []
 
 
+# The delivery group's statements, built once with bound parameters: building a
+# statement and its cache key in the writer thread, at every batch, held the GIL the
+# MX's event loop was waiting for (issue 15, py-spy at 10 KB).
+_FOLDERS_TO_FILL = (select(Folder.id, Folder.mailbox_id, Folder.uidnext)
+                    .where(Folder.name == bindparam("folder"), Folder.mailbox_id.in_(bindparam("ids", expanding=True)))
+                    .order_by(Folder.id).with_for_update())
+_SET_UIDNEXT = update(Folder).where(Folder.id == bindparam("fid")).values(uidnext=bindparam("new_uidnext"))
+_INSERT_BLOBS, _INSERT_MESSAGES, _INSERT_RECEIPTS = insert(Blob), insert(Message), insert(ReceiptRequest)
+
+
 @dataclass
 class _Delivery(GroupJob):
     """One message into one folder of each of its mailboxes (sealed beforehand)."""
@@ -183,17 +193,12 @@ class _Delivery(GroupJob):
         # the same lock order on every node (folder name, then id): no deadlock (rowlocks.py)
         for folder in sorted({f for _, f in wanted}):
             ids = [m for m, f in wanted if f == folder]
-            for fid, mailbox_id, uidnext in conn.execute(
-                    select(Folder.id, Folder.mailbox_id, Folder.uidnext)
-                    .where(Folder.name == folder, Folder.mailbox_id.in_(ids)).order_by(Folder.id)
-                    .with_for_update()):
+            for fid, mailbox_id, uidnext in conn.execute(_FOLDERS_TO_FILL, {"folder": folder, "ids": ids}):
                 next_uid[(mailbox_id, folder)] = (fid, uidnext)
         missing = set(wanted) - set(next_uid)
         if missing:
             raise StoreError(f"no folder {sorted(missing)[0][1]} in mailbox {sorted(missing)[0][0]}")
-        conn.execute(update(Folder).where(Folder.id == bindparam("fid"))
-                     .values(uidnext=bindparam("new_uidnext")),
-                     [{"fid": next_uid[k][0], "new_uidnext": next_uid[k][1] + n} for k, n in wanted.items()])
+        conn.execute(_SET_UIDNEXT, [{"fid": next_uid[k][0], "new_uidnext": next_uid[k][1] + n} for k, n in wanted.items()])
         # RFC 7162: one new modseq per folder for the whole batch (modseq.py)
         modseq = bump(conn, [fid for fid, _ in next_uid.values()])
         blobs, messages, results = [], [], []
@@ -213,8 +218,8 @@ class _Delivery(GroupJob):
                                          meta=MessageMeta(d.uid, meta_flags, job.when, job.size,
                                                           modseq[next_uid[(d.mailbox_id, d.folder)][0]]),
                                          modseq=modseq[next_uid[(d.mailbox_id, d.folder)][0]]) for d in out]))
-        conn.execute(insert(Blob), blobs)
-        conn.execute(insert(Message), messages)
+        conn.execute(_INSERT_BLOBS, blobs)
+        conn.execute(_INSERT_MESSAGES, messages)
         for job, (_, changes) in zip(jobs, results, strict=True):
             changes.extend(insert_documents(conn, job.documents)[1])
         apply_effects(conn, [(mb.id, job.conversation, job.when) for job in jobs if job.conversation is not None
@@ -223,11 +228,15 @@ class _Delivery(GroupJob):
                      "message_id": job.receipt[1], "sent_at": None}
                     for job in jobs if job.receipt is not None for mb, _ in job.keys]
         if receipts:
-            conn.execute(insert(ReceiptRequest), receipts)
+            conn.execute(_INSERT_RECEIPTS, receipts)
         for job, (_, changes) in zip(jobs, results, strict=True):
             for prepared in job.outgoing:
                 changes.extend(prepared.apply(conn)[1])
         return results
+
+
+# Store.deliver's default: the thread root is read from the message's bytes
+ROOT_FROM_BYTES = object()
 
 
 class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ProAccessOps, ThreadOps,
@@ -248,7 +257,9 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         # where whole messages and documents are sealed and opened (relay/pools.py's
         # crypto pool in the daemon; None: asyncio's default executor)
         self.executor: Executor | None = None
-        self._cache: MailboxCache[MailboxInfo] = MailboxCache(self.get_mailbox, mailbox_cache_ttl)
+        # RCPT lookups and their bulk renewal: one Reader hop each (cache.py)
+        self._cache: MailboxCache[MailboxInfo] = MailboxCache(self._mailbox_read, mailbox_cache_ttl,
+                                                              lookup_many=self.mailboxes_by_ins)
         self._spooled_commits = asyncio.Semaphore(SPOOLED_COMMITS)
 
     @classmethod
@@ -300,6 +311,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
             await conn.exec_driver_sql("SELECT 1")
 
     async def close(self) -> None:
+        await self._cache.close()
         if self.node_listener is not None:
             await self.node_listener.stop()
         await self.writer.close()
@@ -346,6 +358,24 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
     async def get_mailbox(self, ins: str) -> MailboxInfo | None:
         row = await self.reader.run(lambda conn: imapreads.mailbox_row(conn, ins))
         return self._info(row) if row else None
+
+    async def _mailbox_read(self, ins: str) -> MailboxInfo | None:
+        """get_mailbox in one Reader hop (the async driver takes several)."""
+        return (await self.mailboxes_by_ins([ins])).get(ins)
+
+    async def mailboxes_by_ins(self, ins: Collection[str]) -> dict[str, MailboxInfo]:
+        """The mailboxes of these INS that exist, in one Reader hop (cache.py's renewal)."""
+        wanted = sorted(ins)
+
+        def read(conn: Connection) -> dict[str, MailboxInfo]:
+            out: dict[str, MailboxInfo] = {}
+            for start in range(0, len(wanted), 500):  # within SQLite's bound on parameters
+                for row in conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
+                                               Mailbox.created_at).where(Mailbox.ins.in_(wanted[start:start + 500]))):
+                    out[row.ins] = self._info(row)
+            return out
+
+        return await self.reader.run(read)
 
     async def claim_receipt(self, mailbox_id: int, folder: str, uid: int) -> tuple[str, str | None] | None:
         """The read receipt this message's delivery recorded, if it was not sent yet;
@@ -680,13 +710,16 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
                       not_filed: Sequence[tuple[MailboxInfo, str]] = (),
                       conversation: ConversationEffects | None = None,
                       receipt: tuple[str, str | None] | None = None, prefix: bytes = b"",
-                      outgoing: Sequence[PreparedOutgoing] = ()) -> list[Delivered]:
+                      outgoing: Sequence[PreparedOutgoing] = (),
+                      thread_root: str | None | object = ROOT_FROM_BYTES) -> list[Delivered]:
         """Store one message in each mailbox's folder, and file its documents in their
         dossiers (`not_filed`: (mailbox, reason) for the audit log), and record the
         conversation effects of a professional's message and its read-receipt request
         (address, Message-ID), and queue `outgoing` (prepare_outgoing), all or nothing,
         durably. The message stored is `prefix` (the MX's trace headers) followed by
-        `raw`: they are sealed without being joined."""
+        `raw`: they are sealed without being joined. `thread_root`: the message's
+        thread root (policy.conversation.thread_root) when the caller parsed its headers
+        already, so they are not parsed again here on the event loop."""
         # stored in UTC: SQLite keeps no zone, and a time read back is taken as UTC
         # (an APPEND dated 01:30 +0200 was read back as 01:30 +0000)
         when = (internal_date or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
@@ -696,7 +729,13 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         keys = [(mb, wrap_content_key(await self._data_key(mb.id, mb.ins), mb.ins, blob_id, content_key))
                 for mb in mailboxes]
         docs = await self.seal_documents(documents, filed_by, source, not_filed, (blob_id, content_key))
-        root = thread_root_of(prefix + raw[:HEAD_MAX] if prefix else raw)
+        end = raw.find(b"\r\n\r\n", 0, HEAD_MAX)
+        if thread_root is ROOT_FROM_BYTES or end < 0 or len(prefix) + end + 4 > HEAD_MAX:
+            # what the webmail reads back from the stored bytes (thread_root_of) is the
+            # same as the caller's root only when the whole header section is within HEAD_MAX
+            root = thread_root_of(prefix + raw[:HEAD_MAX] if prefix else raw)
+        else:
+            root = thread_root  # type: ignore[assignment]
         threads = {mb.id: thread_key(await self._thread_hmac_key(mb.id, mb.ins), root) for mb in mailboxes}
         return await self.writer.submit(
             _Delivery(blob_id, sealed, size, keys, folder, " ".join(flags), when, docs, conversation, receipt,

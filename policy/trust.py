@@ -8,6 +8,7 @@ list writes DNs in the RFC 4514 string form, most specific RDN first).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -40,6 +41,7 @@ def _ascii_lower(text: str) -> str:
 _LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 
+@functools.lru_cache(maxsize=1024)  # the MX asks for the same few operators' DNs at every MAIL
 def normalize_dn(dn: str) -> tuple[tuple[str, str], ...]:
     """Canonical form of an RFC 4514 DN string: ((type, value), ...), ASCII lower-cased,
     runs of spaces collapsed. A DN with a control character matches nothing."""

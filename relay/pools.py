@@ -27,7 +27,12 @@ processes as `[workers] parse_mode = "processes"`. Measured with bench/compare_a
 
 Processes lose: every message crosses a pipe twice (pickled in, the filing with its
 documents pickled back), and the second core is not idle to win it back. They stay an
-option, measured again on an idle machine before becoming the default. In process mode
+option, measured again on an idle machine before becoming the default.
+
+Measured again once the MX's own CPU per message had halved (bench/smtp_inbound.py,
+two daemons side by side under the same load, 2026-12-06, load 11-19): 10 KB threads
+79.9 / 58.3 msg/s, processes 80.8 / 57.1; 500 KB + PDF threads 8.4 / 7.6, processes
+9.5 / 7.1. No difference shows, so threads stay: one process, nothing pickled. In process mode
 the worker is a top-level function of plain data (relay/inbound/pipeline.py) and a
 worker that dies gives ParseWorkerLost, answered 451 4.3.0: never a lost message, never
 a 250 for one that was not stored.

@@ -30,6 +30,7 @@ from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 from policy.decisions import BYTES_IN_FLIGHT, DATA_TOO_SLOW, LOCAL_ERROR
 from policy.headers import HeaderScanner
 from relay.storefaults import store_failure
+from relay.smtp.addrparse import plain_path
 from relay.smtp.budget import reserve
 from relay.smtp.data import Refused, read_dot_data
 from relay.smtp.replies import with_enhanced_code
@@ -94,6 +95,15 @@ class RelaySMTP(SMTP):
             if reservation is not None:
                 reservation.release()
         await self.push("250 OK" if status is MISSING else status)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # the common <local@domain> path without the stdlib's header parser (addrparse.py)
+        plain = plain_path(arg)
+        if plain is None:
+            return super()._getaddr(arg)
+        if self.local_part_limit and len(plain[0].rpartition("@")[0]) > self.local_part_limit:
+            return None, None  # as aiosmtpd's own reading answers it
+        return plain
 
     async def push(self, status: Any) -> None:
         if self.transport is None or self.transport.is_closing():

@@ -39,6 +39,7 @@ from dossier_bridge.dossier import shifted
 from mailbox_store.outbound import PreparedOutgoing
 from mailbox_store.store import Delivered, MailboxInfo
 from policy.addresses import TEST_LOCAL_PART, AddressKind, split_address, valid_helo
+from policy.conversation import thread_root
 from policy.decisions import (BAD_HELO, BARE_LINE_ENDING, CLIENT_CERT_REQUIRED, SHUTTING_DOWN,
                               STARTTLS_REQUIRED, STORE_FULL, STORE_UNAVAILABLE, TLS_ALREADY_ACTIVE,
                               TOO_MANY_CONNECTIONS, TOO_MANY_RECIPIENTS, Decision)
@@ -307,10 +308,15 @@ class MxHandler:
                          documents=sum(len(d) for _, d in filing.documents), not_filed=len(filing.not_filed))
 
         started = time.monotonic()
+        # its thread root from the headers parsed once (decide() computed it already for
+        # a professional's message), not parsed again in the store
+        pro = decided.parsed.professional
+        root = (decided.conversation.thread if decided.conversation is not None
+                else thread_root(pro.message_id, pro.in_reply_to, pro.references))
         delivery = asyncio.ensure_future(self.rt.store.deliver(
             mailboxes, raw, prefix=prefix, documents=filing.documents, filed_by="mx", source=channel.peer_ip,
             not_filed=filing.not_filed, conversation=decided.conversation, receipt=decided.receipt,
-            outgoing=(ack,) if ack is not None else ()))
+            outgoing=(ack,) if ack is not None else (), thread_root=root))
         delivery.add_done_callback(logged)
         try:
             await asyncio.shield(delivery)
