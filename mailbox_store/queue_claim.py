@@ -7,7 +7,7 @@ Implementation notes:
   claiming at once each get different rows, neither waits), and stamps them with this
   node's id and `lease_until` in the same transaction. On SQLite the writer already
   holds the database lock (BEGIN IMMEDIATE): a plain claim is atomic, and one daemon
-  per file stays the rule (relay/storelock.py).
+  per file stays the rule (relay/daemon/storelock.py).
 - A live node renews the leases of its attempts in flight (`queue_renew`, the runner
   every third of a lease): a slow attempt never loses its entry to another node. A node
   killed mid-attempt stops renewing: its entries are claimable by the others once

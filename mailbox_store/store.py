@@ -245,7 +245,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         self.writer = Writer(write_engine, feed, max_batch=max_batch)
         self._write_engine = write_engine
         self._keys = KeyCache(key_cache)
-        # where whole messages and documents are sealed and opened (relay/pools.py's
+        # where whole messages and documents are sealed and opened (relay/core/pools.py's
         # crypto pool in the daemon; None: asyncio's default executor)
         self.executor: Executor | None = None
         self._cache: MailboxCache[MailboxInfo] = MailboxCache(self.get_mailbox, mailbox_cache_ttl)

@@ -17,12 +17,12 @@ from prometheus_client import Gauge, Histogram
 from mailbox_store.crypto import MasterKey
 from mailbox_store.store import MailboxInfo, Store
 from mailbox_store.spool import private_dir
-from relay.auth import Authenticator
-from relay.config import Config
+from relay.auth.login import Authenticator
+from relay.core.config import Config
 from relay.imap.budget import LiteralBudget
 from relay.imap.fetchcache import DerivedCache
 from relay.imap.sortkeys import SortCache
-from relay.limits import SlotCounter
+from relay.core.limits import SlotCounter
 
 if TYPE_CHECKING:
     from relay.imap.session import Session

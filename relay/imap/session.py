@@ -45,7 +45,7 @@ from relay.imap.sequence import compress, expand, intervals
 from policy.recipients import MailboxState
 from relay.imap.types import FetchAtt, MessageView, SearchKey, SequenceSet
 
-from relay import storefaults
+from relay.core import storefaults
 from relay.imap.server import COMMAND_SECONDS
 
 if TYPE_CHECKING:

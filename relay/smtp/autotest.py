@@ -27,7 +27,7 @@ from relay.delivery.outgoing import prepare_outgoing
 from relay.delivery.reports import build_test_reply
 
 if TYPE_CHECKING:
-    from relay.runtime import Runtime
+    from relay.core.runtime import Runtime
 
 log = structlog.get_logger("relay.autotest")
 

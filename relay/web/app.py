@@ -9,7 +9,7 @@ Implementation notes:
 - Headers on every response, downloads and event streams included (on_response_prepare):
   CSP without inline script and with frame-ancestors 'none', Referrer-Policy
   no-referrer, HSTS, nosniff, no-store.
-- No SQL here: the store, dossier_bridge, policy and relay/outgoing_mail.py do the work.
+- No SQL here: the store, dossier_bridge, policy and relay/outbound/outgoing_mail.py do the work.
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ from relay.web.rows import RowCache
 from relay.web.sessions import SessionStore, WebSession, same_token
 
 if TYPE_CHECKING:
-    from relay.auth import Authenticator
-    from relay.runtime import Runtime
+    from relay.auth.login import Authenticator
+    from relay.core.runtime import Runtime
 
 log = structlog.get_logger("relay.web")
 HERE = Path(__file__).parent

@@ -12,8 +12,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from relay.export import ExportError, export
-from relay.lifecycle import AlreadyClosed, close_mailbox
+from relay.ops.export import ExportError, export
+from relay.ops.lifecycle import AlreadyClosed, close_mailbox
 from relay.web.app import LOGIN_COOKIE, SESSION_COOKIE, Web, public
 from relay.web.context import FORM, WHO, Who
 
@@ -120,7 +120,7 @@ def routes(app: web.Application, w: Web) -> None:
         if error:
             return w.render(request, "settings.html", status=400, title="Paramètres",
                             notify=who.space.notify_email or "", message=None, error=error)
-        hashed = await w.auth.hash_password(new)  # the password pool (relay/auth.py)
+        hashed = await w.auth.hash_password(new)  # the password pool (relay/auth/login.py)
         await w.store.set_password(who.user.ins, hashed, actor="patient", source=who.ip)
         # every other session of this account ends; this one gets a new id
         w.sessions.drop_user(who.user.id)

@@ -1,7 +1,7 @@
 """"Messagerie", a conversation, attachments, replies, "Écrire à ma pharmacie" and the
 live updates (Server-Sent Events fed by the store's change feed).
 
-A reply goes through relay/outgoing_mail.py, the very checks and commit of SMTP
+A reply goes through relay/outbound/outgoing_mail.py, the very checks and commit of SMTP
 submission: a refusal shows the French sentence SMTP gives. Reading a message marks
 it \\Seen like an IMAP FETCH of its body (which sends a requested read receipt), and
 every view and download is audited like an IMAP read."""
@@ -32,7 +32,7 @@ from policy.conversation import normalise_address
 from policy.decisions import Decision
 from relay.imap import search as imap_search
 from relay.imap.types import MessageView, SearchKey
-from relay.outgoing_mail import recipient_decision, submit_message
+from relay.outbound.outgoing_mail import recipient_decision, submit_message
 from relay.web.app import VIEW_CSP, Web
 from relay.web.context import FOLDERS, FORM, MULTIPART, WHO, Who, folder_or_404, uid_or_404
 from relay.web.mailview import Person, Summary, attachment, full_view, summarise

@@ -49,7 +49,7 @@ from mailbox_store.store import MailboxInfo
 from policy.dossier_access import DocumentFacts, dossier_access, idnat_or_none, mode_for
 from policy.ins import InsError, parse_ins
 from policy.recipients import MailboxState
-from relay.pro_notice import REASON_MAX, tell_patient
+from relay.pro.notice import REASON_MAX, tell_patient
 from relay.web.app import Web, client_ip, public
 
 log = structlog.get_logger("relay.web.pro")

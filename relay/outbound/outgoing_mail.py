@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from dossier_bridge.dossier import inspect_message
-from relay.pools import run_in
+from relay.core.pools import run_in
 from mailbox_store.outbound import Recipient, Submitted
 from mailbox_store.store import MailboxInfo
 from policy.attachments import PATIENT_MAX_PART_BYTES
@@ -24,10 +24,10 @@ from policy.decisions import BARE_LINE_ENDING, STORE_UNAVAILABLE, Decision
 from policy.headers import parse_headers, without_fields
 from relay.delivery.outgoing import queue_outgoing
 from relay.smtp.trace import has_bare_line_ending
-from relay.storefaults import store_failure
+from relay.core.storefaults import store_failure
 
 if TYPE_CHECKING:
-    from relay.runtime import Runtime
+    from relay.core.runtime import Runtime
 
 log = structlog.get_logger("relay.outgoing_mail")
 
