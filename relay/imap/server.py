@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
 import structlog
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Gauge
 
 from mailbox_store.crypto import MasterKey
 from mailbox_store.store import MailboxInfo, Store
@@ -34,9 +34,6 @@ T = TypeVar("T")
 # Threads for long pure work of IMAP commands (SEARCH on bodies, FETCH ENVELOPE /
 # BODYSTRUCTURE): few, so that many sessions share them instead of taking every core.
 WORKERS = 2
-
-COMMAND_SECONDS = Histogram("mssante_imap_command_seconds", "IMAP command duration", ["command"],
-                            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30))
 
 
 class ImapServer:
