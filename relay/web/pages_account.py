@@ -7,15 +7,18 @@ import secrets
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
 
 from relay.ops.export import ExportError, export
 from relay.ops.lifecycle import AlreadyClosed, close_mailbox
-from relay.web.app import LOGIN_COOKIE, SESSION_COOKIE, Web, public
+from relay.web.shared import LOGIN_COOKIE, SESSION_COOKIE, public
 from relay.web.context import FORM, WHO, Who
+
+if TYPE_CHECKING:
+    from relay.web.app import Web
 
 log = structlog.get_logger("relay.web")
 AUDIT_PAGE = 50
