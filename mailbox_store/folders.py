@@ -15,6 +15,7 @@ from mailbox_store.feed import Change
 from mailbox_store.models import Blob, Document, Folder, Mailbox, Message, OutboundEntry, ReceiptRequest, Subscription
 from mailbox_store.modseq import bump, record_expunged
 from mailbox_store.rowlocks import lock_folders
+from mailbox_store.repository import Repository
 
 if TYPE_CHECKING:
     from mailbox_store.writer import Writer
@@ -107,7 +108,7 @@ def delete_orphan_blobs(conn: Connection, blob_ids: set[str]) -> None:
         conn.execute(delete(Blob).where(Blob.id.in_(orphans)))
 
 
-class FolderOps:
+class FolderOps(Repository):
     engine: Any
     writer: "Writer"
 

@@ -14,6 +14,7 @@ from mailbox_store.folders import FolderError, _folder_id, delete_orphan_blobs
 from mailbox_store.models import ExpungedUid, Folder, Message, utc
 from mailbox_store.modseq import bump, record_expunged
 from mailbox_store.rowlocks import lock_folders
+from mailbox_store.repository import Repository
 
 if TYPE_CHECKING:
     from mailbox_store.writer import Writer
@@ -58,7 +59,7 @@ def _flag_text(flags: Iterable[str]) -> str:
     return " ".join(sorted(flags))
 
 
-class MessageOps:
+class MessageOps(Repository):
     engine: Any
     writer: "Writer"
 

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, func, select, update
 
 from mailbox_store.feed import Change
 from mailbox_store.models import Folder, Message
+from mailbox_store.repository import Repository
 
 if TYPE_CHECKING:
     from mailbox_store.writer import Writer
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 _KNOWN_MARKS = 100_000  # folders whose mark this process remembers (bounded memory)
 
 
-class RecentOps:
+class RecentOps(Repository):
     engine: Any
     writer: Writer
     _recent_marks: dict[int, int]
