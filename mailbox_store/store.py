@@ -11,6 +11,9 @@ Implementation notes:
   A message to several patients is one blob; each recipient's row holds its own
   wrapped copy of the blob's content key.
 - The schema is brought up to date at open by Alembic (migrate.py), through the writer.
+- Store is composed of repositories (repository.py: folders, messages, documents, ...)
+  that share one core and one keyring (core.py); its public methods are theirs,
+  delegated under the same names and signatures. No repository imports this module.
 """
 from __future__ import annotations
 
