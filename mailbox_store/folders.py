@@ -195,7 +195,7 @@ class FolderOps(Repository):
 
         gone = await self.writer.submit(job)
         # SQLite may give the id to the next folder created: its \Recent mark starts afresh
-        getattr(self, "_recent_marks", {}).pop(gone, None)
+        self.core.recent_marks.pop(gone, None)  # recent.py's memory, shared through the core
 
     async def rename_folder(self, mailbox_id: int, old: str, new: str) -> None:
         new = new.rstrip(SEPARATOR)

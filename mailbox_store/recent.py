@@ -28,13 +28,10 @@ _KNOWN_MARKS = 100_000  # folders whose mark this process remembers (bounded mem
 class RecentOps(Repository):
     engine: Any
     writer: Writer
-    _recent_marks: dict[int, int]
 
     def _marks(self) -> dict[int, int]:
-        marks = getattr(self, "_recent_marks", None)
-        if marks is None:
-            marks = self._recent_marks = {}
-        return marks
+        # in the core: deleting a folder (folders.py) forgets its mark
+        return self.core.recent_marks
 
     def _remember(self, folder_id: int, mark: int) -> None:
         marks = self._marks()

@@ -102,3 +102,19 @@ async def test_the_node_id_and_the_executor_are_the_cores(store: Store) -> None:
     store.executor = marker  # type: ignore[assignment]
     assert store.core.executor is marker
     store.executor = None
+
+
+async def test_a_deleted_folders_recent_mark_is_forgotten_by_the_recent_repository(store: Store) -> None:
+    # the folders repository deletes, the recent repository remembers claims: they share
+    # the marks through the core, so a new folder that gets the old id (SQLite may reuse
+    # it) starts with its messages \Recent (RFC 3501 §2.3.2)
+    box = await store.create_mailbox(INS_A)
+    old = await store.create_folder(box.id, "Dossiers")
+    await store.deliver([box], message(), folder="Dossiers")
+    assert await store.claim_recent(old.id, 2) == 1
+    assert store.core.recent_marks[old.id] == 2
+    await store.delete_folder(box.id, "Dossiers")
+    assert old.id not in store.core.recent_marks
+    new = await store.create_folder(box.id, "Dossiers")
+    await store.deliver([box], message(), folder="Dossiers")
+    assert await store.claim_recent(new.id, 2) == 1  # the new folder's message is \Recent here
