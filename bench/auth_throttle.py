@@ -36,7 +36,7 @@ from bench.smtp_inbound import make_rcpts  # noqa: E402
 from mailbox_store.crypto import MasterKey  # noqa: E402
 from mailbox_store.store import Store  # noqa: E402
 from policy.recipients import MailboxState  # noqa: E402
-from relay.config import load_config  # noqa: E402
+from relay.core.config import load_config  # noqa: E402
 
 PASSWORD = "the owner's own password"
 OWNER_IP, ATTACKER_IP = "127.0.0.1", "127.0.0.2"

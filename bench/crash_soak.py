@@ -63,7 +63,7 @@ from aiosmtpd.controller import Controller  # noqa: E402
 from mailbox_store.crypto import MasterKey  # noqa: E402
 from mailbox_store.store import Store  # noqa: E402
 from policy.ins import ins_key  # noqa: E402
-from relay.config import load_config  # noqa: E402
+from relay.core.config import load_config  # noqa: E402
 
 OPERATOR = "test-operator.mssante.fr"
 PROFESSIONAL = f"dr.martin@{OPERATOR}"

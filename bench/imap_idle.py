@@ -36,7 +36,7 @@ from bench.smtp_inbound import make_rcpts  # noqa: E402
 from mailbox_store.crypto import MasterKey  # noqa: E402
 from mailbox_store.store import Store  # noqa: E402
 from policy.recipients import MailboxState  # noqa: E402
-from relay.config import load_config  # noqa: E402
+from relay.core.config import load_config  # noqa: E402
 from bench.instance import free_port, new_instance, start_daemon, stop_daemon  # noqa: E402
 
 PASSWORD = "bench password"

@@ -3,7 +3,7 @@
 already logged in, alone and while LOGINs arrive at a steady rate.
 
 A fresh daemon (its [auth] hash_threads: argon2 runs on the authenticator's own pool,
-relay/auth.py), one mailbox with a production-cost argon2id hash. S sessions log in,
+relay/auth/login.py), one mailbox with a production-cost argon2id hash. S sessions log in,
 select INBOX, then loop NOOP / STATUS INBOX (MESSAGES UNSEEN) / FETCH 1:* (FLAGS) for D
 seconds while their latency is recorded; first with no logins (baseline), then with R
 new connections a second each doing LOGIN + LOGOUT over implicit TLS (the login
@@ -32,7 +32,7 @@ from bench.instance import free_port, new_instance, start_daemon, stop_daemon  #
 from mailbox_store.crypto import MasterKey  # noqa: E402
 from mailbox_store.store import Store  # noqa: E402
 from policy.recipients import MailboxState  # noqa: E402
-from relay.config import load_config  # noqa: E402
+from relay.core.config import load_config  # noqa: E402
 
 INS = "279035121518989"
 PASSWORD = "bench password"

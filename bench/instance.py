@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from relay.instance import init_instance
+from relay.ops.instance import init_instance
 
 ROOT = Path(__file__).resolve().parents[1]
 

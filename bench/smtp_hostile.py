@@ -27,8 +27,8 @@ from mailbox_store.crypto import MasterKey  # noqa: E402
 from mailbox_store.store import Store  # noqa: E402
 from policy.headers import HeaderLimits, HeaderScanner  # noqa: E402
 from policy.recipients import MailboxState  # noqa: E402
-from relay.config import load_config  # noqa: E402
-from relay.storefaults import free_space  # noqa: E402
+from relay.core.config import load_config  # noqa: E402
+from relay.core.storefaults import free_space  # noqa: E402
 from bench.instance import free_port, new_instance, start_daemon, stop_daemon  # noqa: E402
 
 INS = "279035121518989"

@@ -57,7 +57,7 @@ from bench.instance import free_port, new_instance, start_daemon, stop_daemon  #
 from mailbox_store.crypto import MasterKey  # noqa: E402
 from mailbox_store.store import Store  # noqa: E402
 from policy.recipients import MailboxState  # noqa: E402
-from relay.config import load_config  # noqa: E402
+from relay.core.config import load_config  # noqa: E402
 from tests.web.files import pdf  # noqa: E402
 
 INS = "279035121518989"
@@ -69,7 +69,7 @@ MAX_SECONDS = 3600
 MAX_PAGES = 1_000_000
 MAX_SESSIONS = 500
 # The authenticator counts a login on its account before the slow argon2 check (at most 5
-# in flight per account, relay/auth.py): the sessions of one patient log in a few at a time.
+# in flight per account, relay/auth/login.py): the sessions of one patient log in a few at a time.
 LOGINS_AT_ONCE = 3
 # in the measured loop the list page's links are found with a regular expression (C speed):
 # the client shares the machine's two cores with the daemon

@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mailbox_store.feed import Change
 from mailbox_store.models import Budget, utc
+from mailbox_store.repository import Repository
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -68,7 +69,7 @@ def forget_before(conn: Connection, before: dt.datetime) -> int:
     return conn.execute(delete(Budget).where(Budget.window_start < before)).rowcount
 
 
-class BudgetOps:
+class BudgetOps(Repository):
     writer: "Writer"
     engine: "AsyncEngine"
 

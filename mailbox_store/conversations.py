@@ -19,10 +19,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from mailbox_store.errors import StoreError
 from mailbox_store.feed import Change
 from mailbox_store.models import AuditEvent, ClosedMessage, Correspondent, Pharmacy
+from mailbox_store.repository import Repository
 from policy.conversation import ConversationEffects, Exchange, RecipientFacts, replies_to_closed_message
 
 if TYPE_CHECKING:
-    from mailbox_store.store import MailboxInfo
+    from mailbox_store.records import MailboxInfo
     from mailbox_store.reader import Reader
     from mailbox_store.writer import Writer
 
@@ -75,7 +76,7 @@ _FACTS_ANSWERED = union_all(*_FACTS_PARTS, select(literal("closed"), ClosedMessa
     ClosedMessage.mailbox_id == bindparam("mid"), ClosedMessage.message_id.in_(bindparam("answered", expanding=True))))
 
 
-class ConversationOps:
+class ConversationOps(Repository):
     engine: Any
     writer: "Writer"
     reader: "Reader"

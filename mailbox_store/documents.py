@@ -20,11 +20,10 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, delete, insert, select, tuple_, update
 
 from mailbox_store.crypto import blob_aad, open_blob, open_sealed, seal, seal_blob, wrap_content_key
@@ -32,9 +31,10 @@ from mailbox_store.errors import StoreError
 from mailbox_store.feed import Change
 from mailbox_store.folders import delete_orphan_blobs
 from mailbox_store.models import AuditEvent, Blob, Document, Mailbox, utc
+from mailbox_store.repository import Repository
 
 if TYPE_CHECKING:
-    from mailbox_store.store import MailboxInfo
+    from mailbox_store.records import MailboxInfo
     from mailbox_store.writer import Writer
 
 
@@ -121,16 +121,9 @@ def insert_documents(conn: Connection, sealed: SealedDocuments) -> tuple[list[tu
 
 
 
-class DocumentOps:
+class DocumentOps(Repository):
     engine: Any
     writer: "Writer"
-
-    if TYPE_CHECKING:  # provided by Store
-        async def _data_key(self, mailbox_id: int, ins: str) -> AESGCM: ...
-        async def _dedupe_key(self, mailbox_id: int, ins: str) -> bytes: ...
-        async def off_loop(self, size: int, fn: Callable[..., Any], *args: Any) -> Any: ...
-        async def audit(self, mailbox_id: int, actor: str, action: str, detail: str = "",
-                        source: str = "") -> None: ...
 
     async def seal_documents(self, per_mailbox: Sequence[tuple["MailboxInfo", Sequence[NewDocument]]],
                              filed_by: str, source: str = "",

@@ -16,6 +16,7 @@ from mailbox_store.feed import Change
 from mailbox_store.models import Blob, Document, Folder, Mailbox, Message, OutboundEntry, ReceiptRequest, Subscription
 from mailbox_store.modseq import bump, record_expunged
 from mailbox_store.rowlocks import lock_folders
+from mailbox_store.repository import Repository
 
 if TYPE_CHECKING:
     from mailbox_store.reader import Reader
@@ -123,7 +124,7 @@ _ORPHAN_RECEIPTS = delete(ReceiptRequest).where(ReceiptRequest.blob_id.in_(bindp
 _ORPHAN_BLOBS = delete(Blob).where(Blob.id.in_(bindparam("ids", expanding=True)), _unused(Blob.id))
 
 
-class FolderOps:
+class FolderOps(Repository):
     engine: Any
     reader: Reader  # IMAP's reads: one thread hop each (imapreads.py)
     writer: "Writer"
@@ -192,7 +193,7 @@ class FolderOps:
 
         gone = await self.writer.submit(job)
         # SQLite may give the id to the next folder created: its \Recent mark starts afresh
-        getattr(self, "_recent_marks", {}).pop(gone, None)
+        self.core.recent_marks.pop(gone, None)  # recent.py's memory, shared through the core
 
     async def rename_folder(self, mailbox_id: int, old: str, new: str) -> None:
         new = new.rstrip(SEPARATOR)

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, bindparam, case, func, select
 
 from mailbox_store.feed import MessageMeta
 from mailbox_store.models import Blob, ExpungedUid, Folder, Guardian, Mailbox, Message, Subscription, utc
-from mailbox_store.reader import Reader
+from mailbox_store.repository import Repository
 
 _UIDS = bindparam("uids", expanding=True)  # an IN list (SQLAlchemy renders one ? per value)
 IN_CHUNK = 500  # values in one IN list: SQLite's limit on host parameters is far above
@@ -173,9 +173,8 @@ def list_view(conn: Connection, mailbox_id: int) -> ListView:
                     subscriptions(conn, mailbox_id))
 
 
-class ImapReadOps:
+class ImapReadOps(Repository):
     """Reads that answer a whole IMAP command in one reader hop."""
-    reader: Reader
 
     async def list_view(self, mailbox_id: int) -> ListView:
         return await self.reader.run(lambda conn: list_view(conn, mailbox_id))

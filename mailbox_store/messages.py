@@ -15,6 +15,7 @@ from mailbox_store.folders import FolderError, _folder_id, delete_orphan_blobs
 from mailbox_store.models import Folder, Message, utc
 from mailbox_store.modseq import bump, record_expunged
 from mailbox_store.rowlocks import lock_folders
+from mailbox_store.repository import Repository
 
 if TYPE_CHECKING:
     from mailbox_store.reader import Reader
@@ -97,7 +98,7 @@ def _delete_deleted(conn: Connection, fid: int, among: list[int] | None) -> list
     return rows
 
 
-class MessageOps:
+class MessageOps(Repository):
     engine: Any
     reader: Reader  # IMAP's reads: one thread hop each (imapreads.py)
     writer: "Writer"

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from mailbox_store.crypto import open_blob, seal_blob, wrap_content_key
@@ -30,9 +29,10 @@ from mailbox_store.folders import FolderError, delete_orphan_blobs
 from mailbox_store.models import Blob, Folder, Mailbox, Message, OutboundEntry, utc
 from mailbox_store.thread import thread_key, thread_root_of
 from mailbox_store.modseq import bump
+from mailbox_store.repository import Repository
 
 if TYPE_CHECKING:
-    from mailbox_store.store import MailboxInfo
+    from mailbox_store.records import MailboxInfo
     from mailbox_store.writer import Writer
 
 
@@ -126,14 +126,9 @@ def _item(r: Any) -> QueueItem:
                      r.last_error)
 
 
-class QueueOps:
+class QueueOps(Repository):
     engine: Any
     writer: "Writer"
-
-    if TYPE_CHECKING:  # provided by Store
-        async def _data_key(self, mailbox_id: int, ins: str) -> AESGCM: ...
-        async def _thread_hmac_key(self, mailbox_id: int, ins: str) -> bytes: ...
-        async def off_loop(self, size: int, fn: Callable[..., Any], *args: Any) -> Any: ...
 
     async def enqueue(self, mailbox: "MailboxInfo", raw: bytes, mail_from: str, recipients: Sequence[Recipient],
                       kind: str, lifetime: dt.timedelta, sent_folder: str | None = None) -> Submitted:

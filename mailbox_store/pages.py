@@ -4,7 +4,7 @@ indexed query: a page of 50 out of 10,000 messages never loads the other 9,950."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, literal, select
 
@@ -12,6 +12,8 @@ from mailbox_store.feed import MessageMeta
 from mailbox_store.reader import Reader
 from mailbox_store.crypto import open_blob
 from mailbox_store.models import AuditEvent, Blob, Folder, Guardian, Mailbox, Message, Pharmacy, utc
+from mailbox_store.records import AuditRecord, mailbox_info
+from mailbox_store.repository import Repository
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +72,9 @@ def _meta(r: Any) -> MessageMeta:
     return MessageMeta(r.uid, frozenset(r.flags.split()), utc(r.internal_date), r.size)
 
 
-class PageOps:
+class PageOps(Repository):
     engine: Any
     reader: Reader
-
-    if TYPE_CHECKING:  # provided by Store
-        async def _data_key(self, mailbox_id: int, ins: str) -> Any: ...
 
     async def folder_page(self, mailbox_id: int, folder: str, offset: int, limit: int,
                           uids: list[int] | None = None, with_counts: bool = True) -> FolderPage | None:
@@ -111,7 +110,6 @@ class PageOps:
         """The account, its wards and their pharmacies in one connection and two
         queries (every webmail request asks, so that a guardian removed or a mailbox
         closed by the CLI a second ago counts at the next click); None: no such account."""
-        from mailbox_store.store import Store  # store.py imports this module
 
         def read(conn: Connection) -> tuple[list[Any], list[Any]]:
             rows = conn.execute(_IDENTITY, {"uid": user_id}).all()
@@ -120,8 +118,8 @@ class PageOps:
         rows, pharmacies = await self.reader.run_light(read)
         if not any(r.ward == 0 for r in rows):
             return None
-        user = next(Store._info(r) for r in rows if r.ward == 0)
-        wards = sorted((Store._info(r) for r in rows if r.ward == 1), key=lambda m: m.ins)
+        user = next(mailbox_info(r) for r in rows if r.ward == 0)
+        wards = sorted((mailbox_info(r) for r in rows if r.ward == 1), key=lambda m: m.ins)
         out: dict[int, list[str]] = {}
         for p in pharmacies:
             out.setdefault(p.mailbox_id, []).append(p.address)
@@ -142,7 +140,6 @@ class PageOps:
         return await self.reader.run(read)
 
     async def audit_page(self, mailbox_id: int, offset: int, limit: int) -> AuditPage:
-        from mailbox_store.store import AuditRecord  # store.py imports this module
         async with self.engine.connect() as conn:
             total = (await conn.execute(select(func.count(AuditEvent.id))
                                         .where(AuditEvent.mailbox_id == mailbox_id))).scalar_one()

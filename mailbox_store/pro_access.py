@@ -18,10 +18,11 @@ from mailbox_store.documents import NoSuchDocument
 from mailbox_store.errors import StoreError
 from mailbox_store.feed import Change
 from mailbox_store.models import AuditEvent, Document, HiddenDocument, ProAccess, ProSettings, utc
+from mailbox_store.repository import Repository
 from policy.dossier_access import PatientRules
 
 if TYPE_CHECKING:
-    from mailbox_store.store import MailboxInfo
+    from mailbox_store.records import MailboxInfo
     from mailbox_store.writer import Writer
 
 
@@ -64,7 +65,7 @@ def _ensure(conn: Connection, mailbox_id: int, idnat: str, name: str) -> None:
                      .values(name=name[:200]))
 
 
-class ProAccessOps:
+class ProAccessOps(Repository):
     engine: Any
     writer: "Writer"
 

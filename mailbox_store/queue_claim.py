@@ -7,7 +7,7 @@ Implementation notes:
   claiming at once each get different rows, neither waits), and stamps them with this
   node's id and `lease_until` in the same transaction. On SQLite the writer already
   holds the database lock (BEGIN IMMEDIATE): a plain claim is atomic, and one daemon
-  per file stays the rule (relay/storelock.py).
+  per file stays the rule (relay/daemon/storelock.py).
 - A live node renews the leases of its attempts in flight (`queue_renew`, the runner
   every third of a lease): a slow attempt never loses its entry to another node. A node
   killed mid-attempt stops renewing: its entries are claimable by the others once
@@ -39,6 +39,7 @@ from sqlalchemy import Connection, or_, select, update
 from mailbox_store.feed import Change
 from mailbox_store.models import Mailbox, OutboundEntry
 from mailbox_store.outbound import _COLUMNS, QueueItem, _item
+from mailbox_store.repository import Repository
 
 if TYPE_CHECKING:
     from mailbox_store.writer import Writer
@@ -82,17 +83,10 @@ def claim(conn: Connection, node: str, now: dt.datetime, lease: dt.timedelta, sl
     return taken
 
 
-class ClaimOps:
-    """The Store's side of the lease (mixed into Store)."""
+class ClaimOps(Repository):
+    """The Store's side of the lease (the node's id is the core's, core.py)."""
 
     writer: "Writer"
-    _node_id: str | None = None
-
-    @property
-    def node_id(self) -> str:
-        if self._node_id is None:
-            self._node_id = new_node_id()
-        return self._node_id
 
     async def queue_claim(self, lease: dt.timedelta, slots: int, per_domain: int | None = None,
                           busy: Mapping[str, int] | None = None, exclude_ids: Sequence[str] = (),

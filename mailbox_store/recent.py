@@ -18,6 +18,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from mailbox_store import imapreads
 from mailbox_store.feed import Change
 from mailbox_store.models import Folder
+from mailbox_store.repository import Repository
 
 if TYPE_CHECKING:
     from mailbox_store.reader import Reader
@@ -29,17 +30,14 @@ _MOVE_MARK = update(Folder).where(Folder.id == bindparam("fid")).values(first_re
 _KNOWN_MARKS = 100_000  # folders whose mark this process remembers (bounded memory)
 
 
-class RecentOps:
+class RecentOps(Repository):
     engine: Any
     reader: Reader  # (imapreads.py)
     writer: Writer
-    _recent_marks: dict[int, int]
 
     def _marks(self) -> dict[int, int]:
-        marks = getattr(self, "_recent_marks", None)
-        if marks is None:
-            marks = self._recent_marks = {}
-        return marks
+        # in the core: deleting a folder (folders.py) forgets its mark
+        return self.core.recent_marks
 
     def _remember(self, folder_id: int, mark: int) -> None:
         marks = self._marks()

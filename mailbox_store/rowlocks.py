@@ -11,7 +11,7 @@ Implementation notes:
   transactions touching the same folders (a MOVE A→B beside a MOVE B→A, two batches of
   deliveries) queue behind each other instead of deadlocking.
 - SQLite has no row locks and needs none: the writer's BEGIN IMMEDIATE holds the whole
-  database, and one daemon per file is the rule (relay/storelock.py).
+  database, and one daemon per file is the rule (relay/daemon/storelock.py).
 """
 from __future__ import annotations
 

@@ -11,20 +11,23 @@ Implementation notes:
   A message to several patients is one blob; each recipient's row holds its own
   wrapped copy of the blob's content key.
 - The schema is brought up to date at open by Alembic (migrate.py), through the writer.
+- Store is composed of repositories (repository.py: folders, messages, documents, ...)
+  that share one core and one keyring (core.py); its public methods are theirs,
+  delegated under the same names and signatures. No repository imports this module.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
-import hmac
+import functools
+import inspect
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import (URL, Connection, Engine, bindparam, create_engine, delete, event, insert, select,
@@ -33,9 +36,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from mailbox_store import engines, imapreads, migrate
-from mailbox_store.audit import AuditJob, creation_audit
+from mailbox_store.audit import creation_audit
 from mailbox_store.cache import MailboxCache
 from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, seal_blob_parts, wrap_content_key
+from mailbox_store.core import INLINE_CRYPTO_MAX, Keyring, StoreCore
 from mailbox_store.keycache import KeyCache, MailboxKeys
 from mailbox_store.conversations import ConversationOps, apply_effects
 from mailbox_store.outbound import PreparedOutgoing, QueueOps
@@ -53,9 +57,11 @@ from mailbox_store.modseq import bump, record_expunged
 from mailbox_store.models import (DEFAULT_FOLDERS, AuditEvent, Blob, Folder, Guardian, Mailbox, Message,
                                   ReceiptRequest, Subscription, utc)
 from mailbox_store.recent import RecentOps
+from mailbox_store.records import AuditRecord, MailboxInfo, mailbox_info
+from mailbox_store.repository import Repository
 from mailbox_store.errors import StoreError
 from mailbox_store.spool import SpooledMessage
-from mailbox_store.thread import HEAD_MAX, ThreadOps, derive_thread_key, thread_key, thread_root_of
+from mailbox_store.thread import HEAD_MAX, ThreadOps, thread_key, thread_root_of
 from mailbox_store.writer import GroupJob, Writer
 from policy.conversation import ConversationEffects
 from policy.recipients import MailboxState
@@ -66,9 +72,6 @@ from policy.recipients import MailboxState
 # for their commit: the memory an APPEND flood can take is this times 25 MB (x2 while
 # SQLite copies the bound value), whatever the number of sessions.
 SPOOLED_COMMITS = 2
-# Whole messages and documents larger than this are sealed and opened in the store's
-# executor (issue 15 §2): AES-GCM runs ~1 GB/s, a thread hop ~50 us.
-INLINE_CRYPTO_MAX = 256 * 1024
 T = TypeVar("T")
 
 
@@ -81,29 +84,11 @@ class NoSuchMailbox(StoreError):
 
 
 @dataclass(frozen=True, slots=True)
-class MailboxInfo:
-    id: int
-    ins: str
-    state: MailboxState
-    notify_email: str | None
-    created_at: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
 class MessageInfo:
     uid: int
     size: int
     flags: tuple[str, ...]
     internal_date: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    at: dt.datetime
-    actor: str
-    action: str
-    detail: str
-    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +224,60 @@ class _Delivery(GroupJob):
 ROOT_FROM_BYTES = object()
 
 
-class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps, ProAccessOps, ThreadOps,
-            RecentOps, ClaimOps, BudgetOps, imapreads.ImapReadOps):
+# Store's repositories (repository.py), by the attribute that holds each. Their public
+# methods are Store's (delegated, _delegate_to_repositories), in this order of
+# precedence, after Store's own.
+REPOSITORIES: dict[str, type[Repository]] = {
+    "folder_ops": FolderOps, "message_ops": MessageOps, "document_ops": DocumentOps,
+    "conversation_ops": ConversationOps, "queue_ops": QueueOps, "page_ops": PageOps,
+    "pro_access_ops": ProAccessOps, "thread_ops": ThreadOps, "recent_ops": RecentOps,
+    "claim_ops": ClaimOps, "budget_ops": BudgetOps, "imap_read_ops": imapreads.ImapReadOps,
+}
+C = TypeVar("C", bound=type)
+
+
+def _delegate(attr: str, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def call_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return await getattr(getattr(self, attr), name)(*args, **kwargs)
+        return call_async
+
+    @functools.wraps(fn)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(getattr(self, attr), name)(*args, **kwargs)
+    return call
+
+
+def _delegate_to_repositories(cls: C) -> C:
+    """Give Store each repository's public methods, same names and signatures
+    (functools.wraps keeps them for inspect and help()), so that no caller changes."""
+    for attr, repo in REPOSITORIES.items():
+        for name, member in vars(repo).items():
+            if name.startswith("_") or hasattr(cls, name):
+                continue
+            if inspect.isfunction(member):
+                setattr(cls, name, _delegate(attr, name, member))
+            elif isinstance(member, property):  # read-only facts (budgets.shared_budgets)
+                setattr(cls, name, property(functools.partial(_read_property, attr, name), doc=member.__doc__))
+    return cls
+
+
+def _read_property(attr: str, name: str, store: Any) -> Any:
+    return getattr(getattr(store, attr), name)
+
+
+if TYPE_CHECKING:
+    # for type checkers only: Store offers every repository's public methods
+    class _RepositoryMethods(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageOps,
+                             ProAccessOps, ThreadOps, RecentOps, ClaimOps, BudgetOps, imapreads.ImapReadOps):
+        pass
+else:
+    _RepositoryMethods = object
+
+
+@_delegate_to_repositories
+class Store(_RepositoryMethods):
     node_listener: NodeFeedListener | None = None  # PostgreSQL: other nodes' changes (nodefeed.py)
 
     def __init__(self, engine: AsyncEngine, write_engine: Engine, master: MasterKey, feed: Feed,
@@ -253,14 +290,47 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         self.feed = feed
         self.writer = Writer(write_engine, feed, max_batch=max_batch)
         self._write_engine = write_engine
-        self._keys = KeyCache(key_cache)
-        # where whole messages and documents are sealed and opened (relay/pools.py's
-        # crypto pool in the daemon; None: asyncio's default executor)
-        self.executor: Executor | None = None
+        # one core, one keyring, shared by the repositories (repository.py)
+        self.core = StoreCore(engine, self.reader, self.writer, master, feed, Keyring(engine, master, key_cache))
+        self._keys: KeyCache = self.core.keyring.cache
+        self.folder_ops = FolderOps(self.core)
+        self.message_ops = MessageOps(self.core)
+        self.document_ops = DocumentOps(self.core)
+        self.conversation_ops = ConversationOps(self.core)
+        self.queue_ops = QueueOps(self.core)
+        self.page_ops = PageOps(self.core)
+        self.pro_access_ops = ProAccessOps(self.core)
+        self.thread_ops = ThreadOps(self.core)
+        self.recent_ops = RecentOps(self.core)
+        self.claim_ops = ClaimOps(self.core)
+        self.budget_ops = BudgetOps(self.core)
+        self.imap_read_ops = imapreads.ImapReadOps(self.core)
         # RCPT lookups and their bulk renewal: one Reader hop each (cache.py)
         self._cache: MailboxCache[MailboxInfo] = MailboxCache(self._mailbox_read, mailbox_cache_ttl,
                                                               lookup_many=self.mailboxes_by_ins)
         self._spooled_commits = asyncio.Semaphore(SPOOLED_COMMITS)
+
+    @property
+    def executor(self) -> Executor | None:
+        """Where whole messages and documents are sealed and opened (relay/core/pools.py's
+        crypto pool in the daemon; None: asyncio's default executor)."""
+        return self.core.executor
+
+    @executor.setter
+    def executor(self, executor: Executor | None) -> None:
+        self.core.executor = executor
+
+    @property
+    def node_id(self) -> str:
+        return self.core.node_id
+
+    @property
+    def _node_id(self) -> str | None:
+        return self.core.node_id_value
+
+    @_node_id.setter
+    def _node_id(self, value: str | None) -> None:
+        self.core.node_id_value = value
 
     @classmethod
     async def open(cls, url: str, master: MasterKey, feed: Feed | None = None,
@@ -353,7 +423,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
 
     @staticmethod
     def _info(row: Any) -> MailboxInfo:
-        return MailboxInfo(row.id, row.ins, MailboxState(row.state), row.notify_email, utc(row.created_at))
+        return mailbox_info(row)
 
     async def get_mailbox(self, ins: str) -> MailboxInfo | None:
         row = await self.reader.run(lambda conn: imapreads.mailbox_row(conn, ins))
@@ -523,7 +593,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
 
     async def audit(self, mailbox_id: int, actor: str, action: str, detail: str = "", source: str = "") -> None:
         """Append one event to the mailbox's audit log (committed before returning)."""
-        await self.writer.submit(AuditJob(mailbox_id, dt.datetime.now(dt.timezone.utc), actor, action, detail, source))
+        await self.core.audit(mailbox_id, actor, action, detail, source)
 
     async def audit_events(self, mailbox_id: int) -> list[AuditRecord]:
         async with self.engine.connect() as conn:
@@ -645,18 +715,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
     # ---- keys ---------------------------------------------------------------------
 
     async def _mailbox_keys(self, mailbox_id: int, ins: str) -> MailboxKeys:
-        keys = self._keys.get(mailbox_id)
-        if keys is None:
-            async with self.engine.connect() as conn:
-                wrapped, key_id = (await conn.execute(select(Mailbox.data_key_wrapped, Mailbox.master_key_id)
-                                                      .where(Mailbox.id == mailbox_id))).one()
-            raw = self.master.unwrap(wrapped, ins, key_id)
-            # a separate key for the dossier's dedupe HMAC (documents.py), never the
-            # encryption key itself
-            keys = MailboxKeys(AESGCM(raw), hmac.new(raw, b"mssante-relay/dossier-dedupe/v1", hashlib.sha256).digest(),
-                               derive_thread_key(raw))
-            self._keys.put(mailbox_id, keys)
-        return keys
+        return await self.core.keyring.keys(mailbox_id, ins)
 
     async def _data_key(self, mailbox_id: int, ins: str) -> AESGCM:
         return (await self._mailbox_keys(mailbox_id, ins)).aead
@@ -668,12 +727,7 @@ class Store(FolderOps, MessageOps, DocumentOps, ConversationOps, QueueOps, PageO
         return (await self._mailbox_keys(mailbox_id, ins)).thread
 
     async def off_loop(self, size: int, fn: Callable[..., T], *args: Any) -> T:
-        """fn(*args) in the store's executor when `size` bytes make it slow (AES-GCM of
-        a whole message or document: ~1 ms per MB), inline when small (a thread hop
-        costs more than sealing 10 KB)."""
-        if size <= INLINE_CRYPTO_MAX:
-            return fn(*args)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        return await self.core.off_loop(size, fn, *args)
 
     async def rewrap_data_keys(self, new: MasterKey) -> int:
         """Key rotation: every data key not yet under `new` is unwrapped (with whichever

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from mailbox_store.crypto import open_blob
 from mailbox_store.feed import Change
 from mailbox_store.models import Blob, Folder, Mailbox, Message
+from mailbox_store.repository import Repository
 from policy.conversation import thread_of_headers
 from policy.headers import header_block, parse_headers
 
@@ -64,14 +65,10 @@ def thread_key(key: bytes, root: str | None) -> str:
                                             hashlib.sha256).hexdigest()
 
 
-class ThreadOps:
+class ThreadOps(Repository):
     engine: Any
     writer: "Writer"
     reader: "Reader"
-
-    if TYPE_CHECKING:  # provided by Store
-        async def _thread_hmac_key(self, mailbox_id: int, ins: str) -> bytes: ...
-        async def _data_key(self, mailbox_id: int, ins: str) -> Any: ...
 
     async def thread_key_for(self, mailbox_id: int, ins: str, root: str | None) -> str:
         return thread_key(await self._thread_hmac_key(mailbox_id, ins), root)

@@ -2,7 +2,7 @@
 only; the caller passes the clock.
 
 A *key* is what failures are charged to: an account seen from one source network, or a
-source network alone (relay/auth.py builds both). The first `free` failures of a key cost
+source network alone (relay/auth/login.py builds both). The first `free` failures of a key cost
 nothing (typos); after that the key's next attempt must wait an exponentially growing
 delay after its last failure, capped, and a key quiet for `forget_after` starts again from
 zero. There is no lock that anyone else can trigger: nothing here ever holds back a key

@@ -25,11 +25,11 @@ from mailbox_store.crypto import CryptoError, MasterKey
 from mailbox_store.store import Store, StoreError
 from policy.ins import InsError, parse_ins
 from policy.recipients import MailboxState, parse_state
-from relay import logs
-from relay.config import ENV_CONFIG, Config, ConfigError, config_path, load_config
-from relay.instance import DEMO_INS, InstanceExists, init_instance
-from relay.pro_client import add_dossier_arguments, run_pro_dossier, settings_for
-from relay.progress import progress
+from relay.core import logs
+from relay.core.config import ENV_CONFIG, Config, ConfigError, config_path, load_config
+from relay.ops.instance import DEMO_INS, InstanceExists, init_instance
+from relay.pro.client import add_dossier_arguments, run_pro_dossier, settings_for
+from relay.ops.progress import progress
 
 DEV_DIR = Path("mssante-dev")
 DEMO_PASSWORD_FILE = "demo-password"
@@ -146,7 +146,7 @@ def _newcomer_banner(config: Config, port: int, imap_ports: tuple[int, int], sub
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from relay.daemon import Daemon, StartupError
+    from relay.daemon.serve import Daemon, StartupError
 
     dev = False
     if args.config is None and not os.environ.get(ENV_CONFIG):
@@ -345,7 +345,7 @@ def cmd_mailbox_state_shortcut(args: argparse.Namespace) -> int:
 
 
 def cmd_mailbox_export(args: argparse.Namespace) -> int:
-    from relay.export import ExportError, export
+    from relay.ops.export import ExportError, export
     ins = _ins(args.ins)
     config = _load(args)
 
@@ -367,8 +367,8 @@ def cmd_mailbox_export(args: argparse.Namespace) -> int:
 
 
 def cmd_mailbox_close(args: argparse.Namespace) -> int:
-    from relay.export import ExportError
-    from relay.lifecycle import close_mailbox
+    from relay.ops.export import ExportError
+    from relay.ops.lifecycle import close_mailbox
     ins = _ins(args.ins)
     config = _load(args)
     if not config.archive_recipient:
@@ -383,7 +383,7 @@ def cmd_mailbox_close(args: argparse.Namespace) -> int:
 
 
 def cmd_mailbox_purge_expired(args: argparse.Namespace) -> int:
-    from relay.export import expired_archives
+    from relay.ops.export import expired_archives
     config = _load(args)
     if not config.archive_dir.exists():
         print("no archive")
@@ -521,7 +521,7 @@ def cmd_dossier_list(args: argparse.Namespace) -> int:
 
 def cmd_dossier_get(args: argparse.Namespace) -> int:
     from dossier_bridge.dossier import read_document
-    from relay.export import durable_replace, private_file
+    from relay.ops.export import durable_replace, private_file
     ins, doc_id, out = _ins(args.ins), _doc_id(args.doc_id), Path(args.out)
     if out.exists():
         raise UsageError(f"--out: {out} exists; choose a new file")
@@ -556,7 +556,7 @@ def cmd_dossier_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from relay.backup import BackupError, backup
+    from relay.ops.backup import BackupError, backup
     config = _load(args)
     try:
         with progress("backup (one consistent snapshot)"):  # one step: a spinner
@@ -569,7 +569,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from relay.backup import BackupError, restore
+    from relay.ops.backup import BackupError, restore
     config = _load(args)
     try:
         with progress("restore"):
@@ -585,7 +585,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from relay import keys
+    from relay.ops import keys
     config = _load(args)
     try:
         if args.keys_command == "rotate":
@@ -756,13 +756,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("ins")
     s.add_argument("doc_id", metavar="DOC_ID")
     s.set_defaults(func=cmd_dossier_delete)
-    from relay import opscli  # config check, trustlist update
+    from relay.ops import opscli  # config check, trustlist update
     opscli.register(sub, common, _Parser, _load, UsageError)
-    from relay import dbcli  # db upgrade, db status
+    from relay.ops import dbcli  # db upgrade, db status
     dbcli.register(sub, common, _Parser, _load, UsageError)
     from relay.conformance.cli import add_commands as add_conformance
     add_conformance(sub, common)  # `conformance run|check` (issue 13)
-    from relay import pro_cli  # issue 18: pro list/allow/block/unblock, dossier hide/unhide, mailbox emergency/attending
+    from relay.pro import cli as pro_cli  # issue 18: pro list/allow/block/unblock, dossier hide/unhide, mailbox emergency/attending
     prosub = pro_cli.add_parsers(sys.modules[__name__], sub, msub, dsub, common)
     s = prosub.add_parser("dossier", parents=[common], help="consult a patient's dossier with your CPS card")
     add_dossier_arguments(s)

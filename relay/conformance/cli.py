@@ -74,7 +74,7 @@ def _target(args: argparse.Namespace) -> Target:
             _ins(flag, value)
     config: Any = None
     if args.config or not all((args.mx, args.cert, args.key, args.ca, args.sender, args.patient)):
-        from relay.config import ENV_CONFIG, ConfigError, config_path, load_config
+        from relay.core.config import ENV_CONFIG, ConfigError, config_path, load_config
         chosen = args.config
         if chosen is None and not os.environ.get(ENV_CONFIG) and DEV_CONFIG.is_file():
             chosen = str(DEV_CONFIG)  # the instance `mssante-relay serve` runs without --config
@@ -100,7 +100,7 @@ def _target(args: argparse.Namespace) -> Target:
             raise _Usage("--patient-password-stdin: standard input held no password")
     elif config is not None and not args.patient and (base / "demo-password").is_file():
         password = (base / "demo-password").read_text(encoding="utf-8").strip()
-    from relay.instance import DEMO_INS
+    from relay.ops.instance import DEMO_INS
     domain = config.domain if config is not None else "patient.mssante.fr"
     return Target(
         mx=mx, imap=imap, submission=submission,
@@ -172,7 +172,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         limits, max_size, domain = AttachmentLimits(), DEFAULT_MAX_SIZE, "patient.mssante.fr"
         if args.config:
-            from relay.config import ConfigError, load_config
+            from relay.core.config import ConfigError, load_config
             try:
                 config = load_config(Path(args.config))
             except ConfigError as e:

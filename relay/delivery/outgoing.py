@@ -14,10 +14,10 @@ from certs.dkim import sign
 from mailbox_store.outbound import PreparedOutgoing, Recipient, Submitted
 from mailbox_store.store import MailboxInfo
 from policy.headers import header_block
-from relay.pools import run_in
+from relay.core.pools import run_in
 
 if TYPE_CHECKING:
-    from relay.runtime import Runtime
+    from relay.core.runtime import Runtime
 
 
 def has_header(raw: bytes, name: str) -> bool:

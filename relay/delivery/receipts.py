@@ -23,7 +23,7 @@ from mailbox_store.outbound import Recipient
 from policy.receipts import receipt_request  # noqa: F401 (the rule lives in policy/)
 from relay.delivery.outgoing import queue_outgoing
 from relay.delivery.reports import build_mdn
-from relay.feedwork import FeedWorker
+from relay.core.feedwork import FeedWorker
 
 log = structlog.get_logger("relay.receipts")
 

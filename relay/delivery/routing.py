@@ -8,7 +8,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
-from relay.config import Listen
+from relay.core.config import Listen
 
 
 class RouteError(Exception):

@@ -39,7 +39,7 @@ from relay.delivery.reports import FailedRecipient, build_dsn, original_headers_
 from relay.delivery.routing import Hop, RouteError, route
 
 if TYPE_CHECKING:
-    from relay.runtime import Runtime
+    from relay.core.runtime import Runtime
 
 log = structlog.get_logger("relay.delivery")
 

@@ -21,6 +21,7 @@ import datetime as dt
 import re
 import urllib.parse
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mailbox_store.spool import SpooledMessage
 from policy.mime import parse
@@ -28,8 +29,12 @@ from relay.imap import fetch as fetchmod
 from relay.imap.parser import ParseError, Parser
 from relay.imap.sequence import compress
 from mailbox_store.folders import FolderError
-from relay.imap.session import Reply, Session, no, ok, resolve_own
+from relay.imap.names import resolve_own
+from relay.imap.replies import Reply, no, ok
 from relay.imap.types import Section
+
+if TYPE_CHECKING:
+    from relay.imap.session import Session
 
 MAX_MESSAGES = 100  # messages in one MULTIAPPEND
 

@@ -14,13 +14,19 @@ Implementation notes:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from relay.imap import sort as sortmod
 from relay.imap import thread as threadmod
 from relay.imap.parser import BadCharset, Parser
-from relay.imap.session import Reply, Session, _chunks, bad, matching_views, ok
+from relay.imap.matching import chunks as _chunks
+from relay.imap.matching import matching_views
+from relay.imap.replies import Reply, bad, ok
 from relay.imap.sortkeys import SortCache, SortFields, extract
 from relay.imap.types import MessageView
+
+if TYPE_CHECKING:
+    from relay.imap.session import Session
 
 CHARSETS = ("US-ASCII", "UTF-8")
 OFFLOAD_FROM = 2000  # messages from which sorting/threading runs in a worker thread

@@ -12,19 +12,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
 import structlog
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Gauge
 
 from mailbox_store.crypto import MasterKey
 from mailbox_store.store import MailboxInfo, Store
 from mailbox_store.spool import private_dir
-from relay.auth import Authenticator
-from relay.config import Config
+from relay.auth.login import Authenticator
+from relay.core.config import Config
 from relay.imap.budget import LiteralBudget
 from relay.imap.expungeprune import ExpungedPruner
 from relay.imap.fetchcache import DerivedCache
 from relay.imap.idlefan import FolderFan
 from relay.imap.sortkeys import SortCache
-from relay.limits import SlotCounter
+from relay.core.limits import SlotCounter
 
 if TYPE_CHECKING:
     from relay.imap.session import Session
@@ -36,9 +36,6 @@ T = TypeVar("T")
 # Threads for long pure work of IMAP commands (SEARCH on bodies, FETCH ENVELOPE /
 # BODYSTRUCTURE): few, so that many sessions share them instead of taking every core.
 WORKERS = 2
-
-COMMAND_SECONDS = Histogram("mssante_imap_command_seconds", "IMAP command duration", ["command"],
-                            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30))
 
 
 class ImapServer:

@@ -21,8 +21,7 @@ import bisect
 import binascii
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -37,7 +36,6 @@ from mailbox_store.store import MailboxInfo, StoreError
 from relay.imap import condstore, contextsearch
 from relay.imap import notify as notifymod
 from relay.imap import fetch as fetchmod
-from relay.imap import search as searchmod
 from relay.imap import fetchcache, listing, recent, utf7, wire
 from relay.imap.budget import Reservation
 from relay.imap.idlefan import FolderKey
@@ -45,10 +43,16 @@ from relay.imap.parser import TAG_CHARS, BadCharset, BadMailboxName, ParseError,
 from relay.imap.selected import Selected
 from relay.imap.sequence import compress, expand, intervals
 from policy.recipients import MailboxState
-from relay.imap.types import FetchAtt, MessageView, SearchKey, SequenceSet
+from relay.imap.types import FetchAtt, MessageView, SequenceSet
 
-from relay import storefaults
-from relay.imap.server import COMMAND_SECONDS
+from relay.core import storefaults
+from relay.imap import append as appendmod
+from relay.imap import ordering
+from relay.imap.matching import FETCH_CHUNK, matching_views
+from relay.imap.matching import chunks as _chunks
+from relay.imap.metrics import COMMAND_SECONDS
+from relay.imap.names import OTHER_USERS, resolve, resolve_own
+from relay.imap.replies import Reply, bad, no, ok
 
 if TYPE_CHECKING:
     from relay.imap.server import ImapServer
@@ -61,25 +65,6 @@ NOT_AUTH, AUTH, SELECTED, LOGOUT = "not-authenticated", "authenticated", "select
 
 class Bye(Exception):
     """End the session after sending this BYE text."""
-
-
-@dataclass
-class Reply:
-    status: str  # OK, NO, BAD
-    text: str
-    code: str | None = None  # response code, without brackets
-
-
-def ok(text: str = "done", code: str | None = None) -> Reply:
-    return Reply("OK", text, code)
-
-
-def no(text: str, code: str | None = None) -> Reply:
-    return Reply("NO", text, code)
-
-
-def bad(text: str, code: str | None = None) -> Reply:
-    return Reply("BAD", text, code)
 
 
 def _tag_of(first_line: bytes) -> bytes:
@@ -568,34 +553,6 @@ class Session:
             sel.feed(change)
         if self._idle_poke is not None:
             self._idle_poke()
-
-
-OTHER_USERS = "Other Users"  # RFC 2342 "Other Users" namespace prefix (without the "/")
-
-
-async def resolve(s: Session, name: str) -> tuple[MailboxInfo, str, bool]:
-    """(owner, folder, own) named by a client's mailbox name. A child's folders are
-    "Other Users/<child INS>/<folder>" for their guardians, and for nobody else: an
-    unknown or foreign INS is reported exactly like a folder that does not exist."""
-    assert s.user is not None
-    prefix = OTHER_USERS + SEPARATOR
-    if not name.startswith(prefix):
-        return s.user, name, True
-    ins, _, folder = name[len(prefix):].partition(SEPARATOR)
-    folder = "INBOX" if folder.upper() == "INBOX" else folder
-    for ward in await s.server.store.wards(s.user.id):
-        if ward.ins == ins and folder:
-            return ward, folder, False
-    raise FolderError(f"no folder {name}", "NONEXISTENT")
-
-
-async def resolve_own(s: Session, name: str) -> str:
-    """For commands that change a mailbox's structure: only one's own (a guardian
-    reads and answers; the child's folders stay the child's)."""
-    owner, folder, own = await resolve(s, name)
-    if not own:
-        raise FolderError("a guardian cannot change the child's folders", "NOPERM")
-    return folder
 
 
 # ---- any state ------------------------------------------------------------------------
@@ -1099,34 +1056,6 @@ def _expunged(sel: Selected, uid: int) -> Change:
     return Change("message.expunged", sel.owner.id, sel.name, uid)
 
 
-async def matching_views(s: Session, key: SearchKey) -> list[MessageView]:
-    """The views of the selected mailbox that match a search key, in sequence order:
-    SEARCH's matching, which SORT, THREAD and ESORT reuse (ordering.py)."""
-    sel = s.selected
-    assert sel is not None
-    # compiled once: sequence sets as sorted ranges, tested by bisect (search.py)
-    search = searchmod.Search(key, sel.exists, sel.uids[-1] if sel.uids else 0)
-    need = search.needs_content
-    hits: list[MessageView] = []
-    read = 0
-    for chunk in _chunks(sel, range(1, sel.exists + 1), need):
-        views = [sel.view(seq) for seq in chunk]
-        if need:
-            raws = await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [v.uid for v in views])
-            # expunged by another session, not yet announced: no match
-            pairs = [(v, raws[v.uid]) for v in views if v.uid in raws]
-            del raws
-            read += len(pairs)
-            # parsing and folding bodies is long work: a worker thread, never the loop
-            hits += await s.server.offload(lambda pairs=pairs: [v for v, raw in pairs if search.matches(v, raw)])
-        else:
-            hits += [v for v in views if search.matches(v, None)]
-            await asyncio.sleep(0)  # between chunks, other sessions' commands run
-    if read:
-        s.server.audit_read(s, read)
-    return hits
-
-
 async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.sp()
     ret = contextsearch.return_opts(p)  # RFC 4731 ESEARCH, RFC 5267 UPDATE/PARTIAL; None when absent
@@ -1311,25 +1240,6 @@ async def _send_rendered(s: Session, group: list[tuple[MessageView, bytes | None
     return True
 
 
-def _chunks(sel: Selected, seqs: Sequence[int], need_content: bool) -> list[list[int]]:
-    """FETCH and SEARCH work through the messages in chunks bounded in count and, when
-    bodies are read, in decrypted bytes: FETCH 1:* BODY[] must not hold a mailbox in
-    memory (nor SEARCH BODY, which read 256 messages at once whatever their size)."""
-    out: list[list[int]] = []
-    cur: list[int] = []
-    size = 0
-    for seq in seqs:
-        m = sel.meta[sel.uids[seq - 1]]
-        if cur and (len(cur) >= FETCH_CHUNK or (need_content and size + m.size > FETCH_CHUNK_BYTES)):
-            out.append(cur)
-            cur, size = [], 0
-        cur.append(seq)
-        size += m.size
-    if cur:
-        out.append(cur)
-    return out
-
-
 async def cmd_store(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.sp()
     seqset = p.sequence_set()
@@ -1428,9 +1338,6 @@ async def cmd_move(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     return await _copy(s, p, uid, move=True)
 
 
-from relay.imap import append as appendmod  # noqa: E402  (its handlers use this module's Reply and helpers)
-from relay.imap import ordering  # noqa: E402
-
 ANY_STATE: dict[str, Handler] = {"CAPABILITY": cmd_capability, "NOOP": cmd_noop, "LOGOUT": cmd_logout,
                                  "ID": cmd_id}
 _AUTH_COMMANDS: dict[str, Handler] = {
@@ -1455,8 +1362,6 @@ HOLD_MAX = 65536  # octets of a command's responses held before they are written
 SPOOL_MIN = 65536  # an APPEND message larger than this is sealed into the spool as it arrives
 LITERAL_PIECE = 65536  # literal octets read (and sealed) at a time
 ACCESS_RECHECK = 30.0  # seconds between rights checks while a session idles
-FETCH_CHUNK = 256  # at most this many messages...
-FETCH_CHUNK_BYTES = 16 * 1024 * 1024  # ...and about this many bytes decrypted at once
 SEND_BATCH_BYTES = 256 * 1024  # messages loaded, rendered and written together
 UNBOUNDED_COMMANDS = {"IDLE"}  # waits for the client, with its own timeout
 UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD"}

@@ -4,7 +4,7 @@ decided on off the event loop, and everything it yields committed in one transac
 The entries, each a pure top-level function from plain data to plain data:
 - `decide`: a professional's message at the MX (relay/smtp/mx.py);
 - `decide_submission`: a patient's message, from SMTP submission or the webmail
-  (relay/outgoing_mail.py, shared by relay/smtp/submission.py and relay/web/);
+  (relay/outbound/outgoing_mail.py, shared by relay/smtp/submission.py and relay/web/);
 - the patient's filing into the dossier ("Dossier medical" IMAP folder, the webmail's
   "Enregistrer dans mon dossier"): dossier_bridge/filing.py parses with the same
   `parse` and calls the same `inspect_message` (dossier_bridge may not import relay).
@@ -19,7 +19,7 @@ Implementation notes (invariants a newcomer must not break):
   stdlib `email` parser.
 - Pure and picklable. An entry takes bytes, dataclasses and the trust list and returns
   a Decision or a dataclass: no I/O, no event loop, no lock, socket, session or
-  callback. It runs in the `parse` pool (relay/pools.py: threads, or processes) and can
+  callback. It runs in the `parse` pool (relay/core/pools.py: threads, or processes) and can
   move between the two unchanged.
 - Ordered as DESIGN.md §4. MX: the attachment rules first (a refusal names the part,
   554 5.6.1 / 552 5.3.4 / 554 5.6.0), then, for a professional (not the null sender),

@@ -19,7 +19,7 @@ import structlog
 from mailbox_store.budgets import budget_key
 from mailbox_store.outbound import PreparedOutgoing, Recipient
 from policy.addresses import TEST_LOCAL_PART
-from policy.autoreply import auto_reply_refusal, is_test_request
+from policy.autoreply import auto_reply_refusal
 from policy.conversation import normalise_address
 from policy.parsed import MessageFacts
 from relay.delivery.outgoing import prepare_outgoing
@@ -27,7 +27,7 @@ from relay.delivery.reports import build_test_reply
 from relay.inbound.parsed import parse
 
 if TYPE_CHECKING:
-    from relay.runtime import Runtime
+    from relay.core.runtime import Runtime
 
 log = structlog.get_logger("relay.autotest")
 

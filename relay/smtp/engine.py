@@ -29,14 +29,14 @@ from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
 from policy.decisions import BYTES_IN_FLIGHT, DATA_TOO_SLOW, LOCAL_ERROR
 from policy.headers import HeaderScanner
-from relay.storefaults import store_failure
+from relay.core.storefaults import store_failure
 from relay.smtp.addrparse import plain_path
 from relay.smtp.budget import reserve
 from relay.smtp.data import Refused, read_dot_data
 from relay.smtp.replies import with_enhanced_code
 
 if TYPE_CHECKING:
-    from relay.runtime import Runtime
+    from relay.core.runtime import Runtime
 
 log = structlog.get_logger("relay.smtp")
 
@@ -123,7 +123,7 @@ class RelaySMTP(SMTP):
     async def handle_exception(self, error: Exception) -> str:
         peer = self.session.peer[0] if self.session is not None and self.session.peer else None
         if isinstance(error, TLSSetupException):  # aiosmtpd closes the connection
-            return LOCAL_ERROR.smtp()  # logged by relay/tlsevents.py: tls.handshake_failed
+            return LOCAL_ERROR.smtp()  # logged by relay/daemon/tlsevents.py: tls.handshake_failed
         decision = store_failure(error, self.runtime.config) or LOCAL_ERROR
         log.error("smtp.unexpected_error", peer=peer, error=type(error).__name__, code=decision.code,
                   status=decision.status)

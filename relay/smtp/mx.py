@@ -46,16 +46,16 @@ from policy.decisions import (BAD_HELO, BARE_LINE_ENDING, CLIENT_CERT_REQUIRED, 
 from policy.recipients import classify_recipient, mailbox_decision
 from policy.trust import check_sender
 from relay.inbound.pipeline import InboundRequest, decide
-from relay.pools import run_in
-from relay.runtime import POSTMASTER
+from relay.core.pools import run_in
+from relay.core.runtime import POSTMASTER
 from relay.smtp.autotest import AutoTest
 from relay.smtp.engine import RelaySMTP
-from relay.storefaults import store_failure
-from relay.storefaults import free_space
+from relay.core.storefaults import store_failure
+from relay.core.storefaults import free_space
 from relay.smtp.trace import Channel, has_bare_line_ending, strip_own_auth_results, trace_headers
 
 if TYPE_CHECKING:
-    from relay.runtime import Runtime
+    from relay.core.runtime import Runtime
 
 log = structlog.get_logger("relay.mx")
 
@@ -252,7 +252,7 @@ class MxHandler:
             return self.refuse(BARE_LINE_ENDING, "data", session, ins_hash=hashes)
         channel = self._channel(session)
         # one parse, the policy decisions in order, off the event loop (relay/inbound), in
-        # the parse pool (relay/pools.py; a lost worker process: 451): a bounce (null
+        # the parse pool (relay/core/pools.py; a lost worker process: 451): a bounce (null
         # sender) carries the patient's own message back, nothing to file
         patients = tuple(m for m in mailboxes if m.ins != POSTMASTER)
         request = InboundRequest(raw, patients, self.rt.config.attachments, channel.cert_subject,

@@ -3,7 +3,7 @@ RFC 8314): aiosmtpd's engine with our handler, which asks policy for every decis
 
 Implementation notes:
 - AUTH PLAIN and LOGIN (RFC 4616, RFC 4954) only after TLS; the password check is
-  relay/auth.py's (argon2id in its own pool, throttled per account and source network,
+  relay/auth/login.py's (argon2id in its own pool, throttled per account and source network,
   and per source network), the same as IMAP. aiosmtpd's authenticator hook is
   synchronous, so our auth_* methods decode the exchange, then verify asynchronously.
   PLAIN is decoded here, not by aiosmtpd, which drops the authorization identity: one
@@ -31,14 +31,14 @@ from prometheus_client import Counter
 from mailbox_store.store import MailboxInfo
 from policy.conversation import normalise_address
 from policy.decisions import AUTH_UNAVAILABLE, SHUTTING_DOWN, STORE_FULL, TOO_MANY_RECIPIENTS, Decision
-from relay.auth import login_to_ins
-from relay.outgoing_mail import recipient_decision, submit_message
+from relay.auth.login import login_to_ins
+from relay.outbound.outgoing_mail import recipient_decision, submit_message
 from relay.smtp.engine import RelaySMTP
-from relay.storefaults import free_space
+from relay.core.storefaults import free_space
 
 if TYPE_CHECKING:
-    from relay.auth import AuthResult as LoginResult, Authenticator
-    from relay.runtime import Runtime
+    from relay.auth.login import AuthResult as LoginResult, Authenticator
+    from relay.core.runtime import Runtime
 
 log = structlog.get_logger("relay.submission")
 MESSAGES = Counter("mssante_submission_messages_total", "Messages submitted by patients, by result and rule",
@@ -212,7 +212,7 @@ class SubmissionHandler:
         assert isinstance(raw, bytes)
         sender: MailboxInfo = envelope.sender_mailbox  # type: ignore[attr-defined]
         ins_hash = self.rt.master.pseudonym(sender.ins)
-        # the checks and the commit are shared with the webmail (relay/outgoing_mail.py)
+        # the checks and the commit are shared with the webmail (relay/outbound/outgoing_mail.py)
         done = await submit_message(self.rt, sender, raw, envelope.mail_from or "", envelope.rcpt_tos)
         if isinstance(done, Decision):
             return self.refuse(done, "data", session, ins_hash=ins_hash)

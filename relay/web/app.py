@@ -9,7 +9,7 @@ Implementation notes:
 - Headers on every response, downloads and event streams included (on_response_prepare):
   CSP without inline script and with frame-ancestors 'none', Referrer-Policy
   no-referrer, HSTS, nosniff, no-store.
-- No SQL here: the store, dossier_bridge, policy and relay/outgoing_mail.py do the work.
+- No SQL here: the store, dossier_bridge, policy and relay/outbound/outgoing_mail.py do the work.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import asyncio
 import ssl
 import time
 import zoneinfo
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,19 +31,16 @@ from relay.web.counts import FolderCounts
 from relay.web.mailview import SummaryCache
 from relay.web.rows import RowCache
 from relay.web.sessions import SessionStore, WebSession, same_token
+from relay.web.shared import LOGIN_COOKIE, SESSION_COOKIE, Handler, client_ip
 
 if TYPE_CHECKING:
-    from relay.auth import Authenticator
-    from relay.runtime import Runtime
+    from relay.auth.login import Authenticator
+    from relay.core.runtime import Runtime
 
 log = structlog.get_logger("relay.web")
 HERE = Path(__file__).parent
-SESSION_COOKIE = "__Host-mssante"
-LOGIN_COOKIE = "__Host-mssante-login"  # CSRF of the login form (double submit: no session yet)
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "frame-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-# an attachment shown inside our conversation page: framed by us only, runs nothing
-VIEW_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'self'"
 MAX_FORM = 256 * 1024  # urlencoded forms (a reply's text); uploads stream (pages_mail.py)
 
 STATUS_TEXT = {
@@ -157,19 +154,6 @@ class Web:
     async def audit(self, who: Who, action: str, detail: str) -> None:
         """Every view and download, like IMAP reads (DESIGN.md §4 "Durability and trace")."""
         await self.store.audit(who.space.id, who.actor, action, detail, who.ip)
-
-
-def client_ip(request: web.Request) -> str:
-    peer = request.transport.get_extra_info("peername") if request.transport else None
-    return peer[0] if peer else ""
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def public(handler: Handler) -> Handler:
-    handler.public = True  # type: ignore[attr-defined]
-    return handler
 
 
 def _is_public(request: web.Request) -> bool:

@@ -5,11 +5,15 @@ so a patient types only their address and password. Format:
 https://wiki.mozilla.org/Thunderbird:Autoconfiguration:ConfigFileFormat"""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from relay.web.app import Web, public
+from relay.web.shared import public
+
+if TYPE_CHECKING:
+    from relay.web.app import Web
 
 
 def config_xml(domain: str, host: str, ports: dict[str, int]) -> str:

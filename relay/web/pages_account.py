@@ -7,15 +7,18 @@ import secrets
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
 
-from relay.export import ExportError, export
-from relay.lifecycle import AlreadyClosed, close_mailbox
-from relay.web.app import LOGIN_COOKIE, SESSION_COOKIE, Web, public
+from relay.ops.export import ExportError, export
+from relay.ops.lifecycle import AlreadyClosed, close_mailbox
+from relay.web.shared import LOGIN_COOKIE, SESSION_COOKIE, public
 from relay.web.context import FORM, WHO, Who
+
+if TYPE_CHECKING:
+    from relay.web.app import Web
 
 log = structlog.get_logger("relay.web")
 AUDIT_PAGE = 50
@@ -120,7 +123,7 @@ def routes(app: web.Application, w: Web) -> None:
         if error:
             return w.render(request, "settings.html", status=400, title="Paramètres",
                             notify=who.space.notify_email or "", message=None, error=error)
-        hashed = await w.auth.hash_password(new)  # the password pool (relay/auth.py)
+        hashed = await w.auth.hash_password(new)  # the password pool (relay/auth/login.py)
         await w.store.set_password(who.user.ins, hashed, actor="patient", source=who.ip)
         # every other session of this account ends; this one gets a new id
         w.sessions.drop_user(who.user.id)

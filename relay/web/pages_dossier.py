@@ -3,15 +3,19 @@ store), and deleted after a confirmation (a page of its own: it works without JS
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from dossier_bridge.categories import ORDER, category
 from dossier_bridge.dossier import DocumentUnreadable, read_document
 from mailbox_store.documents import NoSuchDocument
-from relay.web.app import VIEW_CSP, Web
+from relay.web.shared import VIEW_CSP
 from relay.web.context import WHO, Who
 from relay.web.pages_mail import _disposition
+
+if TYPE_CHECKING:
+    from relay.web.app import Web
 
 _DOC_ID = re.compile(r"^[0-9a-f]{32}$")
 VIEWABLE = {"application/pdf", "image/jpeg", "image/png"}

@@ -1,7 +1,7 @@
 """"Messagerie", a conversation, attachments, replies, "Écrire à ma pharmacie" and the
 live updates (Server-Sent Events fed by the store's change feed).
 
-A reply goes through relay/outgoing_mail.py, the very checks and commit of SMTP
+A reply goes through relay/outbound/outgoing_mail.py, the very checks and commit of SMTP
 submission: a refusal shows the French sentence SMTP gives. Reading a message marks
 it \\Seen like an IMAP FETCH of its body (which sends a requested read receipt), and
 every view and download is audited like an IMAP read."""
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import BodyPartReader, web
@@ -32,10 +32,13 @@ from policy.conversation import normalise_address
 from policy.decisions import Decision
 from relay.imap import search as imap_search
 from relay.imap.types import MessageView, SearchKey
-from relay.outgoing_mail import recipient_decision, submit_message
-from relay.web.app import VIEW_CSP, Web
+from relay.outbound.outgoing_mail import recipient_decision, submit_message
+from relay.web.shared import VIEW_CSP
 from relay.web.context import FOLDERS, FORM, MULTIPART, WHO, Who, folder_or_404, uid_or_404
 from relay.web.mailview import Person, Summary, attachment, full_view, summarise
+
+if TYPE_CHECKING:
+    from relay.web.app import Web
 
 log = structlog.get_logger("relay.web")
 PAGE = 50

@@ -7,13 +7,17 @@ writes each change with its audit event; a change applies at the professional's 
 API request (relay/web/pro_api.py reads the decisions afresh)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from mailbox_store.documents import NoSuchDocument
 from policy.dossier_access import IdNatError, parse_idnat
-from relay.web.app import Web
 from relay.web.context import FORM, WHO, Who
 from relay.web.pages_dossier import _doc_id
+
+if TYPE_CHECKING:
+    from relay.web.app import Web
 
 PAGE = "/parametres/professionnels"
 TITLE = "Accès des professionnels de santé"

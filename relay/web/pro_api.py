@@ -32,7 +32,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -49,8 +49,11 @@ from mailbox_store.store import MailboxInfo
 from policy.dossier_access import DocumentFacts, dossier_access, idnat_or_none, mode_for
 from policy.ins import InsError, parse_ins
 from policy.recipients import MailboxState
-from relay.pro_notice import REASON_MAX, tell_patient
-from relay.web.app import Web, client_ip, public
+from relay.pro.notice import REASON_MAX, tell_patient
+from relay.web.shared import client_ip, public
+
+if TYPE_CHECKING:
+    from relay.web.app import Web
 
 log = structlog.get_logger("relay.web.pro")
 

@@ -19,9 +19,9 @@ from certs.pki import _name, cert_pem, issue, key_pem, load_ca, write_private
 from mailbox_store.crypto import MasterKey
 from mailbox_store.store import Store
 from policy.recipients import MailboxState
-from relay.config import load_config
-from relay.daemon import Daemon
-from relay.instance import init_instance
+from relay.core.config import load_config
+from relay.daemon.serve import Daemon
+from relay.ops.instance import init_instance
 from tests.pg import on_postgresql, use_store
 
 OPERATOR_DOMAIN = "test-operator.mssante.fr"

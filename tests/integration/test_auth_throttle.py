@@ -21,7 +21,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy.exc import OperationalError
 
-import relay.auth as auth_module
+import relay.auth.login as auth_module
 from policy.throttle import Budget
 from tests.integration.conftest import INS_ACTIVE, INS_PENDING, PASSWORD, RunningDaemon
 
@@ -86,7 +86,7 @@ def submission(rd: RunningDaemon, source: str = OWNER) -> smtplib.SMTP:
 
 @pytest.fixture
 def counted_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Every argon2 verification the daemon really performs (relay.auth._verify)."""
+    """Every argon2 verification the daemon really performs (relay.auth.login._verify)."""
     calls: list[int] = []
     real = auth_module._verify
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from mailbox_store.crypto import MasterKey
 from mailbox_store.store import Store
-from relay.config import load_config
-from relay.instance import init_instance
+from relay.core.config import load_config
+from relay.ops.instance import init_instance
 from tests.integration.conftest import INS_ACTIVE, INS_PENDING, RunningDaemon, message
 from tests.integration.test_cli import one_line_error, run
 

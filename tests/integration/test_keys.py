@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mailbox_store.crypto import MasterKey
 from policy.recipients import MailboxState
-from relay.config import load_config
+from relay.core.config import load_config
 from sqlalchemy import text
 from tests.integration.conftest import INS_ACTIVE, PASSWORD_HASH, RunningDaemon, message
 from tests.integration.test_backup import _all_messages

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import update
 
 from mailbox_store.models import Mailbox
-from relay.config import load_config
+from relay.core.config import load_config
 from tests.integration.conftest import INS_ACTIVE, INS_PENDING, RunningDaemon, message
 from tests.integration.test_cli import one_line_error, run
 from tests.pg import sql
@@ -74,7 +74,7 @@ def _gpg_decrypt(home: Path, data: bytes) -> bytes:
     every run would leave one behind (issue 16)."""
     import gnupg
 
-    from relay.instance import stop_gpg_agent
+    from relay.ops.instance import stop_gpg_agent
     try:
         result = gnupg.GPG(gnupghome=str(home)).decrypt(data)
     finally:
@@ -118,7 +118,7 @@ def test_export_plain_and_encrypted(relay: RunningDaemon, tmp_path: Path) -> Non
         audit = json.loads(tar.extractfile("audit.json").read())  # type: ignore[union-attr]
         assert any(e["action"] == "message.read" for e in audit)
     assert oct(plain.stat().st_mode & 0o777) == "0o600"
-    from relay.config import load_config
+    from relay.core.config import load_config
     config = load_config(cfg)
     enc = tmp_path / "export.tar.gpg"
     p = run("mailbox", "export", INS_ACTIVE, "--out", str(enc), "--gpg-recipient", config.archive_recipient,
@@ -140,7 +140,7 @@ def test_close_archives_refuses_mail_and_purges(relay: RunningDaemon) -> None:
     relay.daemon.runtime.store._cache._ttl = 0  # type: ignore[union-attr]
     p = run("mailbox", "close", INS_ACTIVE, config=cfg)
     assert p.returncode == 0, p.stderr
-    from relay.config import load_config
+    from relay.core.config import load_config
     config = load_config(cfg)
     archives = list(config.archive_dir.glob(f"{INS_ACTIVE}-*.tar.gpg"))
     assert len(archives) == 1

@@ -147,7 +147,7 @@ def test_kill_9_of_one_node_the_other_finishes_its_queue(template_instance: Path
     from mailbox_store.crypto import MasterKey
     from mailbox_store.outbound import Recipient
     from mailbox_store.store import Store
-    from relay.config import load_config
+    from relay.core.config import load_config
     from tests.integration.test_conversations import free_port, pro_mx
 
     d = tmp_path / "inst"

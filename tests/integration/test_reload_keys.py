@@ -1,4 +1,4 @@
-"""SIGHUP applies exactly the keys of relay/reloadable.py (each one tested), and names
+"""SIGHUP applies exactly the keys of relay/core/reloadable.py (each one tested), and names
 every other changed key in `reload.needs_restart` while keeping its running value."""
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from structlog.testing import capture_logs
 
 from certs.pki import load_ca, make_crl
-from relay.config import load_config
-from relay.reloadable import RELOADABLE, changed_keys, needs_restart
+from relay.core.config import load_config
+from relay.core.reloadable import RELOADABLE, changed_keys, needs_restart
 from tests.integration.conftest import INS_ACTIVE, INS_PENDING, SENDER, RunningDaemon, message
 
 RCPT = f"{INS_ACTIVE}@patient.mssante.fr"

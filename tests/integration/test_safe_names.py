@@ -21,7 +21,7 @@ from sqlalchemy import insert, select
 
 from mailbox_store.folders import FolderError
 from mailbox_store.models import Folder
-from relay.export import folder_dir
+from relay.ops.export import folder_dir
 from tests.integration.conftest import INS_ACTIVE, RunningDaemon, message
 from tests.integration.test_cli import one_line_error, run
 

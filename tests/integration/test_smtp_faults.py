@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-import relay.outgoing_mail as submission_module
+import relay.outbound.outgoing_mail as submission_module
 from relay.smtp.mx import MxHandler
 from tests.integration.conftest import INS_ACTIVE, PASSWORD, SENDER, RunningDaemon, message
 from tests.integration.test_conversations import pro_writes, reply

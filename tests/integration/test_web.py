@@ -444,7 +444,7 @@ async def test_closing_waits_for_gnupg_off_the_event_loop_and_ends_logged_out(
     that follows is a logged-out page (the session is gone: no menu, no space selector)."""
     import gnupg
 
-    import relay.export as export_module
+    import relay.ops.export as export_module
 
     calls: list[tuple[str, bool]] = []
 

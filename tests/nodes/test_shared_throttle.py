@@ -1,4 +1,4 @@
-"""The login throttle's failures shared by the nodes (relay/shared_throttle.py, issue 14):
+"""The login throttle's failures shared by the nodes (relay/auth/shared_throttle.py, issue 14):
 a guesser who moves to another node keeps its count; the owner is never locked out.
 On a real PostgreSQL, two stores as two nodes; and on SQLite nothing is shared."""
 from __future__ import annotations
@@ -10,12 +10,12 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
-import relay.auth as auth_module
+import relay.auth.login as auth_module
 from mailbox_store.models import Budget
 from mailbox_store.store import Store, sqlite_url
 from policy.recipients import MailboxState
-from relay.auth import Authenticator
-from relay.config import AuthConfig
+from relay.auth.login import Authenticator
+from relay.core.config import AuthConfig
 from tests.nodes.helpers import INS, MASTER, open_node
 from tests.nodes.pgserver import PgServer
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.instance import init_instance
+from relay.ops.instance import init_instance
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""relay/auth.py: login names, source networks, and the throttle against a real store
+"""relay/auth/login.py: login names, source networks, and the throttle against a real store
 (the clock is the test's, so a thousand guesses take no wall time)."""
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from argon2 import PasswordHasher
 from sqlalchemy.exc import OperationalError
 from structlog.testing import capture_logs
 
-import relay.auth as auth_module
+import relay.auth.login as auth_module
 from mailbox_store.crypto import MasterKey
 from mailbox_store.store import Store
 from policy.recipients import MailboxState
-from relay.auth import UNRECORDED, Authenticator, client_key, login_to_ins
-from relay.config import AuthConfig
+from relay.auth.login import UNRECORDED, Authenticator, client_key, login_to_ins
+from relay.core.config import AuthConfig
 
 INS = "279035121518989"
 OWNER_IP, STRANGER_IP = "127.0.0.1", "127.0.0.2"

@@ -1,11 +1,11 @@
-"""relay/config.py: loading and validating relay.toml; every error names its field."""
+"""relay/core/config.py: loading and validating relay.toml; every error names its field."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from relay.config import ENV_CONFIG, ConfigError, Listen, config_path, load_config, parse_listen
+from relay.core.config import ENV_CONFIG, ConfigError, Listen, config_path, load_config, parse_listen
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +174,7 @@ def test_auth_section(tmp_path: Path, template: str) -> None:
     ("auth.max_delay", "max_delay = 900", "max_delay = 0.5"),
     ("auth.failure_reply_delay", "failure_reply_delay = 1", "failure_reply_delay = -1"),
     ("auth.hash_threads", "hash_threads = 2", "hash_threads = true"),
-    # an unknown key: the form every section shares (relay/configkeys.py)
+    # an unknown key: the form every section shares (relay/core/configkeys.py)
     (r"relay\.toml: \[auth\] lockout", "hash_threads = 2", "hash_threads = 2\nlockout = 5"),
 ])
 def test_auth_errors_name_the_field(tmp_path: Path, template: str, field: str, old: str, new: str) -> None:
@@ -250,7 +250,7 @@ def test_config_path_env_and_arg(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_expired_archives_by_name_date(tmp_path: Path) -> None:
     import datetime as dt
 
-    from relay.export import expired_archives
+    from relay.ops.export import expired_archives
     for name in ("279035121518989-20150101.tar.gpg", "279035121518989-20160229.tar.gpg",
                  "185022A12345682-20250101.tar.gpg", "notes.txt", "bad-20150101.tar.gpg"):
         (tmp_path / name).write_bytes(b"x")

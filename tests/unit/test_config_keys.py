@@ -1,13 +1,13 @@
 """relay.toml typos are refused (issue 16 §4): unknown sections and keys, with a suggestion,
-derived from the keys the loader reads (relay/configkeys.py)."""
+derived from the keys the loader reads (relay/core/configkeys.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from relay.config import ConfigError, load_config
-from relay.configkeys import Tracked, effective, unknown_key_error
+from relay.core.config import ConfigError, load_config
+from relay.core.configkeys import Tracked, effective, unknown_key_error
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from certs import cps
 from certs.cps import CardProfile, card_profile, pin_block
-from relay.config import ConfigError, load_config
+from relay.core.config import ConfigError, load_config
 
 
 def test_template_carries_the_defaults(dev_instance: Path) -> None:
@@ -91,7 +91,7 @@ def test_le_replaced_or_added() -> None:
 def test_client_defaults_come_from_the_instance(dev_instance: Path) -> None:
     import argparse
 
-    from relay.pro_client import settings_for
+    from relay.pro.client import settings_for
     config = load_config(dev_instance / "relay.toml")
     none = argparse.Namespace(server=None, ca=None)
     s = settings_for(none, config)
@@ -103,7 +103,7 @@ def test_client_defaults_come_from_the_instance(dev_instance: Path) -> None:
 
 
 def test_refusal_codes_all_have_a_french_line() -> None:
-    from relay.pro_client import API_ERRORS
+    from relay.pro.client import API_ERRORS
     assert set(API_ERRORS) == {"bad_signature", "unknown_nonce", "untrusted_certificate", "expired_certificate",
                                "revoked_certificate", "not_a_professional", "unauthenticated", "blocked",
                                "not_authorised", "unknown_patient", "unknown_document", "reason_required",

@@ -1,5 +1,5 @@
-"""relay/limits.py: per-key slot counting."""
-from relay.limits import SlotCounter
+"""relay/core/limits.py: per-key slot counting."""
+from relay.core.limits import SlotCounter
 
 
 def test_acquire_up_to_the_limit_and_release() -> None:

@@ -1,4 +1,4 @@
-"""certs/pki.py through `mssante-relay init` (relay/instance.py): the development PKI that
+"""certs/pki.py through `mssante-relay init` (relay/ops/instance.py): the development PKI that
 imitates IGC-Santé, the trust list and master key written beside it."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from certs.pki import load_ca, make_crl
 from certs.trustlist import load_trust_list
 from policy.trust import check_sender, normalize_dn
-from relay.instance import KEY_FILES, InstanceExists, init_instance
+from relay.ops.instance import KEY_FILES, InstanceExists, init_instance
 
 
 def cert(inst: Path, name: str) -> x509.Certificate:

@@ -1,5 +1,5 @@
 """certs/professional.py (a CPS card certificate: identity, chain, validity, CRL, key
-usage, challenge signature), relay/pro_notice.py (the patient's INBOX message) and the
+usage, challenge signature), relay/pro/notice.py (the patient's INBOX message) and the
 [pro] configuration keys (issue 18 §2, §4)."""
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from cryptography.x509.oid import NameOID
 from certs.pki import Issued, cert_pem, load_ca, make_ca, make_crl
 from certs.professional import (ProfessionalRefused, cps_subject, issue_cps, load_crls, sign_challenge,
                                 verify_certificate, verify_signature)
-from relay.config import ConfigError, load_config
-from relay.pro_notice import build_pro_notice
+from relay.core.config import ConfigError, load_config
+from relay.pro.notice import build_pro_notice
 
 RPPS = "10009876543"
 

@@ -1,4 +1,4 @@
-"""relay/storefaults.py: which exceptions are storage faults, and free space."""
+"""relay/core/storefaults.py: which exceptions are storage faults, and free space."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +11,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from mailbox_store.writer import WriterClosed
-from relay.config import load_config
-from relay.storefaults import FREE_BYTES, classify, free_space, store_directory
+from relay.core.config import load_config
+from relay.core.storefaults import FREE_BYTES, classify, free_space, store_directory
 
 
 def _real_sqlite_full(tmp_path: Path) -> OperationalError:

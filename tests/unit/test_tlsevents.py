@@ -1,4 +1,4 @@
-"""relay/tlsevents.py: reasons of a failed handshake, the TLS 1.2 client certificate read
+"""relay/daemon/tlsevents.py: reasons of a failed handshake, the TLS 1.2 client certificate read
 from the clear part of the handshake, and the asyncio members the hook relies on."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from certs.pki import _name, issue, load_ca
-from relay import tlsevents
-from relay.tlsevents import REASONS, ObservedSSLProtocol, client_certificate, reason_of
+from relay.daemon import tlsevents
+from relay.daemon.tlsevents import REASONS, ObservedSSLProtocol, client_certificate, reason_of
 
 
 def _verify_error(code: int, message: str) -> ssl.SSLCertVerificationError:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dossier_bridge.categories import BIOLOGY, IMAGING, OTHERS, PRESCRIPTIONS, REPORTS, category
-from relay.config import ConfigError, Listen, load_config
+from relay.core.config import ConfigError, Listen, load_config
 from relay.web.autoconfig import config_xml
 from relay.web.sanitize import clean_html
 from relay.web.sessions import SessionStore, same_token

@@ -14,8 +14,8 @@ from mailbox_store.crypto import MasterKey, open_blob, seal_blob_parts, wrap_con
 from mailbox_store.keycache import KeyCache
 from mailbox_store.store import Store, sqlite_url
 from policy.recipients import MailboxState
-from relay.config import ConfigError, load_config
-from relay.pools import Pools, run_in
+from relay.core.config import ConfigError, load_config
+from relay.core.pools import Pools, run_in
 from relay.smtp.budget import ByteBudget, declared_size, reserve
 from tests.unit.test_config import edited, write
 
@@ -196,7 +196,7 @@ async def test_process_parse_pool_inspects_and_survives_a_dead_worker() -> None:
 
     from dossier_bridge.dossier import Filing, inspect_message
     from policy.attachments import AttachmentLimits
-    from relay.pools import ParseWorkerLost
+    from relay.core.pools import ParseWorkerLost
 
     pools = Pools.start(parse=1, crypto=1, dkim=1, parse_mode="processes")
     try:

@@ -13,7 +13,7 @@ from mailbox_store.crypto import CONTENT, BlobSealer, MasterKey, blob_aad, open_
 from mailbox_store.spool import SpooledMessage, private_dir
 from mailbox_store.store import Store, sqlite_url
 from policy.recipients import MailboxState
-from relay.config import ConfigError, load_config
+from relay.core.config import ConfigError, load_config
 from relay.imap.budget import LiteralBudget
 from relay.imap.parser import ParseError, Parser
 

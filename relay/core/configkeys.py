@@ -1,7 +1,7 @@
 """relay.toml keys: refusing the ones nobody reads (a typo must not silently fall back
 to a default), and printing the effective configuration (`config check`).
 
-The known keys are not listed here: they are the ones `relay.config.load_config`
+The known keys are not listed here: they are the ones `relay.core.config.load_config`
 asks for. The loader reads the file through `Tracked`, which records every section
 and key asked for (present or not, since a default is asked for too); whatever the file
 holds beyond that is unknown. A key another module adds to the loader is thus known

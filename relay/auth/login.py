@@ -66,8 +66,8 @@ from policy.addresses import split_address
 from policy.ins import InsError, parse_ins
 from policy.recipients import MailboxState
 from policy.throttle import Admission, Budget, Ledger
-from relay.config import AuthConfig
-from relay.shared_throttle import SharedFailures
+from relay.core.config import AuthConfig
+from relay.auth.shared_throttle import SharedFailures
 
 log = structlog.get_logger("relay.auth")
 ATTEMPTS = Counter("mssante_auth_attempts_total", "Patient logins by result", ["result"])

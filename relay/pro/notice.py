@@ -2,7 +2,7 @@
 dossier for the first time, and at every emergency access (issue 18 §4): from the
 daemon's own address (notifications.from), naming the professional, the date and, for
 an emergency, the word "urgence" and the reason. Delivered like any INBOX message, so
-the content-free notification to the personal address follows (relay/notify.py)."""
+the content-free notification to the personal address follows (relay/outbound/notify.py)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -17,7 +17,7 @@ import structlog
 
 if TYPE_CHECKING:
     from mailbox_store.store import MailboxInfo
-    from relay.runtime import Runtime
+    from relay.core.runtime import Runtime
 
 log = structlog.get_logger("relay.pro_notice")
 _POLICY = email_policy.SMTP.clone(max_line_length=78)

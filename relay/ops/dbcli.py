@@ -21,7 +21,7 @@ from sqlalchemy.pool import NullPool
 
 from mailbox_store import engines, migrate
 from mailbox_store.errors import StoreError
-from relay.config import Config
+from relay.core.config import Config
 
 # pg_advisory_xact_lock key: two `db upgrade` run at once on two nodes take turns
 # (the second finds the schema at head and does nothing)

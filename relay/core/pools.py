@@ -9,7 +9,7 @@ has its own pool, sized in [workers]:
 - `crypto`: AES-GCM sealing and opening of whole messages and documents (the store's
   executor, mailbox_store/store.py);
 - `dkim`: RFC 6376 signing (relay/delivery/outgoing.py) and verification (DNS + RSA);
-- password hashing keeps its own pool in relay/auth.py, sized by auth.hash_threads
+- password hashing keeps its own pool in relay/auth/login.py, sized by auth.hash_threads
   (it existed before this module; the webmail's password change uses it too).
 
 A pool is a bound on concurrency, not on queue length: what waits for a thread waits

@@ -15,10 +15,10 @@ from certs.trustlist import LoadedTrustList, load_trust_list
 from mailbox_store.crypto import MasterKey
 from mailbox_store.store import Store
 from policy.recipients import MailboxState
-from relay.config import Config, load_config
-from relay import logs, reloadable
-from relay.limits import SlotCounter
-from relay.pools import Pools
+from relay.core.config import Config, load_config
+from relay.core import logs, reloadable
+from relay.core.limits import SlotCounter
+from relay.core.pools import Pools
 from relay.smtp.budget import ByteBudget
 
 log = structlog.get_logger("relay.runtime")
@@ -92,7 +92,7 @@ class Runtime:
 
     def reload(self) -> bool:
         """Re-read trust list, certificates, CRLs and limits; on any error keep the old
-        ones. What a reload applies is relay/reloadable.py's table; any other key that
+        ones. What a reload applies is relay/core/reloadable.py's table; any other key that
         changed is named in `reload.needs_restart`."""
         try:
             config = load_config(self.config.path)
@@ -104,7 +104,7 @@ class Runtime:
         restart = reloadable.needs_restart(self.config.raw, config.raw)
         if restart:
             log.warning("reload.needs_restart", keys=restart, kept="running values")
-        # only what a reload can change is taken (relay/reloadable.py); the rest applies
+        # only what a reload can change is taken (relay/core/reloadable.py); the rest applies
         # at the next start
         if config.log_level != self.config.log_level:
             logs.configure(config.log_level)

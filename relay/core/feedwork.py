@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mailbox_store.feed import Change
 
 if TYPE_CHECKING:
-    from relay.runtime import Runtime
+    from relay.core.runtime import Runtime
 
 
 class FeedWorker(ABC):

@@ -19,8 +19,8 @@ from aiohttp import web
 from cryptography import x509
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from relay.runtime import Runtime
-from relay.storefaults import free_space
+from relay.core.runtime import Runtime
+from relay.core.storefaults import free_space
 
 log = structlog.get_logger("relay.admin")
 CERT_MARGIN = dt.timedelta(days=14)

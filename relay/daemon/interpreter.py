@@ -1,6 +1,6 @@
 """How the daemon's interpreter is tuned for the MX's latency (issue 15): the cyclic
 garbage collector. A process-wide setting, applied once by the daemon when it serves
-(relay/daemon.py), never by the CLI's short commands.
+(relay/daemon/serve.py), never by the CLI's short commands.
 
 Tried and left out: a shorter GIL switch interval (sys.setswitchinterval 1 ms against
 Python's 5), in case the event loop waited for the GIL behind the store's writer

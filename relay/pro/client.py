@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certs.cps import CardError, CardProfile, open_card
 from policy.ins import InsError, parse_ins
-from relay.config import Config
+from relay.core.config import Config
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from relay.pools import run_in
+from relay.core.pools import run_in
 from mailbox_store.outbound import Recipient, Submitted
 from mailbox_store.store import MailboxInfo
 from policy.attachments import PATIENT_MAX_PART_BYTES
@@ -22,10 +22,10 @@ from policy.decisions import STORE_UNAVAILABLE, Decision
 from policy.headers import without_fields
 from relay.delivery.outgoing import queue_outgoing
 from relay.inbound.pipeline import FROM_MISMATCH, SubmissionRequest, decide_submission
-from relay.storefaults import store_failure
+from relay.core.storefaults import store_failure
 
 if TYPE_CHECKING:
-    from relay.runtime import Runtime
+    from relay.core.runtime import Runtime
 
 log = structlog.get_logger("relay.outgoing_mail")
 __all__ = ["FROM_MISMATCH", "recipient_decision", "submit_message"]

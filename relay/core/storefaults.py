@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from mailbox_store.writer import WriterClosed
 from policy.decisions import STORE_FULL, STORE_UNAVAILABLE, Decision
-from relay.config import Config
+from relay.core.config import Config
 
 FREE_BYTES = Gauge("mssante_store_free_bytes", "Bytes free on the filesystem of the store (SQLite)")
 MIN_FREE_BYTES = Gauge("mssante_store_min_free_bytes", "store.min_free_bytes: below it, mail is refused")

@@ -26,8 +26,8 @@ import gnupg
 
 from dossier_bridge.dossier import read_document
 from mailbox_store.crypto import fsync_dir
-from relay.instance import stop_gpg_agent
-from relay.progress import Step
+from relay.ops.instance import stop_gpg_agent
+from relay.ops.progress import Step
 from mailbox_store.store import Store
 from policy.attachments import AttachmentLimits
 
@@ -168,7 +168,7 @@ async def export(store: Store, ins: str, out: Path, recipient: str | None = None
                  limits: AttachmentLimits | None = None, step: Step | None = None) -> Exported:
     """exclusive: refuse when `out` exists (an archive is never replaced); `limits`:
     those documents filed at delivery are read back with (relay.toml [attachments]);
-    `step(done, total)`: messages written so far (relay/progress.py)."""
+    `step(done, total)`: messages written so far (relay/ops/progress.py)."""
     limits = limits or AttachmentLimits()
     out.parent.mkdir(parents=True, exist_ok=True)
     if exclusive and out.exists():

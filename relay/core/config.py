@@ -17,7 +17,7 @@ from certs.tls import PROFILES
 from mailbox_store import engines
 from policy.attachments import AttachmentLimits
 from policy.headers import HeaderLimits
-from relay.configkeys import Tracked, unknown_key_error
+from relay.core.configkeys import Tracked, unknown_key_error
 
 ENV_CONFIG = "MSSANTE_RELAY_CONFIG"
 
@@ -54,7 +54,7 @@ class DeliveryConfig:
 
 @dataclass(frozen=True)
 class AuthConfig:
-    """[auth]: login throttling (policy/throttle.py, relay/auth.py; issue 10 §1)."""
+    """[auth]: login throttling (policy/throttle.py, relay/auth/login.py; issue 10 §1)."""
 
     failures_per_account_source: int = 5  # free failures of one account from one source network
     failures_per_source: int = 20  # free failures of one source network, all accounts
@@ -71,12 +71,12 @@ def _cores(share: float, floor: int) -> int:
 
 @dataclass(frozen=True)
 class WorkersConfig:
-    """[workers]: bounded pools off the event loop (relay/pools.py; issue 15 §2-3)."""
+    """[workers]: bounded pools off the event loop (relay/core/pools.py; issue 15 §2-3)."""
 
     parse: int = field(default_factory=lambda: _cores(1.0, 1))  # MIME inspection of received mail
     crypto: int = field(default_factory=lambda: _cores(1.0, 1))  # AES-GCM of whole messages, documents
     dkim: int = field(default_factory=lambda: _cores(1.0, 2))  # DKIM sign and verify (DNS waits too)
-    parse_mode: str = "threads"  # "threads" or "processes" (relay/pools.py says which wins and why)
+    parse_mode: str = "threads"  # "threads" or "processes" (relay/core/pools.py says which wins and why)
     max_bytes_in_flight: int = 268_435_456  # message bytes held by all SMTP DATA at once (MX + submission)
     bytes_wait: float = 30.0  # seconds a new DATA waits for that budget before 452 4.3.1
 

@@ -20,10 +20,10 @@ from mailbox_store.feed import Change
 from mailbox_store.outbound import Recipient
 from relay.delivery.outgoing import queue_outgoing
 from relay.delivery.reports import build_notification
-from relay.feedwork import FeedWorker
+from relay.core.feedwork import FeedWorker
 
 if TYPE_CHECKING:
-    from relay.runtime import Runtime
+    from relay.core.runtime import Runtime
 
 log = structlog.get_logger("relay.notify")
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from relay.config import Config
+from relay.core.config import Config
 
 
 class _Ctx:
@@ -23,7 +23,7 @@ ctx = _Ctx()
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from relay.configkeys import effective
+    from relay.core.configkeys import effective
 
     config = ctx.load(args)  # unknown keys, wrong types, out-of-range values: exit 2
     print(json.dumps(effective(config), indent=2, sort_keys=True))
@@ -36,7 +36,7 @@ def cmd_trustlist_update(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from relay.trustlist_update import UpdateError, update
+    from relay.ops.trustlist_update import UpdateError, update
 
     config = ctx.load(args)
     try:

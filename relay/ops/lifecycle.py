@@ -13,8 +13,8 @@ from pathlib import Path
 from mailbox_store.errors import StoreError
 from mailbox_store.store import Store
 from policy.recipients import MailboxState
-from relay.config import Config
-from relay.export import Exported, ExportError, export
+from relay.core.config import Config
+from relay.ops.export import Exported, ExportError, export
 
 
 class AlreadyClosed(StoreError):

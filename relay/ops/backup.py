@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 from mailbox_store.crypto import MasterKey
-from relay import storelock
-from relay.export import durable_replace, private_file
+from relay.daemon import storelock
+from relay.ops.export import durable_replace, private_file
 
 MANIFEST = "manifest.json"
 DATABASE = "relay.db"

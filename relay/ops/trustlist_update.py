@@ -25,8 +25,8 @@ from pathlib import Path
 
 from certs.trustlist import TrustListError, load_trust_list, parse_trust_list
 from mailbox_store.crypto import fsync_dir
-from relay import storelock
-from relay.config import Config
+from relay.daemon import storelock
+from relay.core.config import Config
 
 MAX_BYTES = 64 * 1024 * 1024  # the published list is a few MB; a runaway server stops here
 TIMEOUT = 60.0  # seconds per request (connect and each read)

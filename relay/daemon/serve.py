@@ -18,15 +18,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from dossier_bridge.relocate import relocate_documents
 from mailbox_store.errors import StoreError
 from policy.decisions import SHUTTING_DOWN
-from relay import storelock, systemd, tlsevents
-from relay.config import Config
-from relay.interpreter import freeze_startup_heap
-from relay.admin import AdminServer
+from relay.daemon import storelock, systemd, tlsevents
+from relay.core.config import Config
+from relay.daemon.admin import AdminServer
+from relay.daemon.interpreter import freeze_startup_heap
 from relay.imap.server import ImapServer
-from relay.runtime import Runtime
+from relay.core.runtime import Runtime
 from relay.delivery.receipts import ReceiptSender
 from relay.delivery.runner import QueueRunner
-from relay.notify import Notifier
+from relay.outbound.notify import Notifier
 from relay.smtp.mx import MxHandler, MxSMTP
 from relay.smtp.submission import SubmissionHandler, SubmissionSMTP
 from relay.web.app import WebServer
@@ -171,7 +171,7 @@ class Daemon:
     def reload(self) -> bool:
         assert self.runtime is not None
         ok = self.runtime.reload()
-        if ok:  # the fronts read these per session or command (relay/reloadable.py)
+        if ok:  # the fronts read these per session or command (relay/core/reloadable.py)
             self.config = self.runtime.config
             if self.imap is not None:
                 self.imap.config = self.runtime.config
@@ -231,7 +231,7 @@ class Daemon:
 
     async def serve_forever(self, on_ready: Callable[["Daemon"], None] | None = None) -> None:
         await self.start()
-        freeze_startup_heap()  # relay/interpreter.py: shorter collector pauses for the sessions
+        freeze_startup_heap()  # relay/daemon/interpreter.py: shorter collector pauses for the sessions
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
