@@ -6,13 +6,13 @@ cannot be deleted or renamed away (RFC 6154 §1: clients rely on them)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, delete, exists, func, insert, select, update
 
 from mailbox_store import imapreads
 from mailbox_store.feed import Change
+from mailbox_store.records import FolderError, FolderInfo  # noqa: F401 (their home was here)
 from mailbox_store.models import Blob, Document, Folder, Mailbox, Message, OutboundEntry, ReceiptRequest, Subscription
 from mailbox_store.modseq import bump, record_expunged
 from mailbox_store.rowlocks import lock_folders
@@ -50,31 +50,6 @@ def _name_problem(name: str) -> str | None:
     if components[0].casefold() in RESERVED_ROOTS:
         return f"'{components[0]}' is reserved for other users' folders"
     return None
-
-
-class FolderError(Exception):
-    """A folder operation that cannot be done; `code` is the IMAP response code."""
-
-    def __init__(self, message: str, code: str = "CANNOT"):
-        # the message may quote a client's name, and goes into a tagged reply: no CR, LF
-        # or other control character may reach the wire (RFC 9051 §4.3, resp-text)
-        super().__init__("".join("?" if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 else c for c in message))
-        self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class FolderInfo:
-    name: str
-    special_use: str | None
-    uidvalidity: int
-    uidnext: int
-    messages: int
-    unseen: int
-    id: int = 0
-    subscribed: bool = True
-    first_recent_uid: int = 1  # RFC 3501 §2.3.2: UIDs from here on are \Recent for nobody yet
-    highestmodseq: int = 0  # RFC 7162 STATUS HIGHESTMODSEQ
-    recent: int = 0  # RFC 3501 STATUS RECENT: messages at or above first_recent_uid
 
 
 def new_uidvalidity(conn: Connection, mailbox_id: int) -> int:

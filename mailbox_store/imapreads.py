@@ -25,6 +25,7 @@ from sqlalchemy import Connection, bindparam, case, func, select
 from mailbox_store.feed import MessageMeta
 from mailbox_store.models import Blob, ExpungedUid, Folder, Guardian, Mailbox, Message, Subscription, utc
 from mailbox_store.repository import Repository
+from mailbox_store.records import FolderError, FolderInfo, Snapshot, mailbox_info
 
 _UIDS = bindparam("uids", expanding=True)  # an IN list (SQLAlchemy renders one ? per value)
 IN_CHUNK = 500  # values in one IN list: SQLite's limit on host parameters is far above
@@ -77,7 +78,6 @@ _RAW = (select(Mailbox.id, Message.uid, Message.blob_id, Message.key_wrapped, Bl
 def folder_rows(conn: Connection, mailbox_id: int, name: str | None = None) -> list[Any]:
     """Every folder of the mailbox with its counts (or only the one called name), as
     FolderInfo."""
-    from mailbox_store.folders import FolderInfo  # folders.py imports this module
     rows = conn.execute(_FOLDERS, {"mid": mailbox_id}) if name is None else \
         conn.execute(_FOLDER, {"mid": mailbox_id, "name": name})
     return [FolderInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[9]), r[7], r[8], r[10]) for r in rows]
@@ -90,8 +90,6 @@ def subscriptions(conn: Connection, mailbox_id: int) -> set[str]:
 def snapshot(conn: Connection, mailbox_id: int, name: str, since_uid: int = 0) -> Any:
     """The folder as a session sees it on SELECT (messages.Snapshot); FolderError
     NONEXISTENT when there is no such folder."""
-    from mailbox_store.folders import FolderError
-    from mailbox_store.messages import Snapshot
     folder = conn.execute(_SNAP_FOLDER, {"mid": mailbox_id, "name": name}).first()
     if folder is None:
         raise FolderError(f"no folder {name}", "NONEXISTENT")
@@ -167,8 +165,7 @@ class ListView:
 
 
 def list_view(conn: Connection, mailbox_id: int) -> ListView:
-    from mailbox_store.store import Store  # store.py imports this module
-    wards = [Store._info(r) for r in ward_rows(conn, mailbox_id)]
+    wards = [mailbox_info(r) for r in ward_rows(conn, mailbox_id)]
     return ListView(folder_rows(conn, mailbox_id), [(w, folder_rows(conn, w.id)) for w in wards],
                     subscriptions(conn, mailbox_id))
 

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, literal, select, u
 from mailbox_store import expunged, imapreads
 from mailbox_store.feed import Change, MessageMeta
 from mailbox_store.folders import FolderError, _folder_id, delete_orphan_blobs
+from mailbox_store.records import Snapshot  # noqa: F401 (its home was here)
 from mailbox_store.models import Folder, Message, utc
 from mailbox_store.modseq import bump, record_expunged
 from mailbox_store.rowlocks import lock_folders
@@ -23,17 +24,6 @@ if TYPE_CHECKING:
 
 SEEN = "\\Seen"
 DELETED = "\\Deleted"
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    folder_id: int
-    name: str
-    uidvalidity: int
-    uidnext: int
-    messages: list[MessageMeta]
-    first_recent_uid: int = 1  # RFC 3501 §2.3.2: UIDs from here on are \Recent for nobody yet
-    highestmodseq: int = 0  # RFC 7162 HIGHESTMODSEQ
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,9 +24,12 @@ from typing import TYPE_CHECKING
 
 from mailbox_store.feed import Change
 from relay.imap.parser import Parser
+from relay.imap.replies import no, ok
+from relay.imap.statusline import status_line
 
 if TYPE_CHECKING:
-    from relay.imap.session import Reply, Session
+    from relay.imap.replies import Reply
+    from relay.imap.session import Session
 
 SUPPORTED = ("MessageNew", "MessageExpunge", "FlagChange")
 KNOWN = {e.upper(): e for e in SUPPORTED + ("AnnotationChange", "MailboxName", "SubscriptionChange",
@@ -160,14 +163,12 @@ def status_items(events: set[str] | frozenset[str]) -> list[str]:
 
 async def status_lines(s: "Session", folders: dict[str, set[str]]) -> list[bytes]:
     """STATUS responses for these folders of the user's own mailbox (gone ones: none)."""
-    from relay.imap.session import _status_line  # the session module imports this one
-
     assert s.user is not None
     out: list[bytes] = []
     for name, events in folders.items():
         f = await s.server.store.folder(s.user.id, name)
         if f is not None:
-            out.append(await _status_line(s, s.user, f, name, status_items(events)))
+            out.append(await status_line(s, s.user, f, name, status_items(events)))
     return out
 
 
@@ -200,8 +201,6 @@ async def initial_lines(s: "Session", n: Notify) -> list[bytes]:
 
 async def cmd_notify(s: "Session", tag: str, p: Parser, uid: bool) -> "Reply":
     """NOTIFY NONE / NOTIFY SET [STATUS] event-groups (RFC 5465 §3)."""
-    from relay.imap.session import no, ok
-
     assert s.user is not None
     try:
         parsed = parse(p)

@@ -34,6 +34,7 @@ from mailbox_store.models import DOSSIER_FOLDER
 from mailbox_store.spool import SpooledMessage
 from mailbox_store.store import MailboxInfo, StoreError
 from relay.imap import condstore, contextsearch
+from relay.imap.statusline import status_line
 from relay.imap import notify as notifymod
 from relay.imap import fetch as fetchmod
 from relay.imap import fetchcache, listing, recent, utf7, wire
@@ -844,22 +845,6 @@ STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE"
                 "HIGHESTMODSEQ")
 
 
-async def _status_line(s: Session, owner: MailboxInfo, f: FolderInfo, client_name: str,
-                       items: list[str]) -> bytes:
-    values = []
-    size = deleted = 0
-    if "SIZE" in items or "DELETED" in items:
-        snap = await s.server.store.snapshot(owner.id, f.name)
-        size = sum(m.size for m in snap.messages)
-        deleted = sum(1 for m in snap.messages if "\\Deleted" in m.flags)
-    for item in items:
-        value = ({"RECENT": f.recent, "MESSAGES": f.messages, "UIDNEXT": f.uidnext, "UIDVALIDITY": f.uidvalidity,
-                  "UNSEEN": f.unseen, "SIZE": size, "DELETED": deleted,
-                  "HIGHESTMODSEQ": f.highestmodseq}[item])
-        values.append(b"%s %d" % (item.encode(), value))
-    return b"* STATUS " + s.encode_name(client_name) + b" " + wire.plist(values)
-
-
 async def _visible_folders(s: Session) -> tuple[list[tuple[str, FolderInfo | None, MailboxInfo]], set[str]]:
     """Every name the user may list: own folders, then each ward's under the Other Users
     namespace (with the \\Noselect nodes above them, info None); and the user's
@@ -921,7 +906,7 @@ async def cmd_list(s: Session, tag: str, p: Parser, uid: bool, lsub: bool = Fals
         await s.send(line)
         f, owner = folders.get(e.name, (None, s.user))
         if status_items and f is not None:  # RFC 5819 LIST-STATUS
-            await s.send(await _status_line(s, owner, f, e.name, status_items))
+            await s.send(await status_line(s, owner, f, e.name, status_items))
     return ok(f"{'LSUB' if lsub else 'LIST'} done")
 
 
@@ -944,7 +929,7 @@ async def cmd_status(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         return no(f"no folder {name}", "NONEXISTENT")
     if "HIGHESTMODSEQ" in items:  # RFC 7162 §3.1: a CONDSTORE-enabling command
         await s.send(*condstore.enable(s))
-    await s.send(await _status_line(s, owner, f, name, items))
+    await s.send(await status_line(s, owner, f, name, items))
     return ok("STATUS done")
 
 
