@@ -45,6 +45,11 @@ _MEMBERS = (select(Folder.name, Message.uid).join(Folder, Folder.id == Message.f
                    Folder.name.in_(bindparam("folders", expanding=True)))
             .order_by(Message.internal_date.desc(), Message.id.desc()).limit(bindparam("limit")))
 
+_MEMBER_BLOBS = (select(Folder.name, Message.uid, Message.blob_id).join(Folder, Folder.id == Message.folder_id)
+                 .where(Message.thread_key == bindparam("key"), Folder.mailbox_id == bindparam("mid"),
+                        Folder.name.in_(bindparam("folders", expanding=True)))
+                 .order_by(Message.internal_date.desc(), Message.id.desc()).limit(bindparam("limit")))
+
 
 def derive_thread_key(raw_data_key: bytes) -> bytes:
     """The mailbox's HMAC key for thread keys: never the encryption key itself."""
@@ -84,6 +89,18 @@ class ThreadOps(Repository):
         params = {"key": key, "mid": mailbox_id, "folders": list(folders), "limit": limit}
         rows = await self.reader.run_light(lambda conn: conn.execute(_MEMBERS, params).all())
         return [(r.name, r.uid) for r in reversed(rows)]
+
+    async def thread_member_blobs(self, mailbox_id: int, ins: str, root: str | None,
+                                  folders: Sequence[str] = ("INBOX", "Sent"),
+                                  limit: int = 30) -> list[tuple[str, int, str]]:
+        """thread_members with each message's sealed blob id (folder, uid, blob id):
+        the key of what a caller derived from its bytes, which never change."""
+        if root is None:
+            return []
+        key = await self.thread_key_for(mailbox_id, ins, root)
+        params = {"key": key, "mid": mailbox_id, "folders": list(folders), "limit": limit}
+        rows = await self.reader.run_light(lambda conn: conn.execute(_MEMBER_BLOBS, params).all())
+        return [(r.name, r.uid, r.blob_id) for r in reversed(rows)]
 
     async def backfill_thread_keys(self, batch: int = BACKFILL_BATCH, max_rows: int | None = None,
                                    max_seconds: float | None = None) -> int:
