@@ -447,7 +447,7 @@ async def _main_view(w: Web, who: Who, folder: str, uid: int) -> tuple[Any, str 
     id (left sealed then), else decrypted and parsed in a thread, and kept."""
     limits = w.rt.config.attachments
     views = w.views
-    views.get("", uid, limits)  # empties the cache first if the rules changed
+    views.use_rules(limits)  # before `known` is asked in the reader thread
     found = await w.store.message_unless_known(who.space, folder, uid, views.__contains__)
     if found is None:
         raise web.HTTPNotFound()

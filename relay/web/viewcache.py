@@ -49,7 +49,7 @@ class ViewCache:
 
     def get(self, blob_id: str, uid: int, rules: Any) -> tuple[FullView, str | None] | None:
         """The view (with this UID) and thread root, or None when not kept under these rules."""
-        self._check_rules(rules)
+        self.use_rules(rules)
         got = self._data.get(blob_id)
         if got is None:
             return None
@@ -60,7 +60,7 @@ class ViewCache:
         return view, root
 
     def put(self, blob_id: str, view: FullView, root: str | None, rules: Any) -> None:
-        self._check_rules(rules)
+        self.use_rules(rules)
         old = self._data.pop(blob_id, None)
         if old is not None:
             self._size -= old[2]
@@ -73,7 +73,8 @@ class ViewCache:
             _, gone = self._data.popitem(last=False)
             self._size -= gone[2]
 
-    def _check_rules(self, rules: Any) -> None:
+    def use_rules(self, rules: Any) -> None:
+        """Views made under other attachment rules are dropped."""
         if rules != self._rules:
             self._data.clear()
             self._size = 0
