@@ -3,6 +3,7 @@ first, one message's row, and one page of the audit log newest first. Each is on
 indexed query: a page of 50 out of 10,000 messages never loads the other 9,950."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,6 +137,25 @@ class PageOps(Repository):
             if r is None:
                 return None
             return _meta(r), open_blob(aead, mailbox.ins, r.blob_id, r.key_wrapped, r.sealed)
+
+        return await self.reader.run(read)
+
+    async def message_unless_known(self, mailbox: Any, folder: str, uid: int,
+                                   known: Callable[[str], bool]) -> tuple[MessageMeta, str, bytes | None] | None:
+        """A message's row, its sealed blob id and its decrypted bytes, in one query,
+        the bytes left sealed (None) when `known(blob_id)` says the caller already holds
+        what it derives from them (a blob never changes: relay/web/viewcache.py). None
+        when the mailbox has no such message. `known` runs in the reader's thread: a
+        dict membership test, nothing more."""
+        aead = await self._data_key(mailbox.id, mailbox.ins)
+
+        def read(conn: Connection) -> tuple[MessageMeta, str, bytes | None] | None:
+            r = conn.execute(_MESSAGE_WITH_BLOB, {"mid": mailbox.id, "folder": folder, "uid": uid}).first()
+            if r is None:
+                return None
+            if known(r.blob_id):
+                return _meta(r), r.blob_id, None
+            return _meta(r), r.blob_id, open_blob(aead, mailbox.ins, r.blob_id, r.key_wrapped, r.sealed)
 
         return await self.reader.run(read)
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, literal_column, select, update
 
 from mailbox_store.crypto import open_blob
 from mailbox_store.feed import Change
@@ -40,10 +40,19 @@ HEAD_MAX = 256 * 1024  # header octets read for the root; RFC 5322 sets no limit
 BACKFILL_BATCH = 50  # rows decrypted at once (one 25 MB message each at worst)
 # built once: constructing this select on every conversation view was 8 % of the event
 # loop's time under bench/web_load.py (py-spy --gil)
-_MEMBERS = (select(Folder.name, Message.uid).join(Folder, Folder.id == Message.folder_id)
+# "folder_id + 0": the thread key's index, never the folder's, finds the rows. Without
+# it SQLite (no ANALYZE statistics) walked the folder's every message for each
+# conversation page: 2.5 ms of CPU a page on a folder of 10,000, against 0.05 ms (issue
+# 11 "Benchmark", py-spy). PostgreSQL plans it from its statistics either way.
+_MEMBERS = (select(Folder.name, Message.uid).join(Folder, Folder.id == Message.folder_id + literal_column("0"))
             .where(Message.thread_key == bindparam("key"), Folder.mailbox_id == bindparam("mid"),
                    Folder.name.in_(bindparam("folders", expanding=True)))
             .order_by(Message.internal_date.desc(), Message.id.desc()).limit(bindparam("limit")))
+
+_MEMBER_BLOBS = (select(Folder.name, Message.uid, Message.blob_id).join(Folder, Folder.id == Message.folder_id + literal_column("0"))
+                 .where(Message.thread_key == bindparam("key"), Folder.mailbox_id == bindparam("mid"),
+                        Folder.name.in_(bindparam("folders", expanding=True)))
+                 .order_by(Message.internal_date.desc(), Message.id.desc()).limit(bindparam("limit")))
 
 
 def derive_thread_key(raw_data_key: bytes) -> bytes:
@@ -84,6 +93,18 @@ class ThreadOps(Repository):
         params = {"key": key, "mid": mailbox_id, "folders": list(folders), "limit": limit}
         rows = await self.reader.run_light(lambda conn: conn.execute(_MEMBERS, params).all())
         return [(r.name, r.uid) for r in reversed(rows)]
+
+    async def thread_member_blobs(self, mailbox_id: int, ins: str, root: str | None,
+                                  folders: Sequence[str] = ("INBOX", "Sent"),
+                                  limit: int = 30) -> list[tuple[str, int, str]]:
+        """thread_members with each message's sealed blob id (folder, uid, blob id):
+        the key of what a caller derived from its bytes, which never change."""
+        if root is None:
+            return []
+        key = await self.thread_key_for(mailbox_id, ins, root)
+        params = {"key": key, "mid": mailbox_id, "folders": list(folders), "limit": limit}
+        rows = await self.reader.run_light(lambda conn: conn.execute(_MEMBER_BLOBS, params).all())
+        return [(r.name, r.uid, r.blob_id) for r in reversed(rows)]
 
     async def backfill_thread_keys(self, batch: int = BACKFILL_BATCH, max_rows: int | None = None,
                                    max_seconds: float | None = None) -> int:

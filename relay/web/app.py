@@ -29,6 +29,7 @@ from policy.recipients import MailboxState
 from relay.web.context import FORM, MULTIPART, WHO, Who
 from relay.web.counts import FolderCounts
 from relay.web.mailview import SummaryCache
+from relay.web.viewcache import ViewCache
 from relay.web.rows import RowCache
 from relay.web.sessions import SessionStore, WebSession, same_token
 from relay.web.shared import LOGIN_COOKIE, SESSION_COOKIE, Handler, client_ip
@@ -90,6 +91,7 @@ class Web:
         self.cfg = rt.config.web
         self.sessions = SessionStore(self.cfg.session_idle, self.cfg.session_max, self.cfg.max_sessions)
         self.summaries = SummaryCache()
+        self.views = ViewCache()  # conversation views by sealed blob id
         self.rows = RowCache()
         self.counts = FolderCounts(rt.store.feed)
         self.ports = ports or (lambda: {})

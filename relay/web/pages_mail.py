@@ -177,12 +177,7 @@ def routes(app: web.Application, w: Web) -> None:
         key = request.match_info["dossier"]
         folder, title = folder_or_404(key)
         uid = uid_or_404(request.match_info["uid"])
-        found = await store.message_with_raw(who.space, folder, uid)
-        if found is None:
-            raise web.HTTPNotFound()
-        meta, raw = found
-        limits = w.rt.config.attachments
-        view, root = await asyncio.to_thread(_view_and_root, uid, raw, limits)
+        view, root, meta = await _main_view(w, who, folder, uid)
         shown = [Shown(key, uid, view, folder == "Sent")]
         shown += await _thread(w, who, folder, uid, root)
         shown.sort(key=_conversation_order)
@@ -423,17 +418,51 @@ def _view_and_root(uid: int, raw: bytes, limits: Any) -> tuple[Any, str | None]:
 async def _thread(w: Web, who: Who, folder: str, uid: int, root: str | None) -> list[Shown]:
     """The other messages of the conversation in INBOX and Sent, however old: the
     store's thread index (mailbox_store/thread.py) names them, one indexed query."""
-    members = await w.store.thread_members(who.space.id, who.space.ins, root, limit=THREAD_MAX)
+    members = await w.store.thread_member_blobs(who.space.id, who.space.ins, root, limit=THREAD_MAX)
     out: list[Shown] = []
     limits = w.rt.config.attachments
     for name in ("INBOX", "Sent"):
-        wanted = [u for f, u in members if f == name and not (f == folder and u == uid)]
+        wanted = [(u, b) for f, u, b in members if f == name and not (f == folder and u == uid)]
         if not wanted:
             continue
-        raws = await w.store.fetch_raw_many(who.space.ins, name, wanted)
-        views = await asyncio.to_thread(lambda r=raws: [(u, full_view(u, b, limits)) for u, b in r.items()])
-        out += [Shown(_url_folder(name), u, view, name == "Sent") for u, view in views]
+        missing: dict[int, str] = {}
+        for u, b in wanted:  # kept views need no decryption nor parse (relay/web/viewcache.py)
+            kept = w.views.get(b, u, limits)
+            if kept is None:
+                missing[u] = b
+            else:
+                out.append(Shown(_url_folder(name), u, kept[0], name == "Sent"))
+        if not missing:
+            continue
+        raws = await w.store.fetch_raw_many(who.space.ins, name, list(missing))
+        made = await asyncio.to_thread(lambda r=raws: [(u, *_view_and_root(u, b, limits)) for u, b in r.items()])
+        for u, view, member_root in made:
+            w.views.put(missing[u], view, member_root, limits)
+            out.append(Shown(_url_folder(name), u, view, name == "Sent"))
     return out
+
+
+async def _main_view(w: Web, who: Who, folder: str, uid: int) -> tuple[Any, str | None, MessageMeta]:
+    """The opened message's view, thread root and row: from the view cache by its blob
+    id (left sealed then), else decrypted and parsed in a thread, and kept."""
+    limits = w.rt.config.attachments
+    views = w.views
+    views.use_rules(limits)  # before `known` is asked in the reader thread
+    found = await w.store.message_unless_known(who.space, folder, uid, views.__contains__)
+    if found is None:
+        raise web.HTTPNotFound()
+    meta, blob, raw = found
+    kept = views.get(blob, uid, limits) if raw is None else None
+    if kept is not None:
+        return kept[0], kept[1], meta
+    if raw is None:  # dropped from the cache meanwhile: read it again, decrypted
+        again = await w.store.message_with_raw(who.space, folder, uid)
+        if again is None:
+            raise web.HTTPNotFound()
+        meta, raw = again
+    view, root = await asyncio.to_thread(_view_and_root, uid, raw, limits)
+    views.put(blob, view, root, limits)
+    return view, root, meta
 
 
 async def _reply_state(w: Web, space: MailboxInfo, target: str | None, s: Summary) -> tuple[str, str | None]:

@@ -116,3 +116,34 @@ async def test_backfill_fills_rows_stored_before_the_index(store: Store, db_path
     assert await store.thread_members(a.id, a.ins, "<old-1@x>") == [("INBOX", 1), ("INBOX", 2)]
     assert None not in keys_in_db(db_path)
     assert await store.backfill_thread_keys() == 0
+
+
+async def test_members_are_found_by_the_thread_index_with_their_blobs(store: Store, db_path: Path) -> None:
+    """The query walks the thread key's index, not the folder's every message (SQLite
+    chose the folder's index: 2.5 ms a conversation page on 10,000 messages)."""
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+    from mailbox_store.thread import _MEMBER_BLOBS, _MEMBERS
+
+    a = await store.create_mailbox(INS_A, MailboxState.ACTIVE)
+    first = await store.deliver([a], message("<b-1@x>"))
+    for i in range(30):
+        await store.deliver([a], message(f"<other-{i}@x>", f"Information {i}"))
+    await store.deliver([a], message("<b-2@x>", "Re: Suivi", in_reply_to="<b-1@x>"))
+    got = await store.thread_member_blobs(a.id, a.ins, "<b-1@x>")
+    assert [(f, u) for f, u, _ in got] == await store.thread_members(a.id, a.ins, "<b-1@x>")
+    assert [(f, u) for f, u, _ in got] == [("INBOX", first[0].uid), ("INBOX", first[0].uid + 31)]
+    inbox = await store.folder(a.id, "INBOX")
+    assert inbox is not None
+    blobs = await store.blob_ids(inbox.id, [first[0].uid, first[0].uid + 31])
+    assert [b for _, _, b in got] == [blobs[first[0].uid], blobs[first[0].uid + 31]]
+    assert await store.thread_member_blobs(a.id, a.ins, None) == []
+    con = sqlite3.connect(db_path)
+    try:
+        for stmt in (_MEMBERS, _MEMBER_BLOBS):
+            sql = str(stmt.compile(dialect=sqlite_dialect.dialect()))
+            sql = sql.replace("__[POSTCOMPILE_folders]", "'INBOX', 'Sent'")
+            plan = " | ".join(r[3] for r in con.execute("EXPLAIN QUERY PLAN " + sql, ("k", a.id, 30, 0)))
+            assert "ix_messages_thread" in plan, plan
+    finally:
+        con.close()
