@@ -28,6 +28,21 @@ if TYPE_CHECKING:
 _MARK = select(Folder.first_recent_uid).where(Folder.id == bindparam("fid"))
 _MOVE_MARK = update(Folder).where(Folder.id == bindparam("fid")).values(first_recent_uid=bindparam("below"))
 _KNOWN_MARKS = 100_000  # folders whose mark this process remembers (bounded memory)
+_UIDNEXT = select(Folder.uidnext).where(Folder.id == bindparam("fid"))
+
+
+def claim_all(conn: Connection, folder_id: int) -> tuple[int, int]:
+    """In the caller's transaction (an APPEND's, store.deliver_all's `after`): claim
+    every UID of the folder no session has claimed yet, up to its UIDNEXT as this
+    transaction sees it; returns (first, below): the caller's \\Recent UIDs are those
+    >= first and < below. One writer job for the APPEND and its claim, not two."""
+    first = conn.execute(_MARK, {"fid": folder_id}).scalar()
+    below = conn.execute(_UIDNEXT, {"fid": folder_id}).scalar()
+    if first is None or below is None:  # the folder is gone
+        return 0, 0
+    if first < below:
+        conn.execute(_MOVE_MARK, {"fid": folder_id, "below": below})
+    return first, below
 
 
 class RecentOps(Repository):
@@ -44,6 +59,11 @@ class RecentOps(Repository):
         if len(marks) >= _KNOWN_MARKS and folder_id not in marks:
             marks.clear()  # forgetting only costs a write later, never a wrong answer
         marks[folder_id] = max(marks.get(folder_id, 0), mark)
+
+    def claimed(self, folder_id: int, below_uid: int) -> None:
+        """A claim committed by a caller's own job (claim_all): later claims below it
+        are answered without a write."""
+        self._remember(folder_id, below_uid)
 
     async def claim_recent(self, folder_id: int, below_uid: int) -> int:
         """Claim for the caller every UID below below_uid that no session has claimed;

@@ -817,11 +817,12 @@ class Store(_RepositoryMethods):
 
     async def deliver_all(self, mailbox: MailboxInfo, items: Sequence[tuple[bytes | SpooledMessage,
                                                                            dt.datetime | None, Sequence[str]]],
-                          folder: str) -> list[Delivered]:
+                          folder: str, after: Callable[[Connection], None] | None = None) -> list[Delivered]:
         """Several messages (content, internal date, flags) into one folder, all or
         none, in one transaction, UIDs in order: MULTIAPPEND (RFC 3502 §6.3.11: "if
         the server rejects any message, none of them is appended"). A spooled message
-        is read back as deliver_spooled() does."""
+        is read back as deliver_spooled() does. `after` runs in the same transaction,
+        once they are in (an APPEND's \\Recent claim, recent.claim_all)."""
         deliveries: list[_Delivery] = []
         async with self._spooled_commits:
             for content, internal_date, flags in items:
@@ -845,6 +846,8 @@ class Store(_RepositoryMethods):
                 for delivered, published in _Delivery.apply_group(conn, deliveries):
                     out += delivered
                     changes += published
+                if after is not None:
+                    after(conn)
                 return out, changes
 
             return await self.writer.submit(job)

@@ -40,6 +40,8 @@ class ReceiptSender(FeedWorker):
             log.error("mdn.failed", error=type(e).__name__)
 
     async def _send(self, change: Change) -> None:
+        if not await self.rt.store.receipt_pending(change.mailbox_id, change.folder, change.uid):
+            return  # the common case, answered by a read: no writer job (issue 12 §3)
         claimed = await self.rt.store.claim_receipt(change.mailbox_id, change.folder, change.uid)
         if claimed is None:
             return

@@ -23,6 +23,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mailbox_store.recent import claim_all
 from mailbox_store.spool import SpooledMessage
 from policy.mime import parse
 from relay.imap import fetch as fetchmod
@@ -196,7 +197,18 @@ async def cmd_append(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         if isinstance(content, bytes) and not content:
             return no("empty message")
         items.append((content, m.when, m.flags))
-    if len(items) == 1 and isinstance(items[0][0], SpooledMessage):
+    sel = s.selected
+    if sel is not None and not sel.readonly and sel.owner.id == s.user.id and sel.name == name:
+        # into the folder this session has open read-write: the messages are its
+        # \\Recent ones (RFC 3501 §2.3.2, first to see them), claimed in the APPEND's own
+        # transaction rather than by a second writer job once announced (issue 12 §3)
+        folder_id, got = sel.folder_id, []
+        delivered = await s.server.store.deliver_all(s.user, items, name,
+                                                     after=lambda conn: got.append(claim_all(conn, folder_id)))
+        if got:
+            s.server.store.claimed(folder_id, got[0][1])
+            sel.claimed_by_append(*got[0])
+    elif len(items) == 1 and isinstance(items[0][0], SpooledMessage):
         delivered = await s.server.store.deliver_spooled([s.user], items[0][0], internal_date=items[0][1],
                                                          folder=name, flags=items[0][2])
     else:

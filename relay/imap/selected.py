@@ -28,6 +28,7 @@ from relay.imap.types import MessageView
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 UPDATE_SLICE = 512  # changes worked through between two yields to the event loop
+_OWN_CLAIMS = 64  # APPEND claims a session keeps until they are announced
 
 
 def flag_list(flags: frozenset[str]) -> bytes:
@@ -53,6 +54,9 @@ class Selected:
     # and counted in "* n RECENT" unless IMAP4rev2 is enabled (RFC 9051 removed it)
     recent: set[int] = field(default_factory=set)
     show_recent: bool = True
+    # UID ranges [first, below) this session claimed with its own APPENDs (append.py),
+    # not announced yet: when announced they are its \\Recent ones, with no claim of their own
+    own_claims: list[tuple[int, int]] = field(default_factory=list)
     # RFC 3501 §7.2.6: the keywords named in the last FLAGS response; a message showing one
     # the client was not told of first gets a new FLAGS response (imaptest checks it)
     keywords: set[str] = field(default_factory=set)
@@ -114,8 +118,20 @@ class Selected:
         \\Recent ones (a read-only session claims nothing, RFC 3501 §6.3.2)."""
         if self.readonly or not uids:
             return
-        first = await store.claim_recent(self.folder_id, below_uid)
-        self.recent.update(u for u in uids if u >= first)
+        claimed = self.own_claims
+        if claimed and below_uid <= max(b for _, b in claimed):
+            first = below_uid  # an APPEND of this session claimed them already (and got what it got)
+        else:
+            first = await store.claim_recent(self.folder_id, below_uid)
+        self.recent.update(u for u in uids if u >= first or any(f <= u < b for f, b in claimed))
+        # announced up to below_uid: the ranges below it are spent
+        self.own_claims = [(f, b) for f, b in claimed if b > below_uid]
+
+    def claimed_by_append(self, first: int, below: int) -> None:
+        """An APPEND to this folder claimed [first, below) in its own transaction."""
+        if first < below and not self.readonly:
+            self.own_claims.append((first, below))
+            del self.own_claims[:-_OWN_CLAIMS]  # bounded: the oldest are announced long since
 
     def set_flags(self, uid: int, flags: frozenset[str], modseq: int = 0) -> None:
         m = self.meta.get(uid)

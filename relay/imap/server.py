@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 import structlog
 from prometheus_client import Gauge
 
+from mailbox_store.auditqueue import ReadAudits
 from mailbox_store.crypto import MasterKey
 from mailbox_store.store import MailboxInfo, Store
 from mailbox_store.spool import private_dir
@@ -60,6 +61,7 @@ class ImapServer:
         self.derived_cache = DerivedCache()  # FETCH ENVELOPE/BODYSTRUCTURE by message, bounded (fetchcache.py)
         self.fan = FolderFan(store.feed)  # the feed's changes to the sessions showing their folder (idlefan.py)
         self.pruner = ExpungedPruner(store, config.imap_qresync_expunged_keep)  # QRESYNC's memory, bounded
+        self.audits = ReadAudits(store.writer)  # read audits of all sessions, one writer job per group
 
     async def offload(self, work: Callable[[], T]) -> T:
         """Run pure, bounded work (one chunk of a command) in the IMAP worker threads."""
@@ -113,15 +115,12 @@ class ImapServer:
 
     def audit_read(self, session: "Session", count: int) -> None:
         """Every read of message content is audited (issue 4, DESIGN.md §4): the
-        write is queued on the store's writer and committed with the next group."""
+        rows of every session join one writer job of the next group (auditqueue.py)."""
         sel, user = session.selected, session.user
         if sel is None or user is None:
             return
-        task = asyncio.ensure_future(self.store.audit(
-            sel.owner.id, "patient" if sel.owner.id == user.id else f"guardian:{user.ins}",
-            "message.read", f"{sel.name}: {count} message(s)", session.peer))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception() and log.error(
-            "audit.failed", error=type(t.exception()).__name__))
+        self.audits.add(sel.owner.id, "patient" if sel.owner.id == user.id else f"guardian:{user.ins}",
+                        "message.read", f"{sel.name}: {count} message(s)", session.peer)
 
     async def stop(self, grace: float) -> None:
         self.stopping = True
@@ -143,6 +142,7 @@ class ImapServer:
             await asyncio.sleep(0.05)
         for server in self._servers:
             await server.wait_closed()
+        await self.audits.flush()  # before the store closes: no read audit lost
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.fan.stop()
         await self.pruner.stop()

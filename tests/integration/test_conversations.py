@@ -282,6 +282,33 @@ def test_read_receipt_on_first_seen_only(world: tuple[RunningDaemon, ProHandler,
     assert "displayed" in mdn.get_payload()[1].as_string()
 
 
+def test_seen_without_receipt_request_asks_no_writer_job(world: tuple[RunningDaemon, ProHandler, Path]) -> None:
+    """\\Seen on a message with no read receipt pending is answered by a read, not a
+    claim in the writer (issue 12 §3); the one with a request is still claimed, once."""
+    rd, pro, _ = world
+    calls: list[int] = []
+    original = rd.store.claim_receipt
+
+    async def counted(mailbox_id: int, folder: str, uid: int) -> tuple[str, str | None] | None:
+        calls.append(uid)
+        return await original(mailbox_id, folder, uid)
+
+    rd.store.claim_receipt = counted  # type: ignore[method-assign]
+    rd.deliver(message(subject="Sans accuse"))
+    pro_writes(rd, extra=f"Disposition-Notification-To: {SENDER}\r\n")
+    client = rd.imap()
+    try:
+        client.select("INBOX")
+        assert client.uid("STORE", "1", "+FLAGS", "(\\Seen)")[0] == "OK"
+        time.sleep(1.0)
+        assert calls == []
+        assert client.uid("STORE", "2", "+FLAGS", "(\\Seen)")[0] == "OK"
+    finally:
+        client.logout()
+    [got] = pro.wait(1)
+    assert calls == [2] and len(pro.received) == 1
+
+
 def test_no_receipt_to_another_address_nor_for_an_appended_message(world: tuple[RunningDaemon, ProHandler, Path]) \
         -> None:
     rd, pro, _ = world
