@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import email.utils
-import smtplib
 import time
 from email.message import Message
 from pathlib import Path

@@ -56,7 +56,7 @@ def test_condstore_modseq_store_unchangedsince_search_status(relay: RunningDaemo
     assert tagged.startswith(b"OK [MODIFIED 2]")
     flagged = {int(x.split()[1]) for x in lines if b"\\Flagged" in x}
     assert flagged == {1}
-    lines, tagged = raw(c, f"UID STORE 1 (UNCHANGEDSINCE 0) +FLAGS (\\Answered)")
+    lines, tagged = raw(c, "UID STORE 1 (UNCHANGEDSINCE 0) +FLAGS (\\Answered)")
     assert tagged.startswith(b"OK [MODIFIED 1]")
     # CHANGEDSINCE: only what changed after `high`, with its MODSEQ
     lines, _ = raw(c, f"FETCH 1:* (FLAGS) (CHANGEDSINCE {high})")

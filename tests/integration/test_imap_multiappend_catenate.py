@@ -44,7 +44,7 @@ def test_catenate_text_and_url_parts(relay: RunningDaemon) -> None:
     url = f"/Drafts;uidvalidity={uidvalidity.decode()}/;uid={uid.decode()}"
     lines, tagged = raw(c, f'APPEND Archive CATENATE (URL "{url}/;section=HEADER" TEXT ' + lit("Reponse\n") + ')')
     assert tagged.startswith(b"OK [APPENDUID")
-    lines, tagged = raw(c, f'APPEND Archive CATENATE (TEXT ' + lit("Subject: copie\n\n") + f' URL "{url}/;section=TEXT")')
+    lines, tagged = raw(c, 'APPEND Archive CATENATE (TEXT ' + lit("Subject: copie\n\n") + f' URL "{url}/;section=TEXT")')
     assert tagged.startswith(b"OK")
     lines, tagged = raw(c, f'APPEND Archive CATENATE (URL "{url}/;partial=0.4" TEXT ' + lit(": x\n\nfin\n") + ')')
     assert tagged.startswith(b"OK")
@@ -54,8 +54,8 @@ def test_catenate_text_and_url_parts(relay: RunningDaemon) -> None:
         b"From: x\r\n\r\nfin\r\n"]
     # a stale UIDVALIDITY, a missing UID, a folder of someone else: BADURL, nothing stored
     for bad in (f"/Drafts;uidvalidity=12345/;uid={uid.decode()}", "/Drafts/;uid=999",
-                f"/Other%20Users/279035121518989/INBOX/;uid=1", "imap://host", "Drafts/;uid=1"):
-        lines, tagged = raw(c, f'APPEND Archive CATENATE (TEXT ' + lit("a: b\n\n") + f' URL "{bad}")')
+                "/Other%20Users/279035121518989/INBOX/;uid=1", "imap://host", "Drafts/;uid=1"):
+        lines, tagged = raw(c, 'APPEND Archive CATENATE (TEXT ' + lit("a: b\n\n") + f' URL "{bad}")')
         assert tagged.startswith(b"NO [BADURL"), (bad, tagged)
     assert len(bodies(c, "Archive")) == 3
     # MULTIAPPEND of two CATENATE messages

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import gc
-import imaplib
 import json
 import logging
 import re

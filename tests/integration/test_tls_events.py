@@ -4,7 +4,6 @@ real process, with swaks, smtplib, imaplib and raw sockets."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import smtplib

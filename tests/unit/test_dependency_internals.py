@@ -9,7 +9,6 @@ each assertion names the member and the module that needs it.
 """
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Callable
 from importlib.metadata import version
