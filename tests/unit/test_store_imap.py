@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from mailbox_store.crypto import MasterKey
 from mailbox_store.folders import FolderError
 from mailbox_store.store import Store
 from policy.recipients import MailboxState
@@ -15,13 +14,6 @@ from sqlalchemy import text
 from tests.pg import sql
 
 INS = "279035121518989"
-
-
-@pytest.fixture
-async def store(tmp_path: Path, store_url: str):  # type: ignore[no-untyped-def]
-    s = await Store.open(store_url, MasterKey.generate(tmp_path / "k"))
-    yield s
-    await s.close()
 
 
 def msg(n: int) -> bytes:

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, event, func, select
 
-from mailbox_store.crypto import MasterKey
 from mailbox_store.models import Blob
 from mailbox_store.store import Store
 from policy.recipients import MailboxState
@@ -20,13 +17,6 @@ from tests.pg import sql
 
 INS = "279035121518989"
 CHILD = "185077512300175"
-
-
-@pytest.fixture
-async def store(tmp_path: Path, store_url: str):  # type: ignore[no-untyped-def]
-    s = await Store.open(store_url, MasterKey.generate(tmp_path / "k"))
-    yield s
-    await s.close()
 
 
 def msg(n: int) -> bytes:

@@ -5,23 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from pathlib import Path
 
-import pytest
 
-from mailbox_store.crypto import MasterKey
 from mailbox_store.outbound import Recipient
 from mailbox_store.store import Store
 from policy.recipients import MailboxState
 
 INS = "279035121518989"
-
-
-@pytest.fixture
-async def store(tmp_path: Path, store_url: str):  # type: ignore[no-untyped-def]
-    s = await Store.open(store_url, MasterKey.generate(tmp_path / "k"))
-    yield s
-    await s.close()
 
 
 def msg(n: int) -> bytes:
