@@ -18,6 +18,16 @@ and conversations' message reads: its latency was their queue's. (A lane of its 
 one thread, was measured worse: three of a conversation's reads are light, and that
 one thread became the queue.) Light reads are a fraction of the pages' reads, so the
 message reads are delayed, never starved.
+
+Each thread keeps its connection for the Reader's life, and a hop is one read
+transaction on it: BEGIN on the DBAPI connection (SQLite; PostgreSQL's driver opens its
+transaction at the first statement), the function, ROLLBACK. Connecting, closing and
+BEGIN through SQLAlchemy's event at every hop were 8.5% of the daemon's GIL time under
+imaptest's stress (issue 12 §3, py-spy --gil). A function may mix `conn.execute` and
+prepared statements (prepared.py): both run in that one transaction, so one snapshot
+(SQLite WAL). An engine that BEGINs in its own `begin` event gets its hops begun by
+SQLAlchemy instead, never twice. A connection that was lost (invalidated by the error
+that said so) is closed, and the next hop of that thread connects again.
 """
 from __future__ import annotations
 
@@ -31,6 +41,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
+from mailbox_store.prepared import driver_sql
+
 R = TypeVar("R")
 READ_THREADS = 4
 LIGHT, MESSAGE, STOP = 0, 1, 2  # priorities: lower first
@@ -39,7 +51,8 @@ LIGHT, MESSAGE, STOP = 0, 1, 2  # priorities: lower first
 class _Workers:
     """Threads taking jobs lowest priority first, then in arrival order."""
 
-    def __init__(self, threads: int, name: str):
+    def __init__(self, threads: int, name: str, on_exit: Callable[[], None] = lambda: None):
+        self._on_exit = on_exit
         self._jobs: queue.PriorityQueue[tuple[int, int, Future[Any] | None, Callable[[], Any] | None]] = \
             queue.PriorityQueue()
         self._order = itertools.count()
@@ -59,6 +72,7 @@ class _Workers:
         while True:
             _, _, done, job = self._jobs.get()
             if done is None or job is None:
+                self._on_exit()
                 return
             if not done.set_running_or_notify_cancel():
                 continue
@@ -80,8 +94,11 @@ class _Workers:
 
 class Reader:
     def __init__(self, engine: Engine, threads: int = READ_THREADS):
+        """engine: its pool must hold `threads` connections (each thread keeps one)."""
         self._engine = engine
-        self._workers = _Workers(threads, "store-reader")
+        self._begin = "BEGIN" if engine.dialect.name == "sqlite" else None
+        self._local = threading.local()
+        self._workers = _Workers(threads, "store-reader", on_exit=self._drop)
 
     @property
     def engine(self) -> Engine:
@@ -96,9 +113,49 @@ class Reader:
         before the message reads waiting for a thread."""
         return await asyncio.wrap_future(self._workers.submit(LIGHT, lambda: self._call(fn)))
 
+    def _connection(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and (conn.invalidated or conn.closed):
+            self._drop()
+            conn = None
+        if conn is None:
+            conn = self._engine.connect()
+            self._local.conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # a lost connection's close: nothing left to release
+                pass
+
     def _call(self, fn: Callable[[Connection], R]) -> R:
-        with self._engine.connect() as conn:
+        conn = self._connection()
+        try:
+            if self._engine.dispatch.begin:
+                conn.begin()  # the engine's own event BEGINs (store.py's writer pragmas)
+            elif self._begin is not None:
+                driver_sql(conn, self._begin)
             return fn(conn)
+        finally:
+            self._end(conn)
+
+    def _end(self, conn: Connection) -> None:
+        """ROLLBACK: a read changed nothing. A connection that cannot is dropped."""
+        try:
+            if conn.invalidated:
+                self._drop()
+            elif conn.in_transaction():
+                conn.rollback()
+            else:
+                dbapi_conn = conn.connection.dbapi_connection
+                assert dbapi_conn is not None
+                dbapi_conn.rollback()
+        except Exception:  # the hop's own error (if any) is what the caller gets
+            self._drop()
 
     def close(self) -> None:
         self._workers.shutdown()

@@ -107,7 +107,8 @@ def _sync_url(url: str) -> URL:
     return engines.sync_url(url)
 
 
-def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int, cache_kib: int = 2000) -> None:
+def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int, cache_kib: int = 2000, begin: bool = True) -> None:
+    """begin=False: the engine's user BEGINs itself (the Reader, on the DBAPI connection)."""
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, emit BEGIN, so SAVEPOINTs work
@@ -120,6 +121,9 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int, cache_kib: int
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
         cur.close()
+
+    if not begin:
+        return
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -355,7 +359,7 @@ class Store(_RepositoryMethods):
             # default 2 MB x 32 pooled readers was a quarter of the daemon's memory)
             _install_sqlite_pragmas(engine.sync_engine, busy_timeout_ms, cache_kib=512)
             _install_sqlite_pragmas(write_engine, busy_timeout_ms)
-            _install_sqlite_pragmas(read_engine, busy_timeout_ms, cache_kib=2000)
+            _install_sqlite_pragmas(read_engine, busy_timeout_ms, cache_kib=2000, begin=False)
         store = cls(engine, write_engine, master, feed or Feed(), max_batch, mailbox_cache_ttl, read_engine,
                     key_cache)
         store.writer.start()
