@@ -15,6 +15,7 @@ from mailbox_store.feed import Change
 from mailbox_store.records import FolderError, FolderInfo  # noqa: F401 (their home was here)
 from mailbox_store.models import Blob, Document, Folder, Mailbox, Message, OutboundEntry, ReceiptRequest, Subscription
 from mailbox_store.modseq import bump, record_expunged
+from mailbox_store.prepared import Prepared
 from mailbox_store.rowlocks import lock_folders
 from mailbox_store.repository import Repository
 
@@ -63,11 +64,13 @@ def new_uidvalidity(conn: Connection, mailbox_id: int) -> int:
     return value
 
 
-_FOLDER_ID = select(Folder.id).where(Folder.mailbox_id == bindparam("mid"), Folder.name == bindparam("name"))
+# every STORE, EXPUNGE and COPY job starts here: on the DBAPI cursor (prepared.py)
+_FOLDER_ID = Prepared(select(Folder.id).where(Folder.mailbox_id == bindparam("mid"),
+                                              Folder.name == bindparam("name")))
 
 
 def _folder_id(conn: Connection, mailbox_id: int, name: str) -> int:
-    fid = conn.execute(_FOLDER_ID, {"mid": mailbox_id, "name": name}).scalar()
+    fid = _FOLDER_ID.scalar(conn, {"mid": mailbox_id, "name": name})
     if fid is None:
         raise FolderError(f"no folder {name}", "NONEXISTENT")
     return fid

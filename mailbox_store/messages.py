@@ -15,6 +15,7 @@ from mailbox_store.folders import FolderError, _folder_id, delete_orphan_blobs
 from mailbox_store.records import Snapshot  # noqa: F401 (its home was here)
 from mailbox_store.models import Folder, Message, utc
 from mailbox_store.modseq import bump, record_expunged
+from mailbox_store.prepared import Prepared
 from mailbox_store.rowlocks import lock_folders
 from mailbox_store.repository import Repository
 
@@ -54,21 +55,23 @@ def _flag_text(flags: Iterable[str]) -> str:
 # Built once (issue 12 §3): STORE and EXPUNGE are most of IMAP's writes, and building
 # a statement cost more Python than SQLite took to run it.
 _UIDS = bindparam("uids", expanding=True)
-_FLAG_ROWS = select(Message.uid, Message.flags, Message.modseq).where(Message.folder_id == bindparam("fid"),
-                                                                      Message.uid.in_(_UIDS))
-_SET_FLAGS = (update(Message).where(Message.folder_id == bindparam("fid"), Message.uid == bindparam("u"))
-              .values(flags=bindparam("f"), modseq=bindparam("m")))
+# and run straight on the DBAPI cursor (prepared.py)
+_FLAG_ROWS = Prepared(select(Message.uid, Message.flags, Message.modseq).where(Message.folder_id == bindparam("fid"),
+                                                                               Message.uid.in_(_UIDS)))
+_SET_FLAGS = Prepared(update(Message).where(Message.folder_id == bindparam("fid"), Message.uid == bindparam("u"))
+                      .values(flags=bindparam("f"), modseq=bindparam("m")))
 # flags are stored space-separated (_flag_text): padded with a space each side, the
 # flag as a whole word is an exact test, so "\\Deleted" never matches a keyword that
 # merely contains the text
 _IS_DELETED = (literal(" ") + Message.flags + literal(" ")).contains(f" {DELETED} ", autoescape=True)
 _DELETE_DELETED = delete(Message).where(Message.folder_id == bindparam("fid"), _IS_DELETED)
 _DELETE_DELETED_AMONG = _DELETE_DELETED.where(Message.uid.in_(_UIDS))
-_DELETE_DELETED_RETURNING = _DELETE_DELETED.returning(Message.uid, Message.blob_id)
-_DELETE_DELETED_AMONG_RETURNING = _DELETE_DELETED_AMONG.returning(Message.uid, Message.blob_id)
+_DELETE_DELETED_RETURNING = Prepared(_DELETE_DELETED.returning(Message.uid, Message.blob_id))
+_DELETE_DELETED_AMONG_RETURNING = Prepared(_DELETE_DELETED_AMONG.returning(Message.uid, Message.blob_id))
 _SELECT_DELETED = select(Message.uid, Message.blob_id).where(Message.folder_id == bindparam("fid"), _IS_DELETED)
-_SELECT_DELETED_AMONG = _SELECT_DELETED.where(Message.uid.in_(_UIDS))
-_DELETE_UIDS = delete(Message).where(Message.folder_id == bindparam("fid"), Message.uid.in_(_UIDS))
+_SELECT_DELETED_AMONG = Prepared(_SELECT_DELETED.where(Message.uid.in_(_UIDS)))
+_P_SELECT_DELETED = Prepared(_SELECT_DELETED)
+_DELETE_UIDS = Prepared(delete(Message).where(Message.folder_id == bindparam("fid"), Message.uid.in_(_UIDS)))
 
 
 def _delete_deleted(conn: Connection, fid: int, among: list[int] | None) -> list[tuple[int, str]]:
@@ -80,11 +83,11 @@ def _delete_deleted(conn: Connection, fid: int, among: list[int] | None) -> list
         params["uids"] = among
     if conn.dialect.delete_returning:
         stmt = _DELETE_DELETED_RETURNING if among is None else _DELETE_DELETED_AMONG_RETURNING
-        return [(uid, blob) for uid, blob in conn.execute(stmt, params).all()]
-    rows = [(uid, blob) for uid, blob in conn.execute(_SELECT_DELETED if among is None else _SELECT_DELETED_AMONG,
-                                                      params).all()]
+        return [(uid, blob) for uid, blob in stmt.all(conn, params)]
+    rows = [(uid, blob) for uid, blob in (_P_SELECT_DELETED if among is None else _SELECT_DELETED_AMONG).all(conn,
+                                                                                                          params)]
     if rows:
-        conn.execute(_DELETE_UIDS, {"fid": fid, "uids": [uid for uid, _ in rows]})
+        _DELETE_UIDS.execute(conn, {"fid": fid, "uids": [uid for uid, _ in rows]})
     return rows
 
 
@@ -137,8 +140,7 @@ class MessageOps(Repository):
             modified: list[int] = []
             changed: list[tuple[int, frozenset[str]]] = []
             for start in range(0, len(uid_list), 500):
-                for uid, text, modseq in conn.execute(_FLAG_ROWS, {"fid": fid,
-                                                                   "uids": uid_list[start:start + 500]}).all():
+                for uid, text, modseq in _FLAG_ROWS.all(conn, {"fid": fid, "uids": uid_list[start:start + 500]}):
                     old = _flags(text)
                     if unchanged_since is not None and modseq > unchanged_since:
                         modified.append(uid)
@@ -151,7 +153,7 @@ class MessageOps(Repository):
             changes: list[Change] = []
             if changed:
                 value = bump(conn, [fid])[fid]
-                conn.execute(_SET_FLAGS, [{"fid": fid, "u": uid, "f": _flag_text(new), "m": value}
+                _SET_FLAGS.execute(conn, [{"fid": fid, "u": uid, "f": _flag_text(new), "m": value}
                                           for uid, new in changed])
                 for uid, new in changed:
                     modseqs[uid] = value

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from mailbox_store.models import ExpungedUid, Folder
+from mailbox_store.prepared import Prepared
 from mailbox_store.rowlocks import lock_folders
 
 
@@ -29,17 +30,18 @@ def bump(conn: Connection, folder_ids: Iterable[int]) -> dict[int, int]:
         return {}
     lock_folders(conn, ids)  # PostgreSQL: id order, so two nodes never deadlock (rowlocks.py)
     if conn.dialect.update_returning:  # one statement (SQLite >= 3.35, PostgreSQL): issue 12 §3
-        return dict(conn.execute(_BUMP_RETURNING, {"ids": ids}).all())
-    conn.execute(_BUMP, {"ids": ids})
-    return dict(conn.execute(_MODSEQS, {"ids": ids}).all())
+        return dict(_BUMP_RETURNING.all(conn, {"ids": ids}))
+    _BUMP.execute(conn, {"ids": ids})
+    return dict(_MODSEQS.all(conn, {"ids": ids}))
 
 
 # built once: every write path runs these (issue 12 §3, statement building was most
-# of the writer thread's Python time)
+# of the writer thread's Python time), on the DBAPI cursor (prepared.py)
 _IDS = bindparam("ids", expanding=True)
-_BUMP = update(Folder).where(Folder.id.in_(_IDS)).values(highestmodseq=Folder.highestmodseq + 1)
-_BUMP_RETURNING = _BUMP.returning(Folder.id, Folder.highestmodseq)
-_MODSEQS = select(Folder.id, Folder.highestmodseq).where(Folder.id.in_(_IDS))
+_BUMP_STMT = update(Folder).where(Folder.id.in_(_IDS)).values(highestmodseq=Folder.highestmodseq + 1)
+_BUMP = Prepared(_BUMP_STMT)
+_BUMP_RETURNING = Prepared(_BUMP_STMT.returning(Folder.id, Folder.highestmodseq))
+_MODSEQS = Prepared(select(Folder.id, Folder.highestmodseq).where(Folder.id.in_(_IDS)))
 _RECORD = insert(ExpungedUid)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from mailbox_store import imapreads
 from mailbox_store.feed import Change
+from mailbox_store.prepared import Prepared
 from mailbox_store.models import Folder
 from mailbox_store.repository import Repository
 
@@ -24,11 +25,12 @@ if TYPE_CHECKING:
     from mailbox_store.reader import Reader
     from mailbox_store.writer import Writer
 
-# built once (issue 12 §3): every SELECT and every announced delivery claims
-_MARK = select(Folder.first_recent_uid).where(Folder.id == bindparam("fid"))
-_MOVE_MARK = update(Folder).where(Folder.id == bindparam("fid")).values(first_recent_uid=bindparam("below"))
+# built once, run on the DBAPI cursor (issue 12 §3, prepared.py): every SELECT and every
+# announced delivery claims
+_MARK = Prepared(select(Folder.first_recent_uid).where(Folder.id == bindparam("fid")))
+_MOVE_MARK = Prepared(update(Folder).where(Folder.id == bindparam("fid")).values(first_recent_uid=bindparam("below")))
 _KNOWN_MARKS = 100_000  # folders whose mark this process remembers (bounded memory)
-_UIDNEXT = select(Folder.uidnext).where(Folder.id == bindparam("fid"))
+_UIDNEXT = Prepared(select(Folder.uidnext).where(Folder.id == bindparam("fid")))
 
 
 def claim_all(conn: Connection, folder_id: int) -> tuple[int, int]:
@@ -36,12 +38,12 @@ def claim_all(conn: Connection, folder_id: int) -> tuple[int, int]:
     every UID of the folder no session has claimed yet, up to its UIDNEXT as this
     transaction sees it; returns (first, below): the caller's \\Recent UIDs are those
     >= first and < below. One writer job for the APPEND and its claim, not two."""
-    first = conn.execute(_MARK, {"fid": folder_id}).scalar()
-    below = conn.execute(_UIDNEXT, {"fid": folder_id}).scalar()
+    first = _MARK.scalar(conn, {"fid": folder_id})
+    below = _UIDNEXT.scalar(conn, {"fid": folder_id})
     if first is None or below is None:  # the folder is gone
         return 0, 0
     if first < below:
-        conn.execute(_MOVE_MARK, {"fid": folder_id, "below": below})
+        _MOVE_MARK.execute(conn, {"fid": folder_id, "below": below})
     return first, below
 
 
@@ -100,11 +102,11 @@ class RecentOps(Repository):
 
     async def _claim(self, folder_id: int, below_uid: int) -> int:
         def job(conn: Connection) -> tuple[int, list[Change]]:
-            first = conn.execute(_MARK, {"fid": folder_id}).scalar()
+            first = _MARK.scalar(conn, {"fid": folder_id})
             if first is None:  # the folder is gone: nothing to claim
                 return below_uid, []
             if first < below_uid:
-                conn.execute(_MOVE_MARK, {"fid": folder_id, "below": below_uid})
+                _MOVE_MARK.execute(conn, {"fid": folder_id, "below": below_uid})
             return first, []
 
         first = await self.writer.submit(job)
