@@ -48,6 +48,7 @@ from mailbox_store.budgets import BudgetOps
 from mailbox_store.nodefeed import NodeFeedListener, listen_dsn, notifier
 from mailbox_store.pages import PageOps
 from mailbox_store.pro_access import ProAccessOps
+from mailbox_store.prepared import Prepared, driver_sql
 from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, insert_documents
 from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
@@ -130,7 +131,10 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int, cache_kib: int
         # The writer takes the write lock at BEGIN: a deferred transaction that upgrades
         # later can fail at once with SQLITE_BUSY_SNAPSHOT, which busy_timeout cannot cure.
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if conn.dialect.is_async:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        else:  # the writer's every batch: on the DBAPI cursor, errors wrapped alike (prepared.py)
+            driver_sql(conn, "BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _migrate(conn: Connection) -> tuple[None, list[Change]]:
@@ -141,10 +145,12 @@ def _migrate(conn: Connection) -> tuple[None, list[Change]]:
 # The delivery group's statements, built once with bound parameters: building a
 # statement and its cache key in the writer thread, at every batch, held the GIL the
 # MX's event loop was waiting for (issue 15, py-spy at 10 KB).
-_FOLDERS_TO_FILL = (select(Folder.id, Folder.mailbox_id, Folder.uidnext)
-                    .where(Folder.name == bindparam("folder"), Folder.mailbox_id.in_(bindparam("ids", expanding=True)))
-                    .order_by(Folder.id).with_for_update())
-_SET_UIDNEXT = update(Folder).where(Folder.id == bindparam("fid")).values(uidnext=bindparam("new_uidnext"))
+# The two that are not INSERTs run on the DBAPI cursor (prepared.py, issue 12 §3: APPEND).
+_FOLDERS_TO_FILL = Prepared(select(Folder.id, Folder.mailbox_id, Folder.uidnext)
+                            .where(Folder.name == bindparam("folder"),
+                                   Folder.mailbox_id.in_(bindparam("ids", expanding=True)))
+                            .order_by(Folder.id).with_for_update())
+_SET_UIDNEXT = Prepared(update(Folder).where(Folder.id == bindparam("fid")).values(uidnext=bindparam("new_uidnext")))
 _INSERT_BLOBS, _INSERT_MESSAGES, _INSERT_RECEIPTS = insert(Blob), insert(Message), insert(ReceiptRequest)
 
 
@@ -182,12 +188,13 @@ class _Delivery(GroupJob):
         # the same lock order on every node (folder name, then id): no deadlock (rowlocks.py)
         for folder in sorted({f for _, f in wanted}):
             ids = [m for m, f in wanted if f == folder]
-            for fid, mailbox_id, uidnext in conn.execute(_FOLDERS_TO_FILL, {"folder": folder, "ids": ids}):
+            for fid, mailbox_id, uidnext in _FOLDERS_TO_FILL.all(conn, {"folder": folder, "ids": ids}):
                 next_uid[(mailbox_id, folder)] = (fid, uidnext)
         missing = set(wanted) - set(next_uid)
         if missing:
             raise StoreError(f"no folder {sorted(missing)[0][1]} in mailbox {sorted(missing)[0][0]}")
-        conn.execute(_SET_UIDNEXT, [{"fid": next_uid[k][0], "new_uidnext": next_uid[k][1] + n} for k, n in wanted.items()])
+        _SET_UIDNEXT.execute(conn, [{"fid": next_uid[k][0], "new_uidnext": next_uid[k][1] + n}
+                                    for k, n in wanted.items()])
         # RFC 7162: one new modseq per folder for the whole batch (modseq.py)
         modseq = bump(conn, [fid for fid, _ in next_uid.values()])
         blobs, messages, results = [], [], []

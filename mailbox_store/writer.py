@@ -23,6 +23,10 @@ Implementation notes (invariants a newcomer must not break):
 - A caller's future is resolved only after COMMIT returned, i.e. after the WAL was
   fsynced (synchronous=FULL, see store.py): the MX says 250 only then.
 - Changes are published on the feed after the commit, never before.
+- The writer's thread keeps its connection from batch to batch (connecting and
+  closing per batch was SQLAlchemy pool work on the GIL, issue 12 §3); after a failed
+  batch it is closed, and the next batch connects again, never reusing a connection
+  left in an unknown state.
 - Another process (the CLI) may hold the lock for a moment: BEGIN IMMEDIATE waits for
   it up to busy_timeout, and a batch that still meets "database is locked" is retried
   whole, a bounded number of times, before its callers get the error. On PostgreSQL
@@ -84,6 +88,7 @@ class Writer:
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._conn: Connection | None = None  # the writer thread's, kept across batches
         self.batches = 0
         self.jobs = 0
         # run in the transaction, after the jobs, with the changes it will publish
@@ -108,6 +113,7 @@ class Writer:
         self._queue.put_nowait(None)
         await self._task
         self._task = None
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._drop)
         self._thread.shutdown(wait=True)
 
     async def _run(self) -> None:
@@ -153,16 +159,35 @@ class Writer:
             except Exception as e:  # the job's own failure: rolled back to its savepoint
                 p.error = e
 
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.invalidated or self._conn.closed:
+            self._drop()
+            self._conn = self._engine.connect().execution_options(sqlite_immediate=True)
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # a lost connection's close: nothing left to release
+                pass
+
     def _transaction(self, batch: list[_Pending]) -> None:
-        with self._engine.connect() as conn:
-            conn = conn.execution_options(sqlite_immediate=True)
+        conn = self._connection()
+        try:
             if len(batch) == 1 and not isinstance(batch[0].job, GroupJob):
                 self._alone(conn, batch[0], self.before_commit)
-                return
-            with conn.begin():
-                self._apply(conn, batch)
-                if self.before_commit is not None:
-                    self.before_commit(conn, [c for p in batch if p.error is None for c in p.changes])
+            else:
+                with conn.begin():
+                    self._apply(conn, batch)
+                    if self.before_commit is not None:
+                        self.before_commit(conn, [c for p in batch if p.error is None for c in p.changes])
+        except BaseException:
+            self._drop()  # whatever its state (a failed BEGIN, COMMIT, a lost server): a fresh one next
+            raise
+        if conn.in_transaction():  # a job that left SQLAlchemy's transaction open (it never should)
+            self._drop()
 
     @staticmethod
     def _alone(conn: Connection, p: _Pending,
