@@ -155,6 +155,10 @@ class Reader:
                 assert dbapi_conn is not None
                 dbapi_conn.rollback()
         except Exception:  # the hop's own error (if any) is what the caller gets
+            try:
+                conn.invalidate()  # never reset nor pooled again
+            except Exception:  # already gone
+                pass
             self._drop()
 
     def close(self) -> None:
