@@ -70,8 +70,7 @@ class _Compiled:
         self.user_keys = tuple(sorted({b.key for b in compiled.binds.values() if b.value is None
                                        and b.callable is None}))
         self.shapes: dict[tuple[int, ...], _Shape] = {}
-        self.row_type: Any = namedtuple("Row", [c.keyname for c in compiled._result_columns],  # type: ignore[misc]
-                                        rename=True)  # noqa: PYI024
+        self.row_type: Any = namedtuple("Row", [c.keyname for c in compiled._result_columns], rename=True)
         self.make_row = functools.partial(tuple.__new__, self.row_type)  # no per-row Python frame
         self.row_processors: list[Callable[[Any], Any] | None] | None = None
         self.results_known = False
@@ -220,6 +219,8 @@ class Prepared:
 
 
 def _traced(conn: Connection) -> bool:
+    if not (conn._has_events or conn.engine._has_events):  # two flags: most engines have no listener
+        return False
     return bool(conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute)
 
 
