@@ -68,6 +68,8 @@ _COUNT_FROM = select(func.count(Message.id)).where(Message.folder_id == bindpara
 MAILBOX_COLS = (Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email, Mailbox.created_at)
 _MAILBOX_BY_INS = select(*MAILBOX_COLS).where(Mailbox.ins == bindparam("ins"))
 _MAILBOX_BY_ID = select(*MAILBOX_COLS).where(Mailbox.id == bindparam("mid"))
+# the mailbox cache's lookups and renewals (cache.py, store.mailboxes_by_ins): every RCPT, every login
+MAILBOXES_BY_INS = Prepared(select(*MAILBOX_COLS).where(Mailbox.ins.in_(bindparam("ins", expanding=True))))
 _WARDS = (select(*MAILBOX_COLS).join(Guardian, Guardian.child_id == Mailbox.id)
           .where(Guardian.guardian_id == bindparam("mid")).order_by(Mailbox.ins))
 # fetch_raw_many's rows: the sealed bytes are opened by the caller (the crypto pool for large ones)

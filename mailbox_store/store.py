@@ -451,8 +451,7 @@ class Store(_RepositoryMethods):
         def read(conn: Connection) -> dict[str, MailboxInfo]:
             out: dict[str, MailboxInfo] = {}
             for start in range(0, len(wanted), 500):  # within SQLite's bound on parameters
-                for row in conn.execute(select(Mailbox.id, Mailbox.ins, Mailbox.state, Mailbox.notify_email,
-                                               Mailbox.created_at).where(Mailbox.ins.in_(wanted[start:start + 500]))):
+                for row in imapreads.MAILBOXES_BY_INS.all(conn, {"ins": wanted[start:start + 500]}):
                     out[row.ins] = self._info(row)
             return out
 

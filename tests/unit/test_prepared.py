@@ -81,6 +81,7 @@ def _reads(f: dict[str, Any]) -> list[tuple[str, Prepared, dict[str, Any]]]:
         ("mailbox-by-ins", imapreads._P_MAILBOX_BY_INS, {"ins": INS}),
         ("mailbox-by-id", imapreads._P_MAILBOX_BY_ID, {"mid": f["child"]}),
         ("wards", imapreads._P_WARDS, {"mid": mid}),
+        ("mailboxes-by-ins", imapreads.MAILBOXES_BY_INS, {"ins": [CHILD, INS, "185077512300000"]}),
         ("raw", imapreads._P_RAW, {"ins": INS, "name": "INBOX", "uids": [1, 2, 5]}),
         ("receipt", imapreads._P_RECEIPT_PENDING, {"mid": mid, "folder": "INBOX", "uid": 2}),
         ("receipt-none", imapreads._P_RECEIPT_PENDING, {"mid": mid, "folder": "INBOX", "uid": 1}),
