@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, create_engine
+from sqlalchemy import create_engine
 
 from mailbox_store import folders, imapreads, messages, recent
 from mailbox_store.crypto import MasterKey
@@ -82,8 +82,8 @@ def main() -> None:
         conn.begin()
         for _ in range(a.rounds):
             for name, prepared, params in cases:
-                old = _per_call(lambda: conn.execute(prepared.stmt, params).all(), a.calls)
-                new = _per_call(lambda: prepared.all(conn, params), a.calls)
+                old = _per_call(lambda p=prepared, q=params: conn.execute(p.stmt, q).all(), a.calls)
+                new = _per_call(lambda p=prepared, q=params: p.all(conn, q), a.calls)
                 results[name][0].append(old)
                 results[name][1].append(new)
             hops[0].append(_per_call(old_hop, a.calls))

@@ -12,18 +12,28 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, table, column, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    column,
+    create_engine,
+    event,
+    insert,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from mailbox_store import folders, imapreads, messages, modseq, recent, store as store_module
+from mailbox_store import folders, imapreads, messages, modseq, recent
+from mailbox_store import store as store_module
 from mailbox_store.engines import sync_url
 from mailbox_store.models import Folder, Message, ReceiptRequest
 from mailbox_store.prepared import Prepared
 from mailbox_store.store import Store
 from policy.recipients import MailboxState
 from relay.core.storefaults import classify
-
 from tests.pg import on_postgresql
 
 INS = "279035121518989"
@@ -175,9 +185,8 @@ async def test_traced_engines_see_every_prepared_statement(filled: dict[str, Any
 
 async def test_driver_errors_come_out_as_sqlalchemy_wraps_them(filled: dict[str, Any]) -> None:
     missing = Prepared(select(column("x")).select_from(table("no_such_table")))
-    with filled["engine"].connect() as conn:
-        with pytest.raises(DBAPIError) as raised:
-            missing.all(conn)
+    with filled["engine"].connect() as conn, pytest.raises(DBAPIError) as raised:
+        missing.all(conn)
     assert raised.value.orig is not None and "no_such_table" in str(raised.value.orig)
     assert classify(raised.value) is not None  # a storage fault to the fronts, as before
 
