@@ -32,11 +32,10 @@ that said so) is closed, and the next hop of that thread connects again.
 from __future__ import annotations
 
 import asyncio
-import itertools
+import collections
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -45,51 +44,62 @@ from mailbox_store.prepared import driver_sql
 
 R = TypeVar("R")
 READ_THREADS = 4
-LIGHT, MESSAGE, STOP = 0, 1, 2  # priorities: lower first
+LIGHT, MESSAGE = 0, 1  # priorities: lower first
 
 
 class _Workers:
-    """Threads taking jobs lowest priority first, then in arrival order."""
+    """Threads taking light jobs first, then message jobs, each kind in arrival order.
+
+    One token per job on a SimpleQueue (C: no Python-level Condition to wake a thread),
+    the jobs themselves in one deque per priority: a thread woken by any token takes
+    the oldest light job, else the oldest message job, so the number of tokens always
+    matches the jobs left plus the stops. Under imaptest's stress the PriorityQueue's
+    put (its Condition.notify) was an eighth of the event loop's GIL time (py-spy --gil,
+    issue 12 §3)."""
 
     def __init__(self, threads: int, name: str, on_exit: Callable[[], None] = lambda: None):
         self._on_exit = on_exit
-        self._jobs: queue.PriorityQueue[tuple[int, int, Future[Any] | None, Callable[[], Any] | None]] = \
-            queue.PriorityQueue()
-        self._order = itertools.count()
+        self._queues: tuple[collections.deque[Callable[[], None]], ...] = (collections.deque(), collections.deque())
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._closed = False
         self._threads = [threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(threads)]
         for t in self._threads:
             t.start()
 
-    def submit(self, priority: int, job: Callable[[], R]) -> "Future[R]":
+    def submit(self, priority: int, job: Callable[[], None]) -> None:
+        """job runs in a thread; it reports its own outcome (Reader._submit)."""
         if self._closed:
             raise RuntimeError("the store's reader is closed")
-        done: Future[R] = Future()
-        self._jobs.put((priority, next(self._order), done, job))
-        return done
+        self._queues[priority].append(job)
+        self._tokens.put(None)
 
     def _work(self) -> None:
+        light, message = self._queues
         while True:
-            _, _, done, job = self._jobs.get()
-            if done is None or job is None:
+            self._tokens.get()
+            try:
+                job = light.popleft() if light else message.popleft()
+            except IndexError:  # a stop's token: every job queued before it has been taken
                 self._on_exit()
                 return
-            if not done.set_running_or_notify_cancel():
-                continue
-            try:
-                result = job()
-            except BaseException as e:  # handed to the awaiting coroutine
-                done.set_exception(e)
-            else:
-                done.set_result(result)
+            job()
 
     def shutdown(self) -> None:
-        """Every job already queued runs, then the threads end (STOP sorts last)."""
+        """Every job already queued runs, then the threads end."""
         self._closed = True
         for _ in self._threads:
-            self._jobs.put((STOP, next(self._order), None, None))
+            self._tokens.put(None)
         for t in self._threads:
             t.join()
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if fut.done():  # the awaiting coroutine was cancelled meanwhile
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)
 
 
 class Reader:
@@ -106,12 +116,36 @@ class Reader:
 
     async def run(self, fn: Callable[[Connection], R]) -> R:
         """fn(conn) in a worker thread, inside one read transaction (one snapshot)."""
-        return await asyncio.wrap_future(self._workers.submit(MESSAGE, lambda: self._call(fn)))
+        return await self._submit(MESSAGE, fn)
 
     async def run_light(self, fn: Callable[[Connection], R]) -> R:
         """Like run, for a read of a few indexed rows that opens no message: taken
         before the message reads waiting for a thread."""
-        return await asyncio.wrap_future(self._workers.submit(LIGHT, lambda: self._call(fn)))
+        return await self._submit(LIGHT, fn)
+
+    def _submit(self, priority: int, fn: Callable[[Connection], R]) -> asyncio.Future[R]:
+        """The hop's outcome comes back on an asyncio future, set from the thread with
+        call_soon_threadsafe (no concurrent Future and its Condition in between); a
+        hop whose caller was cancelled before it started does not run."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[R] = loop.create_future()
+
+        def job() -> None:
+            if fut.cancelled():
+                return
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = self._call(fn)
+            except BaseException as e:  # handed to the awaiting coroutine
+                error = e
+            try:
+                loop.call_soon_threadsafe(_settle, fut, result, error)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+        self._workers.submit(priority, job)
+        return fut
 
     def _connection(self) -> Connection:
         conn: Connection | None = getattr(self._local, "conn", None)

@@ -67,3 +67,29 @@ async def test_errors_reach_the_caller_and_close_drains_then_refuses(tmp_path: P
     assert await asyncio.gather(*pending) == [2] * 5
     with pytest.raises(RuntimeError):
         await reader.run_light(lambda c: 1)
+
+
+async def test_a_read_cancelled_before_its_turn_never_runs(tmp_path: Path) -> None:
+    reader = _reader(tmp_path, threads=1)
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def busy(conn: Connection) -> None:
+        started.set()
+        release.wait(30)
+
+    try:
+        first = asyncio.ensure_future(reader.run(busy))
+        assert await asyncio.to_thread(started.wait, 30)
+        waiting = asyncio.ensure_future(reader.run(lambda c: ran.append("cancelled")))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        release.set()
+        await first
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert await reader.run_light(lambda c: c.execute(text("select 3")).scalar_one()) == 3
+        assert ran == []
+    finally:
+        release.set()
+        reader.close()
