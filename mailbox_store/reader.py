@@ -50,17 +50,21 @@ LIGHT, MESSAGE = 0, 1  # priorities: lower first
 class _Workers:
     """Threads taking light jobs first, then message jobs, each kind in arrival order.
 
-    One token per job on a SimpleQueue (C: no Python-level Condition to wake a thread),
-    the jobs themselves in one deque per priority: a thread woken by any token takes
-    the oldest light job, else the oldest message job, so the number of tokens always
-    matches the jobs left plus the stops. Under imaptest's stress the PriorityQueue's
-    put (its Condition.notify) was an eighth of the event loop's GIL time (py-spy --gil,
-    issue 12 §3)."""
+    A thread that finishes a job takes the next one without sleeping; a sleeping
+    thread is woken (a token on a SimpleQueue) only when a job arrives and no token is
+    already on its way to one. Under imaptest's stress, waking a thread per job (the
+    PriorityQueue's Condition, then a token per job) was a tenth of the event loop's GIL
+    time (py-spy --gil, issue 12 §3): on a busy machine the futex wake-up of a thread
+    can deschedule the loop while it holds the GIL; with the threads already busy,
+    nothing needs waking."""
 
     def __init__(self, threads: int, name: str, on_exit: Callable[[], None] = lambda: None):
         self._on_exit = on_exit
         self._queues: tuple[collections.deque[Callable[[], None]], ...] = (collections.deque(), collections.deque())
         self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._sleeping = 0  # threads waiting for a token
+        self._woken = 0  # tokens put and not yet taken
         self._closed = False
         self._threads = [threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(threads)]
         for t in self._threads:
@@ -68,25 +72,48 @@ class _Workers:
 
     def submit(self, priority: int, job: Callable[[], None]) -> None:
         """job runs in a thread; it reports its own outcome (Reader._submit)."""
-        if self._closed:
-            raise RuntimeError("the store's reader is closed")
-        self._queues[priority].append(job)
-        self._tokens.put(None)
+        with self._lock:  # with close's: a job is either refused or run before the threads end
+            if self._closed:
+                raise RuntimeError("the store's reader is closed")
+            self._queues[priority].append(job)
+            wake = self._sleeping > self._woken
+            if wake:
+                self._woken += 1
+        if wake:
+            self._tokens.put(None)
+
+    def _next(self) -> Callable[[], None] | None:
+        light, message = self._queues
+        try:
+            return light.popleft() if light else message.popleft()
+        except IndexError:
+            return None
 
     def _work(self) -> None:
         light, message = self._queues
         while True:
+            job = self._next()
+            if job is not None:
+                job()
+                continue
+            with self._lock:
+                # checked again under the lock: a job appended before this saw no sleeper
+                if light or message:
+                    continue
+                if self._closed:  # nothing left: every job queued before close has run
+                    break
+                self._sleeping += 1
             self._tokens.get()
-            try:
-                job = light.popleft() if light else message.popleft()
-            except IndexError:  # a stop's token: every job queued before it has been taken
-                self._on_exit()
-                return
-            job()
+            with self._lock:
+                self._sleeping -= 1
+                self._woken -= 1
+        self._on_exit()
 
     def shutdown(self) -> None:
         """Every job already queued runs, then the threads end."""
-        self._closed = True
+        with self._lock:
+            self._closed = True
+            self._woken += len(self._threads)
         for _ in self._threads:
             self._tokens.put(None)
         for t in self._threads:

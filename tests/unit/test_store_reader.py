@@ -93,3 +93,18 @@ async def test_a_read_cancelled_before_its_turn_never_runs(tmp_path: Path) -> No
     finally:
         release.set()
         reader.close()
+
+
+async def test_many_reads_at_once_all_run_on_few_threads(tmp_path: Path) -> None:
+    """Threads that finish a job take the next without being woken; none is lost."""
+    reader = _reader(tmp_path, threads=2)
+    try:
+        values = await asyncio.gather(*(
+            (reader.run if i % 3 else reader.run_light)(lambda c, i=i: c.execute(text(f"select {i}")).scalar_one())
+            for i in range(500)))
+        assert values == list(range(500))
+        for _ in range(20):  # the threads sleep between bursts, and wake for the next
+            await asyncio.sleep(0.01)
+            assert await reader.run(lambda c: c.execute(text("select 7")).scalar_one()) == 7
+    finally:
+        await asyncio.to_thread(reader.close)
