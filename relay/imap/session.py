@@ -1043,7 +1043,7 @@ def _expunged(sel: Selected, uid: int) -> Change:
 
 async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.sp()
-    ret = contextsearch.return_opts(p)  # RFC 4731 ESEARCH, RFC 5267 UPDATE/PARTIAL; None when absent
+    ret = p.search_return_opts(contextsearch.RETURN_OPTS, partial=True)  # RFC 4731, RFC 5267; None: absent
     returns = list(ret.opts) if ret is not None else None
     if returns is not None:
         p.sp()
