@@ -17,7 +17,7 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -42,7 +42,7 @@ class LiveSearch:
     uid: bool  # UID SEARCH: results told as UIDs, else as sequence numbers
     key: SearchKey
     hits: set[int] = field(default_factory=set)  # UIDs matching, as last told
-    on_read: Callable[[int], None] | None = None  # messages decrypted to match again (the audit log)
+    on_read: Callable[[int], Awaitable[None]] | None = None  # messages decrypted to match again (the audit log)
 
 
 def partial_part(hits: list[int], window: tuple[int, int]) -> bytes:
@@ -61,7 +61,7 @@ def partial_part(hits: list[int], window: tuple[int, int]) -> bytes:
 
 
 def start(sel: "Selected", tag: str, uid: bool, key: SearchKey, hit_uids: Iterable[int],
-          on_read: Callable[[int], None] | None = None) -> bool:
+          on_read: Callable[[int], Awaitable[None]] | None = None) -> bool:
     """Keep this search alive on the view; False when the view holds MAX_UPDATES already."""
     if len(sel.searches) >= MAX_UPDATES:
         return False
@@ -121,7 +121,7 @@ async def refresh(sel: "Selected", store: Store) -> list[bytes]:
                 pairs = [(v, raws[v.uid]) for v in chunk if v.uid in raws]
                 del raws
                 if live.on_read is not None and pairs:
-                    live.on_read(len(pairs))
+                    await live.on_read(len(pairs))
                 matched |= await asyncio.to_thread(
                     lambda pairs=pairs: {v.uid for v, raw in pairs if search.matches(v, raw)})  # type: ignore[misc]
         else:

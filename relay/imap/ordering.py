@@ -71,7 +71,7 @@ async def _with_keys(s: Session, views: list[MessageView]) -> list[tuple[Message
             cache.put(blobs[uid], fields)
             known[uid] = fields
     if read:
-        s.server.audit_read(s, read)
+        await s.server.audit_read(s, read)
     # expunged by another session meanwhile (not announced yet): no keys, left out
     return [(v, known[v.uid]) for v in views if v.uid in known]
 
