@@ -18,7 +18,7 @@ from aioimaplib import IMAP4_SSL
 from tests.integration.conftest import INS_ACTIVE, PASSWORD, RunningDaemon, message, seed_mailboxes
 from tests.integration.test_imap_idle import _idle_until
 from tests.nodes.conftest import pg, pg_db  # noqa: F401 (fixtures)
-from tests.nodes.pgserver import PgServer
+from tests.pg import PgServer
 
 
 @pytest.fixture
