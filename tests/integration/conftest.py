@@ -49,7 +49,11 @@ def template_instance(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    .replace('listen = "127.0.0.1:2587"', 'listen = "127.0.0.1:0"')
                    .replace('listen_tls = "127.0.0.1:2465"', 'listen_tls = "127.0.0.1:0"')
                    .replace('listen = "127.0.0.1:8443"', 'listen = "127.0.0.1:0"')
-                   .replace("shutdown_grace = 30", "shutdown_grace = 5"))
+                   .replace("shutdown_grace = 30", "shutdown_grace = 5")
+                   # no one-second pause after each refused login (auth.failure_reply_delay): the
+                   # tests count failures and throttling, which do not depend on it; the pause
+                   # itself is tested in tests/unit/test_auth.py, test_auth_throttle sets its own
+                   .replace("failure_reply_delay = 1\n", "failure_reply_delay = 0\n"))
     # a second certificate of the same CA whose DN is on no list
     ca = load_ca(d / "pki")
     other = issue(ca, _name("mail.other-operator.mssante.fr", "Autre operateur", "000000000000002"),
