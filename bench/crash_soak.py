@@ -123,8 +123,12 @@ def make_instance(work: Path, n_patients: int) -> Instance:
                      ('listen_tls = "127.0.0.1:2993"', 'listen_tls = "127.0.0.1:0"'),
                      ('listen = "127.0.0.1:9325"', 'listen = "127.0.0.1:0"'),
                      ('"127.0.0.1:2626"', f'"127.0.0.1:{receiver}"'),
-                     # a lease after a kill lasts one backoff step: retry within a second
+                     # a deferred entry is retried within a second, and one the killed daemon
+                     # was sending is claimed again once its lease (3 s, not 60) runs out:
+                     # the restarted daemon is a new node id (queue_claim.py), so the drain
+                     # waited out the whole production lease
                      ("backoff = [60, 300, 900, 1800, 3600, 7200, 14400]", "backoff = [1]"),
+                     ("lease = 60", "lease = 3"),
                      ("shutdown_grace = 30", "shutdown_grace = 5"),
                      ('level = "info"', 'level = "warning"')):
         assert old in text, old

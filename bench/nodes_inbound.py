@@ -5,7 +5,7 @@ nodes, in one run (issue 14 "Tests and benchmark"), with the anchor's load gener
 N messages of S bytes, a warm-up pass then the measured one. Then the bytes a message
 costs on PostgreSQL (row, blob, indexes), for docs/scaling.md.
 
-PostgreSQL is a throwaway server (tests/nodes/pgserver.py) with fsync on: every 250
+PostgreSQL is a throwaway server (tests/pg.py's PgServer, durable) with fsync on: every 250
 means committed and flushed, as on SQLite (synchronous=FULL). Loopback only; each pass
 bounded by -n and the generator's time limit. The machine's load is printed: the
 database, the nodes and the generator share its cores, so the two-node figure shows
@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.instance import free_port, new_instance, start_daemon, stop_daemon  # noqa: E402
 from bench.smtp_inbound import DEFAULT_LOADGEN, _count, _create, _store_op, make_rcpts  # noqa: E402
-from tests.nodes import pgserver  # noqa: E402
+from sqlalchemy import make_url  # noqa: E402
+
+from tests.pg import PgServer, pg_bindir  # noqa: E402
 
 PORTS_TO_FREE = ('listen = "127.0.0.1:2587"', 'listen_tls = "127.0.0.1:2465"', 'listen = "127.0.0.1:8443"')
 
@@ -140,10 +142,13 @@ def main() -> int:
     a = p.parse_args()
     if not a.loadgen.exists():
         sys.exit(f"load generator not found: {a.loadgen}")
-    if pgserver.binaries() is None:
+    bindir = pg_bindir()
+    if bindir is None:
         sys.exit("PostgreSQL is not installed (apt-get install postgresql)")
     rcpts = make_rcpts(a.recipients)
-    server = pgserver.start(fsync=True)
+    server = PgServer(bindir)
+    server.start(durable=True)
+    server.make_template()
     print(json.dumps({"uptime_load_before": os.getloadavg(), "cpus": os.cpu_count()}), flush=True)
     rows = []
     try:
@@ -152,15 +157,14 @@ def main() -> int:
                 continue
             url = None
             if name != "sqlite":
-                pgserver.create_db(server, name)
-                url = server.url(name)
+                url = server.new_database()  # a copy of the migrated template
             row = run_setup(a, name, nodes, url, rcpts)
             if name != "sqlite":
-                row["pg_bytes"] = asyncio.run(pg_sizes(server.dsn(name)))
+                row["pg_bytes"] = asyncio.run(pg_sizes(server.dsn(str(make_url(url).database))))
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
-        pgserver.stop(server)
+        server.stop()
     base = next((r for r in rows if r["setup"] == "sqlite"), None)
     for r in rows:
         ratio = f", {r['msgs_per_s'] / base['msgs_per_s']:.2f}x SQLite" if base and base["msgs_per_s"] else ""

@@ -22,7 +22,7 @@ p50/p99/mean (ms), errors, pages/s, the daemon's CPU per page, and its RSS (curr
 peak). Prints one JSON object (the last line of stdout).
 
   python bench/web_load.py -n 10000 -c 50 -t 60
-  python bench/web_load.py --workdir /tmp/wl --keep     # keep the filled instance ...
+  python bench/web_load.py --workdir /tmp/wl           # fill an instance there (it stays) ...
   python bench/web_load.py --workdir /tmp/wl --reuse    # ... and measure it again
 """
 from __future__ import annotations

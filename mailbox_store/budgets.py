@@ -11,11 +11,17 @@ Implementation notes:
   replies), and a key costs one short row.
 - Times come from the nodes' clocks (UTC): nodes must run NTP, as for TLS and logs.
 - Keys carry no personal data in clear: callers hash addresses (`budget_key`).
+- A unit taken for something that must commit (the TEST acknowledgement) is taken in
+  that commit (`BudgetClaim`, run by PreparedOutgoing.apply): a rolled-back commit (451)
+  gives it back with everything else.
+- Rows whose window has ended count for nothing; `prune` deletes them in bounded
+  batches (relay/core/budgetprune.py runs it hourly).
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, case, delete, literal, select
@@ -64,9 +70,34 @@ def count_failure(conn: Connection, key: str, now: dt.datetime, forget_after: dt
         set_={"used": case((quiet, literal(1)), else_=Budget.used + 1), "window_start": stmt.excluded.window_start}))
 
 
-def forget_before(conn: Connection, before: dt.datetime) -> int:
-    """Drop rows whose window started before `before` (housekeeping)."""
-    return conn.execute(delete(Budget).where(Budget.window_start < before)).rowcount
+def has_room(row: tuple[dt.datetime, int] | None, limit: int, window: dt.timedelta, now: dt.datetime) -> bool:
+    """Whether `take` would grant a unit now, from the key's row (window_start, used)."""
+    if limit <= 0:
+        return False
+    return row is None or utc(row[0]) <= now - window or row[1] < limit
+
+
+@dataclass
+class BudgetClaim:
+    """One unit of a budget, taken inside the transaction of what it pays for (the TEST
+    acknowledgement: PreparedOutgoing.apply), so a rolled-back commit takes nothing.
+    `granted`: what the last run found (None before any), read once committed."""
+
+    key: str
+    limit: int
+    window: dt.timedelta
+    granted: bool | None = None
+
+    def take(self, conn: Connection) -> bool:
+        self.granted = take(conn, self.key, self.limit, self.window, dt.datetime.now(dt.timezone.utc))
+        return self.granted
+
+
+def prune(conn: Connection, before: dt.datetime, max_rows: int) -> int:
+    """Delete up to `max_rows` rows whose window started before `before` (ended: they
+    count for nothing); returns how many."""
+    keys = select(Budget.key).where(Budget.window_start < before).order_by(Budget.window_start).limit(max_rows)
+    return conn.execute(delete(Budget).where(Budget.key.in_(keys.scalar_subquery()))).rowcount
 
 
 class BudgetOps(Repository):
@@ -84,6 +115,21 @@ class BudgetOps(Repository):
 
         def job(conn: Connection) -> tuple[bool, list[Change]]:
             return take(conn, key, limit, window, when), []
+
+        return await self.writer.submit(job)
+
+    async def budget_has_room(self, key: str, limit: int, window: dt.timedelta) -> bool:
+        """Whether `budget_take` would grant a unit now (reads; takes nothing)."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(Budget.window_start, Budget.used).where(Budget.key == key))).first()
+        return has_room(None if row is None else (row[0], row[1]), limit, window, dt.datetime.now(dt.timezone.utc))
+
+    async def budgets_prune(self, older_than: dt.timedelta, max_rows: int) -> int:
+        """One bounded batch of ended windows deleted (one writer job)."""
+        before = dt.datetime.now(dt.timezone.utc) - older_than
+
+        def job(conn: Connection) -> tuple[int, list[Change]]:
+            return prune(conn, before, max_rows), []
 
         return await self.writer.submit(job)
 

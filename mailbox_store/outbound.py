@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from mailbox_store.budgets import BudgetClaim
 from mailbox_store.crypto import open_blob, seal_blob, wrap_content_key
 from mailbox_store.errors import StoreError
 from mailbox_store.feed import Change, MessageMeta
@@ -87,8 +88,13 @@ class PreparedOutgoing:
     thread_key: str | None
     sent_folder: str | None
     when: dt.datetime
+    # a budget unit this message spends, taken in its commit (budgets.py); spent
+    # meanwhile by another commit: nothing is written (claim.granted is False)
+    budget: BudgetClaim | None = None
 
     def apply(self, conn: Connection) -> tuple[Submitted, list[Change]]:
+        if self.budget is not None and not self.budget.take(conn):
+            return Submitted(self.envelope_id, None), []
         conn.execute(insert(Blob).values(id=self.blob_id, sealed=self.sealed))
         changes: list[Change] = []
         uid = None

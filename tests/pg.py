@@ -3,6 +3,10 @@ themselves: `initdb` and `pg_ctl` in a temporary data directory, listening on a 
 socket in that directory only (no TCP port, so parallel runs never clash), no system
 service. As root, the server runs as the `postgres` user (PostgreSQL refuses root).
 
+One server per run serves every test that needs PostgreSQL (the store tests, the
+multi-node tests of tests/nodes/ and tests/integration/test_nodes_pg.py), and the
+benchmarks start theirs the same way (`PgServer(pg_bindir()).start(durable=True)`).
+
 - `pg_server` (session): the running server; `new_database()` gives a fresh database
   created from a template already migrated to head (CREATE DATABASE … TEMPLATE copies
   files: a few milliseconds instead of running every migration again).
@@ -92,6 +96,10 @@ class PgServer:
 
     def url(self, database: str, driver: str = "asyncpg") -> str:
         return f"postgresql+{driver}://postgres@/{database}?host={self.socket_dir}"
+
+    def dsn(self, database: str) -> str:
+        """A libpq/asyncpg DSN (no SQLAlchemy driver name)."""
+        return f"postgresql://postgres@/{database}?host={self.socket_dir}"
 
     def admin(self) -> Engine:
         return create_engine(self.url("postgres", "psycopg"), isolation_level="AUTOCOMMIT", poolclass=NullPool)

@@ -19,7 +19,7 @@ from relay.core.config import Config, load_config
 from relay.core import logs, reloadable
 from relay.core.limits import SlotCounter
 from relay.core.pools import Pools
-from relay.smtp.budget import ByteBudget
+from relay.core.bytebudget import ByteBudget
 
 log = structlog.get_logger("relay.runtime")
 POSTMASTER = "postmaster"

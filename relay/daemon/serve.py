@@ -27,6 +27,7 @@ from relay.core.runtime import Runtime
 from relay.delivery.receipts import ReceiptSender
 from relay.delivery.runner import QueueRunner
 from relay.outbound.notify import Notifier
+from relay.core.budgetprune import BudgetPruner, longest_window
 from relay.smtp.mx import MxHandler, MxSMTP
 from relay.smtp.submission import SubmissionHandler, SubmissionSMTP
 from relay.web.app import WebServer
@@ -67,6 +68,7 @@ class Daemon:
         self.queue: QueueRunner | None = None
         self.receipts: ReceiptSender | None = None
         self.notifier: Notifier | None = None
+        self.budget_pruner: BudgetPruner | None = None
         self._relocation: asyncio.Task[int] | None = None  # dossier/relocate.py, once at start
         self.web: WebServer | None = None
         self._stop = asyncio.Event()
@@ -128,6 +130,8 @@ class Daemon:
         self.receipts.start()
         self.notifier = Notifier(rt)
         self.notifier.start()
+        self.budget_pruner = BudgetPruner(rt.store, longest_window(cfg))  # ended budget windows, hourly
+        self.budget_pruner.start()
         self._relocation = asyncio.create_task(relocate_documents(rt.store, cfg.attachments), name="relocate")
         self.admin = AdminServer(rt)
         self.admin_port = await self.admin.start()
@@ -199,6 +203,8 @@ class Daemon:
             for listener in (self.receipts, self.notifier):
                 if listener is not None:
                     listener.stop()
+            if self.budget_pruner is not None:
+                await self.budget_pruner.stop()
             if self._relocation is not None:
                 self._relocation.cancel()  # resumed at the next start: rows not yet rewritten
             if self.queue is not None:

@@ -17,7 +17,7 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,8 @@ from relay.imap.types import SearchKey
 if TYPE_CHECKING:
     from relay.imap.selected import Selected
 
-RETURN_OPTS = frozenset({"MIN", "MAX", "ALL", "COUNT", "UPDATE", "PARTIAL"})  # RFC 4731 §3, RFC 5267 §4
+# SEARCH RETURN: RFC 4731 §3 and RFC 5267 §4 UPDATE (PARTIAL too: Parser.search_return_opts(partial=True))
+RETURN_OPTS = frozenset({"MIN", "MAX", "ALL", "COUNT", "UPDATE"})
 MAX_UPDATES = 8  # live searches per selected view
 CONTENT_CHUNK = 256  # messages decrypted at once when a content key is matched again
 
@@ -41,57 +42,7 @@ class LiveSearch:
     uid: bool  # UID SEARCH: results told as UIDs, else as sequence numbers
     key: SearchKey
     hits: set[int] = field(default_factory=set)  # UIDs matching, as last told
-    on_read: Callable[[int], None] | None = None  # messages decrypted to match again (the audit log)
-
-
-@dataclass(frozen=True, slots=True)
-class ReturnOpts:
-    opts: tuple[str, ...]
-    partial: tuple[int, int] | None = None  # RFC 5267 §4.4, normalised low:high (both < 0 from the end)
-
-
-def return_opts(p: Parser) -> ReturnOpts | None:
-    """RFC 4731 §3 search-return-opts with RFC 5267's UPDATE and PARTIAL; None (nothing
-    consumed) when RETURN does not come next. "RETURN ()" means RETURN (ALL)."""
-    if p.has_prefix(b" RETURN "):
-        p.pos += 1
-    if not p.take(b"RETURN "):
-        return None
-    p.expect(b"(")
-    opts: list[str] = []
-    partial: tuple[int, int] | None = None
-    if not p.take(b")"):
-        while True:
-            opt = p.atom().upper()
-            if opt not in RETURN_OPTS:
-                raise p.error(f"option RETURN non prise en charge / unsupported return option {opt[:20]!a}")
-            if opt == "PARTIAL":
-                p.sp()
-                partial = _partial_range(p)
-            if opt not in opts:
-                opts.append(opt)
-            if p.take(b")"):
-                break
-            p.sp()
-    if "PARTIAL" in opts and ("ALL" in opts or "UPDATE" in opts):
-        # RFC 5267 §4.4: PARTIAL and ALL are exclusive; a partial window cannot be kept up to date
-        raise p.error("PARTIAL avec ALL ou UPDATE / PARTIAL with ALL or UPDATE")
-    return ReturnOpts(tuple(opts) or ("ALL",), partial)
-
-
-def _partial_range(p: Parser) -> tuple[int, int]:
-    """partial-range = num ":" num, both > 0, or both < 0 (RFC 9394 §3.1); no "*"."""
-    def one() -> int:
-        negative = p.take(b"-")
-        value = p.nz_number()
-        return -value if negative else value
-
-    low = one()
-    p.expect(b":")
-    high = one()
-    if (low < 0) != (high < 0):
-        raise p.error("intervalle PARTIAL invalide / invalid PARTIAL range")
-    return (min(low, high), max(low, high)) if low > 0 else (max(low, high), min(low, high))
+    on_read: Callable[[int], Awaitable[None]] | None = None  # messages decrypted to match again (the audit log)
 
 
 def partial_part(hits: list[int], window: tuple[int, int]) -> bytes:
@@ -110,7 +61,7 @@ def partial_part(hits: list[int], window: tuple[int, int]) -> bytes:
 
 
 def start(sel: "Selected", tag: str, uid: bool, key: SearchKey, hit_uids: Iterable[int],
-          on_read: Callable[[int], None] | None = None) -> bool:
+          on_read: Callable[[int], Awaitable[None]] | None = None) -> bool:
     """Keep this search alive on the view; False when the view holds MAX_UPDATES already."""
     if len(sel.searches) >= MAX_UPDATES:
         return False
@@ -170,7 +121,7 @@ async def refresh(sel: "Selected", store: Store) -> list[bytes]:
                 pairs = [(v, raws[v.uid]) for v in chunk if v.uid in raws]
                 del raws
                 if live.on_read is not None and pairs:
-                    live.on_read(len(pairs))
+                    await live.on_read(len(pairs))
                 matched |= await asyncio.to_thread(
                     lambda pairs=pairs: {v.uid for v, raw in pairs if search.matches(v, raw)})  # type: ignore[misc]
         else:

@@ -41,7 +41,7 @@ async def matching_views(s: Session, key: SearchKey) -> list[MessageView]:
             hits += [v for v in views if search.matches(v, None)]
             await asyncio.sleep(0)  # between chunks, other sessions' commands run
     if read:
-        s.server.audit_read(s, read)
+        await s.server.audit_read(s, read)
     return hits
 
 

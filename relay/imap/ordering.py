@@ -71,7 +71,7 @@ async def _with_keys(s: Session, views: list[MessageView]) -> list[tuple[Message
             cache.put(blobs[uid], fields)
             known[uid] = fields
     if read:
-        s.server.audit_read(s, read)
+        await s.server.audit_read(s, read)
     # expunged by another session meanwhile (not announced yet): no keys, left out
     return [(v, known[v.uid]) for v in views if v.uid in known]
 
@@ -114,13 +114,13 @@ async def cmd_sort(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         await s.send(b"* SORT" + b"".join(b" %d" % n for n in numbers))
     else:  # RFC 5267 §4.2: ESEARCH, MIN/MAX the first/last in sort order
         parts = [b'(TAG "' + tag.encode() + b'")'] + ([b"UID"] if uid else [])
-        if "MIN" in returns and numbers:
+        if "MIN" in returns.opts and numbers:
             parts.append(b"MIN %d" % numbers[0])
-        if "MAX" in returns and numbers:
+        if "MAX" in returns.opts and numbers:
             parts.append(b"MAX %d" % numbers[-1])
-        if "ALL" in returns and numbers:
+        if "ALL" in returns.opts and numbers:
             parts.append(b"ALL " + _ordered_set(numbers))
-        if "COUNT" in returns:
+        if "COUNT" in returns.opts:
             parts.append(b"COUNT %d" % len(numbers))
         await s.send(b"* ESEARCH " + b" ".join(parts))
     return ok("SORT done")

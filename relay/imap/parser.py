@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from relay.imap import utf7
 from relay.imap.sequence import MAX_NUMBER, ParseError, parse_sequence_set
-from relay.imap.types import FetchAtt, SearchKey, Section, SequenceSet
+from relay.imap.types import FetchAtt, ReturnOpts, SearchKey, Section, SequenceSet
 
 __all__ = ["BadCharset", "ParseError", "Parser", "literal_announcement"]
 
@@ -86,7 +86,7 @@ _SECTION_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEX
 _SEARCH_FLAG_KEYS = frozenset({
     "ALL", "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "NEW", "OLD", "RECENT", "SEEN",
     "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN"})
-_RETURN_OPTS = frozenset({"MIN", "MAX", "ALL", "COUNT"})  # RFC 4731 §3, no SAVE (RFC 5182)
+SEARCH_RETURN_OPTS = frozenset({"MIN", "MAX", "ALL", "COUNT"})  # RFC 4731 §3, no SAVE (RFC 5182)
 # RFC 5258 §6 return-option, RFC 6154 SPECIAL-USE, RFC 5819 STATUS (handled apart).
 _LIST_RETURN_OPTS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE"})
 
@@ -650,12 +650,15 @@ class Parser:
 
     # -- SEARCH --------------------------------------------------------------------
 
-    def search_return_opts(self) -> list[str] | None:
+    def search_return_opts(self, allowed: frozenset[str] = SEARCH_RETURN_OPTS,
+                           partial: bool = False) -> ReturnOpts | None:
         """RFC 4731 §3 / RFC 9051 §9 search-return-opts = SP "RETURN" SP "(" [...] ")".
 
         Works before or after the SP that follows "SEARCH"; returns None and consumes
         nothing when RETURN does not come next. "RETURN ()" means RETURN (ALL)
-        (RFC 4731 §3). SAVE (RFC 5182) is refused, like "$".
+        (RFC 4731 §3). SAVE (RFC 5182) is refused, like "$". `allowed`: the option names
+        this command takes (SEARCH adds RFC 5267's UPDATE); partial=True also takes
+        PARTIAL low:high (RFC 5267 §4.4), exclusive with ALL and UPDATE.
         """
         if self.has_prefix(b" RETURN "):
             self.pos += 1
@@ -663,17 +666,38 @@ class Parser:
             return None
         self.expect(b"(")
         opts: list[str] = []
+        window: tuple[int, int] | None = None
         if not self.take(b")"):
             while True:
                 opt = self.atom().upper()
-                if opt not in _RETURN_OPTS:
+                if opt == "PARTIAL" and partial:
+                    self.sp()
+                    window = self._partial_range()
+                elif opt not in allowed:
                     raise self.error(f"option RETURN non prise en charge / unsupported return option {_echo(opt)}")
                 if opt not in opts:
                     opts.append(opt)
                 if self.take(b")"):
                     break
                 self.sp()
-        return opts or ["ALL"]
+        if "PARTIAL" in opts and ("ALL" in opts or "UPDATE" in opts):
+            # RFC 5267 §4.4: PARTIAL and ALL are exclusive; a partial window cannot be kept up to date
+            raise self.error("PARTIAL avec ALL ou UPDATE / PARTIAL with ALL or UPDATE")
+        return ReturnOpts(tuple(opts) or ("ALL",), window)
+
+    def _partial_range(self) -> tuple[int, int]:
+        """partial-range = num ":" num, both > 0, or both < 0 (RFC 9394 §3.1); no "*"."""
+        def one() -> int:
+            negative = self.take(b"-")
+            value = self.nz_number()
+            return -value if negative else value
+
+        low = one()
+        self.expect(b":")
+        high = one()
+        if (low < 0) != (high < 0):
+            raise self.error("intervalle PARTIAL invalide / invalid PARTIAL range")
+        return (min(low, high), max(low, high)) if low > 0 else (max(low, high), min(low, high))
 
     def search_program(self, charset_allowed: bool = True) -> tuple[str | None, SearchKey]:
         """RFC 9051 §9 search-program = ["CHARSET" SP charset SP] search-key *(SP search-key).

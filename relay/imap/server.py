@@ -113,13 +113,14 @@ class ImapServer:
             if user is not None:
                 self._per_account.release(user.id)
 
-    def audit_read(self, session: "Session", count: int) -> None:
+    async def audit_read(self, session: "Session", count: int) -> None:
         """Every read of message content is audited (issue 4, DESIGN.md §4): the
-        rows of every session join one writer job of the next group (auditqueue.py)."""
+        rows of every session join one writer job of the next group (auditqueue.py);
+        waits only when the writer is far behind (the queue is bounded)."""
         sel, user = session.selected, session.user
         if sel is None or user is None:
             return
-        self.audits.add(sel.owner.id, "patient" if sel.owner.id == user.id else f"guardian:{user.ins}",
+        await self.audits.add(sel.owner.id, "patient" if sel.owner.id == user.id else f"guardian:{user.ins}",
                         "message.read", f"{sel.name}: {count} message(s)", session.peer)
 
     async def stop(self, grace: float) -> None:

@@ -1043,7 +1043,7 @@ def _expunged(sel: Selected, uid: int) -> Change:
 
 async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.sp()
-    ret = contextsearch.return_opts(p)  # RFC 4731 ESEARCH, RFC 5267 UPDATE/PARTIAL; None when absent
+    ret = p.search_return_opts(contextsearch.RETURN_OPTS, partial=True)  # RFC 4731, RFC 5267; None: absent
     returns = list(ret.opts) if ret is not None else None
     if returns is not None:
         p.sp()
@@ -1133,7 +1133,7 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         for chunk in _chunks(sel, seqs, need):
             reads += await _fetch_derived(s, sel, chunk, atts, names)
         if reads:
-            s.server.audit_read(s, reads)
+            await s.server.audit_read(s, reads)
         return ok("FETCH done")
     for chunk in _chunks(sel, seqs, need):
         raws = (await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, [sel.uids[i - 1] for i in chunk])
@@ -1165,7 +1165,7 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         if not need:
             await asyncio.sleep(0)  # between chunks, other sessions' commands run
     if reads:
-        s.server.audit_read(s, reads)
+        await s.server.audit_read(s, reads)
     return ok("FETCH done")
 
 

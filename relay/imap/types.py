@@ -41,6 +41,16 @@ class Section:
 
 
 @dataclass(frozen=True, slots=True)
+class ReturnOpts:
+    """SEARCH / SORT RETURN options (RFC 4731 §3, RFC 5267 §4): the option names, upper-
+    cased, in the client's order without repeats ("RETURN ()" is ALL); partial: PARTIAL's
+    range normalised low:high (both < 0: counted from the last result, RFC 9394 §3.1)."""
+
+    opts: tuple[str, ...]
+    partial: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FetchAtt:
     """One fetch attribute (RFC 3501 §6.4.5, RFC 9051 §6.4.5, RFC 3516 BINARY).
 

@@ -55,10 +55,10 @@ from mailbox_store.store import MailboxInfo
 from policy.attachments import AttachmentLimits
 from policy.conversation import ConversationEffects, normalise_address, parse_msg_ids, professional_effects
 from policy.decisions import BARE_LINE_ENDING, Decision
+from policy.lineends import has_bare_line_ending
 from policy.receipts import receipt_request
 from policy.trust import TrustList, check_sender
 from relay.inbound.parsed import MessageFacts, parse
-from relay.smtp.trace import has_bare_line_ending
 
 FROM_MISMATCH = Decision(553, "5.7.1", "L'en-tete From doit etre votre adresse (celle de MAIL FROM)",
                          "The From header must be your own address (the MAIL FROM address)", "from_mismatch")

@@ -7,16 +7,19 @@ lists and our own address; replies are marked Auto-Submitted: auto-replied and s
 from the null reverse-path (RFC 3834 §3.3), at most `auto_reply_per_sender` per
 sender and window. The budget is kept in the database (mailbox_store/budgets.py): it
 holds across restarts and across the nodes sharing one PostgreSQL (issue 14), which a
-per-node count would multiply by the number of nodes."""
+per-node count would multiply by the number of nodes. Preparing only checks that the
+budget has room; the unit is taken in the commit of the acknowledgement (the message's
+own transaction), so a message answered 451 spends none of it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING
 
 import structlog
 
-from mailbox_store.budgets import budget_key
+from mailbox_store.budgets import BudgetClaim, budget_key
 from mailbox_store.outbound import PreparedOutgoing, Recipient
 from policy.addresses import TEST_LOCAL_PART
 from policy.autoreply import auto_reply_refusal
@@ -50,10 +53,12 @@ class AutoTest:
         else:  # tools and tests hand bytes: parsed here, once
             facts = (await asyncio.to_thread(parse, message, cfg.attachments)).facts(test_address=True)
         refusal, sender = ack_refusal(envelope_from, facts, cfg.domain)
+        claim: BudgetClaim | None = None
         if refusal is None:
             assert sender is not None
-            if not await self.rt.store.budget_take(budget_key("autoreply", sender), cfg.delivery.auto_reply_per_sender,
-                                                   dt.timedelta(seconds=cfg.delivery.auto_reply_window)):
+            claim = BudgetClaim(budget_key("autoreply", sender), cfg.delivery.auto_reply_per_sender,
+                                dt.timedelta(seconds=cfg.delivery.auto_reply_window))
+            if not await self.rt.store.budget_has_room(claim.key, claim.limit, claim.window):
                 refusal = "budget_exhausted"
         if refusal is not None:
             log.info("autotest.not_answered", queue_id=queue_id, reason=refusal)
@@ -64,12 +69,17 @@ class AutoTest:
                                  original_subject=facts.subject, hostname=cfg.hostname)
         postmaster = await self.rt.store.cached_mailbox("postmaster")
         assert postmaster is not None  # created at start (runtime.py)
-        return await prepare_outgoing(self.rt, postmaster, reply, "", [Recipient(sender, sender.rpartition("@")[2])],
-                                      "autoreply")
+        prepared = await prepare_outgoing(self.rt, postmaster, reply, "", [Recipient(sender, sender.rpartition("@")[2])],
+                                          "autoreply")
+        return dataclasses.replace(prepared, budget=claim)  # taken in the commit (module note)
 
     @staticmethod
     def committed(prepared: PreparedOutgoing, queue_id: str) -> None:
         """Log an acknowledgement once its transaction committed."""
+        if prepared.budget is not None and prepared.budget.granted is False:
+            # another message of this sender spent the last unit between prepare and commit
+            log.info("autotest.not_answered", queue_id=queue_id, reason="budget_exhausted")
+            return
         log.info("autotest.answered", queue_id=queue_id, envelope_id=prepared.envelope_id,
                  sender_domain=prepared.rows[0]["domain"] if prepared.rows else "")
 

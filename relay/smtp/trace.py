@@ -7,12 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 from email.utils import format_datetime
 
-
-def has_bare_line_ending(data: bytes) -> bool:
-    """True when a CR or LF is not part of a CRLF pair (RFC 5321 §2.3.8).
-    Three C-speed counts instead of a regex scan: 6% of the MX's CPU at 10 KB."""
-    pairs = data.count(b"\r\n")
-    return data.count(b"\r") != pairs or data.count(b"\n") != pairs
+from policy.lineends import has_bare_line_ending  # noqa: F401 (mx.py's name)
 
 
 def quoted(value: str) -> str:

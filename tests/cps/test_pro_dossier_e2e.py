@@ -22,7 +22,7 @@ from tests.cps.conftest import PIN
 from tests.cps.stack import PcscStack
 from tests.cps.terminal import run_cli
 from tests.integration.conftest import (INS_ACTIVE, SENDER, RunningDaemon, instance, relay,  # noqa: F401
-                                        template_instance)
+                                        seeded_template, template_instance)
 from tests.web.files import pdf
 
 

@@ -115,7 +115,7 @@ def test_read_audits_join_one_job_when_queued_together(relay: RunningDaemon) -> 
     async def burst() -> int:
         before = audits.jobs
         for i in range(50):
-            audits.add(mbox.id, "patient", "message.read", f"INBOX: {i} message(s)", "127.0.0.1")
+            await audits.add(mbox.id, "patient", "message.read", f"INBOX: {i} message(s)", "127.0.0.1")
         await audits.flush()
         await asyncio.sleep(0)
         return audits.jobs - before

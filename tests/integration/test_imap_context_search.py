@@ -87,3 +87,20 @@ def test_search_partial(relay: RunningDaemon) -> None:
     for bad in ("PARTIAL 1", "PARTIAL 1:*", "PARTIAL *:1", "PARTIAL 1:-2", "PARTIAL 1:2 ALL"):
         assert raw(c, f"SEARCH RETURN ({bad}) ALL")[1].startswith(b"BAD"), bad
     c.logout()
+
+
+def test_search_and_sort_refuse_an_unknown_return_option_alike(relay: RunningDaemon) -> None:
+    """SEARCH (RFC 5267 UPDATE, PARTIAL) and ESORT read RETURN with one parser: the same
+    refusal, the option quoted back cut alike; SORT takes no UPDATE."""
+    relay.deliver(message(subject="r", body="r\r\n"))
+    c = relay.imap()
+    raw(c, "SELECT INBOX")
+    option = "Y" * 60
+    search = raw(c, f"SEARCH RETURN ({option}) ALL")[1]
+    sort = raw(c, f"SORT RETURN ({option}) (DATE) UTF-8 ALL")[1]
+    assert search.startswith(b"BAD") and search == sort
+    assert b"Y" * 40 in search and b"Y" * 41 not in search
+    assert raw(c, "SORT RETURN (UPDATE) (DATE) UTF-8 ALL")[1].startswith(b"BAD")
+    lines, tagged = raw(c, "SORT RETURN (MIN COUNT) (DATE) UTF-8 ALL")
+    assert tagged.startswith(b"OK") and lines[-1].endswith(b" MIN 1 COUNT 1")
+    c.logout()

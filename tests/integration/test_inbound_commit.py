@@ -79,3 +79,37 @@ def test_ack_alone_is_answered_451_when_it_cannot_be_queued(world: tuple[Running
     assert queued(rd) == []
     time.sleep(1.5)
     assert pro.received == []
+
+
+def _autoreply_units(rd: RunningDaemon) -> int:
+    from sqlalchemy import text
+
+    from tests.pg import sql
+    with sql(rd.config.store_url) as conn:
+        return int(conn.execute(text("SELECT COALESCE(SUM(used), 0) FROM budgets WHERE key LIKE 'autoreply:%'"))
+                   .scalar_one())
+
+
+def test_a_451_spends_none_of_the_senders_acknowledgement_budget(world: tuple[RunningDaemon, ProHandler, Path],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget unit is taken in the commit of the acknowledgement (autotest.py): a
+    message answered 451, alone or with a patient, leaves the sender's budget untouched."""
+    rd, pro, _ = world
+    original = outbound_module.PreparedOutgoing.apply
+
+    def written_then_failed(self: Any, conn: Any) -> Any:
+        original(self, conn)  # the budget unit taken, the ack written...
+        raise io_error()  # ...then the transaction fails
+
+    monkeypatch.setattr(outbound_module.PreparedOutgoing, "apply", written_then_failed)
+    for rcpts in ([TEST_ADDRESS], [TEST_ADDRESS, PATIENT]):
+        with rd.smtp() as s:
+            with pytest.raises(smtplib.SMTPDataError) as exc:
+                s.sendmail(SENDER, rcpts, ack_request())
+            assert exc.value.smtp_code == 451
+    assert _autoreply_units(rd) == 0
+    monkeypatch.undo()
+    with rd.smtp() as s:
+        assert s.sendmail(SENDER, [TEST_ADDRESS], ack_request()) == {}
+    pro.wait(1)
+    assert _autoreply_units(rd) == 1  # the committed one, and only it

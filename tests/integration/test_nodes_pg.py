@@ -18,7 +18,7 @@ from aioimaplib import IMAP4_SSL
 from tests.integration.conftest import INS_ACTIVE, PASSWORD, RunningDaemon, message, seed_mailboxes
 from tests.integration.test_imap_idle import _idle_until
 from tests.nodes.conftest import pg, pg_db  # noqa: F401 (fixtures)
-from tests.nodes.pgserver import PgServer
+from tests.pg import PgServer
 
 
 @pytest.fixture
@@ -106,13 +106,17 @@ def test_test_address_budget_holds_across_nodes(two_nodes: tuple[RunningDaemon, 
     raw = message(subject="TEST de messagerie", body="Ceci est un TEST.\r\n",
                   to="reponse.automatique-test@patient.mssante.fr")
     on_a, on_b = AutoTest(a.daemon.runtime), AutoTest(b.daemon.runtime)  # type: ignore[arg-type]
-    # prepare: the budget is taken when the acknowledgement is prepared (the MX then
-    # commits it with the message); None when the rules refuse one
-    answered = [a.call(on_a.prepare("<dr.martin@test-operator.mssante.fr>", raw, f"a{i}")) is not None
-                for i in range(limit - 1)]
-    answered += [b.call(on_b.prepare("<dr.martin@test-operator.mssante.fr>", raw, f"b{i}")) is not None
-                 for i in range(3)]
-    assert answered == [True] * limit + [False, False]  # True: an acknowledgement was granted
+    # the budget is taken when the acknowledgement commits (as the MX does, with the
+    # message); prepare says None once the budget has no room left
+    def answered(node: RunningDaemon, auto: AutoTest, queue_id: str) -> bool:
+        ack = node.call(auto.prepare("<dr.martin@test-operator.mssante.fr>", raw, queue_id))
+        if ack is None:
+            return False
+        node.call(node.store.commit_outgoing(ack))
+        return bool(ack.budget is not None and ack.budget.granted)
+
+    got = [answered(a, on_a, f"a{i}") for i in range(limit - 1)] + [answered(b, on_b, f"b{i}") for i in range(3)]
+    assert got == [True] * limit + [False, False]  # True: an acknowledgement was granted
 
 
 class HoldingMX:

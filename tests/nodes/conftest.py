@@ -1,30 +1,22 @@
-"""Fixtures of the multi-node tests: `pg` is a throwaway PostgreSQL server (skipped
-when Debian's `postgresql` package is not installed), `pg_db` a fresh database on it."""
+"""Fixtures of the multi-node tests: `pg` is the run's one throwaway PostgreSQL server
+(tests/pg.py's `pg_server`; skipped when Debian's `postgresql` package is not
+installed), `pg_db` the name of a fresh database on it, already at the schema's head (on
+PostgreSQL a node never migrates: `mssante-relay db upgrade` does, mailbox_store/engines.py)."""
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-
 import pytest
-from tests.nodes import pgserver
+from sqlalchemy import make_url
 
-_names = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def pg() -> Iterator[pgserver.PgServer]:
-    if pgserver.binaries() is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    server = pgserver.start()
-    try:
-        yield server
-    finally:
-        pgserver.stop(server)
+from tests.pg import PgServer
 
 
 @pytest.fixture
-def pg_db(pg: pgserver.PgServer) -> str:
-    """A fresh, empty database: the first Store.open migrates it."""
-    name = f"t{next(_names)}"
-    pgserver.create_db(pg, name)
+def pg(pg_server: PgServer) -> PgServer:
+    return pg_server
+
+
+@pytest.fixture
+def pg_db(pg_server: PgServer) -> str:
+    name = make_url(pg_server.new_database()).database
+    assert name is not None
     return name

@@ -11,7 +11,7 @@ import pytest
 from mailbox_store.budgets import budget_key
 from mailbox_store.store import sqlite_url
 from tests.nodes.helpers import open_node
-from tests.nodes.pgserver import PgServer
+from tests.pg import PgServer
 
 HOUR = dt.timedelta(hours=1)
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from mailbox_store.models import Folder, Message
 from mailbox_store.store import Store
 from tests.nodes.helpers import INS, open_node
-from tests.nodes.pgserver import PgServer
+from tests.pg import PgServer
 
 N = 120  # per node
 

@@ -11,7 +11,7 @@ import pytest
 from mailbox_store.feed import Change, MessageMeta
 from mailbox_store.nodefeed import MAX_PAYLOAD, decode, encode
 from tests.nodes.helpers import INS, open_node
-from tests.nodes.pgserver import PgServer
+from tests.pg import PgServer
 
 
 def test_payload_names_the_change_and_nothing_else() -> None:

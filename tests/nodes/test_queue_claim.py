@@ -11,7 +11,7 @@ import pytest
 from mailbox_store.outbound import Recipient
 from mailbox_store.store import Store, sqlite_url
 from tests.nodes.helpers import INS, open_node
-from tests.nodes.pgserver import PgServer
+from tests.pg import PgServer
 
 LEASE = dt.timedelta(seconds=60)
 

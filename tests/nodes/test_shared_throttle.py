@@ -17,7 +17,7 @@ from policy.recipients import MailboxState
 from relay.auth.login import Authenticator
 from relay.core.config import AuthConfig
 from tests.nodes.helpers import INS, MASTER, open_node
-from tests.nodes.pgserver import PgServer
+from tests.pg import PgServer
 
 LIMITS = AuthConfig(failures_per_account_source=5, failures_per_source=20, first_delay=300.0,
                     failure_reply_delay=0)

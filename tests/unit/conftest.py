@@ -4,7 +4,8 @@
 MSSANTE_TEST_STORE=postgresql: tests/pg.py's `store_url`); a test file may define its own.
 
 A development instance (`mssante-relay init`: PKI with RSA keys, trust list, master key,
-relay.toml) is written once per test module: RSA key generation is the slow part.
+relay.toml) is written once per run (it was once per module, ten of them): RSA key
+generation is the slow part. Tests only read it.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from mailbox_store.store import Store
 from relay.ops.instance import init_instance
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dev_instance(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a freshly initialised instance (holds relay.toml). Tests must not modify it."""
     target = tmp_path_factory.mktemp("instance") / "inst"

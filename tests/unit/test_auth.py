@@ -217,3 +217,27 @@ async def test_a_spray_of_refusals_is_logged_once_per_network_and_period(store: 
     # 5 checked, 295 refused: one event, then one standing for the 294 unlogged and itself
     throttled = [e for e in logs if e["event"] == "auth.throttled"]
     assert [e["refused"] for e in throttled] == [1, 295]
+
+
+async def test_a_refused_answer_pauses_by_failure_reply_delay(store: Store, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong password and a throttled attempt are each answered only after
+    auth.failure_reply_delay (1 s by default): one session cannot guess faster. The
+    integration instances set it to 0, so this is where the pause is checked."""
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recording(delay: float, *args: object) -> None:
+        pauses.append(delay)
+        await real_sleep(0)
+
+    limits = AuthConfig(failure_reply_delay=1.0, failures_per_account_source=1, first_delay=600, max_delay=600)
+    assert AuthConfig().failure_reply_delay == 1.0
+    auth = authenticator(store, tmp_path, Clock(), limits)
+    monkeypatch.setattr(auth_module.asyncio, "sleep", recording)
+    assert (await auth.login(INS, "wrong", "192.0.2.1")).reason == "bad_credentials"  # the free failure
+    assert pauses.count(1.0) == 1
+    assert (await auth.login(INS, "right", "192.0.2.1")).reason == "throttled"  # waits first_delay now
+    assert pauses.count(1.0) == 2
+    ok = await authenticator(store, tmp_path, Clock(), limits).login(INS, "right", "198.51.100.7")
+    assert ok.reason == "ok" and pauses.count(1.0) == 2  # a success does not pause

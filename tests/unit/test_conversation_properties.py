@@ -21,6 +21,7 @@ from policy.conversation import (Exchange, RecipientFacts, closes_exchange, clos
                                  decode_subject, normalise_address, parse_msg_ids,
                                  patient_recipient_decision, professional_effects,
                                  professional_from_headers, replies_to_closed_message, thread_root)
+from tests.examples import examples
 
 DOMAIN = "patient.mssante.fr"
 PATIENT = "164027512345678@patient.mssante.fr"  # the mailbox all messages go to
@@ -222,7 +223,7 @@ class Conversations(RuleBasedStateMachine):
         assert all(i.startswith("<") and i.endswith(">") for i in self.closed_ids)
 
 
-Conversations.TestCase.settings = settings(max_examples=200, stateful_step_count=30, deadline=None)
+Conversations.TestCase.settings = settings(max_examples=examples(200), stateful_step_count=30, deadline=None)
 TestConversations = Conversations.TestCase
 
 
@@ -232,7 +233,7 @@ any_text = st.text(st.characters(codec=None, categories=None), max_size=300) | s
     st.sampled_from("=?_<>()\"\\@ \t\r\nqQbB[FIN]abc\udce9\ud800\x00é"), max_size=200)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.none() | any_text)
 def test_header_helpers_never_raise(value: str | None) -> None:
     subject = decode_subject(value)
@@ -253,7 +254,7 @@ def test_header_helpers_never_raise(value: str | None) -> None:
         assert norm is None or (norm == norm.lower() and norm.isascii() and normalise_address(norm) == norm)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=400))
 def test_professional_from_headers_never_raises(raw: bytes) -> None:
     for pol in (email_policy.compat32, email_policy.default):

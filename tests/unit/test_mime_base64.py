@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy import mime
+from tests.examples import examples
 
 ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 NOISE = b"\r\n \t=-_.!\x00\xff\xe9"
@@ -36,13 +37,13 @@ def test_the_fast_decoder_is_in_use() -> None:
     assert mime._a2b_base64 is not binascii.a2b_base64  # pybase64, a dependency
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=examples(3000), deadline=None)
 @given(st.lists(st.sampled_from(list(ALPHABET + NOISE)), max_size=200).map(bytes))
 def test_fast_decoding_matches_binascii_on_any_mixture(data: bytes) -> None:
     _same(data)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=3000), st.integers(0, 80), st.sampled_from([b"\r\n", b"\n", b" ", b""]))
 def test_fast_decoding_matches_binascii_on_wrapped_text(payload: bytes, cut: int, eol: bytes) -> None:
     text = base64.b64encode(payload)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from relay.delivery.reports import (FailedRecipient, build_dsn, build_mdn, build_notification, build_test_reply,
                                     original_headers_of)
+from tests.examples import examples
 
 HOST = "mx.patient.mssante.fr"
 POSTMASTER = "postmaster@patient.mssante.fr"
@@ -503,7 +504,7 @@ def test_notification_bad_arguments(kw: dict[str, object]) -> None:
 
 # --- never raise, always wire-safe ---------------------------------------------------
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(diagnostic=st.text(max_size=1200), status=st.text(max_size=12), envid=st.text(max_size=150),
        address=st.text(min_size=1, max_size=80), remote=st.text(max_size=80))
 def test_dsn_never_raises(diagnostic: str, status: str, envid: str, address: str, remote: str) -> None:
@@ -516,7 +517,7 @@ def test_dsn_never_raises(diagnostic: str, status: str, envid: str, address: str
     assert "\r" not in code and "\n" not in code
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(headers=st.binary(max_size=3000))
 def test_dsn_any_original_headers(headers: bytes) -> None:
     raw = dsn(original_headers=headers)
@@ -525,7 +526,7 @@ def test_dsn_any_original_headers(headers: bytes) -> None:
     assert 2 <= len(parts) <= 3
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(subject=st.text(max_size=600), msgid=st.text(max_size=100))
 def test_mdn_and_test_reply_never_raise(subject: str, msgid: str) -> None:
     for raw in (mdn(original_subject=subject, original_message_id=msgid),
@@ -536,7 +537,7 @@ def test_mdn_and_test_reply_never_raise(subject: str, msgid: str) -> None:
         assert header_names(raw).count("Subject") == 1
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(subject=st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7e), min_size=1, max_size=200))
 def test_printable_ascii_subject_round_trips(subject: str) -> None:
     cleaned = re.sub(r" {2,}", " ", subject).strip()

@@ -23,6 +23,7 @@ from dossier_bridge.xdm import (DE_AUTHOR, DE_CLASS_CODE, DE_CONFIDENTIALITY_COD
                                 SS_CONTENT_TYPE_CODE, SS_PATIENT_ID, SS_SOURCE_ID, SS_UNIQUE_ID, SUBMISSION_SET_NODE,
                                 Coded, XdmError, Xcn, Xon, parse_cx, parse_xcn, parse_xon, read_xdm)
 from policy.attachments import AttachmentLimits
+from tests.examples import examples
 
 # the shared folder sits beside the repository: /work/shared and /work/main
 CDA_DIR = Path(__file__).resolve().parents[3] / "shared/data/cda"
@@ -684,7 +685,7 @@ def small_packages() -> list[bytes]:
     return [package(entries), package(entries, compression=zipfile.ZIP_STORED)]
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes_only_raise_xdm_error(content: bytes) -> None:
     try:
@@ -693,7 +694,7 @@ def test_arbitrary_bytes_only_raise_xdm_error(content: bytes) -> None:
         pass
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(400), suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_mutated_packages_only_raise_xdm_error(small_packages: list[bytes], data: st.DataObject) -> None:
     original = data.draw(st.sampled_from(small_packages))

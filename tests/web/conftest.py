@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import (INS_ACTIVE, PASSWORD, SENDER, RunningDaemon, seed_mailboxes,
-                                        template_instance)  # noqa: F401 (a fixture)
+from tests.integration.conftest import INS_ACTIVE, PASSWORD, SENDER, RunningDaemon, seeded_instance
+from tests.integration.conftest import seeded_template, template_instance  # noqa: F401 (fixtures)
 from tests.integration.test_conversations import ProHandler, free_port, pro_mx
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -94,15 +92,11 @@ class Web:
 
 
 @pytest.fixture
-def instance(template_instance: Path, tmp_path: Path) -> Path:
-    """The integration tests' instance, seeded from a thread: Playwright's sync API keeps
-    an event loop running in the main thread, where asyncio.run() is refused."""
-    d = tmp_path / "inst"
-    shutil.copytree(template_instance, d, ignore=shutil.ignore_patterns("S.gpg-agent*"))
-    seeding = threading.Thread(target=seed_mailboxes, args=(d / "relay.toml",))
-    seeding.start()
-    seeding.join(120)
-    return d
+def instance(template_instance: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """The integration tests' instance (seeded_instance: the seeded store copied; seeded
+    from a thread where needed, as Playwright's sync API keeps an event loop running in
+    the main thread, where asyncio.run() is refused)."""
+    return seeded_instance(tmp_path / "inst", template_instance, request)
 
 
 @pytest.fixture

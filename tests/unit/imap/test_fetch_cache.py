@@ -62,10 +62,13 @@ async def test_second_fetch_envelope_decrypts_nothing_and_answers_the_same(
     async def offload(work: Any) -> Any:
         return await asyncio.to_thread(work)
 
+    async def audit_read(session: Any, count: int) -> None:
+        audited.append(count)
+
     server = SimpleNamespace(
         config=SimpleNamespace(imap_command_burst=100, imap_command_rate=100.0, imap_command_timeout=60.0),
         store=store, derived_cache=DerivedCache(), offload=offload, fan=FolderFan(store.feed),
-        audit_read=lambda session, count: audited.append(count))
+        audit_read=audit_read)
     a, b = socket.socketpair()
     reader, writer = await asyncio.open_connection(sock=a)
     peer_reader, peer_writer = await asyncio.open_connection(sock=b)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from relay.imap.parser import BadCharset, ParseError, Parser, literal_announcement
 from relay.imap.sequence import parse_sequence_set
-from relay.imap.types import FetchAtt, SearchKey, Section, SequenceSet
+from relay.imap.types import FetchAtt, ReturnOpts, SearchKey, Section, SequenceSet
 
 
 def P(data: bytes | str, **kw: bool) -> Parser:
@@ -418,17 +418,40 @@ def test_search_depth_limited() -> None:
 
 def test_search_return_opts() -> None:
     p = P(b" RETURN (MIN max COUNT ALL min) UNSEEN")
-    assert p.search_return_opts() == ["MIN", "MAX", "COUNT", "ALL"]
+    assert p.search_return_opts() == ReturnOpts(("MIN", "MAX", "COUNT", "ALL"))
     p.sp()
     assert p.search_program() == (None, key("UNSEEN"))
     # also callable after the SP, and "RETURN ()" is RETURN (ALL) (RFC 4731 §3)
     p = P(b"RETURN () ALL")
-    assert p.search_return_opts() == ["ALL"]
+    assert p.search_return_opts() == ReturnOpts(("ALL",))
     p = P(b" UNSEEN")
     assert p.search_return_opts() is None and p.pos == 0
-    for bad in (b" RETURN (SAVE) ALL", b" RETURN (MIN", b" RETURN MIN", b" RETURN (MIN  MAX)"):
+    for bad in (b" RETURN (SAVE) ALL", b" RETURN (MIN", b" RETURN MIN", b" RETURN (MIN  MAX)",
+                b" RETURN (UPDATE) ALL", b" RETURN (PARTIAL 1:2) ALL"):
         with pytest.raises(ParseError):
             P(bad).search_return_opts()
+
+
+def test_search_return_opts_with_update_and_partial() -> None:
+    """SEARCH's RFC 5267 options through the same parser as SORT's (one refusal text)."""
+    allowed = frozenset({"MIN", "MAX", "ALL", "COUNT", "UPDATE"})
+    p = P(b" RETURN (COUNT PARTIAL 4:2) ALL")
+    assert p.search_return_opts(allowed, partial=True) == ReturnOpts(("COUNT", "PARTIAL"), (2, 4))
+    assert P(b" RETURN (PARTIAL -1:-3) ALL").search_return_opts(allowed, partial=True) == \
+        ReturnOpts(("PARTIAL",), (-1, -3))
+    assert P(b" RETURN (update MIN) ALL").search_return_opts(allowed) == ReturnOpts(("UPDATE", "MIN"))
+    for bad in (b" RETURN (PARTIAL 1) ALL", b" RETURN (PARTIAL 1:-2) ALL", b" RETURN (PARTIAL 1:*) ALL",
+                b" RETURN (PARTIAL 1:2 ALL) ALL", b" RETURN (UPDATE PARTIAL 1:2) ALL"):
+        with pytest.raises(ParseError):
+            P(bad).search_return_opts(allowed, partial=True)
+    # an unknown option is quoted back the same way, whatever the allowed set
+    long = b"X" * 60
+    texts = set()
+    for allowed_set, part in ((allowed, True), (frozenset({"MIN"}), False)):
+        with pytest.raises(ParseError) as e:
+            P(b" RETURN (" + long + b") ALL").search_return_opts(allowed_set, partial=part)
+        texts.add(str(e.value))
+    assert len(texts) == 1 and "X" * 40 in texts.pop()
 
 
 # -- whole commands, as clients send them -----------------------------------------------
