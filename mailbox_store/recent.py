@@ -29,6 +29,13 @@ _MARK = select(Folder.first_recent_uid).where(Folder.id == bindparam("fid"))
 _MOVE_MARK = update(Folder).where(Folder.id == bindparam("fid")).values(first_recent_uid=bindparam("below"))
 _KNOWN_MARKS = 100_000  # folders whose mark this process remembers (bounded memory)
 _UIDNEXT = select(Folder.uidnext).where(Folder.id == bindparam("fid"))
+_UIDVALIDITY = select(Folder.uidvalidity).where(Folder.id == bindparam("fid"))
+
+
+def uidvalidity_of(conn: Connection, folder_id: int) -> int | None:
+    """In the caller's transaction: the folder's UIDVALIDITY, None when it is gone (an
+    APPEND into the selected folder checks the view's, in its writer job, append.py)."""
+    return conn.execute(_UIDVALIDITY, {"fid": folder_id}).scalar()
 
 
 def claim_all(conn: Connection, folder_id: int) -> tuple[int, int]:

@@ -51,7 +51,7 @@ from relay.imap import append as appendmod
 from relay.imap import ordering
 from relay.imap.matching import FETCH_CHUNK, matching_views
 from relay.imap.matching import chunks as _chunks
-from relay.imap.metrics import COMMAND_SECONDS
+from relay.imap.metrics import command_seconds
 from relay.imap.names import OTHER_USERS, resolve, resolve_own
 from relay.imap.replies import Reply, bad, no, ok
 
@@ -439,7 +439,7 @@ class Session:
             # the user's quota: OVERQUOTA would send them deleting mail), else SERVERBUG
             reply = (no("server storage full, try again later", "LIMIT") if fault.space
                      else no("server storage failure, try again later", "SERVERBUG"))
-        COMMAND_SECONDS.labels(name).observe(time.monotonic() - started)
+        command_seconds(name).observe(time.monotonic() - started)
         if reply is None:
             return
         if self.selected is not None and self.state != LOGOUT:  # nothing pending after BYE
@@ -1157,10 +1157,10 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
             group.append((view, raw, with_flags if view.uid in unseen else atts))
             group_size += len(raw) if raw is not None else 64
             if group_size > SEND_BATCH_BYTES:  # rendered and written in batches, bounded in memory
-                if not await _send_rendered(s, group, need):
+                if not await _send_rendered(s, group, need, group_size):
                     return no("cannot decode this part", "UNKNOWN-CTE")
                 group, group_size = [], 0
-        if not await _send_rendered(s, group, need):
+        if not await _send_rendered(s, group, need, group_size):
             return no("cannot decode this part", "UNKNOWN-CTE")
         if not need:
             await asyncio.sleep(0)  # between chunks, other sessions' commands run
@@ -1192,7 +1192,10 @@ async def _fetch_derived(s: Session, sel: Selected, chunk: list[int], atts: list
         raws = await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, missing)
         items = list(raws.items())
         del raws
-        derived = await s.server.offload(lambda: [(u, fetchmod.derive(raw, names)) for u, raw in items])
+        work = lambda: [(u, fetchmod.derive(raw, names)) for u, raw in items]  # noqa: E731
+        # small ones here, as in _send_rendered: the hop would cost more than the parse
+        derived = (work() if sum(len(raw) for _, raw in items) <= INLINE_RENDER_BYTES
+                   else await s.server.offload(work))
         del items
         for u, values in derived:
             cache.put(blobs[u], values)
@@ -1205,10 +1208,13 @@ async def _fetch_derived(s: Session, sel: Selected, chunk: list[int], atts: list
 
 
 async def _send_rendered(s: Session, group: list[tuple[MessageView, bytes | None, list[FetchAtt]]],
-                         need: bool) -> bool:
+                         need: bool, size: int) -> bool:
     """Render and send one batch of FETCH responses; False on a part we cannot decode.
     With bodies (ENVELOPE, BODYSTRUCTURE, sections) rendering parses messages: long
-    work, done in a worker thread so that other sessions are not held up."""
+    work, done in a worker thread so that other sessions are not held up; a batch of
+    at most INLINE_RENDER_BYTES is rendered here (a few hundred microseconds), since a
+    hop to a worker and back cost the event loop more than that under imaptest's
+    stress (issue 12 §3: thread wake-ups were a third of the loop's GIL samples)."""
     if not group:
         return True
     rev2 = s.rev2
@@ -1218,7 +1224,7 @@ async def _send_rendered(s: Session, group: list[tuple[MessageView, bytes | None
                 for view, raw, atts in group]
 
     try:
-        lines = await s.server.offload(render) if need else render()
+        lines = await s.server.offload(render) if need and size > INLINE_RENDER_BYTES else render()
     except fetchmod.UnknownCte:
         return False
     await s.send(*lines)
@@ -1348,6 +1354,7 @@ SPOOL_MIN = 65536  # an APPEND message larger than this is sealed into the spool
 LITERAL_PIECE = 65536  # literal octets read (and sealed) at a time
 ACCESS_RECHECK = 30.0  # seconds between rights checks while a session idles
 SEND_BATCH_BYTES = 256 * 1024  # messages loaded, rendered and written together
+INLINE_RENDER_BYTES = 64 * 1024  # FETCH batches this small are rendered on the event loop (~0.2 ms)
 UNBOUNDED_COMMANDS = {"IDLE"}  # waits for the client, with its own timeout
 UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD"}
 # RFC 3501 §7.4.1: no EXPUNGE responses while the client may hold sequence numbers
