@@ -1,0 +1,159 @@
+"""Issue 12 §3: the CPU an IMAP command costs the event loop. Under imaptest's stress a
+third of the loop's GIL samples were thread wake-ups (a worker hop's submit and
+notify): small FETCH batches are rendered on the loop, an APPEND into the selected
+folder reads no UIDVALIDITY first, the command metric's child is looked up once.
+Each test counts the hops the old code made and the answers stay the same."""
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from mailbox_store.store import Store
+from policy.recipients import MailboxState
+from relay.imap import fetch as fetchmod
+from relay.imap import metrics
+from relay.imap.fetchcache import DerivedCache
+from relay.imap.idlefan import FolderFan
+from relay.imap.parser import Parser
+from relay.imap.session import AUTH, INLINE_RENDER_BYTES, Session
+from tests.unit.imap.peer import until_tagged
+
+INS = "279035121518989"
+
+
+def msg(n: int, body_size: int = 100) -> bytes:
+    body = (b"ligne de compte rendu %d\r\n" % n) * (body_size // 25 + 1)
+    return (f"From: Dr Martin <dr.martin@test-operator.mssante.fr>\r\nTo: <{INS}@patient.mssante.fr>\r\n"
+            f"Subject: Compte rendu {n}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0100\r\n"
+            f"Message-ID: <m{n}@b.fr>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+            ).encode() + body
+
+
+class Harness:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.offloads = 0
+
+        async def offload(work: Any) -> Any:
+            self.offloads += 1
+            return await asyncio.to_thread(work)
+
+        self.server = SimpleNamespace(
+            config=SimpleNamespace(imap_command_burst=100, imap_command_rate=100.0, imap_command_timeout=60.0,
+                                   imap_max_literal=50_000_000),
+            store=store, derived_cache=DerivedCache(), offload=offload, fan=FolderFan(store.feed),
+            audit_read=lambda session, count: None)
+
+    async def start(self) -> None:
+        a, b = socket.socketpair()
+        reader, self.writer = await asyncio.open_connection(sock=a)
+        self.peer_reader, self.peer_writer = await asyncio.open_connection(sock=b)
+        self.mb = await self.store.create_mailbox(INS, MailboxState.ACTIVE)
+        self.s = Session(self.server, reader, self.writer, tls=True)  # type: ignore[arg-type]
+        self.s.user, self.s.state = self.mb, AUTH
+
+    async def run(self, tag: bytes, command: bytes) -> list[bytes]:
+        await self.s.execute(tag + b" " + command)
+        return await until_tagged(self.peer_reader, tag)
+
+    def close(self) -> None:
+        self.writer.close()
+        self.peer_writer.close()
+
+
+@pytest.fixture
+async def h(store: Store) -> AsyncIterator[Harness]:
+    harness = Harness(store)
+    await harness.start()
+    yield harness
+    harness.close()
+
+
+async def test_a_small_fetch_is_rendered_without_a_worker_hop(h: Harness) -> None:
+    await h.store.deliver([h.mb], msg(1))
+    raw = await h.store.fetch_raw(INS, "INBOX", 1)
+    await h.run(b"a", b"EXAMINE INBOX")
+    got = await h.run(b"b", b"FETCH 1 (UID BODY.PEEK[1] BODY.PEEK[HEADER])")
+    assert got[-1].startswith(b"b OK") and h.offloads == 0  # the old code offloaded every render
+    sel = h.s.selected
+    assert sel is not None
+    expected = b"* 1 FETCH " + fetchmod.render(sel.view(1), Parser(b"(UID BODY.PEEK[1] BODY.PEEK[HEADER])")
+                                                .fetch_atts(), raw)
+    assert b"\r\n".join(got[:-1]) == expected.rstrip(b"\r\n")
+
+
+async def test_a_large_fetch_is_still_rendered_in_a_worker(h: Harness) -> None:
+    await h.store.deliver([h.mb], msg(2, body_size=INLINE_RENDER_BYTES + 10_000))
+    await h.run(b"a", b"EXAMINE INBOX")
+    got = await h.run(b"b", b"FETCH 1 (BODY.PEEK[TEXT])")
+    assert got[-1].startswith(b"b OK") and h.offloads == 1
+    assert b"ligne de compte rendu 2" in got[1]
+
+
+async def test_small_envelopes_are_parsed_without_a_worker_hop(h: Harness) -> None:
+    for i in range(3):
+        await h.store.deliver([h.mb], msg(i))
+    await h.run(b"a", b"EXAMINE INBOX")
+    got = await h.run(b"b", b"FETCH 1:3 (ENVELOPE)")
+    assert got[-1].startswith(b"b OK") and len(got) == 4 and h.offloads == 0
+    assert all(b"Compte rendu" in line for line in got[:-1])
+
+
+async def test_append_into_the_selected_folder_reads_no_uidvalidity(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+    real = h.store.folder_uidvalidity
+
+    async def counted(mailbox_id: int, name: str) -> int | None:
+        reads.append(name)
+        return await real(mailbox_id, name)
+
+    monkeypatch.setattr(h.store, "folder_uidvalidity", counted)
+    await h.run(b"a", b"SELECT INBOX")
+    sel = h.s.selected
+    assert sel is not None
+    m = msg(7)
+    got = await h.run(b"b", b"APPEND INBOX {%d}\r\n" % len(m) + m)
+    assert got[-1] == b"b OK [APPENDUID %d 1] APPEND done" % sel.uidvalidity
+    assert reads == []  # the old code read it from the store first
+    assert b"* 1 EXISTS" in got and b"* 1 RECENT" in got  # its own \Recent, claimed in the same job
+    # another folder is still read
+    await h.store.create_folder(h.mb.id, "Archives")
+    got = await h.run(b"d", b"APPEND Archives {%d}\r\n" % len(m) + m)
+    assert got[-1].startswith(b"d OK [APPENDUID ") and reads == ["Archives"]
+
+
+async def test_append_into_a_selected_folder_re_created_elsewhere_adds_nothing(h: Harness) -> None:
+    """The view's UIDVALIDITY is checked in the writer job: a folder deleted and
+    re-created by another node before this session heard of it gets TRYCREATE and
+    keeps no message (the APPENDUID would name the wrong UIDVALIDITY)."""
+    await h.run(b"a", b"SELECT INBOX")
+    sel = h.s.selected
+    assert sel is not None
+    sel.uidvalidity += 1  # what the view would hold had the folder been re-created meanwhile
+    m = msg(8)
+    got = await h.run(b"b", b"APPEND INBOX {%d}\r\n" % len(m) + m)
+    assert got[-1].startswith(b"b NO [TRYCREATE]")
+    snap = await h.store.snapshot(h.mb.id, "INBOX")
+    assert snap.messages == []
+
+
+def test_the_command_metric_child_is_looked_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = metrics.COMMAND_SECONDS.labels
+
+    def counted(*names: str) -> Any:
+        calls.extend(names)
+        return real(*names)
+
+    monkeypatch.setattr(metrics.COMMAND_SECONDS, "labels", counted)
+    monkeypatch.setattr(metrics, "_BY_COMMAND", {})
+    first = metrics.command_seconds("NOOP")
+    assert metrics.command_seconds("NOOP") is first and calls == ["NOOP"]
+    first.observe(0.001)
+    assert metrics.command_seconds("FETCH") is not first and calls == ["NOOP", "FETCH"]
