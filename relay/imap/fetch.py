@@ -29,9 +29,11 @@ from policy.mime import (
 )
 from relay.imap.types import FetchAtt, MessageView, Section
 
-__all__ = ["UnknownCte", "derive", "needs_content", "render", "sets_seen"]
+__all__ = ["HEADER", "UnknownCte", "derive", "from_header", "needs_content", "render", "sets_seen"]
 
 DERIVED_ITEMS = frozenset({b"ENVELOPE", b"BODYSTRUCTURE", b"BODY"})  # what derive() renders
+HEADER = b"HEADER"  # derive()'s other item: the message's header block, as stored
+_HEADER_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
 _FROM_VIEW = frozenset({"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"})
 _ATOM_SPECIALS = frozenset(b'(){ %*"\\]')
 
@@ -51,10 +53,23 @@ def sets_seen(atts: list[FetchAtt]) -> bool:
     return False
 
 
+def from_header(att: FetchAtt) -> bool:
+    """Whether the item is answered from the message's header block alone: RFC822.HEADER
+    and BODY[HEADER], BODY[HEADER.FIELDS (...)], BODY[HEADER.FIELDS.NOT (...)] of the
+    message itself (RFC 3501 §6.4.5), partial or not."""
+    if att.name == "RFC822.HEADER":
+        return True
+    return att.name == "BODY" and att.section is not None and not att.section.part and \
+        att.section.text in _HEADER_TEXTS
+
+
 def derive(raw: bytes, names: frozenset[bytes]) -> dict[bytes, bytes]:
-    """ENVELOPE, BODYSTRUCTURE and/or BODY of a message, from one parse (fetchcache.py)."""
+    """ENVELOPE, BODYSTRUCTURE, BODY and/or the header block (HEADER) of a message, from
+    one parse (fetchcache.py)."""
     tree = parse(raw)
     out: dict[bytes, bytes] = {}
+    if HEADER in names:
+        out[HEADER] = tree.header
     if b"ENVELOPE" in names:
         out[b"ENVELOPE"] = _envelope(tree)
     if b"BODYSTRUCTURE" in names:
@@ -74,10 +89,12 @@ def render(msg: MessageView, atts: list[FetchAtt], raw: bytes | None, rev2: bool
     """
     tree: Part | None = None
     known = known or {}
-    if needs_content([a for a in atts if _name(a) not in known]):
+    header = known.get(HEADER)  # header items from the header block alone (fetchcache.py)
+    if needs_content([a for a in atts if _name(a) not in known and not (header is not None and from_header(a))]):
         if raw is None:
             raise ValueError("FETCH of message content needs the stored message")
         tree = parse(raw)
+    head: Part | None = None
     items: list[bytes] = []
     done: set[bytes] = set()
     for att in sorted(atts, key=lambda a: a.name != "UID"):  # stable: UID first
@@ -86,6 +103,11 @@ def render(msg: MessageView, atts: list[FetchAtt], raw: bytes | None, rev2: bool
             continue
         done.add(name)
         value = known.get(name) if name in DERIVED_ITEMS else None
+        if value is None and tree is None and header is not None and from_header(att):
+            # parsing the header block gives the same header and fields as the message's
+            # parse: every header item is the same bytes (tests/unit/imap/test_command_hops.py)
+            head = head or parse(header)
+            value = _value(att, msg, head, header, rev2)
         items.append(name + b" " + (value if value is not None else _value(att, msg, tree, raw or b"", rev2)))
     return wire.plist(items)
 

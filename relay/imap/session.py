@@ -1201,8 +1201,14 @@ async def _fetch_derived(s: Session, sel: Selected, chunk: list[int], atts: list
             cache.put(blobs[u], values)
             known[u] = values
     rev2 = s.rev2
-    lines = [b"* %d FETCH " % seq + fetchmod.render(sel.view(seq), atts, None, rev2, known[u])
-             for seq, u in zip(chunk, uids, strict=True) if u in known]
+    views = [(sel.view(seq), known[u]) for seq, u in zip(chunk, uids, strict=True) if u in known]
+
+    def render() -> list[bytes]:
+        return [b"* %d FETCH " % view.seq + fetchmod.render(view, atts, None, rev2, values) for view, values in views]
+
+    # header items are cut from a parse of the header block: many of them in a worker
+    heads = sum(len(values.get(fetchmod.HEADER, b"")) for _, values in views) if fetchmod.HEADER in names else 0
+    lines = await s.server.offload(render) if heads > INLINE_RENDER_BYTES else render()
     await s.send(*lines)
     return len(lines)
 

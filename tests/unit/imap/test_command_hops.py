@@ -157,3 +157,57 @@ def test_the_command_metric_child_is_looked_up_once(monkeypatch: pytest.MonkeyPa
     assert metrics.command_seconds("NOOP") is first and calls == ["NOOP"]
     first.observe(0.001)
     assert metrics.command_seconds("FETCH") is not first and calls == ["NOOP", "FETCH"]
+
+
+CORPUS = [
+    msg(1),
+    b"From: a@b\nSubject: lf only\n folded\n\nbody\n",
+    b"From: a@b\r\nSubject: no body at all\r\n",
+    b"no header line at all\r\n\r\nbody\r\n",
+    b"From: =?utf-8?q?M=C3=A9decin?= <a@b>\r\nSubject: \xc3\xa9t\xc3\xa9 8-bit\r\nX-Nul: a\x00b\r\n\r\nx\r\n",
+    (b"From: a@b\r\nTo: c@d\r\nSubject: mixte\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=zz\r\n"
+     b"\r\n--zz\r\nContent-Type: text/plain\r\n\r\nhi\r\n--zz\r\nContent-Type: message/rfc822\r\n\r\n"
+     b"Subject: inner\r\nFrom: e@f\r\n\r\ninner body\r\n--zz--\r\n"),
+]
+HEADER_ITEMS = [b"RFC822.HEADER", b"BODY.PEEK[HEADER]", b"BODY.PEEK[HEADER]<5.20>",
+                b"BODY.PEEK[HEADER.FIELDS (From Subject X-Nul)]", b"BODY.PEEK[HEADER.FIELDS.NOT (Subject)]",
+                b"BODY.PEEK[HEADER.FIELDS (Content-Type)]<0.10>", b"BODY.PEEK[HEADER.FIELDS (Absent)]"]
+
+
+@pytest.mark.parametrize("raw", CORPUS)
+def test_header_items_from_the_cached_header_block_are_the_same_bytes(raw: bytes) -> None:
+    import datetime as dt
+
+    from relay.imap.fetchcache import derived_name
+    from relay.imap.types import MessageView
+
+    view = MessageView(seq=3, uid=9, flags=frozenset({"\\Seen"}), internal_date=dt.datetime.now(dt.timezone.utc),
+                       size=len(raw), recent=False, modseq=4)
+    for item in HEADER_ITEMS:
+        atts = Parser(b"(UID FLAGS " + item + b")").fetch_atts()
+        assert [derived_name(a) for a in atts][-1] == fetchmod.HEADER
+        known = fetchmod.derive(raw, frozenset({fetchmod.HEADER}))
+        assert fetchmod.render(view, atts, None, known=known) == fetchmod.render(view, atts, raw), item
+    # a section of a part, the body, the whole message: not from the header block
+    for item in (b"BODY.PEEK[1.HEADER]", b"BODY.PEEK[TEXT]", b"BODY.PEEK[]", b"RFC822", b"BODY.PEEK[1.MIME]"):
+        assert derived_name(Parser(b"(" + item + b")").fetch_atts()[0]) is None, item
+
+
+async def test_second_fetch_of_header_fields_decrypts_nothing(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    for raw in CORPUS:
+        await h.store.deliver([h.mb], raw)
+    decrypted: list[int] = []
+    real = h.store.fetch_raw_many
+
+    async def counting(ins: str, folder: str, uids: Any) -> Any:
+        decrypted.extend(uids)
+        return await real(ins, folder, uids)
+
+    monkeypatch.setattr(h.store, "fetch_raw_many", counting)
+    await h.run(b"a", b"EXAMINE INBOX")
+    command = b"FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)] RFC822.HEADER ENVELOPE)"
+    first = await h.run(b"b", command)
+    assert sorted(decrypted) == list(range(1, len(CORPUS) + 1))
+    second = await h.run(b"c", command)
+    assert sorted(decrypted) == list(range(1, len(CORPUS) + 1))  # the old code decrypted them all again
+    assert first[:-1] == second[:-1] and second[-1].startswith(b"c OK")
