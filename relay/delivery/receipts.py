@@ -41,7 +41,7 @@ class ReceiptSender(FeedWorker):
     messages was 100 tasks and 100 reader hops (issue 12 §3). The burst is what one
     turn of the event loop publishes; pending candidates are bounded."""
 
-    def __init__(self, runtime: "Runtime"):
+    def __init__(self, runtime: Runtime):
         super().__init__(runtime)
         self._candidates: dict[tuple[int, str], set[int]] = {}
         self._count = 0

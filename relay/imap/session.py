@@ -1176,7 +1176,11 @@ async def _fetch_derived(s: Session, sel: Selected, chunk: list[int], atts: list
     thread, then cached. Returns the number of messages answered."""
     cache = s.server.derived_cache
     uids = [sel.uids[i - 1] for i in chunk]
-    blobs = await s.server.store.blob_ids(sel.folder_id, uids)
+    blobs, ask = sel.known_blobs(uids)  # a second FETCH of the same messages: no store read
+    if ask:
+        asked = await s.server.store.blob_ids(sel.folder_id, ask)
+        sel.learn_blobs(asked)
+        blobs.update(asked)
     known: dict[int, dict[bytes, bytes]] = {}
     missing: list[int] = []
     for u in uids:

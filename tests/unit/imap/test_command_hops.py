@@ -211,3 +211,33 @@ async def test_second_fetch_of_header_fields_decrypts_nothing(h: Harness, monkey
     second = await h.run(b"c", command)
     assert sorted(decrypted) == list(range(1, len(CORPUS) + 1))  # the old code decrypted them all again
     assert first[:-1] == second[:-1] and second[-1].startswith(b"c OK")
+
+
+async def test_a_second_fetch_asks_no_blob_ids_and_an_expunged_message_is_still_left_out(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(3):
+        await h.store.deliver([h.mb], msg(i))
+    asked: list[list[int]] = []
+    real = h.store.blob_ids
+
+    async def counted(folder_id: int, uids: Any) -> dict[int, str]:
+        asked.append(list(uids))
+        return await real(folder_id, uids)
+
+    monkeypatch.setattr(h.store, "blob_ids", counted)
+    await h.run(b"a", b"SELECT INBOX")
+    first = await h.run(b"b", b"FETCH 1:3 (ENVELOPE)")
+    assert asked == [[1, 2, 3]] and len(first) == 4
+    second = await h.run(b"c", b"FETCH 1:3 (ENVELOPE)")
+    assert asked == [[1, 2, 3]] and second[:-1] == first[:-1]  # the old code asked the store again
+    # another session expunges message 2: not announced during FETCH (RFC 3501 §7.4.1), and
+    # not answered either (RFC 2180 §4.1.2), as before
+    await h.store.store_flags_if(h.mb.id, "INBOX", [2], "+", ["\\Deleted"])
+    assert await h.store.expunge(h.mb.id, "INBOX") == [2]
+    third = await h.run(b"d", b"FETCH 1:3 (ENVELOPE)")
+    assert asked == [[1, 2, 3], [2]]
+    assert [line.split(b" ")[1] for line in third[:-1]] == [b"1", b"3"] and third[-1].startswith(b"d OK")
+    got = await h.run(b"e", b"NOOP")
+    assert b"* 2 EXPUNGE" in got
+    sel = h.s.selected
+    assert sel is not None and set(sel.blobs) == {1, 3}  # forgotten with the message
