@@ -17,6 +17,8 @@ Implementation notes:
 """
 from __future__ import annotations
 
+import functools
+
 from relay.imap import wire
 from policy.mime import (
     Address,
@@ -33,6 +35,7 @@ __all__ = ["HEADER", "UnknownCte", "derive", "from_header", "needs_content", "re
 
 DERIVED_ITEMS = frozenset({b"ENVELOPE", b"BODYSTRUCTURE", b"BODY"})  # what derive() renders
 HEADER = b"HEADER"  # derive()'s other item: the message's header block, as stored
+HEADERS_PARSED = 2048  # parsed header blocks kept (a few KB each, beside the FETCH cache)
 _HEADER_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
 _FROM_VIEW = frozenset({"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"})
 _ATOM_SPECIALS = frozenset(b'(){ %*"\\]')
@@ -106,10 +109,19 @@ def render(msg: MessageView, atts: list[FetchAtt], raw: bytes | None, rev2: bool
         if value is None and tree is None and header is not None and from_header(att):
             # parsing the header block gives the same header and fields as the message's
             # parse: every header item is the same bytes (tests/unit/imap/test_command_hops.py)
-            head = head or parse(header)
+            head = head or _parsed_header(header)
             value = _value(att, msg, head, header, rev2)
         items.append(name + b" " + (value if value is not None else _value(att, msg, tree, raw or b"", rev2)))
     return wire.plist(items)
+
+
+@functools.lru_cache(maxsize=HEADERS_PARSED)
+def _parsed_header(header: bytes) -> Part:
+    """A cached header block, parsed: FETCH 1:100 (BODY.PEEK[HEADER.FIELDS (From)])
+    again parsed a hundred headers on the event loop each time (issue 12 §3, py-spy).
+    Keyed by the block itself (the bytes object the FETCH cache holds: its hash is
+    computed once); the parse is only read, never changed, so threads may share it."""
+    return parse(header)
 
 
 # --- item names ------------------------------------------------------------------
