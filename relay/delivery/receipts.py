@@ -16,6 +16,7 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 import structlog
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("relay.receipts")
 MAX_CANDIDATES = 10_000  # \\Seen candidates gathered for one batch
+NO_RECEIPT_KEPT = 100_000  # messages remembered as having no receipt to send
+NO_RECEIPT_TTL = 60.0  # seconds they are remembered
 
 
 class ReceiptSender(FeedWorker):
@@ -46,9 +49,27 @@ class ReceiptSender(FeedWorker):
         self._candidates: dict[tuple[int, str], set[int]] = {}
         self._count = 0
         self._draining = False
+        # messages known to have no receipt to send, ever: a request is recorded only in
+        # its message's delivery transaction, and once sent it is not pending again; a
+        # folder change of the mailbox forgets its entries (a re-created folder reuses
+        # UIDs), and an answer read across such a change is not kept (_generation); all
+        # are forgotten every NO_RECEIPT_TTL (a purged mailbox's id may be reused)
+        self._none: dict[tuple[int, str], set[int]] = {}
+        self._none_count = 0
+        self._generation = 0
+        self._none_since = time.monotonic()
 
     def on_change(self, change: Change) -> None:
+        if self._none and time.monotonic() - self._none_since > NO_RECEIPT_TTL:
+            self._forget_all()
+        if change.kind.startswith("folder."):
+            for key in [k for k in self._none if k[0] == change.mailbox_id]:
+                self._none_count -= len(self._none.pop(key))
+            self._generation += 1
+            return
         if change.kind == "message.flags" and change.flags is not None and SEEN in change.flags:
+            if change.uid in self._none.get((change.mailbox_id, change.folder), ()):
+                return  # asked before: no receipt (no read, issue 12 §3)
             if self._count >= MAX_CANDIDATES:  # a burst beyond the bound: its own batch
                 self.spawn(self._maybe_send({(change.mailbox_id, change.folder): {change.uid}}))
                 return
@@ -67,17 +88,35 @@ class ReceiptSender(FeedWorker):
 
     async def _maybe_send(self, batch: dict[tuple[int, str], set[int]]) -> None:
         for (mailbox_id, folder), uids in batch.items():
+            generation = self._generation
             try:
                 # the common case, answered by a read: no writer job (issue 12 §3)
                 pending = await self.rt.store.receipts_pending(mailbox_id, folder, sorted(uids))
             except Exception as e:  # a receipt must never disturb the session that set \Seen
                 log.error("mdn.failed", error=type(e).__name__)
                 continue
+            if generation == self._generation:
+                self._remember_none(mailbox_id, folder, uids - pending)
             for uid in sorted(pending):
                 try:
                     await self._send(mailbox_id, folder, uid)
                 except Exception as e:  # nor one receipt's failure the others
                     log.error("mdn.failed", error=type(e).__name__)
+
+    def _forget_all(self) -> None:
+        self._none.clear()
+        self._none_count = 0
+        self._none_since = time.monotonic()
+        self._generation += 1
+
+    def _remember_none(self, mailbox_id: int, folder: str, uids: set[int]) -> None:
+        if self._none_count + len(uids) > NO_RECEIPT_KEPT:
+            self._forget_all()  # bounded: asked again
+        if uids and len(uids) <= NO_RECEIPT_KEPT:
+            known = self._none.setdefault((mailbox_id, folder), set())
+            before = len(known)
+            known |= uids
+            self._none_count += len(known) - before
 
     async def _send(self, mailbox_id: int, folder: str, uid: int) -> None:
         claimed = await self.rt.store.claim_receipt(mailbox_id, folder, uid)
