@@ -17,7 +17,8 @@ Implementation notes:
 """
 from __future__ import annotations
 
-import functools
+import threading
+from collections import OrderedDict
 
 from relay.imap import wire
 from policy.mime import (
@@ -31,7 +32,8 @@ from policy.mime import (
 )
 from relay.imap.types import FetchAtt, MessageView, Section
 
-__all__ = ["HEADER", "UnknownCte", "derive", "from_header", "needs_content", "render", "sets_seen"]
+__all__ = ["HEADER", "UnknownCte", "derive", "from_header", "needs_content", "render", "sets_seen",
+           "unparsed_header_bytes"]
 
 DERIVED_ITEMS = frozenset({b"ENVELOPE", b"BODYSTRUCTURE", b"BODY"})  # what derive() renders
 HEADER = b"HEADER"  # derive()'s other item: the message's header block, as stored
@@ -115,13 +117,32 @@ def render(msg: MessageView, atts: list[FetchAtt], raw: bytes | None, rev2: bool
     return wire.plist(items)
 
 
-@functools.lru_cache(maxsize=HEADERS_PARSED)
+_HEADS: OrderedDict[bytes, Part] = OrderedDict()  # header block -> its parse, LRU
+_HEADS_LOCK = threading.Lock()  # rendering runs on the loop and in the IMAP workers
+
+
 def _parsed_header(header: bytes) -> Part:
     """A cached header block, parsed: FETCH 1:100 (BODY.PEEK[HEADER.FIELDS (From)])
     again parsed a hundred headers on the event loop each time (issue 12 §3, py-spy).
     Keyed by the block itself (the bytes object the FETCH cache holds: its hash is
     computed once); the parse is only read, never changed, so threads may share it."""
-    return parse(header)
+    with _HEADS_LOCK:
+        got = _HEADS.get(header)
+        if got is not None:
+            _HEADS.move_to_end(header)
+            return got
+    part = parse(header)
+    with _HEADS_LOCK:
+        _HEADS[header] = part
+        while len(_HEADS) > HEADERS_PARSED:
+            _HEADS.popitem(last=False)
+    return part
+
+
+def unparsed_header_bytes(headers: list[bytes]) -> int:
+    """How many bytes of these header blocks rendering would parse (not kept parsed):
+    the caller renders in a worker when they are many."""
+    return sum(len(h) for h in headers if h not in _HEADS)
 
 
 # --- item names ------------------------------------------------------------------

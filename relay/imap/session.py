@@ -1210,8 +1210,10 @@ async def _fetch_derived(s: Session, sel: Selected, chunk: list[int], atts: list
     def render() -> list[bytes]:
         return [b"* %d FETCH " % view.seq + fetchmod.render(view, atts, None, rev2, values) for view, values in views]
 
-    # header items are cut from a parse of the header block: many of them in a worker
-    heads = sum(len(values.get(fetchmod.HEADER, b"")) for _, values in views) if fetchmod.HEADER in names else 0
+    # header items are cut from a parse of the header block (kept, fetch.py): many
+    # blocks not parsed yet are parsed in a worker
+    heads = fetchmod.unparsed_header_bytes([values[fetchmod.HEADER] for _, values in views
+                                            if fetchmod.HEADER in values]) if fetchmod.HEADER in names else 0
     lines = await s.server.offload(render) if heads > INLINE_RENDER_BYTES else render()
     await s.send(*lines)
     return len(lines)

@@ -241,3 +241,34 @@ async def test_a_second_fetch_asks_no_blob_ids_and_an_expunged_message_is_still_
     assert b"* 2 EXPUNGE" in got
     sel = h.s.selected
     assert sel is not None and set(sel.blobs) == {1, 3}  # forgotten with the message
+
+
+def test_a_cached_header_block_is_parsed_once_and_the_parses_kept_are_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from relay.imap.types import MessageView
+
+    parses: list[int] = []
+    real = fetchmod.parse
+
+    def counting(raw: bytes) -> Any:
+        parses.append(len(raw))
+        return real(raw)
+
+    monkeypatch.setattr(fetchmod, "parse", counting)
+    monkeypatch.setattr(fetchmod, "HEADERS_PARSED", 3)
+    monkeypatch.setattr(fetchmod, "_HEADS", type(fetchmod._HEADS)())
+    view = MessageView(seq=1, uid=1, flags=frozenset(), internal_date=dt.datetime.now(dt.timezone.utc), size=10,
+                       recent=False, modseq=1)
+    atts = Parser(b"(BODY.PEEK[HEADER.FIELDS (Subject)])").fetch_atts()
+    blocks = [{fetchmod.HEADER: b"Subject: n%d\r\n\r\n" % i} for i in range(5)]
+    assert fetchmod.unparsed_header_bytes([b[fetchmod.HEADER] for b in blocks]) == sum(
+        len(b[fetchmod.HEADER]) for b in blocks)
+    first = [fetchmod.render(view, atts, None, known=b) for b in blocks]
+    assert len(parses) == 5 and len(fetchmod._HEADS) == 3  # bounded: the newest three
+    again = fetchmod.render(view, atts, None, known=blocks[4])
+    assert again == first[4] and len(parses) == 5  # the old code parsed it again
+    assert fetchmod.unparsed_header_bytes([blocks[4][fetchmod.HEADER]]) == 0
+    fetchmod.render(view, atts, None, known=blocks[0])  # evicted: parsed again
+    assert len(parses) == 6
