@@ -203,6 +203,13 @@ class Selected:
     async def updates(self, store: Store, allow_expunge: bool) -> list[bytes]:
         """Untagged responses announcing what changed since the last call."""
         self.wake.clear()
+        if not (self._new or self._flag_changes or (allow_expunge and self._expunged)
+                or (self.searches and self.touched)):
+            # nothing to announce, the case of most commands: the same answer as below
+            # without its steps (issue 12 §3: this ran after every command)
+            if not self.has_pending:
+                self.highestmodseq = max(self.highestmodseq, self._pending_modseq)
+            return []
         out: list[bytes] = []
         if allow_expunge and self._expunged:
             gone, self._expunged = self._expunged, set()
