@@ -124,7 +124,7 @@ class Session:
         # a big STORE held the event loop for a quarter of a second). Inside a command
         # (execute), lines wait for its tagged reply and leave with it in one write: one
         # TLS record and one drain per command instead of one per send (issue 12 §3).
-        data = b"".join(part for line in lines for part in (line, b"\r\n"))
+        data = b"\r\n".join(lines) + b"\r\n" if lines else b""
         held = self._held
         if held is not None:
             # a continuation request ("+") or a flush waits for the client: what is held
