@@ -272,3 +272,29 @@ def test_a_cached_header_block_is_parsed_once_and_the_parses_kept_are_bounded(
     assert fetchmod.unparsed_header_bytes([blocks[4][fetchmod.HEADER]]) == 0
     fetchmod.render(view, atts, None, known=blocks[0])  # evicted: parsed again
     assert len(parses) == 6
+
+
+async def test_a_pipelined_command_already_received_is_read_without_a_timer(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    import relay.imap.session as sessionmod
+
+    timers: list[float] = []
+    real = asyncio.timeout
+
+    def counted(delay: float | None) -> Any:
+        timers.append(delay or 0)
+        return real(delay)
+
+    monkeypatch.setattr(sessionmod.asyncio, "timeout", counted)
+    h.peer_writer.write(b"a NOOP\r\nb NOOP\r\n")
+    await h.peer_writer.drain()
+    assert await h.s.read_line(30) == b"a NOOP\r\n"
+    assert len(timers) <= 1  # the first may have waited for the bytes
+    before = len(timers)
+    assert await h.s.read_line(30) == b"b NOOP\r\n"
+    assert len(timers) == before  # already buffered: no timer (the old code armed one per line)
+    task = asyncio.ensure_future(h.s.read_line(30))  # nothing buffered: a timer guards the wait
+    await asyncio.sleep(0.05)
+    assert len(timers) == before + 1
+    h.peer_writer.write(b"c NOOP\r\n")
+    assert await asyncio.wait_for(task, 30) == b"c NOOP\r\n"
