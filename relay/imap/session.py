@@ -1214,7 +1214,9 @@ async def _fetch_derived(s: Session, sel: Selected, chunk: list[int], atts: list
     views = [(sel.view(seq), known[u]) for seq, u in zip(chunk, uids, strict=True) if u in known]
 
     def render() -> list[bytes]:
-        return [b"* %d FETCH " % view.seq + fetchmod.render(view, atts, None, rev2, values) for view, values in views]
+        planned = fetchmod.plan(atts)
+        return [b"* %d FETCH " % view.seq + fetchmod.render(view, atts, None, rev2, values, planned)
+                for view, values in views]
 
     # header items are cut from a parse of the header block (kept, fetch.py): many
     # blocks not parsed yet are parsed in a worker
@@ -1238,7 +1240,10 @@ async def _send_rendered(s: Session, group: list[tuple[MessageView, bytes | None
     rev2 = s.rev2
 
     def render() -> list[bytes]:
-        return [b"* %d FETCH " % view.seq + fetchmod.render(view, atts, raw, rev2=rev2)
+        plans: dict[int, fetchmod.Plan] = {}  # by list: the group's messages share one or two
+        return [b"* %d FETCH " % view.seq + fetchmod.render(
+                    view, atts, raw, rev2=rev2,
+                    planned=plans.get(id(atts)) or plans.setdefault(id(atts), fetchmod.plan(atts)))
                 for view, raw, atts in group]
 
     try:

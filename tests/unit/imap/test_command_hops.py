@@ -298,3 +298,25 @@ async def test_a_pipelined_command_already_received_is_read_without_a_timer(
     assert len(timers) == before + 1
     h.peer_writer.write(b"c NOOP\r\n")
     assert await asyncio.wait_for(task, 30) == b"c NOOP\r\n"
+
+
+async def test_response_names_are_worked_out_once_per_fetch(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(5):
+        await h.store.deliver([h.mb], msg(i))
+    await h.run(b"a", b"EXAMINE INBOX")
+    command = b"FETCH 1:5 (FLAGS BODY.PEEK[HEADER.FIELDS (From Subject)] ENVELOPE)"
+    before = await h.run(b"b", command)  # fills the cache
+    named: list[object] = []
+    real = fetchmod._name
+
+    def counting(att: Any) -> bytes:
+        named.append(att)
+        return real(att)
+
+    monkeypatch.setattr(fetchmod, "_name", counting)
+    for command_ in (command, b"FETCH 1:5 (UID BODY.PEEK[TEXT] RFC822.SIZE)"):
+        named.clear()
+        got = await h.run(b"c", command_)
+        assert got[-1].startswith(b"c OK") and len([x for x in got if x.startswith(b"* ")]) == 5
+        assert len(named) <= 4  # once per attribute, not once per message (the old code: 5 x 2 x 3)
+    assert (await h.run(b"d", command))[:-1] == before[:-1]
