@@ -31,6 +31,13 @@ _MARK = Prepared(select(Folder.first_recent_uid).where(Folder.id == bindparam("f
 _MOVE_MARK = Prepared(update(Folder).where(Folder.id == bindparam("fid")).values(first_recent_uid=bindparam("below")))
 _KNOWN_MARKS = 100_000  # folders whose mark this process remembers (bounded memory)
 _UIDNEXT = Prepared(select(Folder.uidnext).where(Folder.id == bindparam("fid")))
+_UIDVALIDITY = Prepared(select(Folder.uidvalidity).where(Folder.id == bindparam("fid")))
+
+
+def uidvalidity_of(conn: Connection, folder_id: int) -> int | None:
+    """In the caller's transaction: the folder's UIDVALIDITY, None when it is gone (an
+    APPEND into the selected folder checks the view's, in its writer job, append.py)."""
+    return _UIDVALIDITY.scalar(conn, {"fid": folder_id})
 
 
 def claim_all(conn: Connection, folder_id: int) -> tuple[int, int]:

@@ -35,7 +35,7 @@ from sqlalchemy import (URL, Connection, Engine, bindparam, create_engine, delet
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from mailbox_store import engines, imapreads, migrate
+from mailbox_store import engines, imapreads, migrate, receiptreads
 from mailbox_store.audit import creation_audit
 from mailbox_store.cache import MailboxCache
 from mailbox_store.crypto import MasterKey, new_data_key, open_blob, seal_blob, seal_blob_parts, wrap_content_key
@@ -477,6 +477,11 @@ class Store(_RepositoryMethods):
             return (row.address, row.message_id), []
 
         return await self.writer.submit(job)
+
+    async def receipts_pending(self, mailbox_id: int, folder: str, uids: Sequence[int]) -> set[int]:
+        """The UIDs among `uids` with a read receipt not sent yet: one reader hop for a
+        burst of \\Seen changes (receiptreads.py), no writer job for the common none."""
+        return await self.reader.run(lambda conn: receiptreads.receipts_pending(conn, mailbox_id, folder, uids))
 
     async def mailbox_by_id(self, mailbox_id: int) -> MailboxInfo | None:
         row = await self.reader.run(lambda conn: imapreads.mailbox_row_by_id(conn, mailbox_id))

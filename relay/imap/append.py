@@ -23,7 +23,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mailbox_store.recent import claim_all
+from mailbox_store.recent import claim_all, uidvalidity_of
 from mailbox_store.spool import SpooledMessage
 from policy.mime import parse
 from relay.imap import fetch as fetchmod
@@ -35,9 +35,15 @@ from relay.imap.replies import Reply, no, ok
 from relay.imap.types import Section
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from relay.imap.session import Session
 
 MAX_MESSAGES = 100  # messages in one MULTIAPPEND
+
+
+class FolderGone(Exception):
+    """The selected folder was deleted (or re-created) before the APPEND's writer job."""
 
 
 class BadUrl(Exception):
@@ -161,7 +167,13 @@ async def cmd_append(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
     p.end()
     assert s.user is not None
     name = await resolve_own(s, name)
-    uidvalidity = await s.server.store.folder_uidvalidity(s.user.id, name)  # no counts needed
+    sel = s.selected
+    into_selected = sel is not None and not sel.readonly and sel.owner.id == s.user.id and sel.name == name
+    # the folder this session has open exists with the view's UIDVALIDITY (a folder deleted
+    # or renamed ends the view: Session.check_access, before this command): no read for it,
+    # one reader hop less per APPEND (issue 12 §3); the writer job still checks it below
+    uidvalidity = sel.uidvalidity if into_selected and sel is not None else \
+        await s.server.store.folder_uidvalidity(s.user.id, name)  # no counts needed
     if uidvalidity is None:
         return no(f"no folder {name}", "TRYCREATE")
     limit = s.server.config.imap_max_literal
@@ -197,14 +209,21 @@ async def cmd_append(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         if isinstance(content, bytes) and not content:
             return no("empty message")
         items.append((content, m.when, m.flags))
-    sel = s.selected
-    if sel is not None and not sel.readonly and sel.owner.id == s.user.id and sel.name == name:
+    if into_selected and sel is not None:
         # into the folder this session has open read-write: the messages are its
         # \\Recent ones (RFC 3501 §2.3.2, first to see them), claimed in the APPEND's own
         # transaction rather than by a second writer job once announced (issue 12 §3)
         folder_id, got = sel.folder_id, []
-        delivered = await s.server.store.deliver_all(s.user, items, name,
-                                                     after=lambda conn: got.append(claim_all(conn, folder_id)))
+
+        def after(conn: Connection) -> None:
+            if uidvalidity_of(conn, folder_id) != uidvalidity:  # re-created meanwhile on another node
+                raise FolderGone
+            got.append(claim_all(conn, folder_id))
+
+        try:
+            delivered = await s.server.store.deliver_all(s.user, items, name, after=after)
+        except FolderGone:  # the writer rolled the APPEND back: nothing was added
+            return no(f"no folder {name}", "TRYCREATE")
         if got:
             s.server.store.claimed(folder_id, got[0][1])
             sel.claimed_by_append(*got[0])

@@ -17,6 +17,10 @@ Implementation notes:
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
 from relay.imap import wire
 from policy.mime import (
     Address,
@@ -29,9 +33,13 @@ from policy.mime import (
 )
 from relay.imap.types import FetchAtt, MessageView, Section
 
-__all__ = ["UnknownCte", "derive", "needs_content", "render", "sets_seen"]
+__all__ = ["HEADER", "Plan", "UnknownCte", "derive", "from_header", "needs_content", "plan", "render",
+           "sets_seen", "unparsed_header_bytes"]
 
 DERIVED_ITEMS = frozenset({b"ENVELOPE", b"BODYSTRUCTURE", b"BODY"})  # what derive() renders
+HEADER = b"HEADER"  # derive()'s other item: the message's header block, as stored
+HEADERS_PARSED = 2048  # parsed header blocks kept (a few KB each, beside the FETCH cache)
+_HEADER_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
 _FROM_VIEW = frozenset({"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"})
 _ATOM_SPECIALS = frozenset(b'(){ %*"\\]')
 
@@ -51,10 +59,23 @@ def sets_seen(atts: list[FetchAtt]) -> bool:
     return False
 
 
+def from_header(att: FetchAtt) -> bool:
+    """Whether the item is answered from the message's header block alone: RFC822.HEADER
+    and BODY[HEADER], BODY[HEADER.FIELDS (...)], BODY[HEADER.FIELDS.NOT (...)] of the
+    message itself (RFC 3501 §6.4.5), partial or not."""
+    if att.name == "RFC822.HEADER":
+        return True
+    return att.name == "BODY" and att.section is not None and not att.section.part and \
+        att.section.text in _HEADER_TEXTS
+
+
 def derive(raw: bytes, names: frozenset[bytes]) -> dict[bytes, bytes]:
-    """ENVELOPE, BODYSTRUCTURE and/or BODY of a message, from one parse (fetchcache.py)."""
+    """ENVELOPE, BODYSTRUCTURE, BODY and/or the header block (HEADER) of a message, from
+    one parse (fetchcache.py)."""
     tree = parse(raw)
     out: dict[bytes, bytes] = {}
+    if HEADER in names:
+        out[HEADER] = tree.header
     if b"ENVELOPE" in names:
         out[b"ENVELOPE"] = _envelope(tree)
     if b"BODYSTRUCTURE" in names:
@@ -64,30 +85,85 @@ def derive(raw: bytes, names: frozenset[bytes]) -> dict[bytes, bytes]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What render() works out from the attributes alone, once per FETCH rather than
+    once per message (issue 12 §3: the response names and section specs of 100
+    messages were a tenth of the loop's FETCH time): each item to answer, UID first,
+    an item asked twice once, with its response name and whether the header block
+    answers it."""
+
+    items: tuple[tuple[FetchAtt, bytes, bool], ...]
+
+
+def plan(atts: list[FetchAtt]) -> Plan:
+    items: list[tuple[FetchAtt, bytes, bool]] = []
+    done: set[bytes] = set()
+    for att in sorted(atts, key=lambda a: a.name != "UID"):  # stable: UID first
+        name = _name(att)
+        if name not in done:
+            done.add(name)
+            items.append((att, name, from_header(att)))
+    return Plan(tuple(items))
+
+
 def render(msg: MessageView, atts: list[FetchAtt], raw: bytes | None, rev2: bool = False,
-           known: dict[bytes, bytes] | None = None) -> bytes:
+           known: dict[bytes, bytes] | None = None, planned: Plan | None = None) -> bytes:
     """The data items of one FETCH response, e.g. b'(UID 5 FLAGS (\\\\Seen))'.
 
     UID comes first, then the items in the order asked; an item asked twice (BODY[]
     and BODY.PEEK[] have one name) is answered once. Raises UnknownCte for BINARY of a
     part whose transfer encoding we cannot decode (NO [UNKNOWN-CTE], RFC 3516 §4.3).
+    `planned` is plan(atts), when the caller renders several messages.
     """
+    items_of = (planned or plan(atts)).items
     tree: Part | None = None
     known = known or {}
-    if needs_content([a for a in atts if _name(a) not in known]):
+    header = known.get(HEADER)  # header items from the header block alone (fetchcache.py)
+    if needs_content([a for a, name, by_header in items_of
+                      if name not in known and not (header is not None and by_header)]):
         if raw is None:
             raise ValueError("FETCH of message content needs the stored message")
         tree = parse(raw)
+    head: Part | None = None
     items: list[bytes] = []
-    done: set[bytes] = set()
-    for att in sorted(atts, key=lambda a: a.name != "UID"):  # stable: UID first
-        name = _name(att)
-        if name in done:
-            continue
-        done.add(name)
+    for att, name, by_header in items_of:
         value = known.get(name) if name in DERIVED_ITEMS else None
+        if value is None and tree is None and header is not None and by_header:
+            # parsing the header block gives the same header and fields as the message's
+            # parse: every header item is the same bytes (tests/unit/imap/test_command_hops.py)
+            head = head or _parsed_header(header)
+            value = _value(att, msg, head, header, rev2)
         items.append(name + b" " + (value if value is not None else _value(att, msg, tree, raw or b"", rev2)))
     return wire.plist(items)
+
+
+_HEADS: OrderedDict[bytes, Part] = OrderedDict()  # header block -> its parse, LRU
+_HEADS_LOCK = threading.Lock()  # rendering runs on the loop and in the IMAP workers
+
+
+def _parsed_header(header: bytes) -> Part:
+    """A cached header block, parsed: FETCH 1:100 (BODY.PEEK[HEADER.FIELDS (From)])
+    again parsed a hundred headers on the event loop each time (issue 12 §3, py-spy).
+    Keyed by the block itself (the bytes object the FETCH cache holds: its hash is
+    computed once); the parse is only read, never changed, so threads may share it."""
+    with _HEADS_LOCK:
+        got = _HEADS.get(header)
+        if got is not None:
+            _HEADS.move_to_end(header)
+            return got
+    part = parse(header)
+    with _HEADS_LOCK:
+        _HEADS[header] = part
+        while len(_HEADS) > HEADERS_PARSED:
+            _HEADS.popitem(last=False)
+    return part
+
+
+def unparsed_header_bytes(headers: list[bytes]) -> int:
+    """How many bytes of these header blocks rendering would parse (not kept parsed):
+    the caller renders in a worker when they are many."""
+    return sum(len(h) for h in headers if h not in _HEADS)
 
 
 # --- item names ------------------------------------------------------------------

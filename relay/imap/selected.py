@@ -28,6 +28,7 @@ from relay.imap.types import MessageView
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 UPDATE_SLICE = 512  # changes worked through between two yields to the event loop
+BLOBS_KEPT = 20_000  # blob ids of its messages a view remembers (fetchcache.py keys)
 _OWN_CLAIMS = 64  # APPEND claims a session keeps until they are announced
 
 
@@ -70,6 +71,10 @@ class Selected:
     # announced since they were last matched (kept only while one is live: contextsearch.py)
     searches: list[contextsearch.LiveSearch] = field(default_factory=list)
     touched: set[int] = field(default_factory=set)
+    # the sealed blob of messages of this view FETCHed before (fetchcache.py's key): a
+    # UID's bytes never change within a UIDVALIDITY, so the second FETCH of the same
+    # messages asks the store nothing (issue 12 §3); bounded by BLOBS_KEPT
+    blobs: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def from_snapshot(cls, owner: MailboxInfo, snap: Snapshot, readonly: bool,
@@ -140,6 +145,26 @@ class Selected:
             if self.searches:
                 self.touched.add(uid)
 
+    def known_blobs(self, uids: list[int]) -> tuple[dict[int, str], list[int]]:
+        """The blob ids this view knows of those UIDs, and the UIDs to ask the store
+        about: unknown ones, and those another session expunged that this one has not
+        announced yet (the store tells they are gone: RFC 2180 §4.1.2, as before)."""
+        known: dict[int, str] = {}
+        ask: list[int] = []
+        for u in uids:
+            blob = self.blobs.get(u)
+            if blob is None or u in self._expunged:
+                ask.append(u)
+            else:
+                known[u] = blob
+        return known, ask
+
+    def learn_blobs(self, blobs: dict[int, str]) -> None:
+        if len(self.blobs) + len(blobs) > BLOBS_KEPT:
+            self.blobs.clear()  # bounded: the next FETCHes ask the store again
+        if len(blobs) <= BLOBS_KEPT:
+            self.blobs.update(blobs)
+
     def unseen_first(self) -> int | None:
         for i, uid in enumerate(self.uids):
             if "\\Seen" not in self.meta[uid].flags:
@@ -178,6 +203,13 @@ class Selected:
     async def updates(self, store: Store, allow_expunge: bool) -> list[bytes]:
         """Untagged responses announcing what changed since the last call."""
         self.wake.clear()
+        if not (self._new or self._flag_changes or (allow_expunge and self._expunged)
+                or (self.searches and self.touched)):
+            # nothing to announce, the case of most commands: the same answer as below
+            # without its steps (issue 12 §3: this ran after every command)
+            if not self.has_pending:
+                self.highestmodseq = max(self.highestmodseq, self._pending_modseq)
+            return []
         out: list[bytes] = []
         if allow_expunge and self._expunged:
             gone, self._expunged = self._expunged, set()
@@ -196,6 +228,7 @@ class Selected:
                         out.append(b"* %d EXPUNGE" % seq)
                     self.meta.pop(uid, None)
                     self.recent.discard(uid)
+                    self.blobs.pop(uid, None)
                 if i % UPDATE_SLICE == UPDATE_SLICE - 1:
                     await asyncio.sleep(0)  # a long list of changes lets other sessions run
             if vanished:

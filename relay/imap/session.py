@@ -51,7 +51,7 @@ from relay.imap import append as appendmod
 from relay.imap import ordering
 from relay.imap.matching import FETCH_CHUNK, matching_views
 from relay.imap.matching import chunks as _chunks
-from relay.imap.metrics import COMMAND_SECONDS
+from relay.imap.metrics import command_seconds
 from relay.imap.names import OTHER_USERS, resolve, resolve_own
 from relay.imap.replies import Reply, bad, no, ok
 
@@ -124,7 +124,7 @@ class Session:
         # a big STORE held the event loop for a quarter of a second). Inside a command
         # (execute), lines wait for its tagged reply and leave with it in one write: one
         # TLS record and one drain per command instead of one per send (issue 12 §3).
-        data = b"".join(part for line in lines for part in (line, b"\r\n"))
+        data = b"\r\n".join(lines) + b"\r\n" if lines else b""
         held = self._held
         if held is not None:
             # a continuation request ("+") or a flush waits for the client: what is held
@@ -157,10 +157,16 @@ class Session:
     async def read_line(self, timeout: float) -> bytes:
         """One CRLF-terminated line; the session ends (BYE) when it is too long or the
         client stays silent past timeout (RFC 3501 §5.4)."""
+        reader = self.reader
         try:
+            if reader._buffer.find(b"\r\n") >= 0:  # type: ignore[attr-defined]  # (no public peek)
+                # a line already received (a pipelining client's next command): readuntil
+                # returns it without waiting, so no timer (issue 12 §3: arming and
+                # cancelling one per line was 5% of the loop's samples under imaptest)
+                return await reader.readuntil(b"\r\n")
             # asyncio.timeout, not wait_for: no task per line (issue 12 §3, py-spy)
             async with asyncio.timeout(timeout):
-                return await self.reader.readuntil(b"\r\n")
+                return await reader.readuntil(b"\r\n")
         except asyncio.LimitOverrunError:
             raise Bye("command line too long") from None
         except asyncio.IncompleteReadError:
@@ -439,7 +445,7 @@ class Session:
             # the user's quota: OVERQUOTA would send them deleting mail), else SERVERBUG
             reply = (no("server storage full, try again later", "LIMIT") if fault.space
                      else no("server storage failure, try again later", "SERVERBUG"))
-        COMMAND_SECONDS.labels(name).observe(time.monotonic() - started)
+        command_seconds(name).observe(time.monotonic() - started)
         if reply is None:
             return
         if self.selected is not None and self.state != LOGOUT:  # nothing pending after BYE
@@ -1157,10 +1163,10 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
             group.append((view, raw, with_flags if view.uid in unseen else atts))
             group_size += len(raw) if raw is not None else 64
             if group_size > SEND_BATCH_BYTES:  # rendered and written in batches, bounded in memory
-                if not await _send_rendered(s, group, need):
+                if not await _send_rendered(s, group, need, group_size):
                     return no("cannot decode this part", "UNKNOWN-CTE")
                 group, group_size = [], 0
-        if not await _send_rendered(s, group, need):
+        if not await _send_rendered(s, group, need, group_size):
             return no("cannot decode this part", "UNKNOWN-CTE")
         if not need:
             await asyncio.sleep(0)  # between chunks, other sessions' commands run
@@ -1176,7 +1182,11 @@ async def _fetch_derived(s: Session, sel: Selected, chunk: list[int], atts: list
     thread, then cached. Returns the number of messages answered."""
     cache = s.server.derived_cache
     uids = [sel.uids[i - 1] for i in chunk]
-    blobs = await s.server.store.blob_ids(sel.folder_id, uids)
+    blobs, ask = sel.known_blobs(uids)  # a second FETCH of the same messages: no store read
+    if ask:
+        asked = await s.server.store.blob_ids(sel.folder_id, ask)
+        sel.learn_blobs(asked)
+        blobs.update(asked)
     known: dict[int, dict[bytes, bytes]] = {}
     missing: list[int] = []
     for u in uids:
@@ -1192,33 +1202,52 @@ async def _fetch_derived(s: Session, sel: Selected, chunk: list[int], atts: list
         raws = await s.server.store.fetch_raw_many(sel.owner.ins, sel.name, missing)
         items = list(raws.items())
         del raws
-        derived = await s.server.offload(lambda: [(u, fetchmod.derive(raw, names)) for u, raw in items])
+        work = lambda: [(u, fetchmod.derive(raw, names)) for u, raw in items]  # noqa: E731
+        # small ones here, as in _send_rendered: the hop would cost more than the parse
+        derived = (work() if sum(len(raw) for _, raw in items) <= INLINE_RENDER_BYTES
+                   else await s.server.offload(work))
         del items
         for u, values in derived:
             cache.put(blobs[u], values)
             known[u] = values
     rev2 = s.rev2
-    lines = [b"* %d FETCH " % seq + fetchmod.render(sel.view(seq), atts, None, rev2, known[u])
-             for seq, u in zip(chunk, uids, strict=True) if u in known]
+    views = [(sel.view(seq), known[u]) for seq, u in zip(chunk, uids, strict=True) if u in known]
+
+    def render() -> list[bytes]:
+        planned = fetchmod.plan(atts)
+        return [b"* %d FETCH " % view.seq + fetchmod.render(view, atts, None, rev2, values, planned)
+                for view, values in views]
+
+    # header items are cut from a parse of the header block (kept, fetch.py): many
+    # blocks not parsed yet are parsed in a worker
+    heads = fetchmod.unparsed_header_bytes([values[fetchmod.HEADER] for _, values in views
+                                            if fetchmod.HEADER in values]) if fetchmod.HEADER in names else 0
+    lines = await s.server.offload(render) if heads > INLINE_RENDER_BYTES else render()
     await s.send(*lines)
     return len(lines)
 
 
 async def _send_rendered(s: Session, group: list[tuple[MessageView, bytes | None, list[FetchAtt]]],
-                         need: bool) -> bool:
+                         need: bool, size: int) -> bool:
     """Render and send one batch of FETCH responses; False on a part we cannot decode.
     With bodies (ENVELOPE, BODYSTRUCTURE, sections) rendering parses messages: long
-    work, done in a worker thread so that other sessions are not held up."""
+    work, done in a worker thread so that other sessions are not held up; a batch of
+    at most INLINE_RENDER_BYTES is rendered here (a few hundred microseconds), since a
+    hop to a worker and back cost the event loop more than that under imaptest's
+    stress (issue 12 §3: thread wake-ups were a third of the loop's GIL samples)."""
     if not group:
         return True
     rev2 = s.rev2
 
     def render() -> list[bytes]:
-        return [b"* %d FETCH " % view.seq + fetchmod.render(view, atts, raw, rev2=rev2)
+        plans: dict[int, fetchmod.Plan] = {}  # by list: the group's messages share one or two
+        return [b"* %d FETCH " % view.seq + fetchmod.render(
+                    view, atts, raw, rev2=rev2,
+                    planned=plans.get(id(atts)) or plans.setdefault(id(atts), fetchmod.plan(atts)))
                 for view, raw, atts in group]
 
     try:
-        lines = await s.server.offload(render) if need else render()
+        lines = await s.server.offload(render) if need and size > INLINE_RENDER_BYTES else render()
     except fetchmod.UnknownCte:
         return False
     await s.send(*lines)
@@ -1348,6 +1377,7 @@ SPOOL_MIN = 65536  # an APPEND message larger than this is sealed into the spool
 LITERAL_PIECE = 65536  # literal octets read (and sealed) at a time
 ACCESS_RECHECK = 30.0  # seconds between rights checks while a session idles
 SEND_BATCH_BYTES = 256 * 1024  # messages loaded, rendered and written together
+INLINE_RENDER_BYTES = 64 * 1024  # FETCH batches this small are rendered on the event loop (~0.2 ms)
 UNBOUNDED_COMMANDS = {"IDLE"}  # waits for the client, with its own timeout
 UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD"}
 # RFC 3501 §7.4.1: no EXPUNGE responses while the client may hold sequence numbers

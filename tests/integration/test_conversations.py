@@ -309,6 +309,34 @@ def test_seen_without_receipt_request_asks_no_writer_job(world: tuple[RunningDae
     assert calls == [2] and len(pro.received) == 1
 
 
+def test_seen_on_many_messages_asks_one_read_per_burst(world: tuple[RunningDaemon, ProHandler, Path]) -> None:
+    """A STORE setting \\Seen on several messages asks the store about their read
+    receipts in one read, not one read (and one task) per message (issue 12 §3); the
+    one message with a request still gets its receipt, once."""
+    rd, pro, _ = world
+    asked: list[list[int]] = []
+    original = rd.store.receipts_pending
+
+    async def counted(mailbox_id: int, folder: str, uids: list[int]) -> set[int]:
+        asked.append(list(uids))
+        return await original(mailbox_id, folder, uids)
+
+    rd.store.receipts_pending = counted  # type: ignore[method-assign]
+    for i in range(4):
+        rd.deliver(message(subject=f"Sans accuse {i}", message_id=f"<burst-{i}@test-operator.mssante.fr>"))
+    pro_writes(rd, extra=f"Disposition-Notification-To: {SENDER}\r\n")
+    client = rd.imap()
+    try:
+        client.select("INBOX")
+        assert client.uid("STORE", "1:*", "+FLAGS", "(\\Seen)")[0] == "OK"
+    finally:
+        client.logout()
+    [got] = pro.wait(1)
+    assert asked == [[1, 2, 3, 4, 5]]
+    time.sleep(1.0)
+    assert len(pro.received) == 1 and b"disposition-notification" in got.content
+
+
 def test_no_receipt_to_another_address_nor_for_an_appended_message(world: tuple[RunningDaemon, ProHandler, Path]) \
         -> None:
     rd, pro, _ = world

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -92,3 +93,23 @@ def test_changes_of_other_folders_are_ignored() -> None:
     sel.feed(Change("message.new", 1, "Sent", 1, meta=meta(1)))
     sel.feed(Change("message.new", 2, "INBOX", 1, meta=meta(1)))
     assert not sel.has_pending
+
+
+def test_nothing_pending_answers_nothing_without_a_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12 §3: updates() runs after every command; with nothing to announce it
+    returns at once (the old code went through every step, the live-search refresh
+    included), and still tells a modseq of a change that needed no announcement."""
+    from relay.imap import contextsearch
+
+    def refresh(*_: object) -> list[bytes]:
+        raise AssertionError("no step when nothing is pending")
+
+    monkeypatch.setattr(contextsearch, "refresh", refresh)
+    sel = Selected.from_snapshot(OWNER, Snapshot(7, "INBOX", 1, 2, [meta(1)]), False)
+    sel.feed(Change("folder.renamed", 1, "INBOX", 0, modseq=9))  # no announcement, a modseq
+    assert asyncio.run(sel.updates(NoStore(), allow_expunge=True)) == []  # type: ignore[arg-type]
+    assert sel.highestmodseq == 9
+    sel.feed(Change("message.expunged", 1, "INBOX", 1, modseq=10))
+    # during FETCH (no EXPUNGE allowed) the expunge waits: nothing either, its modseq not told
+    assert asyncio.run(sel.updates(NoStore(), allow_expunge=False)) == []  # type: ignore[arg-type]
+    assert sel.highestmodseq == 9
