@@ -107,6 +107,15 @@ def _sync_url(url: str) -> URL:
     return engines.sync_url(url)
 
 
+# Page size of a NEW SQLite database (an existing one keeps its own: SQLite cannot
+# change it in WAL mode). A stored message is one sealed blob written twice (the WAL,
+# then the checkpoint), two system calls per page each way: with 4 KiB pages a 500 KB
+# message cost about 500 of them. 16 KiB pages cut the writer's CPU per 500 KB blob from
+# about 1.0 to 0.75 ms (user + system, measured alone with synchronous=FULL), and left
+# 10 KB deliveries as they were (a commit writes a few more KiB per touched page).
+SQLITE_PAGE_SIZE = 16384
+
+
 def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int, cache_kib: int = 2000) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
@@ -114,6 +123,7 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int, cache_kib: int
         # (SQLAlchemy docs, "Serializable isolation / Savepoints" for pysqlite/aiosqlite).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")  # before WAL: a new file only
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
