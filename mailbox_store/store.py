@@ -48,7 +48,7 @@ from mailbox_store.budgets import BudgetOps
 from mailbox_store.nodefeed import NodeFeedListener, listen_dsn, notifier
 from mailbox_store.pages import PageOps
 from mailbox_store.pro_access import ProAccessOps
-from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, insert_documents
+from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, insert_documents_together
 from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
 from mailbox_store.messages import MessageOps
@@ -215,8 +215,9 @@ class _Delivery(GroupJob):
                                          modseq=modseq[next_uid[(d.mailbox_id, d.folder)][0]]) for d in out]))
         conn.execute(_INSERT_BLOBS, blobs)
         conn.execute(_INSERT_MESSAGES, messages)
-        for job, (_, changes) in zip(jobs, results, strict=True):
-            changes.extend(insert_documents(conn, job.documents)[1])
+        for (_, changes), (_, filed) in zip(results, insert_documents_together(conn, [j.documents for j in jobs]),
+                                            strict=True):
+            changes.extend(filed)
         apply_effects(conn, [(mb.id, job.conversation, job.when) for job in jobs if job.conversation is not None
                              for mb, _ in job.keys])
         receipts = [{"mailbox_id": mb.id, "blob_id": job.blob_id, "address": job.receipt[0],
