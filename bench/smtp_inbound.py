@@ -14,6 +14,7 @@ pass is bounded by -n and by the generator's own time limit.
 
   python bench/smtp_inbound.py -c 16 -n 3000 -s 10240
   python bench/smtp_inbound.py -c 16 -n 300 -s 512000 --attach
+  python bench/smtp_inbound.py -c 16 -n 300 -s 512000 --attach --thread-cpu   (where the CPU goes)
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -103,6 +105,46 @@ def proc_cpu_s(pid: int) -> float | None:
     return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_ticks(pid: int) -> dict[str, tuple[int, int]]:
+    """(user, system) clock ticks of each thread of a process, by thread id."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            fields = task.joinpath("stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[task.name] = (int(fields[11]), int(fields[12]))
+    return out
+
+
+def thread_names(pid: int) -> dict[str, str]:
+    """Thread id -> Python thread name, from `py-spy dump` (Python 3.11 does not name
+    its threads for the OS); empty without py-spy."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    try:
+        dump = subprocess.run([exe, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60,
+                              check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return {m.group(1): m.group(2) for m in re.finditer(r'Thread (\d+) \(\w+\): "([^"]+)"', dump)}
+
+
+def per_thread_ms(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]],
+                  names: dict[str, str], messages: int) -> dict[str, list[float]]:
+    """[user, system] CPU ms per message of each thread kind (a pool's threads added up)."""
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    out: dict[str, list[float]] = {}
+    for tid, (user, system) in after.items():
+        user0, system0 = before.get(tid, (0, 0))
+        if user - user0 + system - system0 <= 0:
+            continue
+        kind = re.sub(r"_\d+$", "", re.sub(r"^Thread-\d+ ", "", names.get(tid, "thread")))
+        acc = out.setdefault(kind, [0.0, 0.0])
+        acc[0] += (user - user0) * tick_ms / messages
+        acc[1] += (system - system0) * tick_ms / messages
+    return {k: [round(u, 2), round(sy, 2)] for k, (u, sy) in sorted(out.items(), key=lambda kv: -sum(kv[1]))}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--concurrency", type=int, default=16)
@@ -122,6 +164,8 @@ def main() -> int:
                    help="[workers] parse_mode of the instance (default: the template's)")
     p.add_argument("--replace", nargs=2, action="append", default=[], metavar=("OLD", "NEW"),
                    help="edit the instance's relay.toml (e.g. 'gil_switch_ms = 1.0' 'gil_switch_ms = 5')")
+    p.add_argument("--thread-cpu", action="store_true", help="also report the measured pass's CPU per "
+                   "message of each daemon thread kind (event loop, writer, pools), user and system")
     p.add_argument("--profile", type=Path, help="py-spy record the daemon during the measured pass into "
                    "this file (raw collapsed stacks; needs py-spy beside the interpreter or on PATH)")
     a = p.parse_args()
@@ -163,9 +207,11 @@ def main() -> int:
                                         "--rate", "200", "--threads", "--nonblocking", "-o", str(a.profile)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             cpu0 = proc_cpu_s(daemon.pid)
+            ticks0 = thread_ticks(daemon.pid)
             out = subprocess.run([*base_cmd, "-n", str(n), "--label", label], capture_output=True,
                                  text=True, timeout=a.max_seconds + 120)
             cpu1 = proc_cpu_s(daemon.pid)
+            ticks1 = thread_ticks(daemon.pid)
             if spy is not None:
                 spy.send_signal(2)
                 spy.wait(timeout=60)
@@ -177,6 +223,9 @@ def main() -> int:
                 # the daemon's own CPU (all its threads), not the host's: other work on a
                 # shared machine does not count here
                 res["daemon_cpu_ms_per_msg"] = round(1000 * (cpu1 - cpu0) / res["accepted"], 2)
+                if a.thread_cpu:
+                    res["thread_cpu_ms_per_msg"] = per_thread_ms(ticks0, ticks1, thread_names(daemon.pid),
+                                                                 res["accepted"])
             results[label] = res
             accepted_total += res["accepted"]
             print(json.dumps(res), flush=True)
@@ -194,6 +243,7 @@ def main() -> int:
         "stored_total": stored, "accepted_total": accepted_total, "all_stored": stored == accepted_total,
         "sample_decrypted": sampled, "daemon_peak_rss_mib": round(rss / 1024, 1) if rss else None,
         "host_cpu_busy_pct": m.get("host_cpu_busy_pct"), "parse_mode": a.parse_mode or "template",
+        "thread_cpu_ms_per_msg": m.get("thread_cpu_ms_per_msg"),
     }
     print(json.dumps(summary), flush=True)
     print(f"\n{a.concurrency} connections, {m['params']['msg_bytes']} B messages: "

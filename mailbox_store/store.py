@@ -49,7 +49,7 @@ from mailbox_store.nodefeed import NodeFeedListener, listen_dsn, notifier
 from mailbox_store.pages import PageOps
 from mailbox_store.pro_access import ProAccessOps
 from mailbox_store.prepared import Prepared, driver_sql
-from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, insert_documents
+from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, insert_documents_together
 from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
 from mailbox_store.messages import MessageOps
@@ -108,6 +108,15 @@ def _sync_url(url: str) -> URL:
     return engines.sync_url(url)
 
 
+# Page size of a NEW SQLite database (an existing one keeps its own: SQLite cannot
+# change it in WAL mode). A stored message is one sealed blob written twice (the WAL,
+# then the checkpoint), two system calls per page each way: with 4 KiB pages a 500 KB
+# message cost about 500 of them. 16 KiB pages cut the writer's CPU per 500 KB blob from
+# about 1.0 to 0.75 ms (user + system, measured alone with synchronous=FULL), and left
+# 10 KB deliveries as they were (a commit writes a few more KiB per touched page).
+SQLITE_PAGE_SIZE = 16384
+
+
 def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int, cache_kib: int = 2000, begin: bool = True) -> None:
     """begin=False: the engine's user BEGINs itself (the Reader, on the DBAPI connection)."""
     @event.listens_for(engine, "connect")
@@ -116,6 +125,7 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int, cache_kib: int
         # (SQLAlchemy docs, "Serializable isolation / Savepoints" for pysqlite/aiosqlite).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")  # before WAL: a new file only
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
@@ -216,8 +226,9 @@ class _Delivery(GroupJob):
                                          modseq=modseq[next_uid[(d.mailbox_id, d.folder)][0]]) for d in out]))
         conn.execute(_INSERT_BLOBS, blobs)
         conn.execute(_INSERT_MESSAGES, messages)
-        for job, (_, changes) in zip(jobs, results, strict=True):
-            changes.extend(insert_documents(conn, job.documents)[1])
+        for (_, changes), (_, filed) in zip(results, insert_documents_together(conn, [j.documents for j in jobs]),
+                                            strict=True):
+            changes.extend(filed)
         apply_effects(conn, [(mb.id, job.conversation, job.when) for job in jobs if job.conversation is not None
                              for mb, _ in job.keys])
         receipts = [{"mailbox_id": mb.id, "blob_id": job.blob_id, "address": job.receipt[0],

@@ -5,9 +5,11 @@ import asyncio
 import tracemalloc
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from policy.headers import HeaderLimits, HeaderScanner
-from relay.smtp.data import CHUNK, Refused, TooBig, read_dot_data
+from relay.smtp.data import CHUNK, END_OF_DATA, Refused, TooBig, read_dot_data
 
 
 async def _read(stream: bytes, limit: int = 10_000, eof: bool = False,
@@ -164,3 +166,48 @@ async def test_size_limit_does_not_depend_on_how_reads_split(size: int) -> None:
     assert await _read_piecewise(stuffed + b".\r\n", limit=30, size=size) == b".\r\n" * 10
     with pytest.raises(TooBig):
         await _read_piecewise(exact + b".\r\n", limit=9, size=size)
+
+
+# The reader looks for a "." before any multi-byte search (the terminator and every
+# stuffing dot hold one): framing must be the reference's whatever the pieces, with dots
+# at chunk edges, inside long dot-free runs (a base64 attachment), or nowhere.
+_TOKENS = st.sampled_from([b"\r\n", b"\r\n.\r\n", b"\r\n..", b".\r\n", b"\n.\n", b"\r.\r", b"\n", b"\r",
+                           b".", b"QUIT\r\n", b"A" * 76 + b"\r\n", b"x" * (CHUNK - 3), b"y" * 997])
+
+
+def _reference(stream: bytes) -> tuple[bytes, bytes] | None:
+    framed = b"\r\n" + stream
+    end = framed.find(END_OF_DATA)
+    if end < 0:
+        return None
+    return framed[:end + 2].replace(b"\r\n.", b"\r\n")[2:], framed[end + len(END_OF_DATA):]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tokens=st.lists(_TOKENS, max_size=40), size=st.sampled_from([1, 2, 3, 5, 77, 4096, CHUNK - 1, CHUNK + 1]))
+def test_framing_is_the_reference_whatever_the_dots_and_pieces(tokens: list[bytes], size: int) -> None:
+    stream = b"".join(tokens)
+
+    reader_result = asyncio.run(_read_with_rest(stream, size))
+    expected = _reference(stream)
+    if expected is None:
+        assert reader_result[0] is None
+    else:
+        assert reader_result == expected
+
+
+async def _read_with_rest(stream: bytes, size: int) -> tuple[bytes | None, bytes]:
+    reader = asyncio.StreamReader(limit=2**22)
+
+    async def feed() -> None:
+        for i in range(0, len(stream), size):
+            reader.feed_data(stream[i:i + size])
+            await asyncio.sleep(0)  # the reader sees this piece alone
+        reader.feed_eof()
+
+    feeder = asyncio.ensure_future(feed())
+    try:
+        content = await asyncio.wait_for(read_dot_data(reader, 10**9), 30)
+    finally:
+        await feeder
+    return content, bytes(reader._buffer)

@@ -58,3 +58,17 @@ def test_a_500_kb_attachment_decodes_the_same() -> None:
     payload = os.urandom(500 * 1024)
     wrapped = base64.encodebytes(payload).replace(b"\n", b"\r\n")
     assert mime.decode_cte(wrapped, "base64") == payload
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(list(ALPHABET + NOISE)), max_size=200).map(bytes),
+       st.sampled_from([b"", b"x=", b"QQ==\r\n", b"===", b"\r\n"]))
+def test_a_part_decodes_in_place_as_its_copied_body_does(body: bytes, after: bytes) -> None:
+    # Part.decoded() reads the body where it lies in the message (no copy of it first):
+    # the same bytes as decoding the copy, whatever follows it in the message
+    raw = (b"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n"
+           b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + body + b"\r\n--b\r\nContent-Type: text/plain\r\n\r\n" + after + b"=\r\n--b--\r\n")
+    part = mime.parse(raw).children[0]
+    assert part.end < len(raw) - len(after)
+    assert part.decoded() == _reference(part.body) == mime.decode_cte(part.body, "base64")

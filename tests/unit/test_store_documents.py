@@ -119,3 +119,23 @@ async def test_every_mailbox_has_the_dossier_folder_and_filing_is_published(tmp_
         assert kinds == ["message.new", "dossier.new"]
     finally:
         await s.close()
+
+
+async def test_deliveries_of_one_batch_file_as_they_would_one_by_one(store: Store) -> None:
+    # the writer files the documents of a whole batch of deliveries in three statements
+    # (insert_documents_together): a document a delivery of the same batch already
+    # filed is not filed again, and the audit log keeps the deliveries' order
+    from mailbox_store.documents import insert_documents_together
+
+    a = await store.create_mailbox(INS_A, state=MailboxState.ACTIVE)
+    b = await store.create_mailbox(INS_B, state=MailboxState.ACTIVE)
+    first = await store.seal_documents([(a, [doc()])], "mx", "192.0.2.1")
+    again = await store.seal_documents([(a, [doc()]), (b, [doc(b"%PDF-1.4 b")])], "mx", "192.0.2.2",
+                                       not_filed=[(b, "no title")])
+    outcome = await store.writer.submit(lambda conn: (insert_documents_together(conn, [first, again]), []))
+    assert [len(filed) for filed, _ in outcome] == [1, 1]  # the second filing of a's document: skipped
+    assert outcome[1][0][0][0] == b.id and [c.kind for c in outcome[1][1]] == ["dossier.new"]
+    assert len(await store.documents(a)) == 1 and len(await store.documents(b)) == 1
+    trail = [(e.action, e.source) for e in await store.audit_events(b.id)
+             if e.action.startswith("dossier.")]
+    assert trail == [("dossier.not_filed", "192.0.2.2"), ("dossier.filed", "192.0.2.2")]
