@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import INS_ACTIVE, PASSWORD, SENDER, RunningDaemon, seeded_instance
+from tests.integration.conftest import INS_ACTIVE, SENDER, RunningDaemon, seeded_instance
 from tests.integration.conftest import seeded_template, template_instance  # noqa: F401 (fixtures)
 from tests.integration.test_conversations import ProHandler, free_port, pro_mx
 
