@@ -43,11 +43,14 @@ class Harness:
             self.offloads += 1
             return await asyncio.to_thread(work)
 
+        async def audit_read(session: Any, count: int) -> None:  # awaited, like the server's
+            return None
+
         self.server = SimpleNamespace(
             config=SimpleNamespace(imap_command_burst=100, imap_command_rate=100.0, imap_command_timeout=60.0,
                                    imap_max_literal=50_000_000),
             store=store, derived_cache=DerivedCache(), offload=offload, fan=FolderFan(store.feed),
-            audit_read=lambda session, count: None)
+            audit_read=audit_read)
 
     async def start(self) -> None:
         a, b = socket.socketpair()
