@@ -9,13 +9,13 @@ uses (auto-reply window, notification window, login failures' forget_after): by 
 `take` would reset it anyway, whichever budget it belongs to."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 
 import structlog
 
 from mailbox_store.store import Store
 from relay.core.config import Config
+from relay.core.periodic import Periodic
 
 log = structlog.get_logger("relay.budgetprune")
 
@@ -31,27 +31,16 @@ def longest_window(config: Config) -> dt.timedelta:
     return dt.timedelta(seconds=max(windows))
 
 
-class BudgetPruner:
+class BudgetPruner(Periodic):
+    task_name = "budget-prune"
+    failed_event = "budgets.prune_failed"
+
     def __init__(self, store: Store, keep: dt.timedelta, interval: float = PRUNE_INTERVAL,
                  max_rows: int = PRUNE_MAX_ROWS):
+        super().__init__(interval, log)
         self.store = store
         self.keep = keep
-        self.interval = interval
         self.max_rows = max_rows
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="budget-prune")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
 
     async def run_once(self) -> int:
         """One bounded run; returns the number of rows deleted."""
@@ -59,13 +48,3 @@ class BudgetPruner:
         if rows:
             log.info("budgets.pruned", rows=rows)
         return rows
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the next run retries; nothing else depends on it
-                log.warning("budgets.prune_failed", error=type(e).__name__)
-            await asyncio.sleep(self.interval)
