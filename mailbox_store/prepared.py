@@ -26,7 +26,7 @@ import threading
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Connection
 from sqlalchemy.engine.interfaces import Dialect
@@ -195,16 +195,9 @@ class Prepared:
             if not c.results_known:
                 c.results(dialect, cursor.description)
         except Exception as e:
-            wrapped = _wrapped(conn, e, shape.sql, values, cursor, many)
-            if wrapped is e:
-                raise
-            raise wrapped from e
+            _raise_wrapped(conn, e, shape.sql, values, cursor, many)
         finally:
-            if cursor is not None:
-                try:
-                    cursor.close()
-                except Exception:  # a cursor of a lost connection: the error above tells
-                    pass
+            _close(cursor)
         make = c.make_row
         procs = c.row_processors
         if procs is None or not rows:
@@ -248,13 +241,22 @@ def driver_sql(conn: Connection, sql: str) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute(sql)
     except Exception as e:
-        wrapped = _wrapped(conn, e, sql, (), cursor, False)
-        if wrapped is e:
-            raise
-        raise wrapped from e
+        _raise_wrapped(conn, e, sql, (), cursor, False)
     finally:
-        if cursor is not None:
-            try:
-                cursor.close()
-            except Exception:  # a cursor of a lost connection: the error above tells
-                pass
+        _close(cursor)
+
+
+def _raise_wrapped(conn: Connection, error: Exception, sql: str, values: Any, cursor: Any, many: bool) -> NoReturn:
+    """Raise the driver's error as SQLAlchemy wraps it (`_wrapped`), chained to it."""
+    wrapped = _wrapped(conn, error, sql, values, cursor, many)
+    if wrapped is error:
+        raise error
+    raise wrapped from error
+
+
+def _close(cursor: Any) -> None:
+    if cursor is not None:
+        try:
+            cursor.close()
+        except Exception:  # a cursor of a lost connection: the error raised tells
+            pass
