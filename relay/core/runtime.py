@@ -2,6 +2,7 @@
 the reload that swaps them (SIGHUP) without dropping established sessions."""
 from __future__ import annotations
 
+import contextlib
 import ssl
 from dataclasses import dataclass, field
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from certs.dkim import DkimError, DkimKey
 from certs.tls import server_context
 from certs.trustlist import LoadedTrustList, load_trust_list
 from mailbox_store.crypto import MasterKey
-from mailbox_store.store import Store
+from mailbox_store.store import MailboxExists, Store
 from policy.recipients import MailboxState
 from relay.core.config import Config, load_config
 from relay.core import logs, reloadable
@@ -83,7 +84,9 @@ class Runtime:
                                  password_file=config.store_password_file)
         if await store.get_mailbox(POSTMASTER) is None:
             # RFC 5321 §4.5.1: postmaster@ our domain must be accepted; operations read it
-            await store.create_mailbox(POSTMASTER, MailboxState.ACTIVE)
+            # another node over the same PostgreSQL may create it first: that is the goal too
+            with contextlib.suppress(MailboxExists):
+                await store.create_mailbox(POSTMASTER, MailboxState.ACTIVE)
         w = config.workers
         pools = Pools.start(parse=w.parse, crypto=w.crypto, dkim=w.dkim, parse_mode=w.parse_mode)
         store.executor = pools.crypto
