@@ -25,6 +25,8 @@ command -v pcscd >/dev/null 2>&1 || [ -x /usr/sbin/pcscd ] || need+=(pcscd)
 command -v swig >/dev/null 2>&1 || need+=(swig)
 # Dovecot's imaptest (tests/integration/test_imaptest.py builds ../shared/tools/imaptest): its build
 [ -f /usr/include/dovecot/imap-parser.h ] || need+=(dovecot-dev)
+# libdovecot.so, which imaptest links against, is in dovecot-core: dovecot-dev does not depend on it
+[ -e /usr/lib/dovecot/libdovecot.so ] || need+=(dovecot-core)
 command -v autoreconf >/dev/null 2>&1 || need+=(autoconf automake)
 command -v libtoolize >/dev/null 2>&1 || need+=(libtool)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
