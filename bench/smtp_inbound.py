@@ -166,6 +166,8 @@ def main() -> int:
                    help="edit the instance's relay.toml (e.g. 'gil_switch_ms = 1.0' 'gil_switch_ms = 5')")
     p.add_argument("--thread-cpu", action="store_true", help="also report the measured pass's CPU per "
                    "message of each daemon thread kind (event loop, writer, pools), user and system")
+    p.add_argument("--profile-idle", action="store_true", help="with --profile: sample waiting threads too "
+                   "(where the wall-clock time of a message goes, not only its CPU)")
     p.add_argument("--profile", type=Path, help="py-spy record the daemon during the measured pass into "
                    "this file (raw collapsed stacks; needs py-spy beside the interpreter or on PATH)")
     a = p.parse_args()
@@ -204,7 +206,8 @@ def main() -> int:
             if a.profile and label == "measured":
                 exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
                 spy = subprocess.Popen([exe, "record", "--pid", str(daemon.pid), "--format", "raw",
-                                        "--rate", "200", "--threads", "--nonblocking", "-o", str(a.profile)],
+                                        "--rate", "200", "--threads", "--nonblocking", "-o", str(a.profile),
+                                        *(["--idle"] if a.profile_idle else [])],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             cpu0 = proc_cpu_s(daemon.pid)
             ticks0 = thread_ticks(daemon.pid)
