@@ -19,6 +19,7 @@ import asyncio
 import base64
 import bisect
 import binascii
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -144,6 +145,27 @@ class Session:
             self.writer.write(data)
         await self.writer.drain()
 
+    def _quickack(self) -> None:
+        """Acknowledge the client's next segments at once (Linux TCP_QUICKACK), while
+        the rest of a command is on its way: its literal, then the end of its line.
+
+        Why: a client with Nagle's algorithm on (imaplib, imaptest; asyncio clients set
+        TCP_NODELAY) holds its last small segment (the literal's tail, the closing
+        CRLF) until what it sent before is acknowledged, and Linux delays that ACK up
+        to 40 ms when the server has nothing to send, which a server waiting for the
+        rest of a command never has. One APPEND from imaplib took 44 ms here against
+        1.5 ms on Dovecot; with this, 1.8 ms. The flag is not permanent (tcp(7)), so
+        it is set again after each piece of a literal; where it does not exist, this
+        does nothing."""
+        if _TCP_QUICKACK is None:
+            return
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+            except OSError:  # not TCP, or already closed: nothing to hurry
+                pass
+
     def _unhold(self) -> None:
         """The command ended without its tagged reply (Bye, a lost connection): what
         it held is written (no drain), before any BYE."""
@@ -244,6 +266,7 @@ class Session:
             parts.append(line)
             if not nonsync:
                 await self.send(b"+ go ahead")
+            self._quickack()  # the literal and the rest of the line are coming
             if deadline is None:
                 deadline = time.monotonic() + cfg.imap_literal_timeout
             if refusal is not None:
@@ -294,6 +317,7 @@ class Session:
                 raise Bye("autologout: stalled inside a literal") from None
             if not piece:
                 raise ConnectionResetError
+            self._quickack()
             left -= len(piece)
             if keep:
                 kept.append(piece)
@@ -1375,6 +1399,7 @@ SELECT_BACKLOG_MAX = 100_000  # changes kept for a SELECT under way (a few in pr
 HOLD_MAX = 65536  # octets of a command's responses held before they are written anyway
 SPOOL_MIN = 65536  # an APPEND message larger than this is sealed into the spool as it arrives
 LITERAL_PIECE = 65536  # literal octets read (and sealed) at a time
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only (Session._quickack)
 ACCESS_RECHECK = 30.0  # seconds between rights checks while a session idles
 SEND_BATCH_BYTES = 256 * 1024  # messages loaded, rendered and written together
 INLINE_RENDER_BYTES = 64 * 1024  # FETCH batches this small are rendered on the event loop (~0.2 ms)

@@ -124,3 +124,44 @@ async def test_held_responses_are_bounded_and_written_on_abort() -> None:
     assert s._held is None and len(b"".join(w.calls)) == (len(line) + 2) * (HOLD_MAX // 1000 + 5)
     await asyncio.wait_for(reading, 10)
     s.writer.close()
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's")
+async def test_a_nagle_clients_literal_is_not_stalled_by_a_delayed_ack() -> None:
+    """imaplib (Nagle on) sends a literal and the CRLF after it in two writes: the CRLF
+    waits for the literal's ACK, which Linux delays 40 ms (TCP_DELACK_MIN) when the
+    server has nothing to send. The session asks for quick ACKs while a command's
+    literal is coming (Session._quickack). Real TCP on loopback; without it every try
+    took 40 ms or more, with it about 1 ms, so the median of five is a wide margin."""
+    got: asyncio.Queue[Session] = asyncio.Queue()
+    config = SimpleNamespace(imap_command_burst=10, imap_command_rate=10.0, imap_idle_timeout=30,
+                             imap_max_line=8192, imap_max_literal=65536, imap_literal_timeout=30)
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await got.put(Session(SimpleNamespace(config=config), reader, writer, tls=False))  # type: ignore[arg-type]
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    client = socket.create_connection(("127.0.0.1", port))  # a blocking socket: Nagle on
+    try:
+        s = await asyncio.wait_for(got.get(), 10)
+        took = []
+        for i in range(5):
+            def send_command() -> None:
+                client.sendall(f"a{i} LOGIN {{5}}\r\n".encode())
+                assert client.recv(100).startswith(b"+ ")
+                client.sendall(b"user1")  # the literal, then the rest of the line: two writes
+                client.sendall(b" pass\r\n")
+            start = loop.time()
+            sending = loop.run_in_executor(None, send_command)
+            line = await asyncio.wait_for(s.read_command(), 10)
+            took.append(loop.time() - start)
+            await sending
+            assert line == f"a{i} LOGIN {{5}}\r\nuser1 pass".encode()
+        assert sorted(took)[2] < 0.025, took
+    finally:
+        client.close()
+        s.writer.close()
+        server.close()
+        await server.wait_closed()
