@@ -149,7 +149,7 @@ class Session:
         """Acknowledge the client's next segments at once (Linux TCP_QUICKACK), while
         the rest of a command is on its way: its literal, then the end of its line.
 
-        Why: a client with Nagle's algorithm on (imaplib, imaptest; asyncio clients set
+        Why: a client with Nagle's algorithm on (imaplib, for one; asyncio clients set
         TCP_NODELAY) holds its last small segment (the literal's tail, the closing
         CRLF) until what it sent before is acknowledged, and Linux delays that ACK up
         to 40 ms when the server has nothing to send, which a server waiting for the
