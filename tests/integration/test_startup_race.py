@@ -6,7 +6,6 @@ the lookup answers "none" while the mailbox exists."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,11 @@ from relay.core.config import load_config
 from relay.core.runtime import POSTMASTER, Runtime
 
 
-def test_a_node_that_loses_the_postmaster_race_starts(seeded_template: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    d = tmp_path / "inst"
-    shutil.copytree(seeded_template, d, ignore=shutil.ignore_patterns("S.gpg-agent*"))
-    config = load_config(d / "relay.toml")
+def test_a_node_that_loses_the_postmaster_race_starts(instance: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `instance`: on PostgreSQL under MSSANTE_TEST_STORE=postgresql, where two nodes race
+    config = load_config(instance / "relay.toml")
 
-    async def scenario() -> list[Any]:
+    async def scenario() -> Any:
         store = await Store.open(config.store_url, MasterKey.load(config.master_key))
         if await store.get_mailbox(POSTMASTER) is None:
             await store.create_mailbox(POSTMASTER, MailboxState.ACTIVE)  # the other node won
@@ -39,11 +36,11 @@ def test_a_node_that_loses_the_postmaster_race_starts(seeded_template: Path, tmp
         rt = await Runtime.start(config)
         monkeypatch.setattr(Store, "get_mailbox", real)
         try:
-            return [await rt.store.get_mailbox(POSTMASTER)]
+            return await rt.store.get_mailbox(POSTMASTER)
         finally:
             await rt.store.close()
             assert rt.pools is not None
             rt.pools.shutdown()
 
-    (postmaster,) = asyncio.run(scenario())
+    postmaster = asyncio.run(scenario())
     assert postmaster is not None and postmaster.state is MailboxState.ACTIVE

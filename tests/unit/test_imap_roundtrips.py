@@ -144,6 +144,7 @@ async def test_a_nagle_clients_literal_is_not_stalled_by_a_delayed_ack() -> None
     port = server.sockets[0].getsockname()[1]
     loop = asyncio.get_running_loop()
     client = socket.create_connection(("127.0.0.1", port))  # a blocking socket: Nagle on
+    s: Session | None = None
     try:
         s = await asyncio.wait_for(got.get(), 10)
         took = []
@@ -162,6 +163,7 @@ async def test_a_nagle_clients_literal_is_not_stalled_by_a_delayed_ack() -> None
         assert sorted(took)[2] < 0.025, took
     finally:
         client.close()
-        s.writer.close()
+        if s is not None:
+            s.writer.close()
         server.close()
         await server.wait_closed()
