@@ -18,7 +18,7 @@ header="# The tested dependency set (issue 16 item 7), written by packaging/lock
 for what in test runtime; do
     extra=(); [ "$what" = test ] && extra=(--extra test)
     "$uv" pip compile pyproject.toml "${extra[@]}" --python-version 3.11 --generate-hashes \
-        --no-header --no-annotate -c "$tested" -o - 2>/dev/null | { echo "$header"; cat; } > "requirements/$what.lock"
+        --no-header --no-annotate -c "$tested" 2>/dev/null | { echo "$header"; cat; } > "requirements/$what.lock"
 done
 echo "requirements/test.lock: $(grep -c '==' requirements/test.lock) packages;" \
      "requirements/runtime.lock: $(grep -c '==' requirements/runtime.lock) packages"
