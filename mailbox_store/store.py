@@ -333,6 +333,15 @@ class Store(_RepositoryMethods):
         self._spooled_commits = asyncio.Semaphore(SPOOLED_COMMITS)
 
     @property
+    def hears_every_change(self) -> bool:
+        """Whether every change to the mailboxes reaches this process's feed before any
+        command that follows its commit runs: SQLite, written by one daemon only (the
+        daemon's store lock, relay/daemon/storelock.py; the writer resolves its callers'
+        futures and publishes in one step, writer.py). Not on PostgreSQL, where another
+        node's change arrives later by NOTIFY (nodefeed.py)."""
+        return self._write_engine.dialect.name == "sqlite"
+
+    @property
     def executor(self) -> Executor | None:
         """Where whole messages and documents are sealed and opened (relay/core/pools.py's
         crypto pool in the daemon; None: asyncio's default executor)."""

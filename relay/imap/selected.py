@@ -196,6 +196,32 @@ class Selected:
             return
         self.wake.set()
 
+    def may_hold_deleted(self, uids: list[int] | None = None) -> bool:
+        """Whether a message of the folder (among `uids`, for UID EXPUNGE) may be
+        flagged \\Deleted as far as this view knows: its flags as announced, the flag
+        changes queued for it, and the messages not announced yet. False only when
+        every one of them is known and none is, so an EXPUNGE would remove nothing;
+        meaningful only when the store hears every change (Store.hears_every_change)."""
+        def deleted(flags: frozenset[str] | None) -> bool:
+            return flags is None or "\\Deleted" in flags  # None: published without its flags
+
+        changed = self._flag_changes
+        if uids is None:
+            if any(deleted(m.flags if m is not None else None) for m in self._new.values()):
+                return True
+            if any(deleted(f) for f in changed.values()):
+                return True
+            return any("\\Deleted" in m.flags for m in self.meta.values())
+        for u in uids:
+            if u in changed:
+                if deleted(changed[u]):
+                    return True
+            else:
+                m = self.meta.get(u)
+                if m is not None and "\\Deleted" in m.flags:
+                    return True
+        return False
+
     @property
     def has_pending(self) -> bool:
         return bool(self._new or self._expunged or self._flag_changes)

@@ -323,3 +323,58 @@ async def test_response_names_are_worked_out_once_per_fetch(h: Harness, monkeypa
         assert got[-1].startswith(b"c OK") and len([x for x in got if x.startswith(b"* ")]) == 5
         assert len(named) <= 4  # once per attribute, not once per message (the old code: 5 x 2 x 3)
     assert (await h.run(b"d", command))[:-1] == before[:-1]
+
+
+async def test_an_expunge_with_nothing_deleted_asks_the_store_nothing(h: Harness) -> None:
+    """About half of imaptest's EXPUNGEs find nothing to remove: when the view knows
+    every message's flags and none is \\Deleted, no writer transaction (the old code
+    made one per EXPUNGE); what the session flags itself is still removed."""
+    for i in range(3):
+        await h.store.deliver([h.mb], msg(i))
+    await h.run(b"a", b"SELECT INBOX")
+    jobs = h.store.writer.jobs
+    assert await h.run(b"b", b"EXPUNGE") == [b"b OK EXPUNGE done"]
+    assert await h.run(b"c", b"UID EXPUNGE 1:*") == [b"c OK EXPUNGE done"]
+    assert h.store.writer.jobs == jobs
+    await h.run(b"d", b"STORE 2 +FLAGS.SILENT (\\Deleted)")
+    assert await h.run(b"e", b"EXPUNGE") == [b"* 2 EXPUNGE", b"e OK EXPUNGE done"]
+    assert [m.uid for m in (await h.store.snapshot(h.mb.id, "INBOX")).messages] == [1, 3]
+
+
+async def test_what_other_sessions_flag_deleted_is_expunged(h: Harness) -> None:
+    """\\Deleted set by another session, and a new message not announced yet that
+    arrived flagged \\Deleted: this session's view heard of both (the feed), so its
+    EXPUNGE asks the store and removes them."""
+    for i in range(3):
+        await h.store.deliver([h.mb], msg(i))
+    await h.run(b"a", b"SELECT INBOX")
+    await h.store.store_flags(h.mb.id, "INBOX", [1], "+", ["\\Deleted"])  # another session's STORE
+    got = await h.run(b"b", b"EXPUNGE")
+    assert b"* 1 EXPUNGE" in got and got[-1] == b"b OK EXPUNGE done"
+    await h.store.deliver([h.mb], msg(9), flags=["\\Deleted"])  # another session's APPEND
+    got = await h.run(b"c", b"UID EXPUNGE 2:3")  # only those named: the new one stays
+    assert got == [b"* 3 EXISTS", b"* 3 RECENT", b"c OK EXPUNGE done"]
+    assert [m.uid for m in (await h.store.snapshot(h.mb.id, "INBOX")).messages] == [2, 3, 4]
+    await h.run(b"d", b"EXPUNGE")
+    assert [m.uid for m in (await h.store.snapshot(h.mb.id, "INBOX")).messages] == [2, 3]
+
+
+async def test_flags_published_without_their_value_or_another_node_send_expunge_to_the_store(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flag change heard without its flags (another node's, nodefeed.py) may be
+    \\Deleted; and on a store that does not hear every change (PostgreSQL, several
+    nodes) the view cannot know: both ask the store, as before."""
+    from mailbox_store.feed import Change
+
+    await h.store.deliver([h.mb], msg(1))
+    await h.run(b"a", b"SELECT INBOX")
+    sel = h.s.selected
+    assert sel is not None and not sel.may_hold_deleted()
+    sel.feed(Change("message.flags", h.mb.id, "INBOX", 1, flags=None, modseq=99, remote=True))
+    assert sel.may_hold_deleted() and sel.may_hold_deleted([1]) and not sel.may_hold_deleted([])
+    await h.run(b"b", b"NOOP")  # the change announced (flags read from the store): none deleted
+    assert not sel.may_hold_deleted()
+    monkeypatch.setattr(type(h.store), "hears_every_change", property(lambda self: False))
+    jobs = h.store.writer.jobs
+    assert await h.run(b"c", b"EXPUNGE") == [b"c OK EXPUNGE done"]
+    assert h.store.writer.jobs == jobs + 1
