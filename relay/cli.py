@@ -146,7 +146,6 @@ def _newcomer_banner(config: Config, port: int, imap_ports: tuple[int, int], sub
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from relay.daemon import eventloop
     from relay.daemon.serve import Daemon, StartupError
 
     dev = False
@@ -171,7 +170,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                    d.web.port if d.web is not None else 0, d.admin_port), flush=True)
 
     try:
-        eventloop.run(Daemon(config).serve_forever(ready))
+        asyncio.run(Daemon(config).serve_forever(ready))
     except StartupError as e:  # bad certificate, trust list, store, port in use
         raise UsageError(f"cannot start: {e}") from None
     return 0
