@@ -3,11 +3,12 @@
 Implementation notes:
 - Several messages in one APPEND are stored all or none, in one store transaction
   (Store.deliver_all), their UIDs in order: APPENDUID gives them as a set (RFC 4315).
-- The reader seals one APPEND literal larger than SPOOL_MIN into the spool as it comes
-  (session.read_command); every other literal of the command is held in memory within
-  imap.max_line, so a MULTIAPPEND of several large messages, or a large CATENATE TEXT
-  part, is refused (BAD [TOOBIG], or BAD when it sits where only a message may) rather
-  than held whole in memory.
+- The reader seals every APPEND message larger than SPOOL_MIN into a spool of its own
+  as it comes (session.read_command), a MULTIAPPEND's several large messages too; the
+  whole command stays within imap.max_line + imap.max_literal. Every other literal is
+  held in memory within imap.max_line, so a large CATENATE TEXT part is refused (BAD
+  [TOOBIG], or BAD when it sits where only a message may) rather than held whole in
+  memory.
 - CATENATE's URL parts (RFC 5092 IMAP URLs, relative "/mailbox;uidvalidity=n/;uid=n
   [/;section=s][/;partial=o.l]" or absolute) may only name the user's own folders:
   a guardian cannot copy a child's mail into their own mailbox. A URL that names
@@ -178,6 +179,7 @@ async def cmd_append(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         return no(f"no folder {name}", "TRYCREATE")
     limit = s.server.config.imap_max_literal
     items: list[tuple[bytes | SpooledMessage, dt.datetime | None, list[str]]] = []
+    spools = iter(s.spools)  # the spooled messages, in the order of their literals
     for m in messages:
         content: bytes | SpooledMessage
         if m.parts is not None:
@@ -202,8 +204,8 @@ async def cmd_append(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
             if b"\x00" in content:  # RFC 4469 §5: no NUL in a CATENATE result
                 return no("octet NUL dans le message / NUL octet in the message")
         elif m.content is None:
-            assert s.spool is not None and s.spool.finished
-            content = s.spool
+            content = next(spools)
+            assert content.finished
         else:
             content = m.content
         if isinstance(content, bytes) and not content:

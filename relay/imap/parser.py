@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from relay.imap import utf7
 from relay.imap.sequence import MAX_NUMBER, ParseError, parse_sequence_set
@@ -130,11 +130,11 @@ class Parser:
     """
 
     def __init__(self, data: bytes, *, utf8: bool = False, max_depth: int = MAX_SEARCH_DEPTH,
-                 spooled_at: int | None = None) -> None:
+                 spooled_at: Collection[int] = ()) -> None:
         self.data = data
-        # where the reader took a literal's octets out of data (an APPEND message
-        # sealed into the spool as it arrived): its "{n}" CRLF is followed by nothing
-        self.spooled_at = spooled_at
+        # where the reader took literals' octets out of data (APPEND messages sealed
+        # into the spool as they arrived): each "{n}" CRLF there is followed by nothing
+        self.spooled_at = frozenset(spooled_at)
         self.pos = 0
         self.utf8 = utf8
         self.max_depth = max_depth
@@ -277,7 +277,7 @@ class Parser:
         self.expect(b"}")
         if not self.take(b"\r\n"):
             raise self.error("CRLF attendu apres la taille du litteral / expected CRLF after literal size")
-        if self.pos == self.spooled_at:  # only message_literal() may take it
+        if self.pos in self.spooled_at:  # only message_literal() may take it
             raise self.error("litteral trop grand a cet endroit / literal too large here")
         if size > len(self.data) - self.pos:
             raise self.error("litteral plus court qu'annonce / literal shorter than announced")
@@ -345,14 +345,15 @@ class Parser:
 
     def message_literal(self) -> bytes | None:
         """literal_only() for APPEND's message, or None when the reader sealed that
-        literal into its spool (spooled_at): the octets are not in this command."""
-        if self.spooled_at is not None:
+        literal into a spool (spooled_at): the octets are not in this command; the
+        spools come in the order of their literals."""
+        if self.spooled_at:
             start = self.pos
             self.take(b"~")
             if self.take(b"{"):
                 self.number64()
                 self.take(b"+")
-                if self.take(b"}\r\n") and self.pos == self.spooled_at:
+                if self.take(b"}\r\n") and self.pos in self.spooled_at:
                     return None
             self.pos = start
         return self.literal_only()

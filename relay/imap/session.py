@@ -107,10 +107,10 @@ class Session:
         # token bucket: a client may burst, but a flood of commands is slowed down
         self._tokens = float(server.config.imap_command_burst)
         self._refilled = time.monotonic()
-        # the command being read or run: its APPEND message sealed into the spool (and
-        # where the parser meets it), and its literal bytes reserved (budget.py)
-        self.spool: SpooledMessage | None = None
-        self.spool_at: int | None = None
+        # the command being read or run: its APPEND messages sealed into the spool (and
+        # where the parser meets each), and its literal bytes reserved (budget.py)
+        self.spools: list[SpooledMessage] = []
+        self.spool_at: list[int] = []
         self._reservations: list[Reservation] = []
         self._held: bytearray | None = None  # a command's untagged lines, sent with its tagged reply
         # changes published while SELECT builds its view (after its snapshot was asked
@@ -206,8 +206,8 @@ class Session:
         (a client trickling one byte per idle timeout held its slot for ever); an
         APPEND's literals are bytes in flight, reserved against the per-account and
         global bounds (budget.py) before "+"; its message, when larger than
-        SPOOL_MIN, is sealed into the spool as it arrives (self.spool), never held
-        whole in memory. A command refused on the way (bounds, NUL in a literal) is
+        SPOOL_MIN, is sealed into the spool as it arrives (self.spools: each message
+        of a MULTIAPPEND its own), never held whole in memory. A command refused on the way (bounds, NUL in a literal) is
         read to its end, with bounded memory, answered, and never run: ValueError."""
         cfg = self.server.config
         authenticated = self.user is not None
@@ -239,10 +239,12 @@ class Session:
                     raise ValueError("command refused while it was received")
                 return b"".join(parts)
             size, nonsync = announced
-            spooled = append and size > spool_min and self.spool is None and refusal is None
-            # APPEND's message (spooled) is the only literal that may be large: any
-            # other is a string of the line's order, kept in memory
-            if size > (max_literal if spooled else min(max_literal, max_kept - kept)):
+            spooled = append and size > spool_min and refusal is None
+            # APPEND's messages (spooled) are the only literals that may be large: any
+            # other is a string of the line's order, kept in memory; a whole command,
+            # however many messages, stays within imap.max_line + imap.max_literal
+            if size > (max_literal if spooled else min(max_literal, max_kept - kept)) or \
+                    total + size > cfg.imap_max_line + max_literal:
                 if nonsync:  # RFC 7888 §4: the bytes are coming anyway; cannot resync
                     raise Bye("literal too large")
                 # RFC 7888 §4 / RFC 9051 §7.1: the client waits for "+" or a tagged reply
@@ -275,11 +277,12 @@ class Session:
                 await self._receive(size, deadline, parts, None)
             elif spooled:
                 binary = line[:-2].rstrip(b"0123456789+}").endswith(b"~{")  # RFC 3516 literal8
-                self.spool = SpooledMessage(self.server.spool_dir)
-                self.spool_at = kept
-                await self._receive(size, deadline, parts, self.spool)
-                self.spool.finish()
-                if self.spool.has_nul and not binary:
+                spool = SpooledMessage(self.server.spool_dir)
+                self.spools.append(spool)
+                self.spool_at.append(kept)
+                await self._receive(size, deadline, parts, spool)
+                spool.finish()
+                if spool.has_nul and not binary:
                     refusal = bad("octet NUL dans un litteral / NUL octet in literal")
             else:
                 parts.append(await self._receive(size, deadline, parts, None, keep=True))
@@ -342,13 +345,13 @@ class Session:
 
     def _end_command(self) -> None:
         """The command is answered (or abandoned): its literal bytes leave the budget
-        and its spool file goes."""
+        and its spool files go."""
         for held in self._reservations:
             held.release()
         self._reservations.clear()
-        if self.spool is not None:
-            self.spool.close()
-            self.spool, self.spool_at = None, None
+        for spool in self.spools:
+            spool.close()
+        self.spools, self.spool_at = [], []
 
     async def _pace(self) -> None:
         cfg = self.server.config

@@ -106,19 +106,33 @@ def test_spooled_literal_is_refused_as_a_mailbox_name(relay: RunningDaemon) -> N
     tls.close()
 
 
-def test_only_one_big_literal_per_append(relay: RunningDaemon) -> None:
-    """After its spooled message, an APPEND has nothing large to carry: a second big
-    literal would be held in memory, so it is refused before "+"."""
-    raw = _big(100_000)
+def test_each_large_message_of_a_multiappend_is_spooled(relay: RunningDaemon) -> None:
+    """Every large message of a MULTIAPPEND (RFC 3502) is sealed into a spool of its
+    own: imaptest's stress sent two messages of 200 KB in one APPEND with LITERAL+, and
+    the old code, which spooled only the first, ended the session ("literal too large")."""
+    raw1, raw2 = _big(100_000, "Premier"), _big(200_000, "Second")
     tls, f = _login(relay)
+    tls.sendall(b"b APPEND INBOX {%d+}\r\n" % len(raw1) + raw1 + b" (\\Seen) {%d+}\r\n" % len(raw2) + raw2 + b"\r\n")
+    assert re.match(rb"b OK \[APPENDUID \d+ 1:2\]", _until_tagged(f, b"b")[-1])
+    tls.close()
+    assert _inbox(relay) == [raw1, raw2]
+    assert list((relay.base / "spool").iterdir()) == []
+
+
+@pytest.mark.parametrize("bounded", [{"max_literal": 300_000}], indirect=True)
+def test_a_multiappend_stays_within_one_command_bound(bounded: RunningDaemon) -> None:
+    """However many messages, one command carries at most imap.max_line +
+    imap.max_literal octets: past it, BAD [TOOBIG] before "+", and the session goes on."""
+    raw = _big(200_000)
+    tls, f = _login(bounded)
     tls.sendall(b"b APPEND INBOX {%d}\r\n" % len(raw))
     assert f.readline().startswith(b"+")
-    tls.sendall(raw + b" {5000000}\r\n")
+    tls.sendall(raw + b" {%d}\r\n" % len(raw))  # 400,000 octets in all: over 65,536 + 300,000
     assert f.readline().startswith(b"b BAD [TOOBIG]")
     tls.sendall(b"c NOOP\r\n")
     assert _until_tagged(f, b"c")[-1].startswith(b"c OK")
     tls.close()
-    assert _inbox(relay) == []
+    assert _inbox(bounded) == []
 
 
 def test_literals_of_other_commands_share_a_line_budget(relay: RunningDaemon) -> None:

@@ -95,8 +95,8 @@ async def test_deliver_spooled_stores_what_fetch_reads(tmp_path: Path) -> None:
 
 # ---- the parser and a spooled literal ----------------------------------------------------------
 
-def _append_parser(data: bytes, spooled_at: int | None) -> Parser:
-    p = Parser(data, spooled_at=spooled_at)
+def _append_parser(data: bytes, spooled_at: int | None, *more: int) -> Parser:
+    p = Parser(data, spooled_at=() if spooled_at is None else (spooled_at, *more))
     p.tag()
     p.sp()
     assert p.command() == "APPEND"
@@ -118,6 +118,22 @@ def test_message_literal_is_none_where_the_reader_spooled_it() -> None:
     p.mailbox()
     p.sp()
     assert p.message_literal() is None
+
+
+def test_message_literals_of_a_multiappend_are_none_where_each_was_spooled() -> None:
+    first = b"a APPEND INBOX {300000+}\r\n"
+    second = first + b" (\\Seen) {200000+}\r\n"
+    p = _append_parser(second + b" {5+}\r\nhello", len(first), len(second))
+    assert p.mailbox() == "INBOX"
+    p.sp()
+    assert p.message_literal() is None
+    p.sp()
+    assert p.flag_list() == ["\\Seen"]
+    p.sp()
+    assert p.message_literal() is None
+    p.sp()
+    assert p.message_literal() == b"hello"  # a small one, in memory
+    p.end()
 
 
 def test_message_literal_in_memory_when_not_spooled() -> None:
