@@ -335,7 +335,8 @@ async def test_an_expunge_with_nothing_deleted_asks_the_store_nothing(h: Harness
     jobs = h.store.writer.jobs
     assert await h.run(b"b", b"EXPUNGE") == [b"b OK EXPUNGE done"]
     assert await h.run(b"c", b"UID EXPUNGE 1:*") == [b"c OK EXPUNGE done"]
-    assert h.store.writer.jobs == jobs
+    # on PostgreSQL another node's \Deleted may not be heard yet: the store is asked
+    assert h.store.writer.jobs == jobs + (0 if h.store.hears_every_change else 2)
     await h.run(b"d", b"STORE 2 +FLAGS.SILENT (\\Deleted)")
     assert await h.run(b"e", b"EXPUNGE") == [b"* 2 EXPUNGE", b"e OK EXPUNGE done"]
     assert [m.uid for m in (await h.store.snapshot(h.mb.id, "INBOX")).messages] == [1, 3]
