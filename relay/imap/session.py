@@ -207,8 +207,9 @@ class Session:
         APPEND's literals are bytes in flight, reserved against the per-account and
         global bounds (budget.py) before "+"; its message, when larger than
         SPOOL_MIN, is sealed into the spool as it arrives (self.spools: each message
-        of a MULTIAPPEND its own), never held whole in memory. A command refused on the way (bounds, NUL in a literal) is
-        read to its end, with bounded memory, answered, and never run: ValueError."""
+        of a MULTIAPPEND its own, up to MAX_SPOOLS), never held whole in memory. A
+        command refused on the way (bounds, NUL in a literal) is read to its end, with
+        bounded memory, answered, and never run: ValueError."""
         cfg = self.server.config
         authenticated = self.user is not None
         timeout = cfg.imap_idle_timeout if authenticated else PRELOGIN_TIMEOUT
@@ -239,7 +240,7 @@ class Session:
                     raise ValueError("command refused while it was received")
                 return b"".join(parts)
             size, nonsync = announced
-            spooled = append and size > spool_min and refusal is None
+            spooled = append and size > spool_min and refusal is None and len(self.spools) < MAX_SPOOLS
             # APPEND's messages (spooled) are the only literals that may be large: any
             # other is a string of the line's order, kept in memory; a whole command,
             # however many messages, stays within imap.max_line + imap.max_literal
@@ -1413,6 +1414,9 @@ PRELOGIN_LITERAL = 8192  # largest literal before login (a password, not a messa
 SELECT_BACKLOG_MAX = 100_000  # changes kept for a SELECT under way (a few in practice)
 HOLD_MAX = 65536  # octets of a command's responses held before they are written anyway
 SPOOL_MIN = 65536  # an APPEND message larger than this is sealed into the spool as it arrives
+# spool files (one open descriptor each) of one command: the messages of a MULTIAPPEND
+# beyond them are held in memory within the line budget, as any other literal
+MAX_SPOOLS = 16
 LITERAL_PIECE = 65536  # literal octets read (and sealed) at a time
 _TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only (Session._quickack)
 ACCESS_RECHECK = 30.0  # seconds between rights checks while a session idles

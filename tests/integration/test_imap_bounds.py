@@ -119,6 +119,21 @@ def test_each_large_message_of_a_multiappend_is_spooled(relay: RunningDaemon) ->
     assert list((relay.base / "spool").iterdir()) == []
 
 
+def test_a_multiappend_beyond_the_spools_holds_the_rest_in_memory(relay: RunningDaemon) -> None:
+    """At most 16 spool files (descriptors) per command: a 17th large message is held
+    in memory within the line budget (2 x imap.max_line), like any other literal."""
+    raws = [_big(70_000, f"Message {i}") for i in range(17)]
+    tls, f = _login(relay)
+    tls.sendall(b"b APPEND Drafts" + b"".join(b" {%d+}\r\n" % len(r) + r for r in raws) + b"\r\n")
+    assert re.match(rb"b OK \[APPENDUID \d+ 1:17\]", _until_tagged(f, b"b")[-1])
+    tls.close()
+    c = relay.imap()
+    c.select("Drafts")
+    typ, data = c.fetch("1:*", "(BODY.PEEK[])")
+    assert [d[1] for d in data if isinstance(d, tuple)] == raws
+    c.logout()
+
+
 @pytest.mark.parametrize("bounded", [{"max_literal": 300_000}], indirect=True)
 def test_a_multiappend_stays_within_one_command_bound(bounded: RunningDaemon) -> None:
     """However many messages, one command carries at most imap.max_line +
