@@ -10,8 +10,10 @@
 # per RELAY. While imaptest runs against our daemon, the daemon's user+system CPU is
 # read from /proc: on a shared, noisy machine ops/s move with the load, the CPU an
 # operation costs moves much less. Output: one JSON line per run (label, ops/s, ms per
-# command, daemon CPU seconds, CPU ms per operation, Dovecot's ops/s of the same run,
-# load average), so run old and new code in the same sitting and compare the ratios.
+# command as imaptest saw it and as the daemon's own histogram saw it (the difference is
+# the time a command waited behind the same session's earlier ones: imaptest pipelines),
+# daemon CPU seconds, CPU ms per operation, Dovecot's ops/s of the same run, load
+# average), so run old and new code in the same sitting and compare the ratios.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 COMPARE=${COMPARE:-$here/../../shared/anchor/imap_compare.sh}
@@ -37,25 +39,49 @@ one() { # relay label
     sleep 0.2
   done
   t0=$( [ -n "$pid" ] && cpu_ticks "$pid" || echo 0)
+  # the daemon's own command histogram (mssante_imap_command_seconds) from its admin port,
+  # at the start and every 2 s while imaptest runs (the daemon stops right after it)
+  admin=$(sed -n '/^\[admin\]/,/^\[/s/^listen = "\(.*\)"/\1/p' "$W/ours/relay-stress.toml" 2>/dev/null | head -1)
+  m0=$(mktemp); m1=$(mktemp)
+  metrics() { [ -n "$admin" ] && curl -s --max-time 2 "http://$admin/metrics" | grep '^mssante_imap_command_seconds_\(sum\|count\)' > "$1.new" && mv "$1.new" "$1"; true; }
+  metrics "$m0"
   for ((i = 0; i < 1000; i++)); do  # imaptest runs SECS seconds (+ its own timeout)
     pgrep -f "userfile=$W/ours-users" >/dev/null || break
     t1=$(cpu_ticks "$pid"); sleep 0.2
+    (( i % 10 == 9 )) && metrics "$m1"
   done
   wait "$bg" || true
-  python3 - "$label" "$log" "${t0:-0}" "${t1:-0}" "$(getconf CLK_TCK)" "$SECS" "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
-import json, sys
+  python3 - "$label" "$log" "${t0:-0}" "${t1:-0}" "$(getconf CLK_TCK)" "$SECS" "$(cut -d' ' -f1 /proc/loadavg)" "$m0" "$m1" <<'PY'
+import json, re, sys
 label, log, t0, t1, hz, secs, load = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+
+
+def histogram(path):  # command -> {"sum": seconds, "count": n}
+    out = {}
+    for line in open(path):
+        m = re.match(r'mssante_imap_command_seconds_(sum|count)\{command="(\w+)"\} (\S+)', line)
+        if m:
+            out.setdefault(m.group(2), {})[m.group(1)] = float(m.group(3))
+    return out
+
+
+h0, h1 = histogram(sys.argv[8]), histogram(sys.argv[9])
+server = {}  # average ms per command inside the daemon over the run (imaptest's figure adds the queue)
+for cmd, v in sorted(h1.items()):
+    n = v.get("count", 0) - h0.get(cmd, {}).get("count", 0)
+    if n > 0:
+        server[cmd] = round(1000 * (v.get("sum", 0) - h0.get(cmd, {}).get("sum", 0)) / n, 1)
 rows = [json.loads(l) for l in open(log) if l.startswith("{")]
 ours = next((r for r in rows if r["label"] == "ours"), {})
 dove = next((r for r in rows if r["label"] == "dovecot"), {})
 cpu = (t1 - t0) / hz
 ops = (ours.get("ops_per_s") or 0) * secs
 print(json.dumps({"label": label, "ops_per_s": ours.get("ops_per_s"), "ms_per_cmd": ours.get("ms_per_cmd"),
-                  "daemon_cpu_s": round(cpu, 2), "cpu_ms_per_op": round(1000 * cpu / ops, 3) if ops else None,
+                  "server_ms_per_cmd": server, "daemon_cpu_s": round(cpu, 2), "cpu_ms_per_op": round(1000 * cpu / ops, 3) if ops else None,
                   "dovecot_ops_per_s": dove.get("ops_per_s"), "dovecot_ms_per_cmd": dove.get("ms_per_cmd"),
                   "errors": ours.get("error_lines"), "load1": load}), flush=True)
 PY
-  rm -f "$log"
+  rm -f "$log" "$m0" "$m1"
 }
 
 for ((r = 1; r <= ROUNDS; r++)); do
