@@ -218,6 +218,7 @@ class Session:
         # literals at most; only an APPEND message may be larger, and it is spooled
         max_kept = cfg.imap_max_line + (cfg.imap_max_line if authenticated else PRELOGIN_LITERAL)
         spool_min = min(SPOOL_MIN, cfg.imap_max_line)
+        max_total = cfg.imap_max_line + max_literal  # octets of a whole command: lines and literals
         self._end_command()
         parts: list[bytes] = []
         kept = total = 0
@@ -228,7 +229,7 @@ class Session:
             line = await self._read_line_until(timeout, deadline, parts)
             total += len(line)
             kept += len(line)
-            if total > cfg.imap_max_line + max_literal or kept > max_kept:
+            if total > max_total or kept > max_kept:
                 raise Bye("command too long")
             if not parts:
                 append = authenticated and _is_append(line)
@@ -245,7 +246,7 @@ class Session:
             # other is a string of the line's order, kept in memory; a whole command,
             # however many messages, stays within imap.max_line + imap.max_literal
             if size > (max_literal if spooled else min(max_literal, max_kept - kept)) or \
-                    total + size > cfg.imap_max_line + max_literal:
+                    total + size > max_total:
                 if nonsync:  # RFC 7888 §4: the bytes are coming anyway; cannot resync
                     raise Bye("literal too large")
                 # RFC 7888 §4 / RFC 9051 §7.1: the client waits for "+" or a tagged reply
@@ -1076,7 +1077,7 @@ async def _expunge(s: Session, sel: Selected, only: list[int] | None = None) -> 
     When the view knows every message of the folder and none is flagged \\Deleted, the
     store is not asked: the EXPUNGE removes nothing, and answering without a write
     transaction is what it would have answered. Why (issue 12 §3): in imaptest's stress
-    about half the EXPUNGEs find nothing to remove (other sessions' removed it first),
+    about half the EXPUNGEs find nothing to remove (other sessions removed it first),
     and each one cost the writer a transaction and the session two thread hops."""
     if s.server.store.hears_every_change and not sel.may_hold_deleted(only):
         return []
