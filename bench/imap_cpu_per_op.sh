@@ -12,6 +12,8 @@
 # operation costs moves much less. Output: one JSON line per run (label, ops/s, ms per
 # command as imaptest saw it and as the daemon's own histogram saw it (the difference is
 # the time a command waited behind the same session's earlier ones: imaptest pipelines),
+# the store writer's figures over that window (writes per transaction; its thread's ms
+# per transaction: wall, CPU, COMMIT; a write's wait for its transaction),
 # daemon CPU seconds, CPU ms per operation, Dovecot's ops/s of the same run, load
 # average), so run old and new code in the same sitting and compare the ratios.
 set -euo pipefail
@@ -43,7 +45,7 @@ one() { # relay label
   # at the start and every 2 s while imaptest runs (the daemon stops right after it)
   admin=$(sed -n '/^\[admin\]/,/^\[/s/^listen = "\(.*\)"/\1/p' "$W/ours/relay-stress.toml" 2>/dev/null | head -1)
   m0=$(mktemp); m1=$(mktemp)
-  metrics() { [ -n "$admin" ] && curl -s --max-time 2 "http://$admin/metrics" | grep '^mssante_imap_command_seconds_\(sum\|count\)' > "$1.new" && mv "$1.new" "$1"; true; }
+  metrics() { [ -n "$admin" ] && curl -s --max-time 2 "http://$admin/metrics" | grep '^mssante_imap_command_seconds_\(sum\|count\)\|^mssante_store_writer_' > "$1.new" && echo "# t $(date +%s.%N)" >> "$1.new" && mv "$1.new" "$1"; true; }
   metrics "$m0"
   for ((i = 0; i < 1000; i++)); do  # imaptest runs SECS seconds (+ its own timeout)
     pgrep -f "userfile=$W/ours-users" >/dev/null || break
@@ -65,7 +67,26 @@ def histogram(path):  # command -> {"sum": seconds, "count": n}
     return out
 
 
+def writer(path):  # the store writer's counters (relay/daemon/admin.py)
+    out = {}
+    for line in open(path):
+        m = re.match(r'mssante_store_writer_(\w+)_total (\S+)|# t (\S+)', line)
+        if m:
+            out[m.group(1) or "t"] = float(m.group(2) or m.group(3))
+    return out
+
+
 h0, h1 = histogram(sys.argv[8]), histogram(sys.argv[9])
+w0, w1 = writer(sys.argv[8]), writer(sys.argv[9])
+dw = {k: w1[k] - w0.get(k, 0) for k in w1}
+writer_figures = {}
+if dw.get("batches"):
+    b = dw["batches"]
+    writer_figures = {  # over the same window as server_ms_per_cmd
+        "busy_fraction": round(dw.get("busy_seconds", 0) / dw["t"], 2) if dw.get("t") else None,
+        "jobs_per_batch": round(dw.get("jobs", 0) / b, 2),
+        "ms_per_batch": {k: round(1000 * dw.get(f"{k}_seconds", 0) / b, 2) for k in ("busy", "cpu", "commit")},
+        "queue_ms_per_job": round(1000 * dw.get("queue_seconds", 0) / max(dw.get("jobs", 0), 1), 2)}
 server = {}  # average ms per command inside the daemon over the run (imaptest's figure adds the queue)
 for cmd, v in sorted(h1.items()):
     n = v.get("count", 0) - h0.get(cmd, {}).get("count", 0)
@@ -77,7 +98,7 @@ dove = next((r for r in rows if r["label"] == "dovecot"), {})
 cpu = (t1 - t0) / hz
 ops = (ours.get("ops_per_s") or 0) * secs
 print(json.dumps({"label": label, "ops_per_s": ours.get("ops_per_s"), "ms_per_cmd": ours.get("ms_per_cmd"),
-                  "server_ms_per_cmd": server, "daemon_cpu_s": round(cpu, 2), "cpu_ms_per_op": round(1000 * cpu / ops, 3) if ops else None,
+                  "server_ms_per_cmd": server, "writer": writer_figures, "daemon_cpu_s": round(cpu, 2), "cpu_ms_per_op": round(1000 * cpu / ops, 3) if ops else None,
                   "dovecot_ops_per_s": dove.get("ops_per_s"), "dovecot_ms_per_cmd": dove.get("ms_per_cmd"),
                   "errors": ours.get("error_lines"), "load1": load}), flush=True)
 PY

@@ -7,23 +7,55 @@ the store answers a query; the store's filesystem has at least store.min_free_by
 free (below it the MX and submission refuse mail with 452 4.3.1, so a load balancer
 should know); our TLS certificate and the trust anchors are valid for at least 14 more
 days; the trust list was generated less than trust_list.max_age_days ago.
+
+/metrics also has the store writer's own times (mailbox_store/writer.py WriterTimes),
+read at each scrape: `rate(mssante_store_writer_busy_seconds_total[1m])` near 1 means
+the single writer is saturated (every write waits for it); busy time that is neither
+CPU nor commit is the writer's thread waiting (for the GIL, on a busy event loop).
 """
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
 from aiohttp import web
 from cryptography import x509
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from relay.core.runtime import Runtime
 from relay.core.storefaults import free_space
 
 log = structlog.get_logger("relay.admin")
 CERT_MARGIN = dt.timedelta(days=14)
+
+
+class _WriterTimes:
+    """A Prometheus collector of the store writer's cumulative figures."""
+
+    def __init__(self) -> None:
+        self.runtime: Runtime | None = None  # the daemon's (make_app)
+
+    def collect(self) -> Iterator[Metric]:
+        writer = getattr(self.runtime.store, "writer", None) if self.runtime is not None else None
+        if writer is None:
+            return
+        t = writer.times
+        for name, doc, value in (
+                ("batches", "Transactions committed by the store's single writer", writer.batches),
+                ("jobs", "Writes applied by the store's writer (a transaction groups several)", writer.jobs),
+                ("busy_seconds", "Wall time of the writer's thread inside transactions", t.busy),
+                ("cpu_seconds", "CPU time of the writer's thread inside transactions", t.cpu),
+                ("commit_seconds", "Time of the writer inside COMMIT (SQLite: the WAL's fsync)", t.commit),
+                ("queue_seconds", "Summed over writes: wait from submission to their transaction", t.queued)):
+            yield CounterMetricFamily(f"mssante_store_writer_{name}", doc, value=value)
+
+
+WRITER_TIMES = _WriterTimes()
+REGISTRY.register(WRITER_TIMES)
 
 
 def _certificates(paths: list[Path], now: dt.datetime) -> dict[str, Any]:
@@ -82,6 +114,7 @@ async def health(rt: Runtime) -> tuple[bool, dict[str, Any]]:
 
 
 def make_app(rt: Runtime) -> web.Application:
+    WRITER_TIMES.runtime = rt
     async def metrics(_request: web.Request) -> web.Response:
         free_space(rt.config)  # sets mssante_store_free_bytes
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

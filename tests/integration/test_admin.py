@@ -51,6 +51,13 @@ def test_metrics_count_messages_sessions_and_logins(relay: RunningDaemon) -> Non
     assert _metric(after, "mssante_auth_attempts_total", result="ok") >= 1
     assert _metric(after, "mssante_mx_store_seconds_count") >= 1
     assert "mssante_imap_command_seconds_bucket" in after
+    # the store writer's own figures: the accepted message was one of its writes
+    assert _metric(after, "mssante_store_writer_jobs_total") - _metric(before, "mssante_store_writer_jobs_total") >= 1
+    assert _metric(after, "mssante_store_writer_batches_total") >= 1
+    busy = _metric(after, "mssante_store_writer_busy_seconds_total")
+    assert busy > 0 and 0 < _metric(after, "mssante_store_writer_commit_seconds_total") <= busy
+    assert 0 < _metric(after, "mssante_store_writer_cpu_seconds_total")
+    assert _metric(after, "mssante_store_writer_queue_seconds_total") > 0
 
 
 def test_healthz_ok(relay: RunningDaemon) -> None:
