@@ -13,10 +13,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 
 from mailbox_store.feed import Change
 from mailbox_store.models import AuditEvent
+from mailbox_store.prepared import prepared_insert
 from mailbox_store.writer import GroupJob
 
 
@@ -34,6 +35,10 @@ def creation_audit(mailbox_id: int, at: dt.datetime, state: str, password: bool,
              "source": source} for action, detail in rows]
 
 
+# every audited read joins one of these (auditqueue.py): on the DBAPI cursor (prepared.py)
+_INSERT = prepared_insert(AuditEvent, ("mailbox_id", "at", "actor", "action", "detail", "source"))
+
+
 @dataclass
 class AuditJob(GroupJob):
     mailbox_id: int
@@ -49,5 +54,5 @@ class AuditJob(GroupJob):
 
     @classmethod
     def apply_group(cls, conn: Connection, jobs: list["AuditJob"]) -> list[tuple[Any, list[Change]]]:
-        conn.execute(insert(AuditEvent), [j.row() for j in jobs])
+        _INSERT.execute(conn, [j.row() for j in jobs])
         return [(None, []) for _ in jobs]

@@ -87,8 +87,8 @@ def delete_orphan_blobs(conn: Connection, blob_ids: set[str]) -> None:
     ids = sorted(blob_ids)
     for start in range(0, len(ids), 500):
         chunk = {"ids": ids[start:start + 500]}
-        conn.execute(_ORPHAN_RECEIPTS, chunk)
-        conn.execute(_ORPHAN_BLOBS, chunk)
+        _ORPHAN_RECEIPTS.execute(conn, chunk)
+        _ORPHAN_BLOBS.execute(conn, chunk)
 
 
 def _unused(blob_id: Any) -> Any:
@@ -97,9 +97,10 @@ def _unused(blob_id: Any) -> Any:
         & ~exists().where(OutboundEntry.blob_id == blob_id)
 
 
-_ORPHAN_RECEIPTS = delete(ReceiptRequest).where(ReceiptRequest.blob_id.in_(bindparam("ids", expanding=True)),
-                                                _unused(ReceiptRequest.blob_id))
-_ORPHAN_BLOBS = delete(Blob).where(Blob.id.in_(bindparam("ids", expanding=True)), _unused(Blob.id))
+# on the DBAPI cursor (prepared.py): every EXPUNGE runs both
+_ORPHAN_RECEIPTS = Prepared(delete(ReceiptRequest).where(ReceiptRequest.blob_id.in_(bindparam("ids", expanding=True)),
+                                                         _unused(ReceiptRequest.blob_id)))
+_ORPHAN_BLOBS = Prepared(delete(Blob).where(Blob.id.in_(bindparam("ids", expanding=True)), _unused(Blob.id)))
 
 
 class FolderOps(Repository):

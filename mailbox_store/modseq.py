@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from mailbox_store.models import ExpungedUid, Folder
-from mailbox_store.prepared import Prepared
+from mailbox_store.prepared import Prepared, prepared_insert
 from mailbox_store.rowlocks import lock_folders
 
 
@@ -42,10 +42,10 @@ _BUMP_STMT = update(Folder).where(Folder.id.in_(_IDS)).values(highestmodseq=Fold
 _BUMP = Prepared(_BUMP_STMT)
 _BUMP_RETURNING = Prepared(_BUMP_STMT.returning(Folder.id, Folder.highestmodseq))
 _MODSEQS = Prepared(select(Folder.id, Folder.highestmodseq).where(Folder.id.in_(_IDS)))
-_RECORD = insert(ExpungedUid)
+_RECORD = prepared_insert(ExpungedUid, ("folder_id", "uid", "modseq"))
 
 
 def record_expunged(conn: Connection, folder_id: int, uids: Iterable[int], modseq: int) -> None:
     rows = [{"folder_id": folder_id, "uid": u, "modseq": modseq} for u in uids]
     if rows:
-        conn.execute(_RECORD, rows)
+        _RECORD.execute(conn, rows)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam, insert
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -209,6 +209,14 @@ class Prepared:
             if proc is not None:
                 columns[i] = map(proc, columns[i])
         return list(map(make, zip(*columns)))
+
+
+def prepared_insert(model: Any, columns: Sequence[str]) -> Prepared:
+    """An INSERT of these columns of a mapped class, each value from the parameter of
+    the column's name; for executemany with rows that name every column (no column
+    default is applied: the caller's rows give them all, as SQLAlchemy's executemany
+    with a dict per row would only fill the ones missing)."""
+    return Prepared(insert(model).values({c: bindparam(c) for c in columns}))
 
 
 def _traced(conn: Connection) -> bool:

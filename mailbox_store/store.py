@@ -48,7 +48,7 @@ from mailbox_store.budgets import BudgetOps
 from mailbox_store.nodefeed import NodeFeedListener, listen_dsn, notifier
 from mailbox_store.pages import PageOps
 from mailbox_store.pro_access import ProAccessOps
-from mailbox_store.prepared import Prepared, driver_sql
+from mailbox_store.prepared import Prepared, driver_sql, prepared_insert
 from mailbox_store.documents import DocumentOps, NewDocument, SealedDocuments, insert_documents_together
 from mailbox_store.feed import Change, Feed, MessageMeta
 from mailbox_store.folders import FolderInfo, FolderOps, delete_orphan_blobs
@@ -161,7 +161,11 @@ _FOLDERS_TO_FILL = Prepared(select(Folder.id, Folder.mailbox_id, Folder.uidnext)
                                    Folder.mailbox_id.in_(bindparam("ids", expanding=True)))
                             .order_by(Folder.id).with_for_update())
 _SET_UIDNEXT = Prepared(update(Folder).where(Folder.id == bindparam("fid")).values(uidnext=bindparam("new_uidnext")))
-_INSERT_BLOBS, _INSERT_MESSAGES, _INSERT_RECEIPTS = insert(Blob), insert(Message), insert(ReceiptRequest)
+_INSERT_RECEIPTS = insert(ReceiptRequest)
+# every delivery and APPEND runs these two (a batch at a time), on the DBAPI cursor (prepared.py)
+_P_INSERT_BLOBS = prepared_insert(Blob, ("id", "sealed"))
+_P_INSERT_MESSAGES = prepared_insert(Message, ("folder_id", "uid", "blob_id", "key_wrapped", "flags", "internal_date",
+                                               "size", "thread_key", "modseq"))
 
 
 @dataclass
@@ -224,8 +228,8 @@ class _Delivery(GroupJob):
                                          meta=MessageMeta(d.uid, meta_flags, job.when, job.size,
                                                           modseq[next_uid[(d.mailbox_id, d.folder)][0]]),
                                          modseq=modseq[next_uid[(d.mailbox_id, d.folder)][0]]) for d in out]))
-        conn.execute(_INSERT_BLOBS, blobs)
-        conn.execute(_INSERT_MESSAGES, messages)
+        _P_INSERT_BLOBS.execute(conn, blobs)
+        _P_INSERT_MESSAGES.execute(conn, messages)
         for (_, changes), (_, filed) in zip(results, insert_documents_together(conn, [j.documents for j in jobs]),
                                             strict=True):
             changes.extend(filed)

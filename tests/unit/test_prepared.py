@@ -26,10 +26,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from mailbox_store import folders, imapreads, messages, modseq, recent
+from mailbox_store import audit, folders, imapreads, messages, modseq, recent
 from mailbox_store import store as store_module
 from mailbox_store.engines import sync_url
-from mailbox_store.models import Folder, Message, ReceiptRequest
+from mailbox_store.models import AuditEvent, Blob, ExpungedUid, Folder, Message, ReceiptRequest
 from mailbox_store.prepared import Prepared
 from mailbox_store.store import Store
 from policy.recipients import MailboxState
@@ -38,6 +38,7 @@ from tests.pg import on_postgresql
 
 INS = "279035121518989"
 CHILD = "185077512300175"
+ORPHAN, ORPHAN_RECEIPT = "o" * 32, "r" * 32
 
 
 def msg(n: int) -> bytes:
@@ -63,7 +64,12 @@ async def filled(store: Store, store_url: str) -> dict[str, Any]:
         blob = conn.execute(select(Message.blob_id).where(Message.folder_id == fid, Message.uid == 2)).scalar_one()
         conn.execute(insert(ReceiptRequest).values(mailbox_id=mb.id, blob_id=blob, address="pro@x.mssante.fr",
                                                    message_id="<m2@x>", sent_at=None))
-    yield {"mid": mb.id, "child": child.id, "fid": fid, "engine": engine}
+        blobs = dict(conn.execute(select(Message.uid, Message.blob_id).where(Message.folder_id == fid)).all())
+        # two blobs no message points at (what an EXPUNGE leaves): one with a receipt
+        conn.execute(insert(Blob), [{"id": ORPHAN, "sealed": b"x"}, {"id": ORPHAN_RECEIPT, "sealed": b"y"}])
+        conn.execute(insert(ReceiptRequest).values(mailbox_id=mb.id, blob_id=ORPHAN_RECEIPT, address="pro@x.mssante.fr",
+                                                   message_id="<o@x>", sent_at=None))
+    yield {"mid": mb.id, "child": child.id, "fid": fid, "engine": engine, "blobs": blobs}
     engine.dispose()
 
 
@@ -127,10 +133,16 @@ async def test_every_prepared_read_returns_what_conn_execute_returns(filled: dic
 
 
 def _state(conn: Connection) -> list[Any]:
-    return [conn.execute(select(Message.folder_id, Message.uid, Message.flags, Message.modseq)
-                         .order_by(Message.folder_id, Message.uid)).all(),
-            conn.execute(select(Folder.id, Folder.uidnext, Folder.first_recent_uid, Folder.highestmodseq)
-                         .order_by(Folder.id)).all()]
+    """Every row of the tables the statements of _writes touch, values typed; without
+    the serial ids of inserted rows (a PostgreSQL sequence does not roll back)."""
+    tables = (Message.__table__, Folder.__table__, Blob.__table__, ReceiptRequest.__table__, ExpungedUid.__table__,
+              AuditEvent.__table__)
+    return [sorted(_typed(conn.execute(select(*[c for c in t.columns if not (t.name in _SERIAL and c.name == "id")]))
+                          .all()), key=repr)
+            for t in tables]
+
+
+_SERIAL = {"messages", "audit_events"}
 
 
 def _writes(f: dict[str, Any]) -> list[tuple[str, Prepared, Any]]:
@@ -146,6 +158,20 @@ def _writes(f: dict[str, Any]) -> list[tuple[str, Prepared, Any]]:
         ("bump-returning", modseq._BUMP_RETURNING, {"ids": [fid]}),
         ("set-uidnext", store_module._SET_UIDNEXT, [{"fid": fid, "new_uidnext": 50},
                                                     {"fid": fid + 1, "new_uidnext": 9}]),
+        # message 2's blob is in use (its receipt stays), the fixture's orphans are not
+        ("orphan-receipts", folders._ORPHAN_RECEIPTS, {"ids": [f["blobs"][2], ORPHAN_RECEIPT]}),
+        ("orphan-blobs", folders._ORPHAN_BLOBS, {"ids": [ORPHAN, f["blobs"][2], "nope"]}),
+        ("record-expunged", modseq._RECORD, [{"folder_id": fid, "uid": 40, "modseq": 41},
+                                             {"folder_id": fid, "uid": 41, "modseq": 41}]),
+        ("insert-audit", audit._INSERT, [{"mailbox_id": f["mid"], "at": dt.datetime(2026, 12, 6, 23, 0, 1, 5,
+                                                                                 tzinfo=dt.timezone.utc),
+                                          "actor": "patient", "action": "message.read", "detail": "INBOX 1",
+                                          "source": "127.0.0.1"}]),
+        ("insert-blobs", store_module._P_INSERT_BLOBS, [{"id": "b" * 32, "sealed": b"\x00sealed\xff"}]),
+        ("insert-messages", store_module._P_INSERT_MESSAGES, [
+            {"folder_id": fid, "uid": 90 + i, "blob_id": f["blobs"][1], "key_wrapped": b"\x01k", "flags": flags,
+             "internal_date": dt.datetime(2026, 12, 6, 23, 0, i, tzinfo=dt.timezone.utc), "size": 10 + i,
+             "thread_key": key, "modseq": 77} for i, (flags, key) in enumerate([("\\Seen", "t" * 64), ("", None)])]),
     ]
 
 
