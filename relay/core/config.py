@@ -104,6 +104,7 @@ class Config:
     shutdown_grace: float
     imap_listen: Listen
     imap_listen_tls: Listen
+    imap_reuse_port: bool
     imap_max_line: int
     imap_max_literal: int
     imap_idle_timeout: float
@@ -415,6 +416,7 @@ def load_config(path: Path) -> Config:
                                        _get(data, "mx", "shutdown_grace", (int, float), 30))),
         imap_listen=parse_listen("imap.listen", _get(data, "imap", "listen", str, "127.0.0.1:2143")),
         imap_listen_tls=parse_listen("imap.listen_tls", _get(data, "imap", "listen_tls", str, "127.0.0.1:2993")),
+        imap_reuse_port=_get(data, "imap", "reuse_port", bool, False),
         imap_max_line=int(_positive("imap.max_line", _get(data, "imap", "max_line", int, 65536))),
         imap_max_literal=int(_positive("imap.max_literal", _get(data, "imap", "max_literal", int, 26_214_400))),
         imap_idle_timeout=float(_positive("imap.idle_timeout",
@@ -489,6 +491,11 @@ def load_config(path: Path) -> Config:
     )
     if (unknown := unknown_key_error(path.name, data)) is not None:
         raise ConfigError(unknown)
+    if config.imap_reuse_port and not config.store_url.startswith("postgresql"):
+        # a second daemon on the same ports must be a node of the same store: with SQLite
+        # each daemon has its own, and a patient's sessions would land in either
+        raise ConfigError("imap.reuse_port: only for several nodes over one PostgreSQL store "
+                          "(store.url postgresql+asyncpg://...)")
     return config
 
 

@@ -72,12 +72,15 @@ class ImapServer:
         private_dir(self.spool_dir)
         self.pruner.start()
         limit = cfg.imap_max_line + 2
+        # imap.reuse_port: several nodes (processes over one PostgreSQL store) of one host
+        # listen on the same ports, and the kernel spreads the connections (SO_REUSEPORT)
+        reuse_port = cfg.imap_reuse_port or None
         plain = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=False),
                                            cfg.imap_listen.host, cfg.imap_listen.port, limit=limit,
-                                           reuse_address=True)
+                                           reuse_address=True, reuse_port=reuse_port)
         implicit = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=True),
                                               cfg.imap_listen_tls.host, cfg.imap_listen_tls.port, limit=limit,
-                                              ssl=self.tls_context, reuse_address=True)
+                                              ssl=self.tls_context, reuse_address=True, reuse_port=reuse_port)
         self._servers = [plain, implicit]
         log.info("daemon.listening", front="imap", address=f"{cfg.imap_listen.host}:{self.ports[0]}")
         log.info("daemon.listening", front="imaps", address=f"{cfg.imap_listen_tls.host}:{self.ports[1]}")

@@ -291,3 +291,16 @@ def test_fault_limit_errors_name_the_field(tmp_path: Path, template: str, field:
     with pytest.raises(ConfigError) as exc:
         load_config(write(tmp_path, edited(template, old, new)))
     assert str(exc.value).startswith(f"{field}:"), str(exc.value)
+
+
+# --- imap.reuse_port --------------------------------------------------------------------------------
+
+def test_reuse_port_is_off_by_default_and_only_for_nodes_over_postgresql(tmp_path: Path, template: str) -> None:
+    assert load_config(write(tmp_path, template)).imap_reuse_port is False
+    on = edited(template, "reuse_port = false", "reuse_port = true")
+    with pytest.raises(ConfigError, match=r"^imap\.reuse_port: only for several nodes over one PostgreSQL store"):
+        load_config(write(tmp_path, on))  # SQLite: each daemon its own store
+    nodes = edited(on, 'url = "sqlite+aiosqlite:///relay.db"', 'url = "postgresql+asyncpg://relay@/relay?host=/run/pg"')
+    assert load_config(write(tmp_path, nodes)).imap_reuse_port is True
+    with pytest.raises(ConfigError, match=r"imap\.reuse_port"):
+        load_config(write(tmp_path, edited(template, "reuse_port = false", 'reuse_port = "yes"')))
