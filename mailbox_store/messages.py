@@ -169,6 +169,11 @@ class MessageOps(Repository):
 
         def job(conn: Connection) -> tuple[list[int], list[Change]]:
             fid = _folder_id(conn, mailbox_id, folder)
+            # the folder's row lock before the first write, as every write path takes it
+            # (rowlocks.py): deleting the messages first, then locking the folder (bump),
+            # deadlocked another node's STORE, which locks the folder, then the messages
+            # (PostgreSQL 40P01, seen with three nodes under imaptest: bench/imap_nodes.py)
+            lock_folders(conn, [fid])
             rows = _delete_deleted(conn, fid, restrict)
             gone = sorted(uid for uid, _ in rows)
             value = 0

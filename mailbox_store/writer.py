@@ -36,7 +36,9 @@ Implementation notes (invariants a newcomer must not break):
 - Another process (the CLI) may hold the lock for a moment: BEGIN IMMEDIATE waits for
   it up to busy_timeout, and a batch that still meets "database is locked" is retried
   whole, a bounded number of times, before its callers get the error. On PostgreSQL
-  the same holds for a deadlock or serialization failure (another node's transaction).
+  the same holds for a deadlock or serialization failure (another node's transaction),
+  whether BEGIN, COMMIT or a job's own statement met it: it is the transaction's
+  failure, never a job's.
 """
 from __future__ import annotations
 
@@ -168,7 +170,9 @@ class Writer:
             try:
                 with _savepoint(conn):
                     outcomes = kind.apply_group(conn, [p.job for p in members])
-            except Exception:  # find the culprit: apply them one by one below
+            except Exception as e:  # find the culprit: apply them one by one below
+                if _conflict(e):
+                    raise
                 singles.extend(members)
                 continue
             for p, (result, changes) in zip(members, outcomes, strict=True):
@@ -178,6 +182,8 @@ class Writer:
                 with _savepoint(conn):
                     p.result, p.changes = p.job(conn)
             except Exception as e:  # the job's own failure: rolled back to its savepoint
+                if _conflict(e):  # the transaction's (another node's lock): the batch is retried
+                    raise
                 p.error = e
 
     def _connection(self) -> Connection:
@@ -239,6 +245,8 @@ class Writer:
                 self.before_commit(conn, p.changes)
         except Exception as e:
             trans.rollback()
+            if _conflict(e):  # the transaction's, not the job's: the batch is retried (_commit)
+                raise
             p.result, p.changes, p.error = None, [], e
             return
         self._commit_timed(trans)
@@ -304,3 +312,10 @@ _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 
 def _retryable(e: OperationalError) -> bool:
     return "locked" in str(e) or getattr(e.orig, "sqlstate", None) in _RETRY_SQLSTATES
+
+
+def _conflict(e: BaseException) -> bool:
+    """A statement of a job met another transaction (SQLite's lock, a deadlock or a
+    serialization failure between PostgreSQL nodes): the whole transaction is lost, and
+    the batch is retried, rather than its jobs failing as if they were wrong."""
+    return isinstance(e, OperationalError) and _retryable(e)

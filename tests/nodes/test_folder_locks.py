@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
+from sqlalchemy.pool import NullPool
 
 from mailbox_store.models import Folder, Message
 from mailbox_store.store import Store
@@ -90,3 +91,36 @@ async def test_two_nodes_copy_and_move_into_the_same_folder(pg: PgServer, pg_db:
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.asyncio
+async def test_expunge_locks_its_folder_before_any_message(pg: PgServer, pg_db: str) -> None:
+    """Every write path takes the folder's row lock before its first write (rowlocks.py).
+    EXPUNGE deleted the messages first and locked the folder after (its modseq): beside
+    another node's STORE (folder, then messages) that deadlocked, and imaptest's stress on
+    three nodes got `NO [SERVERBUG]` (bench/imap_nodes.py). Here a transaction holds the
+    folder row: the waiting EXPUNGE must hold no message row meanwhile."""
+    a = await open_node(pg.url(pg_db))
+    engine = create_engine(pg.url(pg_db, "psycopg"), poolclass=NullPool)
+    try:
+        mb = await a.create_mailbox(INS)
+        for i in range(3):
+            await a.deliver([mb], f"Subject: {i}\r\n\r\nbody\r\n".encode())
+        await a.store_flags(mb.id, "INBOX", [1, 2], "+", ["\\Deleted"])
+        fid = (await a.folder(mb.id, "INBOX")).id  # type: ignore[union-attr]
+        with engine.connect() as holder:
+            held = holder.begin()
+            holder.execute(select(Folder.id).where(Folder.id == fid).with_for_update()).all()
+            expunge = asyncio.ensure_future(a.expunge(mb.id, "INBOX"))
+            await asyncio.sleep(1)
+            assert not expunge.done()  # waiting for the folder's row
+            with engine.connect() as probe:  # NOWAIT: fails at once on a row the EXPUNGE holds
+                got = probe.execute(select(Message.uid).where(Message.folder_id == fid).order_by(Message.uid)
+                                    .with_for_update(nowait=True)).scalars().all()
+                probe.rollback()
+            assert got == [1, 2, 3]
+            held.rollback()
+        assert await asyncio.wait_for(expunge, 30) == [1, 2]
+    finally:
+        engine.dispose()
+        await a.close()
