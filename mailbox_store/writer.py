@@ -26,9 +26,10 @@ Implementation notes (invariants a newcomer must not break):
 - The writer times itself (`WriterTimes`, exported on /metrics by relay/daemon/admin.py):
   its thread's wall time in transactions, the part of it on the CPU and in COMMIT (the
   WAL's fsync on SQLite), and the jobs' wait before their transaction began. Wall time
-  that is neither CPU nor COMMIT is mostly the thread waiting for the GIL back after a
-  statement (measured under imaptest's stress: 6.6 ms of wall per batch, 2.4 on the
-  CPU, 1.5 in COMMIT, with the writer busy 76% of the time, issue 12 §3).
+  that is neither CPU nor COMMIT is the thread waiting: for the GIL back after each
+  statement, or for a core (under imaptest's stress: 5.8-7.2 ms of wall per batch, 1.9-2.5
+  on the CPU, 1.4-1.7 in COMMIT of which the fsync is 0.3, the writer busy 75-79% of the
+  time, issue 12 §3; a 0.5 ms GIL switch interval did not shorten it).
 - The writer's thread keeps its connection from batch to batch (connecting and
   closing per batch was SQLAlchemy pool work on the GIL, issue 12 §3); after a failed
   batch it is closed, and the next batch connects again, never reusing a connection

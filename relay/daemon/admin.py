@@ -11,13 +11,13 @@ days; the trust list was generated less than trust_list.max_age_days ago.
 /metrics also has the store writer's own times (mailbox_store/writer.py WriterTimes),
 read at each scrape: `rate(mssante_store_writer_busy_seconds_total[1m])` near 1 means
 the single writer is saturated (every write waits for it); busy time that is neither
-CPU nor commit is the writer's thread waiting (for the GIL, on a busy event loop).
+CPU nor commit is the writer's thread waiting (for the GIL or a core, on a busy daemon).
 """
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -115,6 +115,7 @@ async def health(rt: Runtime) -> tuple[bool, dict[str, Any]]:
 
 def make_app(rt: Runtime) -> web.Application:
     WRITER_TIMES.runtime = rt
+
     async def metrics(_request: web.Request) -> web.Response:
         free_space(rt.config)  # sets mssante_store_free_bytes
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
