@@ -179,7 +179,7 @@ class MessageOps(Repository):
             value = 0
             if gone:
                 delete_orphan_blobs(conn, {blob for _, blob in rows})
-                value = bump(conn, [fid])[fid]
+                value = bump(conn, [fid], locked=True)[fid]
                 record_expunged(conn, fid, gone, value)
             return gone, [Change("message.expunged", mailbox_id, folder, u, modseq=value) for u in gone]
 

@@ -23,12 +23,14 @@ from mailbox_store.prepared import Prepared, prepared_insert
 from mailbox_store.rowlocks import lock_folders
 
 
-def bump(conn: Connection, folder_ids: Iterable[int]) -> dict[int, int]:
-    """Raise each folder's HIGHESTMODSEQ by one; returns {folder id: new value}."""
+def bump(conn: Connection, folder_ids: Iterable[int], locked: bool = False) -> dict[int, int]:
+    """Raise each folder's HIGHESTMODSEQ by one; returns {folder id: new value}.
+    locked: the caller already holds these folders' row locks (rowlocks.py)."""
     ids = sorted(set(folder_ids))
     if not ids:
         return {}
-    lock_folders(conn, ids)  # PostgreSQL: id order, so two nodes never deadlock (rowlocks.py)
+    if not locked:
+        lock_folders(conn, ids)  # PostgreSQL: id order, so two nodes never deadlock (rowlocks.py)
     if conn.dialect.update_returning:  # one statement (SQLite >= 3.35, PostgreSQL): issue 12 §3
         return dict(_BUMP_RETURNING.all(conn, {"ids": ids}))
     _BUMP.execute(conn, {"ids": ids})
