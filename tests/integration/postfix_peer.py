@@ -39,6 +39,7 @@ from collections.abc import Iterable
 from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
+from tests.ports import free_port  # noqa: F401 (also imported from here by other tests)
 
 OPERATOR_DOMAIN = "test-operator.mssante.fr"
 OUR_DOMAIN = "patient.mssante.fr"
@@ -78,13 +79,6 @@ def postfix_unavailable_reason() -> str | None:
 def postfix_available() -> bool:
     """True when the postfix binaries exist and we are root."""
     return postfix_unavailable_reason() is None
-
-
-def free_port() -> int:
-    """An ephemeral TCP port on 127.0.0.1 free right now (racy by nature, fine for tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _traversable_by(path: Path, user: str) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import INS_ACTIVE, INS_UNKNOWN, SENDER, message
+from tests.ports import free_port  # noqa: F401 (also imported from here by other tests)
 
 CLI = [sys.executable, "-m", "relay.cli"]
 RCPT = f"{INS_ACTIVE}@patient.mssante.fr"
@@ -29,12 +30,6 @@ def run(*args: str, config: Path | None = None, stdin: str | None = None,
         env["MSSANTE_RELAY_CONFIG"] = str(config)
     return subprocess.run([*CLI, *args], input=stdin, capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def one_line_error(p: subprocess.CompletedProcess[str], *words: str) -> None:

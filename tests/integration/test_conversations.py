@@ -10,7 +10,6 @@ from __future__ import annotations
 import email
 import email.policy
 import smtplib
-import socket
 import ssl
 import os
 import subprocess
@@ -27,14 +26,9 @@ from aiosmtpd.controller import Controller
 
 from certs.dkim import DkimKey, generate_key, sign, txt_value, verify
 from tests.integration.conftest import INS_ACTIVE, INS_PENDING, PASSWORD, SENDER, RunningDaemon, message
+from tests.ports import free_port  # noqa: F401 (also imported from here by other tests)
 
 PATIENT = f"{INS_ACTIVE}@patient.mssante.fr"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
