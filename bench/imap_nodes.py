@@ -25,17 +25,16 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.pg import PgServer, pg_bindir  # noqa: E402
+from tests.ports import wait_listening  # noqa: E402
 
 COMPARE = ROOT.parent / "shared" / "anchor" / "imap_compare.sh"
 if not COMPARE.exists():
@@ -73,17 +72,6 @@ def edit_toml(text: str, node: int | None, store_url: str) -> str:
             line = f'{key} = "{host}:{int(port) + 10 * node}"'
         out.append(line)
     return "\n".join(out) + "\n"
-
-
-def wait_port(port: int, seconds: float = 60) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.2)
-    return False
 
 
 def stress_figures(log: str, secs: int) -> dict[str, object]:
@@ -125,7 +113,7 @@ def run_nodes(n: int, work: Path, store_url: str, mbox: Path, secs: int) -> dict
             cfg.write_text(edit_toml(base, k, store_url))
             procs.append(subprocess.Popen([*RELAY, "serve", "--config", str(cfg)], cwd=ROOT,
                                           stdout=open(work / f"node{k}.log", "w"), stderr=subprocess.STDOUT))
-            if not wait_port(9325 + 10 * k):  # each node's admin port: it is up
+            if not wait_listening(9325 + 10 * k, 60):  # each node's admin port: it is up
                 raise SystemExit(f"node {k} did not start: see {work}/node{k}.log")
         log = work / f"nodes-{n}.log"
         out = subprocess.run([str(IMAPTEST), "host=127.0.0.1", "port=2993", "ssl=any-cert", "user=unused",

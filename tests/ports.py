@@ -1,4 +1,5 @@
-"""A TCP port on 127.0.0.1 for a test to give a daemon or a peer in its configuration.
+"""A TCP port on 127.0.0.1 for a test to give a daemon or a peer in its configuration,
+and the wait until something listens on it.
 
 Chosen below the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by
 default): the daemons of the tests bind their other fronts to port 0, and the kernel
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import random
 import socket
+import time
 
 LOW, HIGH = 20000, 32000  # under the ephemeral range's default start (32768)
 
@@ -26,3 +28,15 @@ def free_port() -> int:
                 continue
         return port
     raise RuntimeError(f"no free TCP port on 127.0.0.1 between {LOW} and {HIGH}")
+
+
+def wait_listening(port: int, timeout: float = 30) -> bool:
+    """Whether something accepts connections on 127.0.0.1:port within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -27,6 +25,7 @@ import pytest
 from tests.integration.conftest import INS_ACTIVE, SENDER, RunningDaemon, seeded_instance
 from tests.integration.conftest import seeded_template, template_instance  # noqa: F401 (fixtures)
 from tests.integration.test_conversations import ProHandler, free_port, pro_mx
+from tests.ports import wait_listening
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,17 +57,6 @@ def _set_web_listen(text: str, port: int) -> str:
     if section:
         return text[:section.end()] + f'listen = "127.0.0.1:{port}"\n' + text[section.end():]
     return text + f'\n[web]\nlisten = "127.0.0.1:{port}"\n'
-
-
-def wait_listening(port: int, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.1)
-    return False
 
 
 @dataclass
