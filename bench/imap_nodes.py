@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from policy.ins import ins_key  # noqa: E402
 from tests.pg import PgServer, pg_bindir  # noqa: E402
 from tests.ports import wait_listening  # noqa: E402
 
@@ -49,8 +50,9 @@ OWN_PORTS = {("mx", "listen"), ("submission", "listen"), ("submission", "listen_
 
 
 def ins(i: int) -> str:
-    b = f"1850775123{i:03d}"
-    return b + f"{97 - int(b) % 97:02d}"
+    """The INS of user i, the same as imap_compare.sh gives its users."""
+    base = f"1850775123{i:03d}"
+    return f"{base}{ins_key(base):02d}"
 
 
 def edit_toml(text: str, node: int | None, store_url: str) -> str:
