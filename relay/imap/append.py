@@ -220,7 +220,7 @@ async def cmd_append(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         def after(conn: Connection) -> None:
             if uidvalidity_of(conn, folder_id) != uidvalidity:  # re-created meanwhile on another node
                 raise FolderGone
-            got.append(claim_all(conn, folder_id))
+            got[:] = [claim_all(conn, folder_id)]  # a retried batch runs this again: the last run counts
 
         try:
             delivered = await s.server.store.deliver_all(s.user, items, name, after=after)

@@ -146,6 +146,34 @@ async def test_append_into_a_selected_folder_re_created_elsewhere_adds_nothing(h
     assert snap.messages == []
 
 
+async def test_an_append_retried_by_the_writer_keeps_the_claim_of_its_last_run(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch that meets another transaction is run again (writer.py): the APPEND's
+    \\Recent claim is the one its committed run made, not the rolled-back first run's
+    (which another node's commit in between could make differ: simulated here)."""
+    from sqlalchemy.exc import OperationalError
+
+    from relay.imap import append as appendmod
+    runs: list[int] = []
+    real = appendmod.claim_all
+
+    def claim(conn: Any, folder_id: int) -> tuple[int, int]:
+        runs.append(folder_id)
+        return (5, 6) if len(runs) == 1 else real(conn, folder_id)
+
+    def conflict_once(conn: Any, changes: Any) -> None:  # the batch's first run meets a lock
+        if len(runs) == 1:
+            raise OperationalError("COMMIT", {}, Exception("database is locked"))
+
+    await h.run(b"a", b"SELECT INBOX")
+    monkeypatch.setattr(appendmod, "claim_all", claim)
+    monkeypatch.setattr(h.store.writer, "before_commit", conflict_once)
+    m = msg(7)
+    got = await h.run(b"b", b"APPEND INBOX {%d}\r\n" % len(m) + m)
+    assert len(runs) == 2 and got[-1].startswith(b"b OK [APPENDUID ")
+    assert b"* 1 RECENT" in got  # the first run's claim (5, 6) left it without \Recent
+
+
 def test_the_command_metric_child_is_looked_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     real = metrics.COMMAND_SECONDS.labels
