@@ -13,7 +13,9 @@
 # command as imaptest saw it and as the daemon's own histogram saw it (the difference is
 # the time a command waited behind the same session's earlier ones: imaptest pipelines),
 # the store writer's figures over that window (writes per transaction; its thread's ms
-# per transaction: wall, CPU, COMMIT; a write's wait for its transaction),
+# per transaction: wall, CPU, COMMIT; a write's wait for its transaction; and the
+# kernel's: the fraction of the window its thread was on a core and waiting for one, its
+# voluntary and involuntary context switches per transaction),
 # daemon CPU seconds, CPU ms per operation, Dovecot's ops/s of the same run, load
 # average), so run old and new code in the same sitting and compare the ratios.
 set -euo pipefail
@@ -70,9 +72,10 @@ def histogram(path):  # command -> {"sum": seconds, "count": n}
 def writer(path):  # the store writer's counters (relay/daemon/admin.py)
     out = {}
     for line in open(path):
-        m = re.match(r'mssante_store_writer_(\w+)_total (\S+)|# t (\S+)', line)
+        m = re.match(r'mssante_store_writer_(\w+)_total(?:\{kind="(\w+)"\})? (\S+)|# t (\S+)', line)
         if m:
-            out[m.group(1) or "t"] = float(m.group(2) or m.group(3))
+            key = "t" if m.group(4) else m.group(1) + (f"_{m.group(2)}" if m.group(2) else "")
+            out[key] = float(m.group(3) or m.group(4))
     return out
 
 
@@ -87,6 +90,12 @@ if dw.get("batches"):
         "jobs_per_batch": round(dw.get("jobs", 0) / b, 2),
         "ms_per_batch": {k: round(1000 * dw.get(f"{k}_seconds", 0) / b, 2) for k in ("busy", "cpu", "commit")},
         "queue_ms_per_job": round(1000 * dw.get("queue_seconds", 0) / max(dw.get("jobs", 0), 1), 2)}
+    if "runqueue_seconds" in dw and dw.get("t"):  # the kernel's figures of its thread (Linux)
+        writer_figures["thread"] = {  # fractions of the window's wall time; switches per transaction
+            "cpu": round(dw.get("thread_cpu_seconds", 0) / dw["t"], 2),
+            "runqueue": round(dw["runqueue_seconds"] / dw["t"], 2),
+            "switches_per_batch": {k: round(dw.get(f"context_switches_{k}", 0) / b, 1)
+                                   for k in ("voluntary", "involuntary")}}
 server = {}  # average ms per command inside the daemon over the run (imaptest's figure adds the queue)
 for cmd, v in sorted(h1.items()):
     n = v.get("count", 0) - h0.get(cmd, {}).get("count", 0)

@@ -12,6 +12,10 @@ days; the trust list was generated less than trust_list.max_age_days ago.
 read at each scrape: `rate(mssante_store_writer_busy_seconds_total[1m])` near 1 means
 the single writer is saturated (every write waits for it); busy time that is neither
 CPU nor commit is the writer's thread waiting (for the GIL or a core, on a busy daemon).
+The kernel's figures of that thread tell which (relay/daemon/threadstat.py, Linux):
+`mssante_store_writer_runqueue_seconds_total` grows while it waits for a core (the
+machine is short of CPU), its voluntary context switches while it waits for the GIL,
+the disk or work.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from relay.core.runtime import Runtime
 from relay.core.storefaults import free_space
+from relay.daemon.threadstat import thread_sched
 
 log = structlog.get_logger("relay.admin")
 CERT_MARGIN = dt.timedelta(days=14)
@@ -52,6 +57,20 @@ class _WriterTimes:
                 ("commit_seconds", "Time of the writer inside COMMIT (SQLite: the WAL's fsync)", t.commit),
                 ("queue_seconds", "Summed over writes: wait from submission to their transaction", t.queued)):
             yield CounterMetricFamily(f"mssante_store_writer_{name}", doc, value=value)
+        sched = thread_sched(writer.thread_id) if writer.thread_id is not None else None
+        if sched is not None:  # the kernel's figures of the writer's thread (Linux), its whole life
+            yield CounterMetricFamily("mssante_store_writer_thread_cpu_seconds",
+                                      "CPU time of the writer's thread", value=sched.cpu_seconds)
+            yield CounterMetricFamily("mssante_store_writer_runqueue_seconds",
+                                      "Time the writer's thread was ready to run but waited for a CPU core",
+                                      value=sched.runqueue_seconds)
+            switches = CounterMetricFamily(
+                "mssante_store_writer_context_switches",
+                "Context switches of the writer's thread: voluntary (it waited: the GIL, the disk, work), "
+                "involuntary (preempted)", labels=["kind"])
+            switches.add_metric(["voluntary"], sched.voluntary_switches)
+            switches.add_metric(["involuntary"], sched.involuntary_switches)
+            yield switches
 
 
 WRITER_TIMES = _WriterTimes()

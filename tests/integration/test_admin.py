@@ -58,6 +58,10 @@ def test_metrics_count_messages_sessions_and_logins(relay: RunningDaemon) -> Non
     assert busy > 0 and 0 < _metric(after, "mssante_store_writer_commit_seconds_total") <= busy
     assert 0 < _metric(after, "mssante_store_writer_cpu_seconds_total")
     assert _metric(after, "mssante_store_writer_queue_seconds_total") > 0
+    # and the kernel's of its thread (Linux): on a core, waiting for one, switches
+    assert _metric(after, "mssante_store_writer_thread_cpu_seconds_total") > 0
+    assert _metric(after, "mssante_store_writer_runqueue_seconds_total") >= 0
+    assert _metric(after, "mssante_store_writer_context_switches_total", kind="voluntary") > 0
 
 
 def test_healthz_ok(relay: RunningDaemon) -> None:
