@@ -16,7 +16,8 @@
 # per transaction: wall, CPU, COMMIT; a write's wait for its transaction; and the
 # kernel's: the fraction of the window its thread was on a core and waiting for one, its
 # voluntary and involuntary context switches per transaction),
-# daemon CPU seconds, CPU ms per operation, Dovecot's ops/s of the same run, load
+# daemon CPU seconds and the cores it and its event loop used (about 1 in all: one GIL),
+# CPU ms per operation, Dovecot's ops/s of the same run, load
 # average), so run old and new code in the same sitting and compare the ratios.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -30,7 +31,7 @@ cpu_ticks() { # pid -> utime+stime in clock ticks
 }
 
 one() { # relay label
-  local relay=$1 label=$2 W=/tmp/imapcpu-bench-$2 log pid t0 t1 i
+  local relay=$1 label=$2 W=/tmp/imapcpu-bench-$2 log pid t0 t1 l0 l1 i
   log=$(mktemp)
   ( RELAY=$relay LOGOUT=0 REPS=1 IMAPCMP_TMP=$W "$COMPARE" stress "$SECS" >"$log" 2>&1 ) &
   local bg=$!
@@ -43,6 +44,7 @@ one() { # relay label
     sleep 0.2
   done
   t0=$( [ -n "$pid" ] && cpu_ticks "$pid" || echo 0)
+  l0=$( [ -n "$pid" ] && cpu_ticks "$pid/task/$pid" || echo 0)  # the main thread: the event loop
   # the daemon's own command histogram (mssante_imap_command_seconds) from its admin port,
   # at the start and every 2 s while imaptest runs (the daemon stops right after it)
   admin=$(sed -n '/^\[admin\]/,/^\[/s/^listen = "\(.*\)"/\1/p' "$W/ours/relay-stress.toml" 2>/dev/null | head -1)
@@ -51,11 +53,11 @@ one() { # relay label
   metrics "$m0"
   for ((i = 0; i < 1000; i++)); do  # imaptest runs SECS seconds (+ its own timeout)
     pgrep -f "userfile=$W/ours-users" >/dev/null || break
-    t1=$(cpu_ticks "$pid"); sleep 0.2
+    t1=$(cpu_ticks "$pid"); l1=$(cpu_ticks "$pid/task/$pid"); sleep 0.2
     (( i % 10 == 9 )) && metrics "$m1"
   done
   wait "$bg" || true
-  python3 - "$label" "$log" "${t0:-0}" "${t1:-0}" "$(getconf CLK_TCK)" "$SECS" "$(cut -d' ' -f1 /proc/loadavg)" "$m0" "$m1" <<'PY'
+  python3 - "$label" "$log" "${t0:-0}" "${t1:-0}" "$(getconf CLK_TCK)" "$SECS" "$(cut -d' ' -f1 /proc/loadavg)" "$m0" "$m1" "${l0:-0}" "${l1:-0}" <<'PY'
 import json, re, sys
 label, log, t0, t1, hz, secs, load = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
 
@@ -105,9 +107,13 @@ rows = [json.loads(l) for l in open(log) if l.startswith("{")]
 ours = next((r for r in rows if r["label"] == "ours"), {})
 dove = next((r for r in rows if r["label"] == "dovecot"), {})
 cpu = (t1 - t0) / hz
+loop_cpu = (int(sys.argv[11]) - int(sys.argv[10])) / hz
 ops = (ours.get("ops_per_s") or 0) * secs
 print(json.dumps({"label": label, "ops_per_s": ours.get("ops_per_s"), "ms_per_cmd": ours.get("ms_per_cmd"),
-                  "server_ms_per_cmd": server, "writer": writer_figures, "daemon_cpu_s": round(cpu, 2), "cpu_ms_per_op": round(1000 * cpu / ops, 3) if ops else None,
+                  "server_ms_per_cmd": server, "writer": writer_figures, "daemon_cpu_s": round(cpu, 2),
+                  # cores the daemon and its event loop thread used over imaptest's run: the
+                  # daemon's Python threads share one GIL, so about 1 means it is GIL-bound
+                  "daemon_cores": round(cpu / secs, 2), "loop_cores": round(loop_cpu / secs, 2), "cpu_ms_per_op": round(1000 * cpu / ops, 3) if ops else None,
                   "dovecot_ops_per_s": dove.get("ops_per_s"), "dovecot_ms_per_cmd": dove.get("ms_per_cmd"),
                   "errors": ours.get("error_lines"), "load1": load}), flush=True)
 PY
