@@ -236,24 +236,37 @@ class Daemon:
                 s.transport.close()
 
     async def serve_forever(self, on_ready: Callable[["Daemon"], None] | None = None) -> None:
-        await self.start()
-        freeze_startup_heap()  # relay/daemon/interpreter.py: shorter collector pauses for the sessions
+        # The handlers are in place before the first front listens, and stay until the
+        # daemon has stopped: a SIGTERM that came while the fronts were starting (a
+        # supervisor stopping a daemon it just restarted) was the signal's default action,
+        # the process killed (status -15, seen in tests/integration/test_crash_soak.py),
+        # and so was a second one during the graceful stop. Now both are a clean stop. A
+        # SIGHUP during start-up (its default action ends the process too) is kept and
+        # applied once the daemon serves.
         loop = asyncio.get_running_loop()
+        hup: list[bool] = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, self._reload_notified)
-        if on_ready:
-            on_ready(self)
-        systemd.ready(f"MX on {self.config.mx_listen.host}:{self.mx_port}")
-        dog = asyncio.create_task(systemd.watchdog(), name="systemd-watchdog")
+        loop.add_signal_handler(signal.SIGHUP, hup.append, True)
         try:
-            await self._stop.wait()
+            await self.start()
+            freeze_startup_heap()  # relay/daemon/interpreter.py: shorter collector pauses for the sessions
+            loop.add_signal_handler(signal.SIGHUP, self._reload_notified)
+            if hup:
+                self._reload_notified()
+            if on_ready:
+                on_ready(self)
+            systemd.ready(f"MX on {self.config.mx_listen.host}:{self.mx_port}")
+            dog = asyncio.create_task(systemd.watchdog(), name="systemd-watchdog")
+            try:
+                await self._stop.wait()
+            finally:
+                systemd.stopping()
+                await self.stop()
+                dog.cancel()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            systemd.stopping()
-            await self.stop()
-            dog.cancel()
 
     def _reload_notified(self) -> None:
         systemd.reloading()
