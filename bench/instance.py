@@ -11,14 +11,11 @@ import time
 from pathlib import Path
 
 from relay.ops.instance import init_instance
+from tests.ports import free_port  # below the ephemeral range the daemon's port-0 fronts use
+
+__all__ = ["free_port", "new_instance", "start_daemon", "stop_daemon"]
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def new_instance(prefix: str, mx: int = 0, imap: int = 0, imaps: int = 0, extra: dict[str, str] | None = None,

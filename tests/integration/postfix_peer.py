@@ -39,7 +39,6 @@ from collections.abc import Iterable
 from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
-from tests.ports import free_port  # noqa: F401 (also imported from here by other tests)
 
 OPERATOR_DOMAIN = "test-operator.mssante.fr"
 OUR_DOMAIN = "patient.mssante.fr"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import INS_ACTIVE, INS_UNKNOWN, SENDER, message
-from tests.ports import free_port  # noqa: F401 (also imported from here by other tests)
+from tests.ports import free_port
 
 CLI = [sys.executable, "-m", "relay.cli"]
 RCPT = f"{INS_ACTIVE}@patient.mssante.fr"

@@ -26,7 +26,7 @@ from aiosmtpd.controller import Controller
 
 from certs.dkim import DkimKey, generate_key, sign, txt_value, verify
 from tests.integration.conftest import INS_ACTIVE, INS_PENDING, PASSWORD, SENDER, RunningDaemon, message
-from tests.ports import free_port  # noqa: F401 (also imported from here by other tests)
+from tests.ports import free_port
 
 PATIENT = f"{INS_ACTIVE}@patient.mssante.fr"
 

@@ -18,7 +18,8 @@ from aiosmtpd.controller import Controller
 from relay.delivery.client import Outcome, attempt
 from relay.delivery.routing import Hop
 from tests.integration.conftest import SENDER, RunningDaemon
-from tests.integration.test_conversations import PATIENT, ProHandler, free_port, pro_mx, pro_writes, reply
+from tests.integration.test_conversations import PATIENT, ProHandler, pro_mx, pro_writes, reply
+from tests.ports import free_port
 
 
 class QuitHolder(ProHandler):

@@ -154,7 +154,8 @@ def test_kill_9_of_one_node_the_other_finishes_its_queue(template_instance: Path
     from mailbox_store.outbound import Recipient
     from mailbox_store.store import Store
     from relay.core.config import load_config
-    from tests.integration.test_conversations import free_port, pro_mx
+    from tests.integration.test_conversations import pro_mx
+    from tests.ports import free_port
 
     d = tmp_path / "inst"
     shutil.copytree(template_instance, d, ignore=shutil.ignore_patterns("S.gpg-agent*"))

@@ -29,7 +29,8 @@ import pytest
 
 from tests.integration.conftest import INS_ACTIVE, PASSWORD, SENDER, seed_mailboxes
 from tests.integration.test_conversations import reply
-from tests.integration.postfix_peer import PostfixPeer, free_port, postfix_unavailable_reason
+from tests.integration.postfix_peer import PostfixPeer, postfix_unavailable_reason
+from tests.ports import free_port
 
 pytestmark = pytest.mark.skipif(postfix_unavailable_reason() is not None,
                                 reason=postfix_unavailable_reason() or "")

@@ -16,8 +16,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from certs.pki import write_dev_pki
+from tests.ports import free_port
 
-from .postfix_peer import OPERATOR_DOMAIN, PostfixPeer, _pids_with_cwd_under, free_port, postfix_unavailable_reason
+from .postfix_peer import OPERATOR_DOMAIN, PostfixPeer, _pids_with_cwd_under, postfix_unavailable_reason
 
 _REASON = postfix_unavailable_reason()
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"PostfixPeer unavailable: {_REASON}")

@@ -33,7 +33,8 @@ from certs.professional import certificate_pem, cps_subject, issue_cps, sign_cha
 from mailbox_store.documents import NewDocument
 from relay.web.pro_api import PRO_SESSIONS
 from tests.integration.conftest import INS_ACTIVE, INS_PENDING, INS_UNKNOWN, RunningDaemon
-from tests.integration.test_conversations import ProHandler, free_port
+from tests.integration.test_conversations import ProHandler
+from tests.ports import free_port
 from tests.web.files import pdf
 
 CLI = [sys.executable, "-m", "relay.cli"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_cli import free_port
+from tests.ports import free_port
 
 CLI = [sys.executable, "-m", "relay.cli"]
 FRONT_KEYS = {"mx": ("mx", "listen"), "imap": ("imap", "listen"), "imaps": ("imap", "listen_tls"),

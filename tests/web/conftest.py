@@ -24,8 +24,8 @@ import pytest
 
 from tests.integration.conftest import INS_ACTIVE, SENDER, RunningDaemon, seeded_instance
 from tests.integration.conftest import seeded_template, template_instance  # noqa: F401 (fixtures)
-from tests.integration.test_conversations import ProHandler, free_port, pro_mx
-from tests.ports import wait_listening
+from tests.integration.test_conversations import ProHandler, pro_mx
+from tests.ports import free_port, wait_listening
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
