@@ -200,7 +200,7 @@ class FolderOps(Repository):
                              .values(folder_id=info))
                 # RFC 7162: INBOX's messages vanished from it; the new folder starts
                 # above every modseq its messages carry
-                value = bump(conn, [rows["INBOX"]])[rows["INBOX"]]
+                value = bump(conn, [rows["INBOX"]], locked=True)[rows["INBOX"]]
                 record_expunged(conn, rows["INBOX"], moved, value)
                 conn.execute(update(Folder).where(Folder.id == info).values(highestmodseq=value))
                 return None, [Change("folder.renamed", mailbox_id, old, 0)]

@@ -205,7 +205,7 @@ class MessageOps(Repository):
                                 .where(Message.folder_id == src, Message.uid.in_(uid_list))
                                 .order_by(Message.uid)).all()
             pairs, values = [], []
-            bumped = bump(conn, [dst.id, *([src] if move and rows else [])]) if rows else {}
+            bumped = bump(conn, [dst.id, *([src] if move and rows else [])], locked=True) if rows else {}
             for i, m in enumerate(rows):
                 new_uid = dst.uidnext + i
                 pairs.append((m.uid, new_uid))

@@ -25,7 +25,8 @@ from mailbox_store.rowlocks import lock_folders
 
 def bump(conn: Connection, folder_ids: Iterable[int], locked: bool = False) -> dict[int, int]:
     """Raise each folder's HIGHESTMODSEQ by one; returns {folder id: new value}.
-    locked: the caller already holds these folders' row locks (rowlocks.py)."""
+    locked: the caller already holds these folders' row locks (rowlocks.py): EXPUNGE,
+    COPY/MOVE, renaming INBOX and deliveries lock them before their first write."""
     ids = sorted(set(folder_ids))
     if not ids:
         return {}

@@ -209,8 +209,9 @@ class _Delivery(GroupJob):
             raise StoreError(f"no folder {sorted(missing)[0][1]} in mailbox {sorted(missing)[0][0]}")
         _SET_UIDNEXT.execute(conn, [{"fid": next_uid[k][0], "new_uidnext": next_uid[k][1] + n}
                                     for k, n in wanted.items()])
-        # RFC 7162: one new modseq per folder for the whole batch (modseq.py)
-        modseq = bump(conn, [fid for fid, _ in next_uid.values()])
+        # RFC 7162: one new modseq per folder for the whole batch (modseq.py); their rows
+        # are locked since _FOLDERS_TO_FILL (FOR UPDATE)
+        modseq = bump(conn, [fid for fid, _ in next_uid.values()], locked=True)
         blobs, messages, results = [], [], []
         for job in jobs:
             blobs.append({"id": job.blob_id, "sealed": job.sealed})
