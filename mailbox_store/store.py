@@ -343,8 +343,16 @@ class Store(_RepositoryMethods):
         command that follows its commit runs: SQLite, written by one daemon only (the
         daemon's store lock, relay/daemon/storelock.py; the writer resolves its callers'
         futures and publishes in one step, writer.py). Not on PostgreSQL, where another
-        node's change arrives later by NOTIFY (nodefeed.py)."""
-        return self._write_engine.dialect.name == "sqlite"
+        node's change arrives later by NOTIFY (nodefeed.py), nor with `imap.processes` > 1,
+        where another process's arrives later by procfeed.py."""
+        return self._write_engine.dialect.name == "sqlite" and self.writer.shared_lock is None
+
+    def share_writes(self, lock_fd: int, after_commit: Callable[[list[Change]], None]) -> None:
+        """Write this SQLite file beside the other processes of one daemon (imap.processes
+        > 1): each transaction holds `lock_fd`'s flock, and `after_commit` tells the others
+        (mailbox_store/procfeed.py). Set before the first session's write."""
+        self.writer.shared_lock = lock_fd
+        self.writer.after_commit = after_commit
 
     @property
     def executor(self) -> Executor | None:

@@ -38,6 +38,11 @@ Implementation notes (invariants a newcomer must not break):
   closing per batch was SQLAlchemy pool work on the GIL, issue 12 §3); after a failed
   batch it is closed, and the next batch connects again, never reusing a connection
   left in an unknown state.
+- With `imap.processes` > 1, the IMAP worker processes have writers of their own over
+  the same SQLite file (relay/daemon/imapworkers.py). Each holds `shared_lock` (an
+  flock on `<db>.write-lock`) from BEGIN to COMMIT: the kernel hands the lock to the
+  next writer the moment it is released, where SQLite's busy handler polls with
+  sleeps of 1 to 100 ms. Group commit stays per process.
 - Another process (the CLI) may hold the lock for a moment: BEGIN IMMEDIATE waits for
   it up to busy_timeout, and a batch that still meets "database is locked" is retried
   whole, a bounded number of times, before its callers get the error. On PostgreSQL
@@ -49,6 +54,7 @@ Implementation notes (invariants a newcomer must not break):
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -126,6 +132,13 @@ class Writer:
         # run in the transaction, after the jobs, with the changes it will publish
         # (PostgreSQL: NOTIFY to the other nodes, mailbox_store/nodefeed.py)
         self.before_commit: Callable[[Connection, list[Change]], None] | None = None
+        # an open file whose flock the writers of several processes take in turn, from
+        # BEGIN to COMMIT (imap.processes > 1; None: this process writes alone)
+        self.shared_lock: int | None = None
+        # run in the writer's thread after COMMIT, while it still holds shared_lock, with
+        # the changes it will publish: the other processes hear them in commit order
+        # (mailbox_store/procfeed.py)
+        self.after_commit: Callable[[list[Change]], None] | None = None
 
     def _started(self) -> None:
         self.thread_id = threading.get_native_id()
@@ -213,13 +226,20 @@ class Writer:
                 pass
 
     def _transaction(self, batch: list[_Pending]) -> None:
+        lock = self.shared_lock
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the other processes' writers: waits without the GIL
         times, started, cpu = self.times, time.perf_counter(), time.thread_time()
         times.queued += sum(started - p.queued for p in batch)
         try:
             self._transact(batch)
+            if self.after_commit is not None:
+                self.after_commit([c for p in batch if p.error is None for c in p.changes])
         finally:
             times.busy += time.perf_counter() - started
             times.cpu += time.thread_time() - cpu
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _transact(self, batch: list[_Pending]) -> None:
         conn = self._connection()

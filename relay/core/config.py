@@ -20,6 +20,7 @@ from policy.headers import HeaderLimits
 from relay.core.configkeys import Tracked, unknown_key_error
 
 ENV_CONFIG = "MSSANTE_RELAY_CONFIG"
+MAX_IMAP_PROCESSES = 16  # imap.processes: one per core is the point; more only share them
 
 
 class ConfigError(ValueError):
@@ -105,6 +106,7 @@ class Config:
     imap_listen: Listen
     imap_listen_tls: Listen
     imap_reuse_port: bool
+    imap_processes: int
     imap_max_line: int
     imap_max_literal: int
     imap_idle_timeout: float
@@ -194,6 +196,12 @@ def parse_listen(field: str, text: str) -> Listen:
     if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{field}: expected host:port, got {text!r}")
     return Listen(host, int(port))
+
+
+def _bounded(field: str, value: int, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise ConfigError(f"{field}: must be between {low} and {high}, got {value!r}")
+    return value
 
 
 def _positive(field: str, value: int | float) -> int | float:
@@ -417,6 +425,7 @@ def load_config(path: Path) -> Config:
         imap_listen=parse_listen("imap.listen", _get(data, "imap", "listen", str, "127.0.0.1:2143")),
         imap_listen_tls=parse_listen("imap.listen_tls", _get(data, "imap", "listen_tls", str, "127.0.0.1:2993")),
         imap_reuse_port=_get(data, "imap", "reuse_port", bool, False),
+        imap_processes=_bounded("imap.processes", _get(data, "imap", "processes", int, 1), 1, MAX_IMAP_PROCESSES),
         imap_max_line=int(_positive("imap.max_line", _get(data, "imap", "max_line", int, 65536))),
         imap_max_literal=int(_positive("imap.max_literal", _get(data, "imap", "max_literal", int, 26_214_400))),
         imap_idle_timeout=float(_positive("imap.idle_timeout",
@@ -496,6 +505,10 @@ def load_config(path: Path) -> Config:
         # each daemon has its own, and a patient's sessions would land in either
         raise ConfigError("imap.reuse_port: only for several nodes over one PostgreSQL store "
                           "(store.url postgresql+asyncpg://...)")
+    if config.imap_processes > 1 and not config.store_url.startswith("sqlite"):
+        # over PostgreSQL, processes are nodes: each hears the others by NOTIFY (nodefeed.py)
+        raise ConfigError("imap.processes: only with the SQLite store; over PostgreSQL run several "
+                          "nodes (imap.reuse_port)")
     return config
 
 

@@ -21,8 +21,9 @@ from policy.decisions import SHUTTING_DOWN
 from relay.daemon import storelock, systemd, tlsevents
 from relay.core.config import Config
 from relay.daemon.admin import AdminServer
+from relay.daemon.imapworkers import ImapWorkers
 from relay.daemon.interpreter import freeze_startup_heap
-from relay.imap.server import ImapServer
+from relay.imap.server import ImapServer, bind_shared
 from relay.core.runtime import Runtime
 from relay.delivery.receipts import ReceiptSender
 from relay.delivery.runner import QueueRunner
@@ -61,6 +62,7 @@ class Daemon:
         self.config = config
         self.runtime: Runtime | None = None
         self.imap: ImapServer | None = None
+        self.imap_workers: ImapWorkers | None = None  # imap.processes > 1 (imapworkers.py)
         self.admin: AdminServer | None = None
         self.admin_port = 0
         self._server: asyncio.base_events.Server | None = None
@@ -88,6 +90,9 @@ class Daemon:
         try:
             await self._start()
         except (ValueError, OSError, SQLAlchemyError, StoreError) as e:  # StoreError: schema behind (engines.py)
+            if self.imap_workers is not None:
+                await self.imap_workers.stop(0)
+                self.imap_workers = None
             if self.runtime is not None:
                 await self.runtime.store.close()
                 if self.runtime.pools is not None:
@@ -122,7 +127,14 @@ class Daemon:
                                                 reuse_address=True)
         log.info("daemon.listening", front="mx", address=f"{cfg.mx_listen.host}:{self.mx_port}")
         self.imap = ImapServer(cfg, rt.store, rt.master, rt.imap_tls)
-        await self.imap.start()
+        if cfg.imap_processes > 1:  # the workers listen first (imapworkers.py), on the ports we bound
+            own = (bind_shared(cfg.imap_listen.host, cfg.imap_listen.port),
+                   bind_shared(cfg.imap_listen_tls.host, cfg.imap_listen_tls.port))
+            self.imap_workers = ImapWorkers(cfg, rt.store, (own[0].getsockname()[1], own[1].getsockname()[1]))
+            await self.imap_workers.start()
+            await self.imap.start(own)
+        else:
+            await self.imap.start()
         await self._start_submission(rt)
         self.queue = QueueRunner(rt)
         self.queue.start()
@@ -179,6 +191,8 @@ class Daemon:
             self.config = self.runtime.config
             if self.imap is not None:
                 self.imap.config = self.runtime.config
+        if self.imap_workers is not None:
+            self.imap_workers.reload()  # each reads the files again itself
         if ok and self.queue is not None:
             self.queue.reset_tls()  # the next delivery reads the (new) certificate and CRLs
         return ok
@@ -191,6 +205,8 @@ class Daemon:
         rt = self.runtime
         if rt is not None:
             rt.stopping = True  # a session's next MAIL gets 421 4.3.2
+        if self.imap_workers is not None:
+            self.imap_workers.terminate()  # their sessions stop while ours do
         try:
             if self.web is not None:
                 await self.web.stop()
@@ -198,6 +214,8 @@ class Daemon:
                 await self.admin.stop()
             if self.imap is not None:
                 await self.imap.stop(self.config.shutdown_grace)
+            if self.imap_workers is not None:
+                await self.imap_workers.stop(self.config.shutdown_grace)
             if rt is not None:
                 await self._drain_sessions(rt)
             for listener in (self.receipts, self.notifier):

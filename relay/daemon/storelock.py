@@ -62,6 +62,15 @@ def holder(store_url: str) -> int | None:
         os.close(fd)
 
 
+def open_write_lock(store_url: str) -> int:
+    """The descriptor of `<db>.write-lock`, whose flock the writers of one daemon's
+    processes take in turn (imap.processes > 1, mailbox_store/writer.py)."""
+    path = lock_path(store_url)
+    if path is None:
+        raise ValueError("imap.processes: only with the SQLite store")
+    return os.open(path.with_name(path.name.removesuffix(".lock") + ".write-lock"), os.O_RDWR | os.O_CREAT, 0o600)
+
+
 def release(fd: int | None) -> None:
     if fd is not None:
         os.close(fd)  # closing the descriptor releases the flock

@@ -6,6 +6,7 @@ Stop (SIGTERM): listeners close, sessions idle between commands (or in IDLE) get
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,24 @@ T = TypeVar("T")
 WORKERS = 2
 
 
+def bind_shared(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port with SO_REUSEPORT, not yet listening: the IMAP
+    processes of one daemon (imap.processes) each bind one to the same port, and the
+    kernel spreads the connections over those that listen."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class ImapServer:
     def __init__(self, config: Config, store: Store, master: MasterKey, tls_context: ssl.SSLContext):
         self.config = config
@@ -67,20 +86,29 @@ class ImapServer:
         """Run pure, bounded work (one chunk of a command) in the IMAP worker threads."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, work)
 
-    async def start(self) -> None:
+    async def start(self, sockets: tuple[socket.socket, socket.socket] | None = None) -> None:
+        """Listen on the configured addresses, or on `sockets` (STARTTLS, implicit TLS;
+        bound, not yet listening: bind_shared) when the daemon runs several IMAP
+        processes (imap.processes, relay/daemon/imapworkers.py)."""
         cfg = self.config
         private_dir(self.spool_dir)
         self.pruner.start()
         limit = cfg.imap_max_line + 2
-        # imap.reuse_port: several nodes (processes over one PostgreSQL store) of one host
-        # listen on the same ports, and the kernel spreads the connections (SO_REUSEPORT)
-        reuse_port = cfg.imap_reuse_port or None
-        plain = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=False),
-                                           cfg.imap_listen.host, cfg.imap_listen.port, limit=limit,
-                                           reuse_address=True, reuse_port=reuse_port)
-        implicit = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=True),
-                                              cfg.imap_listen_tls.host, cfg.imap_listen_tls.port, limit=limit,
-                                              ssl=self.tls_context, reuse_address=True, reuse_port=reuse_port)
+        if sockets is not None:
+            plain = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=False), sock=sockets[0],
+                                               limit=limit)
+            implicit = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=True), sock=sockets[1],
+                                                  limit=limit, ssl=self.tls_context)
+        else:
+            # imap.reuse_port: several nodes (processes over one PostgreSQL store) of one host
+            # listen on the same ports, and the kernel spreads the connections (SO_REUSEPORT)
+            reuse_port = cfg.imap_reuse_port or None
+            plain = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=False),
+                                               cfg.imap_listen.host, cfg.imap_listen.port, limit=limit,
+                                               reuse_address=True, reuse_port=reuse_port)
+            implicit = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=True),
+                                                  cfg.imap_listen_tls.host, cfg.imap_listen_tls.port, limit=limit,
+                                                  ssl=self.tls_context, reuse_address=True, reuse_port=reuse_port)
         self._servers = [plain, implicit]
         log.info("daemon.listening", front="imap", address=f"{cfg.imap_listen.host}:{self.ports[0]}")
         log.info("daemon.listening", front="imaps", address=f"{cfg.imap_listen_tls.host}:{self.ports[1]}")

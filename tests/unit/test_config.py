@@ -293,6 +293,21 @@ def test_fault_limit_errors_name_the_field(tmp_path: Path, template: str, field:
     assert str(exc.value).startswith(f"{field}:"), str(exc.value)
 
 
+# --- imap.processes ---------------------------------------------------------------------------------
+
+def test_imap_processes_is_one_by_default_bounded_and_only_over_sqlite(tmp_path: Path, template: str) -> None:
+    assert load_config(write(tmp_path, template)).imap_processes == 1
+    assert load_config(write(tmp_path, template.replace("processes = 1\n", ""))).imap_processes == 1
+    assert load_config(write(tmp_path, edited(template, "processes = 1\n", "processes = 3\n"))).imap_processes == 3
+    for bad in ("0", "17", '"2"', "true", "1.5"):
+        with pytest.raises(ConfigError, match=r"^imap\.processes: "):
+            load_config(write(tmp_path, edited(template, "processes = 1\n", f"processes = {bad}\n")))
+    pg = edited(edited(template, "processes = 1\n", "processes = 2\n"),
+                'url = "sqlite+aiosqlite:///relay.db"', 'url = "postgresql+asyncpg://relay@/relay?host=/run/pg"')
+    with pytest.raises(ConfigError, match=r"^imap\.processes: only with the SQLite store; over PostgreSQL run"):
+        load_config(write(tmp_path, pg))
+
+
 # --- imap.reuse_port --------------------------------------------------------------------------------
 
 def test_reuse_port_is_off_by_default_and_only_for_nodes_over_postgresql(tmp_path: Path, template: str) -> None:
