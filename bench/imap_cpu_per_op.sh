@@ -16,7 +16,9 @@
 # per transaction: wall, CPU, COMMIT; a write's wait for its transaction; and the
 # kernel's: the fraction of the window its thread was on a core and waiting for one, its
 # voluntary and involuntary context switches per transaction),
-# daemon CPU seconds and the cores it and its event loop used (about 1 in all: one GIL),
+# daemon CPU seconds (its IMAP worker processes included) and the cores it and its event
+# loop used (about 1 in all with one process: one GIL; the writer figures are the daemon's
+# own process's),
 # CPU ms per operation, Dovecot's ops/s of the same run, load
 # average), so run old and new code in the same sitting and compare the ratios.
 set -euo pipefail
@@ -26,8 +28,14 @@ COMPARE=${COMPARE:-$here/../../shared/anchor/imap_compare.sh}
 ROUNDS=${1:?rounds}; shift
 SECS=${SECS:-20}
 
-cpu_ticks() { # pid -> utime+stime in clock ticks
-  awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+cpu_ticks() { # pid -> utime+stime in clock ticks, its child processes' included (imap.processes)
+  local p t=0 n
+  for p in "$1" $(pgrep -P "${1%%/*}" 2>/dev/null); do
+    [ "$p" = "$1" ] || [ "${1#*/}" = "$1" ] || continue  # a thread (pid/task/tid): itself only
+    n=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+    t=$((t + ${n:-0}))
+  done
+  echo "$t"
 }
 
 one() { # relay label
