@@ -43,7 +43,7 @@ from relay.core.config import ConfigError, load_config
 from relay.core.runtime import client_tls_context
 from relay.daemon import storelock, tlsevents
 from relay.daemon.interpreter import freeze_startup_heap
-from relay.daemon.serve import limit_tls_buffers
+from relay.daemon.tlsbuffers import limit_tls_buffers
 from relay.imap.server import ImapServer
 
 log = structlog.get_logger("relay.imapworker")

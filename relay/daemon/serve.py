@@ -7,7 +7,6 @@ the store, which commits everything already acknowledged. Exit status 0.
 from __future__ import annotations
 
 import asyncio
-import asyncio.sslproto
 import signal
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from dossier_bridge.relocate import relocate_documents
 from mailbox_store.errors import StoreError
 from policy.decisions import SHUTTING_DOWN
 from relay.daemon import storelock, systemd, tlsevents
+from relay.daemon.tlsbuffers import limit_tls_buffers
 from relay.core.config import Config
 from relay.daemon.admin import AdminServer
 from relay.daemon.imapworkers import ImapWorkers
@@ -39,18 +39,6 @@ SHUTDOWN_REPLY = SHUTTING_DOWN.smtp()
 # low for those that only keep a session open (NOOP, HELP, VRFY...).
 COMMAND_CALL_LIMITS = {"MAIL": 100_000, "RCPT": 1_000_000, "DATA": 100_000, "RSET": 100_000,
                        "QUIT": 1, "*": 100}
-
-
-# asyncio gives every TLS connection a 256 KiB read buffer (SSLProtocol.max_size), a
-# zero-filled bytearray: all its pages are resident from the handshake on, idle or not
-# (1,000 idle TLS connections: 282 KiB each; 42 KiB with 18 KiB). 10,000 IMAP IDLE
-# sessions would hold 640 MB of it with 64 KiB (issue 12). A TLS record carries at most 16 KiB of
-# plaintext plus 2 KiB of expansion (RFC 5246 §6.2.3, RFC 8446 §5.2): one record per read.
-TLS_READ_BUFFER = 16 * 1024 + 2048
-
-
-def limit_tls_buffers() -> None:
-    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER  # type: ignore[attr-defined]
 
 
 class StartupError(Exception):
