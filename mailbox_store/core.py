@@ -72,9 +72,9 @@ class StoreCore:
         # crypto pool in the daemon; None: asyncio's default executor)
         self.executor: Executor | None = None
         self.node_id_value: str | None = None
-        # \Recent: the highest UID already claimed per folder id, as far as this process
-        # knows (recent.py); a deleted folder's entry goes (folders.py)
-        self.recent_marks: dict[int, int] = {}
+        # \Recent: per folder id, its UIDVALIDITY and the highest UID already claimed, as
+        # far as this process knows (recent.py); a deleted folder's entry goes (folders.py)
+        self.recent_marks: dict[int, tuple[int, int]] = {}
 
     @property
     def node_id(self) -> str:

@@ -7,7 +7,12 @@ moving that mark up, in the writer, so two sessions never both get a message.
 Claims are frequent (every session that sees a new message asks) and almost always
 no-ops for all sessions but the first: the highest mark this process has written or
 read is kept per folder, and a claim below it is answered without a write (the mark
-only ever rises, so a cached value is never above the truth)."""
+only ever rises, so a cached value is never above the truth). The cache is keyed by
+the folder's id and UIDVALIDITY: SQLite may give a deleted folder's id to the next
+folder created, and with imap.processes another process may have deleted it, so a
+mark remembered for the old folder must not answer for the new one (imaptest's `copy`
+group over two processes: a re-created folder's copied messages were nobody's
+\\Recent)."""
 from __future__ import annotations
 
 import asyncio
@@ -59,26 +64,32 @@ class RecentOps(Repository):
     reader: Reader  # (imapreads.py)
     writer: Writer
 
-    def _marks(self) -> dict[int, int]:
+    def _marks(self) -> dict[int, tuple[int, int]]:
         # in the core: deleting a folder (folders.py) forgets its mark
         return self.core.recent_marks
 
-    def _remember(self, folder_id: int, mark: int) -> None:
+    def _known(self, folder_id: int, uidvalidity: int) -> int:
+        """The mark this process knows for that folder (0: none)."""
+        known = self._marks().get(folder_id)
+        return known[1] if known is not None and known[0] == uidvalidity else 0
+
+    def _remember(self, folder_id: int, uidvalidity: int, mark: int) -> None:
         marks = self._marks()
         if len(marks) >= _KNOWN_MARKS and folder_id not in marks:
             marks.clear()  # forgetting only costs a write later, never a wrong answer
-        marks[folder_id] = max(marks.get(folder_id, 0), mark)
+        marks[folder_id] = (uidvalidity, max(self._known(folder_id, uidvalidity), mark))
 
-    def claimed(self, folder_id: int, below_uid: int) -> None:
+    def claimed(self, folder_id: int, below_uid: int, uidvalidity: int = 0) -> None:
         """A claim committed by a caller's own job (claim_all): later claims below it
         are answered without a write."""
-        self._remember(folder_id, below_uid)
+        self._remember(folder_id, uidvalidity, below_uid)
 
-    async def claim_recent(self, folder_id: int, below_uid: int) -> int:
+    async def claim_recent(self, folder_id: int, below_uid: int, uidvalidity: int = 0) -> int:
         """Claim for the caller every UID below below_uid that no session has claimed;
         returns the first UID the caller got (those >= it and < below_uid are its
-        \\Recent messages; it got none when the result is >= below_uid)."""
-        if self._marks().get(folder_id, 0) >= below_uid:
+        \\Recent messages; it got none when the result is >= below_uid). uidvalidity:
+        the folder's as the caller knows it (the cache's key with the id)."""
+        if self._known(folder_id, uidvalidity) >= below_uid:
             return below_uid
         # sessions told of the same delivery claim together: the first claim's write
         # answers the others (they get none of its UIDs), one writer job instead of
@@ -93,7 +104,7 @@ class RecentOps(Repository):
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         claims[folder_id] = (below_uid, done)
         try:
-            first = await self._claim(folder_id, below_uid)
+            first = await self._claim(folder_id, below_uid, uidvalidity)
             done.set_result(first)
             return first
         except asyncio.CancelledError:
@@ -107,7 +118,7 @@ class RecentOps(Repository):
             if claims.get(folder_id, (0, None))[1] is done:
                 del claims[folder_id]
 
-    async def _claim(self, folder_id: int, below_uid: int) -> int:
+    async def _claim(self, folder_id: int, below_uid: int, uidvalidity: int) -> int:
         def job(conn: Connection) -> tuple[int, list[Change]]:
             first = _MARK.scalar(conn, {"fid": folder_id})
             if first is None:  # the folder is gone: nothing to claim
@@ -117,7 +128,7 @@ class RecentOps(Repository):
             return first, []
 
         first = await self.writer.submit(job)
-        self._remember(folder_id, below_uid)
+        self._remember(folder_id, uidvalidity, below_uid)
         return first
 
     async def recent_count(self, folder_id: int) -> int:

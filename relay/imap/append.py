@@ -227,7 +227,7 @@ async def cmd_append(s: Session, tag: str, p: Parser, uid: bool) -> Reply:
         except FolderGone:  # the writer rolled the APPEND back: nothing was added
             return no(f"no folder {name}", "TRYCREATE")
         if got:
-            s.server.store.claimed(folder_id, got[0][1])
+            s.server.store.claimed(folder_id, got[0][1], uidvalidity)
             sel.claimed_by_append(*got[0])
     elif len(items) == 1 and isinstance(items[0][0], SpooledMessage):
         delivered = await s.server.store.deliver_spooled([s.user], items[0][0], internal_date=items[0][1],

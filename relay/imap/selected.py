@@ -127,7 +127,7 @@ class Selected:
         if claimed and below_uid <= max(b for _, b in claimed):
             first = below_uid  # an APPEND of this session claimed them already (and got what it got)
         else:
-            first = await store.claim_recent(self.folder_id, below_uid)
+            first = await store.claim_recent(self.folder_id, below_uid, self.uidvalidity)
         self.recent.update(u for u in uids if u >= first or any(f <= u < b for f, b in claimed))
         # announced up to below_uid: the ranges below it are spent
         self.own_claims = [(f, b) for f, b in claimed if b > below_uid]

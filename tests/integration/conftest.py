@@ -219,6 +219,21 @@ def relay(instance: Path) -> Iterator[RunningDaemon]:
     rd.stop()
 
 
+@pytest.fixture
+def relay_two_processes(instance: Path) -> Iterator[RunningDaemon]:
+    """The daemon with imap.processes = 2: its own IMAP front and one worker process
+    (relay/daemon/imapworkers.py). SQLite only."""
+    if on_postgresql():
+        pytest.skip("imap.processes is for the SQLite store")
+    cfg = instance / "relay.toml"
+    text = cfg.read_text()
+    assert text.count("processes = 1\n") == 1
+    cfg.write_text(text.replace("processes = 1\n", "processes = 2\n"))
+    rd = RunningDaemon(cfg).start()
+    yield rd
+    rd.stop()
+
+
 def message(subject: str = "Compte rendu", body: str = "Bonjour,\r\nVoici le compte rendu.\r\n",
             to: str = f"{INS_ACTIVE}@patient.mssante.fr", extra: str = "", message_id: str | None = None,
             sender: str = SENDER) -> bytes:

@@ -7,28 +7,11 @@ import imaplib
 import os
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import RunningDaemon, message, seeded_instance
-from tests.pg import on_postgresql
+from tests.integration.conftest import RunningDaemon, message
 from tests.procsock import serving_pid
-
-pytestmark = pytest.mark.skipif(on_postgresql(), reason="imap.processes is for the SQLite store")
-
-
-@pytest.fixture
-def relay2(template_instance: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningDaemon]:
-    d = seeded_instance(tmp_path / "inst", template_instance, request)
-    cfg = d / "relay.toml"
-    text = cfg.read_text()
-    assert text.count("processes = 1\n") == 1
-    cfg.write_text(text.replace("processes = 1\n", "processes = 2\n"))
-    rd = RunningDaemon(cfg).start()
-    yield rd
-    rd.stop()
 
 
 def workers(rd: RunningDaemon) -> list[int]:
@@ -66,9 +49,9 @@ def until_untagged(c: imaplib.IMAP4_SSL, name: str, timeout: float = 10.0) -> li
     raise AssertionError(f"no untagged {name}")
 
 
-def test_each_process_serves_and_hears_the_others_changes(relay2: RunningDaemon) -> None:
-    (w,) = workers(relay2)
-    by_pid, extra = sessions_in_both(relay2)
+def test_each_process_serves_and_hears_the_others_changes(relay_two_processes: RunningDaemon) -> None:
+    (w,) = workers(relay_two_processes)
+    by_pid, extra = sessions_in_both(relay_two_processes)
     ours, theirs = by_pid[os.getpid()], by_pid[w]
     for c in (ours, theirs):
         c.select("INBOX")
@@ -77,7 +60,7 @@ def test_each_process_serves_and_hears_the_others_changes(relay2: RunningDaemon)
     assert theirs.append("INBOX", None, None, message(subject="de l'autre processus"))[0] == "OK"
     assert until_untagged(ours, "EXISTS") == [b"1"]
     # a delivery through the MX (the daemon's writer): the worker's session is told
-    relay2.deliver(message(subject="par le MX"))
+    relay_two_processes.deliver(message(subject="par le MX"))
     assert b"2" in until_untagged(theirs, "EXISTS")
     # flags both ways
     assert ours.store("1", "+FLAGS", "(\\Flagged)")[0] == "OK"
@@ -95,20 +78,20 @@ def test_each_process_serves_and_hears_the_others_changes(relay2: RunningDaemon)
         c.logout()
 
 
-def test_a_worker_that_dies_is_started_again_and_the_stop_ends_it(relay2: RunningDaemon) -> None:
-    (first,) = workers(relay2)
+def test_a_worker_that_dies_is_started_again_and_the_stop_ends_it(relay_two_processes: RunningDaemon) -> None:
+    (first,) = workers(relay_two_processes)
     os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and workers(relay2) in ([], [first]):
+    while time.monotonic() < deadline and workers(relay_two_processes) in ([], [first]):
         time.sleep(0.1)
-    (second,) = workers(relay2)
+    (second,) = workers(relay_two_processes)
     assert second != first
     # the new worker serves (once it listens: a few tries)
     deadline = time.monotonic() + 20
     served = False
     while not served and time.monotonic() < deadline:
         try:
-            by_pid, extra = sessions_in_both(relay2)
+            by_pid, extra = sessions_in_both(relay_two_processes)
         except AssertionError:
             time.sleep(0.2)
             continue
@@ -116,6 +99,6 @@ def test_a_worker_that_dies_is_started_again_and_the_stop_ends_it(relay2: Runnin
         for c in (*by_pid.values(), *extra):
             c.logout()
     assert served
-    relay2.stop()
+    relay_two_processes.stop()
     with pytest.raises(ProcessLookupError):
         os.kill(second, 0)  # reaped: gone

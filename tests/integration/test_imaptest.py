@@ -50,6 +50,18 @@ def _imaptest() -> Path:
 
 
 def test_imaptest_scripted_groups_all_pass(relay: RunningDaemon, tmp_path: Path) -> None:
+    _scripted_groups_pass(relay, tmp_path)
+
+
+def test_imaptest_scripted_groups_all_pass_over_two_imap_processes(relay_two_processes: RunningDaemon,
+                                                                     tmp_path: Path) -> None:
+    """imap.processes = 2: imaptest's connections land in either process (the kernel
+    picks), so the groups that watch one session's changes from another (EXPUNGE,
+    flags, \\Recent, NOTIFY) see them cross processes (mailbox_store/procfeed.py)."""
+    _scripted_groups_pass(relay_two_processes, tmp_path)
+
+
+def _scripted_groups_pass(relay: RunningDaemon, tmp_path: Path) -> None:
     binary = _imaptest()
     env = {**os.environ, "LD_LIBRARY_PATH": "/usr/lib/dovecot"}
     done = subprocess.run(

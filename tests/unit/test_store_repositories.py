@@ -112,9 +112,22 @@ async def test_a_deleted_folders_recent_mark_is_forgotten_by_the_recent_reposito
     old = await store.create_folder(box.id, "Dossiers")
     await store.deliver([box], message(), folder="Dossiers")
     assert await store.claim_recent(old.id, 2) == 1
-    assert store.core.recent_marks[old.id] == 2
+    assert store.core.recent_marks[old.id] == (0, 2)
     await store.delete_folder(box.id, "Dossiers")
     assert old.id not in store.core.recent_marks
     new = await store.create_folder(box.id, "Dossiers")
     await store.deliver([box], message(), folder="Dossiers")
     assert await store.claim_recent(new.id, 2) == 1  # the new folder's message is \Recent here
+
+
+async def test_a_recent_mark_answers_only_for_the_folder_it_was_claimed_in(store: Store) -> None:
+    # with imap.processes, another process may delete a folder and a new one get its id
+    # (SQLite): this process's remembered mark must not say the new folder's messages
+    # were claimed (imaptest's copy group over two processes)
+    box = await store.create_mailbox(INS_A)
+    f = await store.create_folder(box.id, "Dossiers")
+    await store.deliver([box], message(), folder="Dossiers")
+    store.core.recent_marks[f.id] = (f.uidvalidity - 1, 50)  # remembered from the id's former folder
+    assert await store.claim_recent(f.id, 2, uidvalidity=f.uidvalidity) == 1  # the message is \Recent here
+    assert store.core.recent_marks[f.id] == (f.uidvalidity, 2)
+    assert await store.claim_recent(f.id, 2, uidvalidity=f.uidvalidity) == 2  # and nobody else's
