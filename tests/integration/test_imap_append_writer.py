@@ -22,9 +22,9 @@ def _count_claim_jobs(relay: RunningDaemon) -> list[int]:
     calls: list[int] = []
     original = ops._claim
 
-    async def counted(folder_id: int, below_uid: int) -> int:
+    async def counted(folder_id: int, below_uid: int, uidvalidity: int) -> int:
         calls.append(below_uid)
-        return await original(folder_id, below_uid)
+        return await original(folder_id, below_uid, uidvalidity)
 
     ops._claim = counted
     return calls

@@ -24,7 +24,7 @@ class NoStore:
     Only the \\Recent claim of new messages (a write, mailbox_store/recent.py) goes there:
     this store gives the session every message it claims."""
 
-    async def claim_recent(self, folder_id: int, below_uid: int) -> int:
+    async def claim_recent(self, folder_id: int, below_uid: int, uidvalidity: int = 0) -> int:
         return 1
 
     def __getattr__(self, name: str) -> object:
