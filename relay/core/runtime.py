@@ -55,6 +55,14 @@ def load_dkim(config: Config) -> DkimKey | None:
         return None
 
 
+async def open_store(config: Config, master: MasterKey, upgrade: bool | None = None) -> Store:
+    """The store as the daemon opens it, with the configured batch, caches and password;
+    an IMAP worker (relay/daemon/imapworker.py) opens the same with upgrade=False."""
+    return await Store.open(config.store_url, master, max_batch=config.group_commit_max,
+                            mailbox_cache_ttl=config.mailbox_cache_ttl, key_cache=config.store_key_cache,
+                            password_file=config.store_password_file, upgrade=upgrade)
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -79,9 +87,7 @@ class Runtime:
         trust = load_trust(config)
         tls = mx_tls_context(config)
         imap_tls = client_tls_context(config)
-        store = await Store.open(config.store_url, master, max_batch=config.group_commit_max,
-                                 mailbox_cache_ttl=config.mailbox_cache_ttl, key_cache=config.store_key_cache,
-                                 password_file=config.store_password_file)
+        store = await open_store(config, master)
         if await store.get_mailbox(POSTMASTER) is None:
             # RFC 5321 §4.5.1: postmaster@ our domain must be accepted; operations read it
             # another node over the same PostgreSQL may create it first: that is the goal too

@@ -37,10 +37,9 @@ import structlog
 
 from mailbox_store.procfeed import CommitSender, FeedFollower
 from mailbox_store.crypto import MasterKey
-from mailbox_store.store import Store
 from relay.core import logs, reloadable
 from relay.core.config import ConfigError, load_config
-from relay.core.runtime import client_tls_context
+from relay.core.runtime import client_tls_context, open_store
 from relay.daemon import storelock, tlsevents
 from relay.daemon.interpreter import freeze_startup_heap
 from relay.daemon.tlsbuffers import limit_tls_buffers
@@ -56,9 +55,7 @@ async def serve(config_path: str, plain_fd: int, tls_fd: int, commits_fd: int, f
     tlsevents.install()
     master = MasterKey.load(config.master_key)
     imap_tls = client_tls_context(config)
-    store = await Store.open(config.store_url, master, max_batch=config.group_commit_max,
-                             mailbox_cache_ttl=config.mailbox_cache_ttl, key_cache=config.store_key_cache,
-                             password_file=config.store_password_file, upgrade=False)
+    store = await open_store(config, master, upgrade=False)
     crypto = ThreadPoolExecutor(max_workers=config.workers.crypto, thread_name_prefix="crypto")
     store.executor = crypto
     lock_fd = storelock.open_write_lock(config.store_url)
