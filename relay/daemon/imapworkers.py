@@ -38,7 +38,7 @@ from mailbox_store.procfeed import CommitSender, FeedHub
 from mailbox_store.store import Store
 from relay.core.config import Config
 from relay.daemon import storelock
-from relay.imap.server import bind_shared
+from relay.imap.server import bind_listeners
 
 log = structlog.get_logger("relay.imapworkers")
 
@@ -93,14 +93,12 @@ class ImapWorkers:
         while not self._stopping:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             back, link = await self._hub.add(ours)
-            listeners: list[socket.socket] = []
+            listeners: tuple[socket.socket, ...] = ()
             try:
-                cfg = self.config
-                listeners = [bind_shared(cfg.imap_listen.host, self._ports[0]),
-                             bind_shared(cfg.imap_listen_tls.host, self._ports[1])]
+                listeners = bind_listeners(self.config, self._ports)
                 fds = (*(s.fileno() for s in listeners), self._tx.fileno(), theirs.fileno())
                 proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "relay.daemon.imapworker", str(cfg.path), *map(str, fds),
+                    sys.executable, "-m", "relay.daemon.imapworker", str(self.config.path), *map(str, fds),
                     pass_fds=fds, env=env, stdin=asyncio.subprocess.DEVNULL)
             except OSError as e:
                 log.error("imapworker.start_failed", worker=index, error=type(e).__name__)

@@ -23,7 +23,7 @@ from relay.core.config import Config
 from relay.daemon.admin import AdminServer
 from relay.daemon.imapworkers import ImapWorkers
 from relay.daemon.interpreter import freeze_startup_heap
-from relay.imap.server import ImapServer, bind_shared
+from relay.imap.server import ImapServer, bind_listeners
 from relay.core.runtime import Runtime
 from relay.delivery.receipts import ReceiptSender
 from relay.delivery.runner import QueueRunner
@@ -116,8 +116,7 @@ class Daemon:
         log.info("daemon.listening", front="mx", address=f"{cfg.mx_listen.host}:{self.mx_port}")
         self.imap = ImapServer(cfg, rt.store, rt.master, rt.imap_tls)
         if cfg.imap_processes > 1:  # the workers listen first (imapworkers.py), on the ports we bound
-            own = (bind_shared(cfg.imap_listen.host, cfg.imap_listen.port),
-                   bind_shared(cfg.imap_listen_tls.host, cfg.imap_listen_tls.port))
+            own = bind_listeners(cfg)
             self.imap_workers = ImapWorkers(cfg, rt.store, (own[0].getsockname()[1], own[1].getsockname()[1]))
             await self.imap_workers.start()
             await self.imap.start(own)

@@ -10,7 +10,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from prometheus_client import Gauge
@@ -58,6 +58,19 @@ def bind_shared(host: str, port: int) -> socket.socket:
     return sock
 
 
+def bind_listeners(config: Config, ports: tuple[int, int] | None = None) -> tuple[socket.socket, socket.socket]:
+    """The STARTTLS and implicit-TLS sockets of one IMAP process (imap.processes),
+    bound with bind_shared on the configured hosts: on the configured ports (the
+    daemon's), or on `ports` (the daemon's as bound, for a worker)."""
+    plain_port, tls_port = ports or (config.imap_listen.port, config.imap_listen_tls.port)
+    plain = bind_shared(config.imap_listen.host, plain_port)
+    try:
+        return plain, bind_shared(config.imap_listen_tls.host, tls_port)
+    except OSError:
+        plain.close()
+        raise
+
+
 class ImapServer:
     def __init__(self, config: Config, store: Store, master: MasterKey, tls_context: ssl.SSLContext):
         self.config = config
@@ -88,27 +101,24 @@ class ImapServer:
 
     async def start(self, sockets: tuple[socket.socket, socket.socket] | None = None) -> None:
         """Listen on the configured addresses, or on `sockets` (STARTTLS, implicit TLS;
-        bound, not yet listening: bind_shared) when the daemon runs several IMAP
+        bound, not yet listening: bind_listeners) when the daemon runs several IMAP
         processes (imap.processes, relay/daemon/imapworkers.py)."""
         cfg = self.config
         private_dir(self.spool_dir)
         self.pruner.start()
         limit = cfg.imap_max_line + 2
+        where: list[dict[str, Any]]  # start_server's arguments, STARTTLS then implicit TLS
         if sockets is not None:
-            plain = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=False), sock=sockets[0],
-                                               limit=limit)
-            implicit = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=True), sock=sockets[1],
-                                                  limit=limit, ssl=self.tls_context)
+            where = [{"sock": sock} for sock in sockets]
         else:
             # imap.reuse_port: several nodes (processes over one PostgreSQL store) of one host
             # listen on the same ports, and the kernel spreads the connections (SO_REUSEPORT)
             reuse_port = cfg.imap_reuse_port or None
-            plain = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=False),
-                                               cfg.imap_listen.host, cfg.imap_listen.port, limit=limit,
-                                               reuse_address=True, reuse_port=reuse_port)
-            implicit = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=True),
-                                                  cfg.imap_listen_tls.host, cfg.imap_listen_tls.port, limit=limit,
-                                                  ssl=self.tls_context, reuse_address=True, reuse_port=reuse_port)
+            where = [{"host": at.host, "port": at.port, "reuse_address": True, "reuse_port": reuse_port}
+                     for at in (cfg.imap_listen, cfg.imap_listen_tls)]
+        plain = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=False), limit=limit, **where[0])
+        implicit = await asyncio.start_server(lambda r, w: self._serve(r, w, tls=True), limit=limit,
+                                              ssl=self.tls_context, **where[1])
         self._servers = [plain, implicit]
         log.info("daemon.listening", front="imap", address=f"{cfg.imap_listen.host}:{self.ports[0]}")
         log.info("daemon.listening", front="imaps", address=f"{cfg.imap_listen_tls.host}:{self.ports[1]}")
