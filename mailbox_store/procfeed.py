@@ -42,6 +42,21 @@ MAX_DATAGRAM = 65_536  # nodefeed.encode's payloads are at most 7,000 bytes
 MAX_LINE = 65_536
 
 
+def _republish(feed: Feed, own_node: str, payload: bytes) -> int | None:
+    """Another process's changes in `payload`, published on this process's feed marked
+    remote; how many (0: this process's own, published at its commit), None when the
+    payload is not one (logged)."""
+    try:
+        node, changes = decode(payload.decode("ascii"))
+    except (ValueError, TypeError, UnicodeDecodeError) as e:
+        log.warning("procfeed.bad_payload", error=type(e).__name__)
+        return None
+    if node == own_node:
+        return 0
+    feed.publish(changes)
+    return len(changes)
+
+
 class CommitSender:
     """The writer's after-commit hook (run in its thread, while it holds the shared
     lock): this transaction's changes onto the shared datagram socket."""
@@ -102,11 +117,10 @@ class FeedHub:
             self._dispatch(data)
 
     def _dispatch(self, data: bytes) -> None:
-        try:
-            node, changes = decode(data.decode("ascii"))
-        except (ValueError, TypeError, UnicodeDecodeError) as e:
-            log.warning("procfeed.bad_payload", error=type(e).__name__)
-            return
+        heard = _republish(self._feed, self._node, data)
+        if heard is None:
+            return  # not a payload: passed on to no one
+        self.received += heard
         line = data + b"\n"
         for link in list(self._links):
             if link.transport.get_write_buffer_size() > MAX_BUFFERED:
@@ -114,9 +128,6 @@ class FeedHub:
                 self.remove(link)  # the worker sees EOF and stops; the daemon starts another
                 continue
             link.write(line)
-        if node != self._node:
-            self.received += len(changes)
-            self._feed.publish(changes)
 
     def close(self) -> None:
         try:
@@ -152,14 +163,7 @@ class FeedFollower:
                 break
             except (asyncio.IncompleteReadError, ConnectionError):
                 break
-            try:
-                node, changes = decode(line.decode("ascii"))
-            except (ValueError, TypeError, UnicodeDecodeError) as e:
-                log.warning("procfeed.bad_payload", error=type(e).__name__)
-                continue
-            if node != self._node:
-                self.received += len(changes)
-                self._feed.publish(changes)
+            self.received += _republish(self._feed, self._node, line) or 0
         self._on_lost()  # the daemon's end closed (not a stop: that cancels the task)
 
     def listening(self) -> None:
